@@ -1,0 +1,15 @@
+.PHONY: build test bench run
+
+build:
+	go build -o bin/sealgate ./cmd/sealgate
+
+# Installs missing Debian peers, then gofmt, go vet, staticcheck and go test -race.
+test:
+	scripts/test.sh
+
+# Benchmarks (figures quoted in closing notes come from here).
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
+
+run: build
+	bin/sealgate serve --config config.example.toml

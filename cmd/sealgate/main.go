@@ -1,0 +1,10 @@
+// Command sealgate is the S/MIME encryption gateway and its admin CLI.
+package main
+
+import (
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

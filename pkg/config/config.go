@@ -1,0 +1,181 @@
+// Package config loads and validates sealgate's TOML configuration file.
+//
+// The types here mirror the file one to one (see config.example.toml and
+// ../shared/INTERFACE.md). Decoding is strict: an unknown key is an error.
+// Secrets never appear in the file itself, only paths to files holding them
+// (keys ending in _file).
+package config
+
+// Config is the whole configuration file.
+type Config struct {
+	DataDir    string      `toml:"data_dir"`
+	SMTP       SMTP        `toml:"smtp"`
+	Relay      Relay       `toml:"relay"`
+	Store      Store       `toml:"store"`
+	PKI        PKI         `toml:"pki"`
+	Users      Users       `toml:"users"`
+	Keyservers []Keyserver `toml:"keyservers"`
+	Trust      Trust       `toml:"trust"`
+	Policy     Policy      `toml:"policy"`
+	PDF        PDF         `toml:"pdf"`
+	HTTP       HTTP        `toml:"http"`
+	Log        Log         `toml:"log"`
+}
+
+// SMTP is the inbound listener that Exchange's send connector talks to.
+type SMTP struct {
+	Listen          string   `toml:"listen"`
+	Hostname        string   `toml:"hostname"`
+	TLSCertFile     string   `toml:"tls_cert_file"`
+	TLSKeyFile      string   `toml:"tls_key_file"`
+	AllowedNetworks []string `toml:"allowed_networks"`
+	AuthUsersFile   string   `toml:"auth_users_file"`
+	MaxMessageBytes int64    `toml:"max_message_bytes"`
+	MaxRecipients   int      `toml:"max_recipients"`
+	MaxConnections  int      `toml:"max_connections"`
+	ReadTimeout     Duration `toml:"read_timeout"`
+	WriteTimeout    Duration `toml:"write_timeout"`
+}
+
+// Relay is where processed mail goes next.
+type Relay struct {
+	Mode             string   `toml:"mode"` // smarthost | mx | dir
+	Smarthost        string   `toml:"smarthost"`
+	TLS              string   `toml:"tls"` // none | opportunistic | required
+	Dir              string   `toml:"dir"`
+	AuthUser         string   `toml:"auth_user"`
+	AuthPasswordFile string   `toml:"auth_password_file"`
+	Timeout          Duration `toml:"timeout"`
+	RetryFor         Duration `toml:"retry_for"` // after this a temporary failure bounces
+}
+
+// Store selects the persistence backend.
+type Store struct {
+	Driver string `toml:"driver"` // sqlite | postgres
+	DSN    string `toml:"dsn"`
+}
+
+// PKI configures per-user certificates.
+type PKI struct {
+	Issuer        string   `toml:"issuer"`   // embedded | stepca
+	KeyType       string   `toml:"key_type"` // rsa2048 | rsa3072 | rsa4096 | p256 | p384
+	Validity      Duration `toml:"validity"`
+	RenewBefore   Duration `toml:"renew_before"`
+	MasterKeyFile string   `toml:"master_key_file"`
+	SyncInterval  Duration `toml:"sync_interval"`
+	StepCA        StepCA   `toml:"stepca"`
+}
+
+// StepCA is a remote smallstep CA reached through its API.
+type StepCA struct {
+	URL                     string `toml:"url"`
+	RootFile                string `toml:"root_file"`
+	Provisioner             string `toml:"provisioner"`
+	ProvisionerPasswordFile string `toml:"provisioner_password_file"`
+}
+
+// Users says who the organisation's senders are.
+type Users struct {
+	Source string       `toml:"source"` // static | ldap
+	Groups []string     `toml:"groups"`
+	Static []StaticUser `toml:"static"`
+	LDAP   UsersLDAP    `toml:"ldap"`
+}
+
+// StaticUser is a user listed in the file itself (embedded default).
+type StaticUser struct {
+	Email   string   `toml:"email"`
+	Name    string   `toml:"name"`
+	Aliases []string `toml:"aliases"`
+	Groups  []string `toml:"groups"`
+}
+
+// UsersLDAP reads users and groups from AD or another LDAP server.
+type UsersLDAP struct {
+	URL                 string   `toml:"url"`
+	BindDN              string   `toml:"bind_dn"`
+	BindPasswordFile    string   `toml:"bind_password_file"`
+	BaseDN              string   `toml:"base_dn"`
+	UserFilter          string   `toml:"user_filter"`
+	GroupBaseDN         string   `toml:"group_base_dn"`
+	PublishCertificates bool     `toml:"publish_certificates"`
+	Timeout             Duration `toml:"timeout"`
+	CAFile              string   `toml:"ca_file"`
+}
+
+// Keyserver is an LDAP directory searched for recipient certificates.
+type Keyserver struct {
+	Name             string   `toml:"name"`
+	URL              string   `toml:"url"`
+	BaseDN           string   `toml:"base_dn"`
+	BindDN           string   `toml:"bind_dn"`
+	BindPasswordFile string   `toml:"bind_password_file"`
+	Timeout          Duration `toml:"timeout"`
+}
+
+// Trust lists the anchors recipient certificates must chain to.
+type Trust struct {
+	CAFiles     []string `toml:"ca_files"`
+	SystemRoots bool     `toml:"system_roots"`
+	// Revocation is "hard-fail" (unknown status means unusable) or
+	// "soft-fail" (unknown status is accepted, and said so).
+	Revocation string `toml:"revocation"`
+}
+
+// Policy holds the rules that decide per recipient.
+type Policy struct {
+	InternalDomains []string     `toml:"internal_domains"`
+	Rules           []PolicyRule `toml:"rules"`
+}
+
+// PolicyRule is one [[policy.rules]] entry: conditions (all must hold; an
+// empty condition matches anything) and actions.
+type PolicyRule struct {
+	Name string `toml:"name"`
+
+	// Conditions.
+	Sender              []string `toml:"sender"`                // addresses or *@domain globs
+	SenderDomain        []string `toml:"sender_domain"`         // domains
+	SenderGroup         []string `toml:"sender_group"`          // directory groups of the sender
+	Recipient           []string `toml:"recipient"`             // addresses or globs
+	RecipientDomain     []string `toml:"recipient_domain"`      // domains; "*.example.com" matches subdomains
+	RecipientDomainFile string   `toml:"recipient_domain_file"` // one domain per line
+	Header              []string `toml:"header"`                // "Name: value", case-insensitive equality
+	HeaderMatch         []string `toml:"header_match"`          // "Name: regexp"
+	SubjectTag          string   `toml:"subject_tag"`           // e.g. "[secure]"
+	StripSubjectTag     bool     `toml:"strip_subject_tag"`
+	MinSize             int64    `toml:"min_size"`
+	MaxSize             int64    `toml:"max_size"`
+
+	// Actions.
+	Sign            string `toml:"sign"`       // always | if-key | never
+	Encrypt         string `toml:"encrypt"`    // none | smime | smime-or-pdf | pdf | smime-required
+	OnFailure       string `toml:"on_failure"` // hold | bounce | plain (plain only where allowed)
+	TLS             string `toml:"tls"`        // none | opportunistic | required
+	EncryptCalendar bool   `toml:"encrypt_calendar"`
+}
+
+// PDF configures the password-protected PDF mail.
+type PDF struct {
+	Password       []string `toml:"password"` // subject | preset | generated-to-sender | portal
+	SubjectTag     string   `toml:"subject_tag"`
+	Language       string   `toml:"language"` // de | en
+	AttachmentName string   `toml:"attachment_name"`
+	AttachOriginal bool     `toml:"attach_original"`
+	TemplateDir    string   `toml:"template_dir"`
+	PasswordLength int      `toml:"password_length"`
+	FontFile       string   `toml:"font_file"`
+	PortalURL      string   `toml:"portal_url"`
+	PortalTokenTTL Duration `toml:"portal_token_ttl"`
+}
+
+// HTTP is the listener for the CRL, the events API and metrics.
+type HTTP struct {
+	Listen string `toml:"listen"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error
+	Format string `toml:"format"` // text | json
+}
