@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sealgate/sealgate/pkg/config"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -121,5 +123,28 @@ func TestLoadConfigIsUsageError(t *testing.T) {
 	a.configPath = "../../config.example.toml"
 	if cfg, err := a.loadConfig(); err != nil || cfg.Relay.Mode != "dir" {
 		t.Fatalf("example: %v", err)
+	}
+}
+
+// Checks registered by other command groups are reported by `config check`
+// like Load's own problems.
+func TestConfigCheckRunsRegisteredChecks(t *testing.T) {
+	saved := configChecks
+	t.Cleanup(func() { configChecks = saved })
+	configChecks = append(configChecks, func(cfg *config.Config) []config.Problem {
+		return []config.Problem{{Key: "policy.rules[2]", Line: cfg.Line("policy.rules[2]"), Message: "rule is never reached", Hint: "move it up"}}
+	})
+	example, err := config.Load("../../config.example.toml")
+	if err != nil || example.Line("policy.rules[2]") == 0 {
+		t.Fatalf("example: %v", err)
+	}
+	want := fmt.Sprintf("config.example.toml:%d: policy.rules[2]: rule is never reached (move it up)", example.Line("policy.rules[2]"))
+	code, _, stderr := runCLI(t, "config", "check", "--config", "../../config.example.toml")
+	if code != 2 || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	a := &app{configPath: "../../config.example.toml"}
+	if _, err := a.loadConfig(); err == nil || !strings.Contains(err.Error(), "never reached") {
+		t.Fatalf("loadConfig: %v", err)
 	}
 }
