@@ -436,7 +436,8 @@ func (v *validator) pdf() {
 	for i, m := range p.Password {
 		key := indexKey("pdf.password", i)
 		if !slices.Contains([]string{"subject", "preset", "generated-to-sender", "portal"}, m) {
-			v.add(key, []string{"pdf.password"}, fmt.Sprintf("%q is not a password source", m), "use subject, preset, generated-to-sender or portal (this key lists sources, never a password)")
+			// The value is not repeated: it may be a password written here by mistake.
+			v.add(key, []string{"pdf.password"}, "is not a password source", "use subject, preset, generated-to-sender or portal (this key lists where passwords come from, never a password itself)")
 			continue
 		}
 		if seen[m] {
