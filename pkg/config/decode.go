@@ -232,6 +232,11 @@ func secretish(name string) bool {
 // looks like one, else the closest known key, else the list of known keys.
 func unknownKeyHint(section, key string, known []string) string {
 	lower := strings.ToLower(key)
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return fmt.Sprintf("keys are case-sensitive: write %q", k)
+		}
+	}
 	if secretish(lower) {
 		if f := secretFileKey(lower, known); f != "" {
 			return "secrets go in files: use " + f + ", the path of a file readable only by sealgate"

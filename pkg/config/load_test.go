@@ -82,6 +82,8 @@ func TestProblems(t *testing.T) {
 			want: []keyLine{{"pki.validty", 5}}, wantHint: `did you mean "validity"?`},
 		{name: "transposed letters suggest the key", doc: dirRelay + "[[policy.rules]]\nname = \"r\"\nsgin = \"always\"\n",
 			want: []keyLine{{"policy.rules[0].sgin", 6}}, wantHint: `did you mean "sign"?`},
+		{name: "keys are case-sensitive", doc: dirRelay + "[PKI]\nValidity = \"1h\"\n",
+			want: []keyLine{{"PKI", 4}}, wantHint: `keys are case-sensitive: write "pki"`},
 		{name: "unknown section is reported once", doc: dirRelay + "[smtpp]\nlisten = \":25\"\nhostname = \"x\"\n",
 			want: []keyLine{{"smtpp", 4}}},
 		{name: "string for a number", doc: dirRelay + "[smtp]\nmax_recipients = \"10\"\n",
@@ -193,7 +195,10 @@ func TestProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, ps := problemsOf(t, write(t, tt.doc, tt.files))
+			path := write(t, tt.doc, tt.files)
+			_, ps := problemsOf(t, path)
+			_, err := Load(path)
+			agreeWithGoTOMLStrict(t, []byte(tt.doc), err)
 			if got := keyLinesOf(ps); !slices.Equal(got, tt.want) {
 				t.Fatalf("problems = %v\nwant %v\nfull: %+v", got, tt.want, ps)
 			}
