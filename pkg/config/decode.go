@@ -32,7 +32,7 @@ func (d *decoder) decodeTable(path string, m map[string]any, v reflect.Value) {
 	fields := make(map[string]int, t.NumField())
 	var names []string
 	for i := range t.NumField() {
-		tag := t.Field(i).Tag.Get("toml")
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
 		if tag == "" || tag == "-" || !t.Field(i).IsExported() {
 			continue
 		}
