@@ -80,6 +80,17 @@ func (ps *problems) add(key string, near []string, message, hint string) {
 	ps.list = append(ps.list, Problem{Key: key, Line: ps.lineNear(key, near...), Message: message, Hint: hint})
 }
 
+// has reports whether key already has a problem (its value could not be
+// decoded, so it still holds the default).
+func (ps *problems) has(key string) bool {
+	for _, p := range ps.list {
+		if p.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 func (ps *problems) lineNear(key string, near ...string) int {
 	if l := ps.lines[key]; l > 0 {
 		return l

@@ -104,6 +104,8 @@ func TestProblems(t *testing.T) {
 			want: []keyLine{{"trust.system_roots", 5}}, wantMsg: "want true or false"},
 		{name: "enum", doc: "[relay]\nmode = \"dir\"\ndir = \"./out\"\ntls = \"maybe\"\n",
 			want: []keyLine{{"relay.tls", 4}}, wantHint: "none, opportunistic, required"},
+		{name: "undecodable mode brings no follow-up problems", doc: "[relay]\nmode = 5\n",
+			want: []keyLine{{"relay.mode", 2}}},
 		{name: "relay mode", doc: "[relay]\nmode = \"pigeon\"\n",
 			want: []keyLine{{"relay.mode", 2}}},
 		{name: "smarthost mode without host points at mode", doc: "\n[relay]\nmode = \"smarthost\"\n",

@@ -39,8 +39,14 @@ type validator struct {
 
 func (v *validator) add(key string, near []string, msg, hint string) { v.ps.add(key, near, msg, hint) }
 
-// oneOf checks an enum value.
+// oneOf checks an enum value. It is false, and checks that depend on the
+// value are skipped, when the key could not be decoded: the default it
+// still holds is not what the admin wrote, so "relay.mode = 5" must not
+// also bring "relay.smarthost is required".
 func (v *validator) oneOf(key, val string, allowed ...string) bool {
+	if v.ps.has(key) {
+		return false
+	}
 	if slices.Contains(allowed, val) {
 		return true
 	}
