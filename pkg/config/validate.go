@@ -288,7 +288,7 @@ func (v *validator) pki() {
 	v.oneOf("pki.key_type", p.KeyType, "rsa2048", "rsa3072", "rsa4096", "p256", "p384")
 	v.positive("pki.validity", p.Validity)
 	v.positive("pki.renew_before", p.RenewBefore)
-	if p.Validity.Duration > 0 && p.RenewBefore.Duration >= p.Validity.Duration {
+	if p.Validity.Duration > 0 && p.RenewBefore.Duration >= p.Validity.Duration && !v.ps.has("pki.validity") {
 		v.add("pki.renew_before", []string{"pki.validity"}, fmt.Sprintf("%s is not shorter than pki.validity (%s): every certificate would be renewed at once", p.RenewBefore.Duration, p.Validity.Duration), "make renew_before a fraction of validity, e.g. 720h for 8760h")
 	}
 	// The master key file may be absent: it is created on first start.
