@@ -20,24 +20,37 @@ import (
 // backend is one database the whole suite runs against.
 type backend struct {
 	name string
-	// open opens a fresh, empty store with keyring kr.
-	open func(t testing.TB, kr *secret.Keyring) *Store
+	// fresh returns the options (without keyring) of a new, empty
+	// database that lives until the test ends.
+	fresh func(t testing.TB) Options
+}
+
+// open opens a fresh, empty store with keyring kr.
+func (b backend) open(t testing.TB, kr *secret.Keyring) *Store {
+	t.Helper()
+	return openWith(t, b.fresh(t), kr)
+}
+
+func openWith(t testing.TB, opts Options, kr *secret.Keyring) *Store {
+	t.Helper()
+	opts.Keyring = kr
+	s, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Open %s: %v", opts.Driver, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func sqliteBackend() backend {
-	return backend{"sqlite", func(t testing.TB, kr *secret.Keyring) *Store {
-		return openSQLiteAt(t, filepath.Join(t.TempDir(), "data", "sealgate.db"), kr)
+	return backend{"sqlite", func(t testing.TB) Options {
+		return Options{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "data", "sealgate.db")}
 	}}
 }
 
 func openSQLiteAt(t testing.TB, path string, kr *secret.Keyring) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Options{Driver: "sqlite", Path: path, Keyring: kr})
-	if err != nil {
-		t.Fatalf("Open sqlite %s: %v", path, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return openWith(t, Options{Driver: "sqlite", Path: path}, kr)
 }
 
 // backends lists what the driver-independent tests run against.
@@ -766,21 +779,49 @@ func TestQueue(t *testing.T) {
 	})
 }
 
+// TestConcurrentOpen: several nodes starting at once on an empty database
+// migrate it exactly once, and none fails.
+func TestConcurrentOpen(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		opts := b.fresh(t)
+		opts.Keyring = testKeyring(t)
+		const nodes = 4
+		stores := make([]*Store, nodes)
+		errs := make([]error, nodes)
+		var wg sync.WaitGroup
+		for i := range nodes {
+			wg.Go(func() { stores[i], errs[i] = Open(ctx, opts) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+				continue
+			}
+			defer stores[i].Close()
+		}
+		if errs[0] != nil {
+			return
+		}
+		var n, maxV int
+		if err := stores[0].db.QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&n, &maxV); err != nil {
+			t.Fatal(err)
+		}
+		if n != len(migrations) || maxV != SchemaVersion() {
+			t.Errorf("schema_migrations has %d rows up to %d, want %d up to %d", n, maxV, len(migrations), SchemaVersion())
+		}
+	})
+}
+
 // TestConcurrentWriters: several goroutines on one handle and a second
 // handle on the same file (as a second process would) write at once; none
 // fails with "database is locked" and no update is lost.
 func TestConcurrentWriters(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		kr := testKeyring(t)
-		s := b.open(t, kr)
-		handles := []*Store{s}
-		if b.name == "sqlite" {
-			var path string
-			if err := s.db.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
-				t.Fatal(err)
-			}
-			handles = append(handles, openSQLiteAt(t, path, kr))
-		}
+		opts := b.fresh(t)
+		s := openWith(t, opts, kr)
+		handles := []*Store{s, openWith(t, opts, kr)}
 		if err := s.PutQueueEntry(ctx, QueueEntry{ID: "shared", State: "queued"}); err != nil {
 			t.Fatal(err)
 		}
