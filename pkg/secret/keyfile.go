@@ -134,13 +134,23 @@ func readKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secret: reading master key file %s: %w", path, err)
 	}
+	key, err := parseKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("secret: master key file %s %w; delete it only if nothing was sealed with it yet", path, err)
+	}
+	return key, nil
+}
+
+// parseKey decodes a key file's content: 64 hex characters, surrounding
+// white space ignored. Its errors describe the shape, never the content.
+func parseKey(raw []byte) ([]byte, error) {
 	text := bytes.TrimSpace(raw)
 	if len(text) != 2*KeySize {
-		return nil, fmt.Errorf("secret: master key file %s holds %d bytes; want %d hexadecimal characters; delete it only if nothing was sealed with it yet", path, len(raw), 2*KeySize)
+		return nil, fmt.Errorf("holds %d bytes; want %d hexadecimal characters", len(raw), 2*KeySize)
 	}
 	key := make([]byte, KeySize)
 	if _, err := hex.Decode(key, text); err != nil {
-		return nil, fmt.Errorf("secret: master key file %s is not hexadecimal", path)
+		return nil, errors.New("is not hexadecimal")
 	}
 	return key, nil
 }

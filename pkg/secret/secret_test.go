@@ -411,3 +411,31 @@ func BenchmarkOpen1KB(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseKey: the key file is read from disk, where anything can be.
+// Parsing never panics, yields KeySize bytes or an error, and the error
+// never echoes the content.
+func FuzzParseKey(f *testing.F) {
+	f.Add([]byte(strings.Repeat("ab", KeySize) + "\n"))
+	f.Add([]byte(strings.Repeat("x", 2*KeySize)))
+	f.Add([]byte{})
+	f.Add(bytes.Repeat([]byte{0xff}, KeySize))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		key, err := parseKey(raw)
+		if err != nil {
+			if key != nil {
+				t.Fatal("key returned with an error")
+			}
+			if trimmed := bytes.TrimSpace(raw); len(trimmed) >= 8 && strings.Contains(err.Error(), string(trimmed)) {
+				t.Fatalf("error echoes the file content: %v", err)
+			}
+			return
+		}
+		if len(key) != KeySize {
+			t.Fatalf("key of %d bytes", len(key))
+		}
+		if !strings.EqualFold(hex.EncodeToString(key), string(bytes.TrimSpace(raw))) {
+			t.Fatal("decoded key does not match the file")
+		}
+	})
+}

@@ -94,6 +94,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		if d == postgresDialect {
+			return nil, fmt.Errorf("store: connecting to PostgreSQL (store.dsn): %w", err)
+		}
+		return nil, fmt.Errorf("store: opening SQLite database %s: %w", opts.Path, err)
+	}
 	s := &Store{db: db, d: d, kr: opts.Keyring, now: time.Now}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()

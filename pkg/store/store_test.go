@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -858,6 +859,51 @@ func TestConcurrentWriters(t *testing.T) {
 		e, err := s.QueueEntry(ctx, "shared")
 		if err != nil || e.Attempts != workers*perWorker {
 			t.Errorf("shared attempts = %d, %v; want %d (lost updates)", e.Attempts, err, workers*perWorker)
+		}
+	})
+}
+
+// TestPostgresErrorsHideDSNPassword: store.dsn may carry a password; a bad
+// DSN or an unreachable server must not print it.
+func TestPostgresErrorsHideDSNPassword(t *testing.T) {
+	port := 1 // nothing listens on port 1
+	for _, dsn := range []string{
+		"postgres://sealgate:Sup3rSecretPw@127.0.0.1:" + strconv.Itoa(port) + "/sealgate?sslmode=disable&connect_timeout=2",
+		"postgres://sealgate:Sup3rSecretPw@127.0.0.1/sealgate?sslmode=bogus",
+		"host=127.0.0.1 port=1 user=sealgate password=Sup3rSecretPw connect_timeout=2 sslmode=disable",
+		"host=127.0.0.1 user=sealgate password=Sup3rSecretPw sslmode=bogus",
+		"postgres://sealgate:Sup3rSecretPw@127.0.0.1:notaport/sealgate",
+	} {
+		s, err := Open(ctx, Options{Driver: "postgres", DSN: dsn, Keyring: testKeyring(t)})
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open %q succeeded", dsn)
+		}
+		t.Logf("%v", err)
+		if strings.Contains(err.Error(), "Sup3rSecretPw") {
+			t.Errorf("error shows the DSN password: %v", err)
+		}
+	}
+}
+
+func TestCanceledContext(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t, testKeyring(t))
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.SetPDFPassword(cctx, "a@example.com", []byte("pw"), "x"); !errors.Is(err, context.Canceled) {
+			t.Errorf("SetPDFPassword: %v, want context.Canceled", err)
+		}
+		if err := s.PutKey(cctx, "k", []byte("key")); !errors.Is(err, context.Canceled) {
+			t.Errorf("PutKey: %v, want context.Canceled", err)
+		}
+		if _, err := s.Certificates(cctx, ""); !errors.Is(err, context.Canceled) {
+			t.Errorf("Certificates: %v, want context.Canceled", err)
+		}
+		opts := b.fresh(t)
+		opts.Keyring = testKeyring(t)
+		if _, err := Open(cctx, opts); !errors.Is(err, context.Canceled) {
+			t.Errorf("Open: %v, want context.Canceled", err)
 		}
 	})
 }
