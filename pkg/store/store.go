@@ -200,3 +200,11 @@ func rowsAffected(res sql.Result, what string) error {
 	}
 	return nil
 }
+
+// Ping checks that the database answers, for health endpoints.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: %s does not answer: %w", s.d.name, err)
+	}
+	return nil
+}

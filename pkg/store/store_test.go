@@ -629,6 +629,24 @@ func TestRecipientCerts(t *testing.T) {
 		if all, _ := s.RecipientCerts(ctx, ""); len(all) != 3 {
 			t.Errorf("all recipient certs: %d, want 3", len(all))
 		}
+
+		sum := sha256.Sum256(der1)
+		colons := strings.ToUpper(hex.EncodeToString(sum[:2])) + ":" + hex.EncodeToString(sum[2:])
+		if err := s.DeleteRecipientCert(ctx, "Partner@example.org", colons); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.RecipientCerts(ctx, "partner@example.org"); len(got) != 1 || !bytes.Equal(got[0].DER, der2) {
+			t.Errorf("after delete: %d certs", len(got))
+		}
+		if got, _ := s.RecipientCerts(ctx, "other@example.org"); len(got) != 1 {
+			t.Error("delete removed another recipient's copy of the certificate")
+		}
+		if err := s.DeleteRecipientCert(ctx, "partner@example.org", hex.EncodeToString(sum[:])); !errors.Is(err, ErrNotFound) {
+			t.Errorf("second delete: %v", err)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Error(err)
+		}
 	})
 }
 
