@@ -155,20 +155,25 @@ func parseKey(raw []byte) ([]byte, error) {
 	return key, nil
 }
 
-// createKeyFile writes a new random key with O_EXCL, so an existing key is
-// never overwritten.
+// createKeyFile writes a new random key to a temporary file and links it
+// into place: the key file appears complete or not at all (a process
+// starting at the same moment never reads a half-written key), and an
+// existing key is never overwritten (link fails with ErrExist).
 func createKeyFile(path string) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("secret: creating directory for master key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".new.*")
 	if err != nil {
 		return fmt.Errorf("secret: creating master key file: %w", err)
 	}
-	if err := writeNewKey(f); err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("secret: writing master key file %s: %w", path, err)
+	defer os.Remove(tmp.Name())
+	if err := writeNewKey(tmp); err != nil {
+		return fmt.Errorf("secret: writing master key file %s: %w", tmp.Name(), err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("secret: creating master key file: %w", err)
 	}
 	return syncDir(dir)
 }

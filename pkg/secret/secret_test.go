@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -438,4 +439,36 @@ func FuzzParseKey(f *testing.F) {
 			t.Fatal("decoded key does not match the file")
 		}
 	})
+}
+
+// TestLoadOrCreateKeyringRace: processes starting at once on a fresh
+// data_dir must all end up with the one key on disk, never with keys of
+// their own.
+func TestLoadOrCreateKeyringRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "master.key")
+	const n = 8
+	ids := make([]KeyID, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			kr, err := LoadOrCreateKeyring(path)
+			errs[i] = err
+			if err == nil {
+				ids[i] = kr.CurrentKeyID()
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("loader %d: %v", i, errs[i])
+		}
+		if ids[i] != ids[0] {
+			t.Fatalf("loader %d got key %s, loader 0 got %s", i, ids[i], ids[0])
+		}
+	}
+	if left, _ := filepath.Glob(path + ".new.*"); len(left) != 0 {
+		t.Errorf("temporary key files left behind: %v", left)
+	}
 }
