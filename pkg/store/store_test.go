@@ -372,91 +372,107 @@ func TestSealedValuesBoundToRow(t *testing.T) {
 		if k, err := s.Key(ctx, "mallory"); !errors.Is(err, secret.ErrOpen) || k != nil {
 			t.Errorf("swapped key: %q, %v; want secret.ErrOpen", k, err)
 		}
+
+		// One flipped bit in a stored value fails closed too.
+		var sealed []byte
+		if err := s.db.QueryRowContext(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, "alice").Scan(&sealed); err != nil {
+			t.Fatal(err)
+		}
+		sealed[len(sealed)/2] ^= 0x80
+		if _, err := s.db.ExecContext(ctx, `UPDATE private_keys SET sealed = $1 WHERE id = $2`, sealed, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if k, err := s.Key(ctx, "alice"); !errors.Is(err, secret.ErrOpen) || k != nil {
+			t.Errorf("flipped bit: %q, %v; want secret.ErrOpen", k, err)
+		}
 	})
 }
 
 func TestWrongMasterKeyFailsClosed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sealgate.db")
-	s := openSQLiteAt(t, path, testKeyring(t))
-	if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw"), "portal"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutKey(ctx, "k", []byte("key")); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s2 := openSQLiteAt(t, path, testKeyring(t))
-	if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); !errors.Is(err, secret.ErrOpen) || pw != nil {
-		t.Errorf("PDFPassword under the wrong master key: %q, %v", pw, err)
-	}
-	if k, err := s2.Key(ctx, "k"); !errors.Is(err, secret.ErrOpen) || k != nil {
-		t.Errorf("Key under the wrong master key: %q, %v", k, err)
-	}
-	// Nor can the wrong key be used to overwrite the key it cannot read.
-	if err := s2.PutKey(ctx, "k", []byte("other")); err == nil {
-		t.Error("PutKey replaced a key it could not open")
-	}
+	forEachBackend(t, func(t *testing.T, b backend) {
+		opts := b.fresh(t)
+		s := openWith(t, opts, testKeyring(t))
+		if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw"), "portal"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutKey(ctx, "k", []byte("key")); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s2 := openWith(t, opts, testKeyring(t))
+		if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); !errors.Is(err, secret.ErrOpen) || pw != nil {
+			t.Errorf("PDFPassword under the wrong master key: %q, %v", pw, err)
+		}
+		if k, err := s2.Key(ctx, "k"); !errors.Is(err, secret.ErrOpen) || k != nil {
+			t.Errorf("Key under the wrong master key: %q, %v", k, err)
+		}
+		// Nor can the wrong key be used to overwrite the key it cannot read.
+		if err := s2.PutKey(ctx, "k", []byte("other")); err == nil {
+			t.Error("PutKey replaced a key it could not open")
+		}
+	})
 }
 
 func TestResealAfterRotation(t *testing.T) {
-	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "master.key")
-	dbPath := filepath.Join(dir, "sealgate.db")
-	kr1, err := secret.LoadOrCreateKeyring(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := openSQLiteAt(t, dbPath, kr1)
-	if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw-a"), "portal"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutKey(ctx, "k", []byte("key-k")); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-
-	oldPath, err := secret.RotateKeyFile(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr2, err := secret.LoadOrCreateKeyring(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2 := openSQLiteAt(t, dbPath, kr2)
-	// Old values open through the old key; new ones use the new key.
-	if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); err != nil || string(pw) != "pw-a" {
-		t.Fatalf("old value after rotation: %q, %v", pw, err)
-	}
-	if err := s2.SetPDFPassword(ctx, "b@example.com", []byte("pw-b"), "portal"); err != nil {
-		t.Fatal(err)
-	}
-	n, err := s2.Reseal(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("Reseal = %d, %v; want 2 (a's password and key k)", n, err)
-	}
-	if n, err := s2.Reseal(ctx); err != nil || n != 0 {
-		t.Fatalf("second Reseal = %d, %v; want 0", n, err)
-	}
-	s2.Close()
-
-	// With the old key file gone, everything still opens.
-	if err := os.Remove(oldPath); err != nil {
-		t.Fatal(err)
-	}
-	kr3, err := secret.LoadOrCreateKeyring(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s3 := openSQLiteAt(t, dbPath, kr3)
-	for email, want := range map[string]string{"a@example.com": "pw-a", "b@example.com": "pw-b"} {
-		if pw, _, err := s3.PDFPassword(ctx, email); err != nil || string(pw) != want {
-			t.Errorf("%s after reseal: %q, %v", email, pw, err)
+	forEachBackend(t, func(t *testing.T, b backend) {
+		keyPath := filepath.Join(t.TempDir(), "master.key")
+		opts := b.fresh(t)
+		kr1, err := secret.LoadOrCreateKeyring(keyPath)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if k, err := s3.Key(ctx, "k"); err != nil || string(k) != "key-k" {
-		t.Errorf("key after reseal: %q, %v", k, err)
-	}
+		s := openWith(t, opts, kr1)
+		if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw-a"), "portal"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutKey(ctx, "k", []byte("key-k")); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+
+		oldPath, err := secret.RotateKeyFile(keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr2, err := secret.LoadOrCreateKeyring(keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2 := openWith(t, opts, kr2)
+		// Old values open through the old key; new ones use the new key.
+		if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); err != nil || string(pw) != "pw-a" {
+			t.Fatalf("old value after rotation: %q, %v", pw, err)
+		}
+		if err := s2.SetPDFPassword(ctx, "b@example.com", []byte("pw-b"), "portal"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s2.Reseal(ctx)
+		if err != nil || n != 2 {
+			t.Fatalf("Reseal = %d, %v; want 2 (a's password and key k)", n, err)
+		}
+		if n, err := s2.Reseal(ctx); err != nil || n != 0 {
+			t.Fatalf("second Reseal = %d, %v; want 0", n, err)
+		}
+		s2.Close()
+
+		// With the old key file gone, everything still opens.
+		if err := os.Remove(oldPath); err != nil {
+			t.Fatal(err)
+		}
+		kr3, err := secret.LoadOrCreateKeyring(keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s3 := openWith(t, opts, kr3)
+		for email, want := range map[string]string{"a@example.com": "pw-a", "b@example.com": "pw-b"} {
+			if pw, _, err := s3.PDFPassword(ctx, email); err != nil || string(pw) != want {
+				t.Errorf("%s after reseal: %q, %v", email, pw, err)
+			}
+		}
+		if k, err := s3.Key(ctx, "k"); err != nil || string(k) != "key-k" {
+			t.Errorf("key after reseal: %q, %v", k, err)
+		}
+	})
 }
 
 func TestCertificates(t *testing.T) {
