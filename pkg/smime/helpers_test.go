@@ -1,7 +1,6 @@
 package smime
 
 import (
-	"bytes"
 	"crypto/x509"
 	"os"
 	"path/filepath"
