@@ -10,8 +10,9 @@ import (
 // lines get rewrapped by relays, so they must be encoded before signing.
 const maxLine = 998
 
-// needsEncoding reports whether a 7bit-transport would alter body: 8-bit
-// bytes, NUL, bare CR or over-long lines.
+// needsEncoding reports whether a 7bit transport could alter body: 8-bit
+// bytes, NUL, bare CR, over-long lines, trailing whitespace (stripped by
+// some relays) and lines starting with "From " (escaped by mbox stores).
 func needsEncoding(body []byte) bool {
 	col := 0
 	for i, c := range body {
@@ -19,9 +20,15 @@ func needsEncoding(body []byte) bool {
 		case c >= 0x80 || c == 0:
 			return true
 		case c == '\n':
+			if i > 0 && (body[i-1] == ' ' || body[i-1] == '\t' ||
+				body[i-1] == '\r' && i > 1 && (body[i-2] == ' ' || body[i-2] == '\t')) {
+				return true
+			}
 			col = 0
 			continue
 		case c == '\r' && (i+1 >= len(body) || body[i+1] != '\n'):
+			return true
+		case col == 0 && c == 'F' && bytes.HasPrefix(body[i:], []byte("From ")):
 			return true
 		}
 		col++
@@ -98,7 +105,14 @@ func appendQP(dst []byte, body []byte) []byte {
 	w := quotedprintable.NewWriter(&buf)
 	w.Write(body)
 	w.Close()
-	return appendCRLF(dst, buf.Bytes())
+	qp := buf.Bytes()
+	// "From " at a line start would be mangled to ">From " by mbox
+	// stores; =46 is the same letter in quoted-printable.
+	if bytes.HasPrefix(qp, []byte("From ")) {
+		qp = append([]byte("=46"), qp[1:]...)
+	}
+	qp = bytes.ReplaceAll(qp, []byte("\nFrom "), []byte("\n=46rom "))
+	return appendCRLF(dst, qp)
 }
 
 // appendCanonicalMultipart canonicalises each body part between the
