@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/directory"
 	"github.com/sealgate/sealgate/pkg/secret"
+	"github.com/sealgate/sealgate/pkg/smime"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -93,8 +95,11 @@ type lookupJSON struct {
 	Fingerprint string            `json:"fingerprint_sha256,omitempty"`
 	NotAfter    *time.Time        `json:"not_after,omitempty"`
 	Checks      []directory.Check `json:"checks"`
-	Unavailable []string          `json:"unavailable,omitempty"`
-	Candidates  []candidateJSON   `json:"candidates,omitempty"`
+	// Capabilities are the algorithms the recipient announced in a signed
+	// message (harvested), strongest first; empty when unknown.
+	Capabilities []string        `json:"capabilities,omitempty"`
+	Unavailable  []string        `json:"unavailable,omitempty"`
+	Candidates   []candidateJSON `json:"candidates,omitempty"`
 }
 
 type candidateJSON struct {
@@ -133,6 +138,7 @@ func (a *app) directoryLookup(ctx context.Context, email string, explain bool) e
 		na := c.Certificate.NotAfter.UTC()
 		out.NotAfter = &na
 		out.Checks = c.Checks
+		out.Capabilities = capabilityNames(c.Capabilities)
 	}
 	if explain {
 		for _, ev := range r.Candidates {
@@ -160,6 +166,9 @@ func printLookup(w io.Writer, r lookupJSON, explain bool) error {
 	if r.Found {
 		fmt.Fprintf(w, "%s: found in %s\n", r.Email, r.Source)
 		fmt.Fprintf(w, "  sha256     %s\n  not after  %s\n", r.Fingerprint, r.NotAfter.Format(time.RFC3339))
+		if len(r.Capabilities) > 0 {
+			fmt.Fprintf(w, "  announces  %s\n", strings.Join(r.Capabilities, ", "))
+		}
 		if !explain {
 			printChecks(w, "  ", r.Checks)
 		}
@@ -275,4 +284,31 @@ func importFile(ctx context.Context, env *directoryEnv, path string) ([]director
 	}
 	stored, err := directory.ImportCertificates(ctx, env.store, data)
 	return stored, "certificates", err
+}
+
+var capabilityNameByOID = map[string]string{
+	"2.16.840.1.101.3.4.1.46": "aes256-GCM", "2.16.840.1.101.3.4.1.26": "aes192-GCM", "2.16.840.1.101.3.4.1.6": "aes128-GCM",
+	"2.16.840.1.101.3.4.1.42": "aes256-CBC", "2.16.840.1.101.3.4.1.22": "aes192-CBC", "2.16.840.1.101.3.4.1.2": "aes128-CBC",
+	"1.2.840.113549.3.7": "des-ede3-CBC", "1.2.840.113549.3.2": "rc2-CBC", "1.2.840.113549.1.1.7": "rsaes-OAEP",
+	"1.3.14.3.2.7": "des-CBC", "1.2.643.2.2.21": "gost28147",
+}
+
+// capabilityNames lists announced algorithms by name (OID when unknown).
+func capabilityNames(der []byte) []string {
+	if len(der) == 0 {
+		return nil
+	}
+	caps, err := smime.ParseCapabilities(der)
+	if err != nil {
+		return []string{"unparsable SMIMECapabilities"}
+	}
+	out := make([]string, 0, len(caps))
+	for _, c := range caps {
+		if n, ok := capabilityNameByOID[c.ID.String()]; ok {
+			out = append(out, n)
+		} else {
+			out = append(out, c.ID.String())
+		}
+	}
+	return out
 }

@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/sealgate/sealgate/pkg/directory"
+	"github.com/sealgate/sealgate/pkg/smime"
 )
 
-// smimeVerifier adapts pkg/smime's verification to the harvester.
+// smimeVerifier adapts pkg/smime to the directory's harvester: the
+// signature must be intact; trust is decided at each lookup.
 type smimeVerifier struct{}
 
 func (smimeVerifier) VerifySignature(ctx context.Context, msg []byte) (directory.VerifiedSignature, error) {
-	return directory.VerifiedSignature{}, errors.New("this build cannot verify S/MIME signatures yet (pkg/smime not merged)")
+	signer, certs, caps, err := smime.SignerInfo(msg)
+	if err != nil {
+		return directory.VerifiedSignature{}, err
+	}
+	return directory.VerifiedSignature{Signer: signer, Certificates: certs, Capabilities: caps}, nil
 }

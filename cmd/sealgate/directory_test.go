@@ -181,3 +181,57 @@ userCertificate;binary:< file://%s
 		t.Fatalf("bad address: exit %d, want 2", code)
 	}
 }
+
+// TestDirectoryHarvestOpensslSignedMail: a message signed by openssl cms
+// is harvested; the signer's certificate is found afterwards, with the
+// capabilities openssl announced; a tampered copy stores nothing.
+func TestDirectoryHarvestOpensslSignedMail(t *testing.T) {
+	p := newOpensslPKI(t)
+	p.issue(t, "signer", "signer@partner.test", "emailProtection")
+	dir := t.TempDir()
+	// No key server: the store alone must answer.
+	conf := writeDirectoryConfig(t, dir, "ldap://127.0.0.1:1", p.caPEM)
+	body := filepath.Join(dir, "body.txt")
+	if err := os.WriteFile(body, []byte("Hello from a partner.\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eml := testpeer.MustRun(t, nil, "openssl", "cms", "-sign", "-in", body, "-signer", p.path("signer.pem"), "-inkey", p.leafKy,
+		"-certfile", p.caPEM, "-md", "sha256", "-from", "signer@partner.test", "-to", "us@example.org", "-subject", "signed")
+
+	tampered := bytes.Replace(eml, []byte("Hello from a partner."), []byte("Hello from an attacker"), 1)
+	badFile := filepath.Join(dir, "tampered.eml")
+	_ = os.WriteFile(badFile, tampered, 0o600)
+	if code, out, errOut := runCLI(t, "--config", conf, "directory", "import", badFile); code != 1 || !strings.Contains(errOut, "nothing harvested") {
+		t.Fatalf("tampered message: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "--config", conf, "directory", "lookup", "signer@partner.test"); code != 1 || strings.Contains(out, "found in store") {
+		t.Fatalf("tampered message stored something: exit %d\n%s", code, out)
+	}
+
+	emlFile := filepath.Join(dir, "signed.eml")
+	_ = os.WriteFile(emlFile, eml, 0o600)
+	code, out, errOut := runCLI(t, "--config", conf, "directory", "import", emlFile)
+	if code != 0 || !strings.Contains(out, "signer@partner.test") || !strings.Contains(out, "harvest") || !strings.Contains(out, "capabilities") {
+		t.Fatalf("harvest: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "--config", conf, "--output", "json", "directory", "lookup", "signer@partner.test")
+	var res struct {
+		Found        bool
+		Source       string
+		Fingerprint  string `json:"fingerprint_sha256"`
+		Capabilities []string
+		Unavailable  []string
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	// openssl announces AES-256-CBC first by default.
+	if code != 0 || !res.Found || res.Source != "store" || res.Fingerprint != p.fingerprint(t, "signer") ||
+		len(res.Capabilities) == 0 || res.Capabilities[0] != "aes256-CBC" {
+		t.Fatalf("lookup after harvest: exit %d\n%s", code, out)
+	}
+	// The store answered, so the dead key server after it was not asked.
+	if len(res.Unavailable) != 0 {
+		t.Errorf("key server asked although the store had a valid certificate: %v", res.Unavailable)
+	}
+}
