@@ -16,54 +16,18 @@ type Options struct {
 	// Path resolves recipient_domain_file relative to the config file;
 	// nil uses the path as written. (*config.Config).Path fits.
 	Path func(p string) string
+	// File names the config file in the returned *config.Errors.
+	File string
 }
 
-// Problem is one thing wrong with the policy section.
-type Problem struct {
-	Key     string // config key path, e.g. "policy.rules[2].header[0]"
-	Line    int    // 0 if unknown
-	Rule    string // rule name, "" for policy-wide problems
-	Message string
-	Hint    string
-}
-
-func (p Problem) String() string {
-	var b strings.Builder
-	if p.Line > 0 {
-		fmt.Fprintf(&b, "line %d: ", p.Line)
-	}
-	b.WriteString(p.Key)
-	if p.Rule != "" {
-		fmt.Fprintf(&b, " (rule %q)", p.Rule)
-	}
-	b.WriteString(": ")
-	b.WriteString(p.Message)
-	if p.Hint != "" {
-		b.WriteString(" (")
-		b.WriteString(p.Hint)
-		b.WriteString(")")
-	}
-	return b.String()
-}
-
-// Errors is every problem Compile found, in file order.
-type Errors struct{ Problems []Problem }
-
-func (e *Errors) Error() string {
-	lines := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		lines[i] = p.String()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Defaults for action keys a rule leaves out, and the implicit default
-// rule that decides when no configured rule matches (a policy without a
-// catch-all rule): sign when the sender has a key, encrypt when the
-// recipient has a certificate, hold what fails, TLS when offered.
+// Defaults for action keys a rule leaves out (the same that config.Load
+// fills in), and the actions of the implicit default rule that decides when
+// no configured rule matches (a policy without a catch-all rule): sign,
+// encrypt with S/MIME or else PDF, hold what fails, TLS when offered. Mail
+// no rule foresaw is thus never sent in clear.
 const (
-	DefaultSign      = SignIfKey
-	DefaultEncrypt   = EncryptSMIME
+	DefaultSign      = SignAlways
+	DefaultEncrypt   = EncryptSMIMEOrPDF
 	DefaultOnFailure = FailHold
 	DefaultTLS       = TLSOpportunistic
 )
@@ -160,8 +124,9 @@ type Policy struct {
 
 // Compile checks and compiles the policy section once, so that Decide
 // does no parsing, no lowering of rule values and no file access. Every
-// problem found is returned together in *Errors, each with the rule's
-// name, its key path and line.
+// problem found is returned together in a *config.Errors, each with its key
+// path, line, the rule's name in the message, and a hint, so that
+// `config check` can list them with the file's other problems.
 func Compile(cfg config.Policy, opt Options) (*Policy, error) {
 	c := compiler{opt: opt}
 	p := &Policy{}
@@ -195,11 +160,17 @@ func Compile(cfg config.Policy, opt Options) (*Policy, error) {
 		p.rules = append(p.rules, r)
 	}
 	if len(c.problems) > 0 {
-		return nil, &Errors{Problems: c.problems}
+		return nil, &config.Errors{File: opt.File, Problems: c.problems}
 	}
 	p.implicit = rule{name: RuleImplicitDefault, index: -1, sign: DefaultSign, encrypt: DefaultEncrypt, onFailure: DefaultOnFailure, tls: DefaultTLS}
 	p.idx = buildIndex(p.rules)
 	return p, nil
+}
+
+// FromConfig compiles the policy section of a loaded configuration, with
+// its lines and paths.
+func FromConfig(c *config.Config) (*Policy, error) {
+	return Compile(c.Policy, Options{Line: c.Line, Path: c.Path, File: c.File()})
 }
 
 // HasCatchAll reports whether a configured rule matches every message,
@@ -217,7 +188,7 @@ func lineSuffix(line int) string {
 
 type compiler struct {
 	opt      Options
-	problems []Problem
+	problems []config.Problem
 }
 
 // line finds the line of key, trying its parents ("a.b[0]" → "a.b" → "a")
@@ -240,7 +211,10 @@ func (c *compiler) line(key string) int {
 }
 
 func (c *compiler) problem(key, rule, msg, hint string) {
-	c.problems = append(c.problems, Problem{Key: key, Line: c.line(key), Rule: rule, Message: msg, Hint: hint})
+	if rule != "" {
+		msg = fmt.Sprintf("rule %q: %s", rule, msg)
+	}
+	c.problems = append(c.problems, config.Problem{Key: key, Line: c.line(key), Message: msg, Hint: hint})
 }
 
 func (c *compiler) rule(i int, pr config.PolicyRule) rule {

@@ -24,9 +24,10 @@
 //	subject_tag                the subject contains the tag (case-insensitive), e.g. "[secure]"
 //	min_size, max_size         message size in bytes, inclusive; 0 means no limit
 //
-// When no rule matches, the implicit default decides: sign if-key, encrypt
-// smime, on_failure hold, tls opportunistic (the same defaults fill action
-// keys a rule leaves out). A rule without conditions is a catch-all and
+// When no rule matches, the implicit default decides: sign always, encrypt
+// smime-or-pdf, on_failure hold, tls opportunistic — mail no rule foresaw
+// never leaves in clear. The same defaults fill action keys a rule leaves
+// out (as config.Load does). A rule without conditions is a catch-all and
 // should be last; any rule after it is unreachable and rejected.
 //
 // # Actions

@@ -67,7 +67,7 @@ func (p *Policy) Explain(f Facts, r Recipient) Explanation {
 	}
 	if !decided {
 		e.Decision = p.implicit.decision(&f, &r)
-		e.Why = "no rule matched: the implicit default decided (sign if-key, encrypt smime, on_failure hold, tls opportunistic)"
+		e.Why = "no rule matched: the implicit default decided (sign always, encrypt smime-or-pdf, on_failure hold, tls opportunistic)"
 	}
 	return e
 }
