@@ -106,11 +106,14 @@ type rule struct {
 	encryptCalendar bool
 }
 
-// catchAll reports whether the rule has no conditions.
+// catchAll reports whether the rule has no conditions. It looks at the
+// configuration, not the compiled entries, so that a rule whose only
+// condition was malformed is not mistaken for a catch-all.
 func (r *rule) catchAll() bool {
-	return len(r.sender) == 0 && r.senderDomain.empty() && len(r.senderGroup) == 0 &&
-		len(r.recipient) == 0 && r.recipientDomain.empty() && len(r.header) == 0 &&
-		len(r.headerMatch) == 0 && r.subjectTag == "" && r.minSize == 0 && r.maxSize == 0
+	pr := &r.cfg
+	return len(pr.Sender) == 0 && len(pr.SenderDomain) == 0 && len(pr.SenderGroup) == 0 &&
+		len(pr.Recipient) == 0 && len(pr.RecipientDomain) == 0 && pr.RecipientDomainFile == "" &&
+		len(pr.Header) == 0 && len(pr.HeaderMatch) == 0 && pr.SubjectTag == "" && pr.MinSize == 0 && pr.MaxSize == 0
 }
 
 // Policy is a compiled policy section: rules checked, lowered, indexed.

@@ -19,10 +19,9 @@ func ParseHeaderCondition(s string) (name, value string, err error) {
 	if name == "" {
 		return "", "", fmt.Errorf("%q has no header name before ':'", s)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c < 33 || c > 126 {
-			return "", "", fmt.Errorf("header name %q contains %q, which a header name cannot contain (write \"Name: value\", no space before ':')", name, c)
+	for _, r := range name {
+		if r < 33 || r > 126 {
+			return "", "", fmt.Errorf("header name %q contains %q, which a header name cannot contain (write \"Name: value\", no space before ':')", name, r)
 		}
 	}
 	value = strings.TrimSpace(s[colon+1:])
@@ -66,9 +65,12 @@ func compileHeaderMatches(s string) (headerMatches, error) {
 	if err != nil {
 		return headerMatches{}, err
 	}
+	if _, err := regexp.Compile(pattern); err != nil {
+		return headerMatches{}, fmt.Errorf("header %s: pattern %q is not a valid regular expression: %w", name, pattern, err)
+	}
 	re, err := regexp.Compile("(?i)" + pattern)
 	if err != nil {
-		return headerMatches{}, fmt.Errorf("header %s: pattern %q is not a valid regular expression: %w", name, pattern, err)
+		return headerMatches{}, fmt.Errorf("header %s: pattern %q: %w", name, pattern, err)
 	}
 	return headerMatches{name: lower(name), re: re, text: s}, nil
 }
