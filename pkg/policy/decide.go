@@ -41,24 +41,29 @@ const addrBuf = 320
 const stackWords = 8
 
 // evalCtx is a message and recipient prepared once for all rules:
-// addresses and domains lowercased.
+// addresses and domains lowercased. The header fields travel beside it as
+// their own argument: regexp matching makes them escape, and escape
+// analysis would drag everything else reachable from the context (the
+// stack buffers) to the heap with them.
 type evalCtx struct {
-	f           *Facts
 	sAddr, sDom []byte
 	rAddr, rDom []byte
+	groups      []string
+	subject     string
+	size        int64
 }
 
 // eval checks the rule's conditions in order and returns the first that
 // fails, or condNone when the rule matches. Lists are alternatives: one
 // matching entry satisfies the condition.
-func (r *rule) eval(c *evalCtx) cond {
+func (r *rule) eval(c *evalCtx, headers []Header) cond {
 	if len(r.sender) > 0 && !anyAddr(r.sender, c.sAddr) {
 		return condSender
 	}
 	if !r.senderDomain.empty() && !r.senderDomain.contains(c.sDom) {
 		return condSenderDomain
 	}
-	if len(r.senderGroup) > 0 && !anyGroup(r.senderGroup, c.f.SenderGroups) {
+	if len(r.senderGroup) > 0 && !anyGroup(r.senderGroup, c.groups) {
 		return condSenderGroup
 	}
 	if len(r.recipient) > 0 && !anyAddr(r.recipient, c.rAddr) {
@@ -67,21 +72,21 @@ func (r *rule) eval(c *evalCtx) cond {
 	if !r.recipientDomain.empty() && !r.recipientDomain.contains(c.rDom) {
 		return condRecipientDomain
 	}
-	if len(r.header) > 0 && !anyHeaderEquals(r.header, c.f.Headers) {
+	if len(r.header) > 0 && !anyHeaderEquals(r.header, headers) {
 		return condHeader
 	}
-	if len(r.headerMatch) > 0 && !anyHeaderMatches(r.headerMatch, c.f.Headers) {
+	if len(r.headerMatch) > 0 && !anyHeaderMatches(r.headerMatch, headers) {
 		return condHeaderMatch
 	}
 	if r.subjectTag != "" {
-		if i, _ := indexLower(c.f.Subject, r.subjectTag); i < 0 {
+		if i, _ := indexLower(c.subject, r.subjectTag); i < 0 {
 			return condSubjectTag
 		}
 	}
-	if r.minSize > 0 && c.f.Size < r.minSize {
+	if r.minSize > 0 && c.size < r.minSize {
 		return condMinSize
 	}
-	if r.maxSize > 0 && c.f.Size > r.maxSize {
+	if r.maxSize > 0 && c.size > r.maxSize {
 		return condMaxSize
 	}
 	return condNone
@@ -132,7 +137,7 @@ func anyHeaderMatches(want []headerMatches, have []Header) bool {
 
 // decision turns the matching rule's actions into the Decision for this
 // recipient.
-func (r *rule) decision(f *Facts, rc *Recipient) Decision {
+func (r *rule) decision(calendar, hasCert bool) Decision {
 	d := Decision{
 		Rule: r.name, RuleIndex: r.index, Action: ActionDeliver,
 		Sign: r.sign, Encrypt: r.encrypt, OnFailure: r.onFailure, TLS: r.tls,
@@ -140,11 +145,11 @@ func (r *rule) decision(f *Facts, rc *Recipient) Decision {
 	}
 	switch r.encrypt {
 	case EncryptSMIME:
-		if rc.HasCert {
+		if hasCert {
 			d.Method = MethodSMIME
 		}
 	case EncryptSMIMEOrPDF:
-		if rc.HasCert {
+		if hasCert {
 			d.Method, d.Fallback = MethodSMIME, MethodPDF
 		} else {
 			d.Method = MethodPDF
@@ -152,7 +157,7 @@ func (r *rule) decision(f *Facts, rc *Recipient) Decision {
 	case EncryptPDF:
 		d.Method = MethodPDF
 	case EncryptSMIMERequired:
-		if rc.HasCert {
+		if hasCert {
 			d.Method = MethodSMIME
 		} else {
 			d.Action = ActionHold
@@ -163,7 +168,7 @@ func (r *rule) decision(f *Facts, rc *Recipient) Decision {
 	}
 	// Meeting requests stay readable for calendar software unless the
 	// rule insists (encrypt_calendar) or requires S/MIME outright.
-	if f.Calendar && !r.encryptCalendar && r.encrypt != EncryptSMIMERequired && r.encrypt != EncryptNone {
+	if calendar && !r.encryptCalendar && r.encrypt != EncryptSMIMERequired && r.encrypt != EncryptNone {
 		d.Method, d.Fallback, d.CalendarExempt = MethodNone, MethodNone, true
 	}
 	return d
@@ -175,17 +180,18 @@ func internalDecision() Decision {
 }
 
 // prepare lowercases the addresses into the given buffers.
-func prepare(c *evalCtx, f *Facts, rc *Recipient, sbuf, rbuf []byte) {
-	c.f = f
+func prepare(f *Facts, recipient string, sbuf, rbuf []byte) evalCtx {
+	c := evalCtx{groups: f.SenderGroups, subject: f.Subject, size: f.Size}
 	var ok bool
-	if c.rAddr, ok = appendLowerBounded(rbuf, strings.TrimSpace(rc.Address), addrBuf); !ok {
-		c.rAddr = appendLower(nil, strings.TrimSpace(rc.Address))
+	if c.rAddr, ok = appendLowerBounded(rbuf, strings.TrimSpace(recipient), addrBuf); !ok {
+		c.rAddr = appendLower(nil, strings.TrimSpace(recipient))
 	}
 	c.rDom = domainOf(c.rAddr)
 	if c.sAddr, ok = appendLowerBounded(sbuf, strings.TrimSpace(f.Sender), addrBuf); !ok {
 		c.sAddr = appendLower(nil, strings.TrimSpace(f.Sender))
 	}
 	c.sDom = domainOf(c.sAddr)
+	return c
 }
 
 // Decide returns what to do with the message for one recipient: internal
@@ -194,8 +200,7 @@ func prepare(c *evalCtx, f *Facts, rc *Recipient, sbuf, rbuf []byte) {
 // I/O and, for policies up to 512 rules, no allocation.
 func (p *Policy) Decide(f Facts, r Recipient) Decision {
 	var sbuf, rbuf [addrBuf + utf8.UTFMax]byte
-	var c evalCtx
-	prepare(&c, &f, &r, sbuf[:0], rbuf[:0])
+	c := prepare(&f, r.Address, sbuf[:0], rbuf[:0])
 	if p.internal.contains(c.rDom) {
 		return internalDecision()
 	}
@@ -207,17 +212,17 @@ func (p *Policy) Decide(f Facts, r Recipient) Decision {
 		mask, tmp, tmp2 = make(bitset, w), make(bitset, w), make(bitset, w)
 	}
 	copy(mask, p.idx.all)
-	p.idx.narrow(mask, tmp, tmp2, &c)
+	p.idx.narrow(mask, tmp, tmp2, &c, f.Headers)
 	for w, word := range mask {
 		for word != 0 {
 			i := w*64 + bits.TrailingZeros64(word)
 			word &= word - 1
-			if p.rules[i].eval(&c) == condNone {
-				return p.rules[i].decision(&f, &r)
+			if p.rules[i].eval(&c, f.Headers) == condNone {
+				return p.rules[i].decision(f.Calendar, r.HasCert)
 			}
 		}
 	}
-	return p.implicit.decision(&f, &r)
+	return p.implicit.decision(f.Calendar, r.HasCert)
 }
 
 // and sets dst to dst AND b.
@@ -227,10 +232,25 @@ func and(dst, b bitset) {
 	}
 }
 
-// narrow clears from mask the rules that cannot match c.
-func (ix *ruleIndex) narrow(mask, tmp, tmp2 bitset, c *evalCtx) {
+// lazyThreshold is how many remaining candidates may test a condition
+// before looking it up in the index pays off; fewer are simply evaluated.
+const lazyThreshold = 4
+
+// needing counts the candidates in mask that test d's condition.
+func needing(mask bitset, d *dimension) int {
+	n := 0
+	for w := range mask {
+		n += bits.OnesCount64(mask[w] &^ d.free[w])
+	}
+	return n
+}
+
+// narrow clears from mask the rules that cannot match c. The most
+// selective kinds (addresses, domains) go first; groups and headers are
+// looked up only when enough remaining candidates test them.
+func (ix *ruleIndex) narrow(mask, tmp, tmp2 bitset, c *evalCtx, headers []Header) {
 	addrDim := func(d *dimension, addr, dom []byte) {
-		if !d.used {
+		if !d.used || needing(mask, d) == 0 {
 			return
 		}
 		copy(tmp, d.free)
@@ -238,34 +258,28 @@ func (ix *ruleIndex) narrow(mask, tmp, tmp2 bitset, c *evalCtx) {
 		d.orDomain(tmp, dom)
 		and(mask, tmp)
 	}
-	addrDim(&ix.recipient, c.rAddr, c.rDom)
 	addrDim(&ix.recipientDomain, nil, c.rDom)
-	addrDim(&ix.sender, c.sAddr, c.sDom)
+	addrDim(&ix.recipient, c.rAddr, c.rDom)
 	addrDim(&ix.senderDomain, nil, c.sDom)
+	addrDim(&ix.sender, c.sAddr, c.sDom)
 
 	var buf [headerBuf + utf8.UTFMax]byte
-	if ix.senderGroup.used {
+	if ix.senderGroup.used && needing(mask, &ix.senderGroup) > lazyThreshold {
 		copy(tmp, ix.senderGroup.free)
-		for _, g := range c.f.SenderGroups {
+		for _, g := range c.groups {
 			if k, ok := appendLowerBounded(buf[:0], strings.TrimSpace(g), headerBuf); ok {
 				orKey(tmp, ix.senderGroup.key, k)
 			}
 		}
 		and(mask, tmp)
 	}
-	if ix.header.used || ix.headerMatch.used {
+	if (ix.header.used || ix.headerMatch.used) && needing(mask, &ix.header)+needing(mask, &ix.headerMatch) > lazyThreshold {
 		copy(tmp, ix.header.free)
 		copy(tmp2, ix.headerMatch.free)
-		for i := range c.f.Headers {
-			h := &c.f.Headers[i]
-			if !ix.headerLongNames && (len(h.Name) >= 64 || ix.headerNameLens&(1<<uint(len(h.Name))) == 0) {
-				// Lowering never changes an ASCII name's length, and
-				// non-ASCII bytes are invalid in names anyway: a
-				// length no indexed name has cannot be one of them
-				// unless the name has non-ASCII bytes.
-				if isASCII(h.Name) {
-					continue
-				}
+		for i := range headers {
+			h := &headers[i]
+			if !ix.mayHaveHeader(h.Name) {
+				continue
 			}
 			name, ok := appendLowerBounded(buf[:0], h.Name, headerBuf)
 			if !ok {
@@ -283,13 +297,4 @@ func (ix *ruleIndex) narrow(mask, tmp, tmp2 bitset, c *evalCtx) {
 		and(mask, tmp)
 		and(mask, tmp2)
 	}
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }

@@ -38,8 +38,7 @@ type Explanation struct {
 // and records, for each rule that did not match, the first condition that
 // failed. For admins and auditors, not for the mail path.
 func (p *Policy) Explain(f Facts, r Recipient) Explanation {
-	var c evalCtx
-	prepare(&c, &f, &r, make([]byte, 0, addrBuf+utf8.UTFMax), make([]byte, 0, addrBuf+utf8.UTFMax))
+	c := prepare(&f, r.Address, make([]byte, 0, addrBuf+utf8.UTFMax), make([]byte, 0, addrBuf+utf8.UTFMax))
 	var e Explanation
 	decided := false
 	if p.internal.contains(c.rDom) {
@@ -54,19 +53,19 @@ func (p *Policy) Explain(f Facts, r Recipient) Explanation {
 		case decided:
 			t.Result = ResultNotReached
 		default:
-			if k := rl.eval(&c); k != condNone {
+			if k := rl.eval(&c, f.Headers); k != condNone {
 				t.Result, t.Condition, t.Reason = ResultNoMatch, condKeys[k], rl.explainFailure(k, &c)
 				break
 			}
 			t.Result = ResultMatched
-			e.Decision = rl.decision(&f, &r)
+			e.Decision = rl.decision(f.Calendar, r.HasCert)
 			e.Why = fmt.Sprintf("rule %q%s matched: %s", rl.name, lineSuffix(rl.line), rl.describeConditions())
 			decided = true
 		}
 		e.Trace = append(e.Trace, t)
 	}
 	if !decided {
-		e.Decision = p.implicit.decision(&f, &r)
+		e.Decision = p.implicit.decision(f.Calendar, r.HasCert)
 		e.Why = "no rule matched: the implicit default decided (sign always, encrypt smime-or-pdf, on_failure hold, tls opportunistic)"
 	}
 	return e
@@ -114,10 +113,10 @@ func (r *rule) explainFailure(k cond, c *evalCtx) string {
 	case condSenderDomain:
 		return fmt.Sprintf("sender domain %q is not in %s", c.sDom, quoteList(r.cfg.SenderDomain, 5))
 	case condSenderGroup:
-		if len(c.f.SenderGroups) == 0 {
+		if len(c.groups) == 0 {
 			return fmt.Sprintf("the sender is in no group; the rule wants one of %s", quoteList(r.cfg.SenderGroup, 5))
 		}
-		return fmt.Sprintf("sender groups %s include none of %s", quoteList(c.f.SenderGroups, 5), quoteList(r.cfg.SenderGroup, 5))
+		return fmt.Sprintf("sender groups %s include none of %s", quoteList(c.groups, 5), quoteList(r.cfg.SenderGroup, 5))
 	case condRecipient:
 		return fmt.Sprintf("recipient %q is not one of %s", c.rAddr, quoteList(r.cfg.Recipient, 5))
 	case condRecipientDomain:
@@ -134,11 +133,11 @@ func (r *rule) explainFailure(k cond, c *evalCtx) string {
 	case condHeaderMatch:
 		return fmt.Sprintf("no header of the message matches %s", quoteList(r.cfg.HeaderMatch, 5))
 	case condSubjectTag:
-		return fmt.Sprintf("subject %q does not contain %q", c.f.Subject, r.cfg.SubjectTag)
+		return fmt.Sprintf("subject %q does not contain %q", c.subject, r.cfg.SubjectTag)
 	case condMinSize:
-		return fmt.Sprintf("size %d is below min_size %d", c.f.Size, r.minSize)
+		return fmt.Sprintf("size %d is below min_size %d", c.size, r.minSize)
 	case condMaxSize:
-		return fmt.Sprintf("size %d is above max_size %d", c.f.Size, r.maxSize)
+		return fmt.Sprintf("size %d is above max_size %d", c.size, r.maxSize)
 	}
 	return ""
 }

@@ -1,5 +1,7 @@
 package policy
 
+import "unicode/utf8"
+
 // The index narrows down which rules can possibly match before any rule is
 // evaluated, so that Decide stays fast with hundreds of rules (partner
 // domains, one rule each). For every condition kind it maps the values
@@ -81,11 +83,37 @@ type ruleIndex struct {
 	recipient, recipientDomain        dimension
 	header, headerMatch               dimension
 	// headerNames are the (lowercase) names some indexed header entry
-	// tests; headerNameLens has bit l set when one of them is l bytes
-	// long (l < 64), a cheap filter before the map lookup.
-	headerNames     map[string]struct{}
-	headerNameLens  uint64
-	headerLongNames bool // some name is 64+ bytes: no length filter
+	// tests; headerFilter is a one-hash Bloom filter over them (length,
+	// first and last byte) that skips most of a message's fields before
+	// any lowering or map lookup.
+	headerNames  map[string]struct{}
+	headerFilter [4]uint64
+}
+
+// headerFilterBit hashes a header name for headerFilter: length, first
+// and last byte, ASCII letters case-folded. Names with non-ASCII bytes are
+// not hashed (ok false): they may lower to ASCII of another length, as the
+// Kelvin sign lowers to 'k'.
+func headerFilterBit(name string) (b uint8, ok bool) {
+	if len(name) == 0 {
+		return 0, false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			return 0, false
+		}
+	}
+	first, last := name[0]|0x20, name[len(name)-1]|0x20
+	return uint8(len(name)*31 + int(first)*7 + int(last)), true
+}
+
+// mayHaveHeader reports whether name could be an indexed header name.
+func (ix *ruleIndex) mayHaveHeader(name string) bool {
+	b, ok := headerFilterBit(name)
+	if !ok {
+		return len(name) > 0
+	}
+	return ix.headerFilter[b/64]&(1<<(b%64)) != 0
 }
 
 func buildIndex(rules []rule) ruleIndex {
@@ -97,11 +125,8 @@ func buildIndex(rules []rule) ruleIndex {
 	ix.headerNames = map[string]struct{}{}
 	noteName := func(name string) {
 		ix.headerNames[name] = struct{}{}
-		if len(name) < 64 {
-			ix.headerNameLens |= 1 << uint(len(name))
-		} else {
-			ix.headerLongNames = true
-		}
+		b, _ := headerFilterBit(name) // rule header names are ASCII
+		ix.headerFilter[b/64] |= 1 << (b % 64)
 	}
 	addrs := func(d *dimension, ps []addrPattern, i int) {
 		if len(ps) == 0 {

@@ -56,6 +56,17 @@ func hasPrefixLower(s, low string) (int, bool) {
 		if i >= len(s) {
 			return 0, false
 		}
+		if c, l := s[i], low[j]; c < utf8.RuneSelf && l < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != l {
+				return 0, false
+			}
+			i++
+			j++
+			continue
+		}
 		r, n := nextLower(s, i)
 		lr, ln := utf8.DecodeRuneInString(low[j:])
 		if r != lr {
@@ -79,7 +90,17 @@ func indexLower(s, low string) (int, int) {
 	if low == "" {
 		return 0, 0
 	}
+	first := low[0]
 	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			// An ASCII byte only starts a match when it lowers to the
+			// tag's first byte: skip the others without a call.
+			if c != first && c|0x20 != first {
+				i++
+				continue
+			}
+		}
 		if n, ok := hasPrefixLower(s[i:], low); ok {
 			return i, n
 		}
@@ -177,6 +198,24 @@ func StripTag(subject, tag string) string {
 // result would exceed limit bytes. With cap(dst) >= limit+utf8.UTFMax it
 // never reallocates, which keeps Decide's buffers on the stack.
 func appendLowerBounded(dst []byte, s string, limit int) ([]byte, bool) {
+	// Fast path: addresses and header names are nearly always ASCII.
+	if len(dst)+len(s) <= limit {
+		i := 0
+		for ; i < len(s); i++ {
+			c := s[i]
+			if c >= utf8.RuneSelf {
+				break
+			}
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+		}
+		if i == len(s) {
+			return dst, true
+		}
+		s = s[i:]
+	}
 	for i := 0; i < len(s); {
 		if len(dst) > limit {
 			return dst, false
