@@ -216,9 +216,12 @@ const (
 	RuleImplicitDefault = "implicit-default"
 )
 
-// Signs reports whether the message will be signed when the sender has a
-// usable key.
-func (d Decision) Signs() bool { return d.Action == ActionDeliver && d.Sign != SignNever }
+// Signs reports whether the message is signed (when the sender has a
+// usable key) once it goes out: not when passed through untouched or
+// bounced. A held message is signed when released.
+func (d Decision) Signs() bool {
+	return d.Action != ActionPass && d.Action != ActionBounce && d.Sign != SignNever
+}
 
 // SignFailure is what to do when the sender has no usable key: sign
 // "always" holds (or bounces, when on_failure is bounce) and ok is false;
