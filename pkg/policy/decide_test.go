@@ -312,3 +312,44 @@ func assertExplainAgrees(t testing.TB, pol *Policy, f Facts, r Recipient) {
 		t.Errorf("trace has %d matched rules for decision by %q", matched, d.Rule)
 	}
 }
+
+// manyConditionPolicy has enough group and header rules that Decide looks
+// them up in the index instead of evaluating them one by one.
+func manyConditionPolicy(t testing.TB) *Policy {
+	var rules []config.PolicyRule
+	for i := 0; i < 10; i++ {
+		n := string(rune('a' + i))
+		rules = append(rules,
+			config.PolicyRule{Name: "h-" + n, Header: []string{"X-Class-" + n + ": Level " + n}, Encrypt: "smime-required"},
+			config.PolicyRule{Name: "m-" + n, HeaderMatch: []string{"X-Label-" + n + ": ^lvl-" + n + "$"}, Encrypt: "pdf"},
+			config.PolicyRule{Name: "g-" + n, SenderGroup: []string{"Group-" + n}, Encrypt: "smime-or-pdf"},
+		)
+	}
+	rules = append(rules, config.PolicyRule{Name: "h-kelvin", Header: []string{"X-Kelvin: K"}, Encrypt: "pdf"})
+	return mustCompile(t, config.Policy{Rules: append(rules, config.PolicyRule{Name: "rest", Encrypt: "none"})})
+}
+
+func TestDecideIndexedGroupsAndHeaders(t *testing.T) {
+	pol := manyConditionPolicy(t)
+	cases := []struct {
+		f    Facts
+		rule string
+	}{
+		{Facts{Headers: []Header{{"x-class-c", " level C "}}}, "h-c"},
+		{Facts{Headers: []Header{{"X-Label-d", "LVL-D"}}}, "m-d"},
+		{Facts{Headers: []Header{{"X-Label-d", "lvl-dd"}}}, "rest"},
+		{Facts{SenderGroups: []string{"other", " group-E "}}, "g-e"},
+		{Facts{SenderGroups: []string{"group-e"}, Headers: []Header{{"X-Class-j", "level j"}}}, "g-e"},
+		{Facts{Headers: []Header{{"X-Class-\u212a", "level k"}}}, "rest"},
+		{Facts{Headers: []Header{{"X-\u212aelvin", "\u212a"}}}, "h-kelvin"},
+		{Facts{Headers: []Header{{"X-Class-a", "level b"}, {"X-Class-b", "level b"}}}, "h-b"},
+		{Facts{}, "rest"},
+	}
+	for _, c := range cases {
+		r := Recipient{Address: "x@partner.test"}
+		if d := pol.Decide(c.f, r); d.Rule != c.rule {
+			t.Errorf("%+v: decided by %q, want %q", c.f, d.Rule, c.rule)
+		}
+		assertExplainAgrees(t, pol, c.f, r)
+	}
+}

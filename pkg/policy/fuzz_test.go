@@ -67,10 +67,14 @@ func FuzzDecide(f *testing.F) {
 	f.Add("ceo@EXAMPLE.org", "", "msip_labels", "x; Name=Secret", "", "tax-1@x.gov.test", int64(2<<20), true)
 	f.Add("a@example.org", "", "X-\u212aelvin", "\u212a", "", "office@TAX.test", int64(0), false)
 	f.Add("\xff@\xfe", "\xff", "\xff", "\xff", "\xff", "\xff@\xff.", int64(-1), true)
+	f.Add("a@b.test", "Group-C", "X-\u212aelvin", "\u212a", "", "x@y.test", int64(1), false)
+	f.Add("a@b.test", "", "x-label-e", "LVL-E", "", "x@y.test", int64(1), false)
+	many := manyConditionPolicy(f)
 	f.Fuzz(func(t *testing.T, sender, group, hname, hval, subject, to string, size int64, cert bool) {
 		facts := Facts{Sender: sender, SenderGroups: []string{group}, Subject: subject, Size: size, Calendar: cert && size%2 == 0,
 			Headers: []Header{{"Subject", subject}, {hname, hval}}}
 		assertExplainAgrees(t, pol, facts, Recipient{Address: to, HasCert: cert})
+		assertExplainAgrees(t, many, facts, Recipient{Address: to, HasCert: cert})
 	})
 }
 
