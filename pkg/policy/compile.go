@@ -143,8 +143,11 @@ func Compile(cfg config.Policy, opt Options) (*Policy, error) {
 	}
 	names := map[string]int{}
 	catchAll := -1
+	var broken []bool // rules with a malformed entry: their compiled form is incomplete
 	for i := range cfg.Rules {
+		before := len(c.problems)
 		r := c.rule(i, cfg.Rules[i])
+		broken = append(broken, len(c.problems) > before)
 		if r.name != "" {
 			if j, dup := names[r.name]; dup {
 				c.problem(fmt.Sprintf("policy.rules[%d].name", i), r.name,
@@ -159,6 +162,15 @@ func Compile(cfg config.Policy, opt Options) (*Policy, error) {
 				fmt.Sprintf("move %q to the end, or give it conditions", ca.name))
 		} else if r.catchAll() {
 			catchAll = i
+		} else if !broken[i] && len(cfg.Rules) <= maxShadowCheck {
+			for j := range p.rules {
+				if a := &p.rules[j]; !broken[j] && shadows(a, &r) {
+					c.problem(fmt.Sprintf("policy.rules[%d]", i), r.name,
+						fmt.Sprintf("unreachable: rule %q%s before it matches every message this rule matches", a.name, lineSuffix(a.line)),
+						fmt.Sprintf("move %q above %q, or remove it", r.name, a.name))
+					break
+				}
+			}
 		}
 		p.rules = append(p.rules, r)
 	}

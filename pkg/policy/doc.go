@@ -28,7 +28,11 @@
 // smime-or-pdf, on_failure hold, tls opportunistic — mail no rule foresaw
 // never leaves in clear. The same defaults fill action keys a rule leaves
 // out (as config.Load does). A rule without conditions is a catch-all and
-// should be last; any rule after it is unreachable and rejected.
+// should be last; any rule after it is unreachable and rejected. So is a
+// rule shadowed by an earlier, broader one (every condition the earlier
+// rule sets, the later sets too, with alternatives the earlier one
+// covers: recipient_domain ["x.test"] before recipient_domain ["x.test"]
+// plus a header) — reported only where that follows from the text.
 //
 // # Actions
 //
