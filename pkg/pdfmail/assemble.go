@@ -107,7 +107,7 @@ func embedFile(xt *model.XRefTable, a *attachment, modTime time.Time) error {
 // originalCapture compresses the original message while it is parsed, for
 // the optional original.eml attachment, without holding it uncompressed.
 type originalCapture struct {
-	buf bytes.Buffer
+	buf chunkBuffer
 	zw  *zlib.Writer
 	n   int64
 }
@@ -127,5 +127,5 @@ func (c *originalCapture) attachment(name string, seen map[string]int) (*attachm
 	if err := c.zw.Close(); err != nil {
 		return nil, err
 	}
-	return &attachment{Name: uniqueName(name, seen), ContentType: "message/rfc822", Size: c.n, Deflated: c.buf.Bytes()}, nil
+	return &attachment{Name: uniqueName(name, seen), ContentType: "message/rfc822", Size: c.n, Deflated: c.buf.bytes()}, nil
 }

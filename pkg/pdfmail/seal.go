@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net/textproto"
+	"runtime"
 	"strings"
 	"time"
 
@@ -106,6 +107,13 @@ func (s *Sealer) Seal(ctx context.Context, msg io.Reader, password []byte, out i
 	if err := ctx.Err(); err != nil {
 		return SealInfo{}, err
 	}
+	if attachedBytes(pm.Attachments) >= gcAfterParseBytes {
+		// The parse left the attachments' compression chunks as garbage
+		// (about their size again); the write phase adds an encrypted copy
+		// of the largest stream. Collecting now keeps the peak heap near
+		// 3x the attachments instead of 4x+ (measured: BenchmarkSeal25MB).
+		runtime.GC()
+	}
 
 	fonts := fontSet{regular: fontRegular, bold: fontBold}
 	if s.Font != nil {
@@ -132,7 +140,8 @@ func (s *Sealer) Seal(ctx context.Context, msg io.Reader, password []byte, out i
 
 	info := SealInfo{Subject: pm.Subject, Attachments: len(pm.Attachments)}
 	bw := bufio.NewWriterSize(out, 64<<10)
-	if err := s.writeCarrierHead(bw, pm, created, notice); err != nil {
+	boundary, err := s.writeCarrierHead(bw, pm, created, notice)
+	if err != nil {
 		return info, fmt.Errorf("pdfmail: write carrier: %w", err)
 	}
 	b64 := &lineWrapper{w: bw}
@@ -150,13 +159,24 @@ func (s *Sealer) Seal(ctx context.Context, msg io.Reader, password []byte, out i
 		return info, fmt.Errorf("pdfmail: write carrier: %w", err)
 	}
 	info.PDFBytes = cw.n
-	if _, err := io.WriteString(bw, "\r\n--"+s.boundary("mixed")+"--\r\n"); err != nil {
+	if _, err := io.WriteString(bw, "\r\n--"+boundary+"--\r\n"); err != nil {
 		return info, fmt.Errorf("pdfmail: write carrier: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
 		return info, fmt.Errorf("pdfmail: write carrier: %w", err)
 	}
 	return info, nil
+}
+
+// gcAfterParseBytes is where a collection between the phases pays off.
+const gcAfterParseBytes = 8 << 20
+
+func attachedBytes(atts []*attachment) int {
+	n := 0
+	for _, a := range atts {
+		n += len(a.Deflated)
+	}
+	return n
 }
 
 func (s *Sealer) attachmentName() string {
@@ -178,7 +198,9 @@ func (s *Sealer) boundary(level string) string {
 // so replies and threading keep working; Subject is rewritten (cleaned).
 var carrierHeaders = []string{"From", "Sender", "Reply-To", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References"}
 
-func (s *Sealer) writeCarrierHead(w io.Writer, pm *parsedMessage, created time.Time, n notice) error {
+// writeCarrierHead writes the carrier up to the PDF part's body and returns
+// the outer boundary, which the caller closes after streaming the PDF.
+func (s *Sealer) writeCarrierHead(w io.Writer, pm *parsedMessage, created time.Time, n notice) (string, error) {
 	var hb strings.Builder
 	for _, k := range carrierHeaders {
 		for _, v := range pm.header.Values(k) {
@@ -196,42 +218,42 @@ func (s *Sealer) writeCarrierHead(w io.Writer, pm *parsedMessage, created time.T
 	altW := multipart.NewWriter(alt)
 	if b := s.boundary("mixed"); b != "" {
 		if err := mixed.SetBoundary(b); err != nil {
-			return err
+			return "", err
 		}
 		if err := altW.SetBoundary(s.boundary("alt")); err != nil {
-			return err
+			return "", err
 		}
 	}
 	writeField(&hb, "Content-Type", "multipart/mixed; boundary=\""+mixed.Boundary()+"\"")
 	hb.WriteString("\r\n")
 	hb.WriteString("This is a multi-part message in MIME format.\r\n")
 	if _, err := io.WriteString(w, hb.String()); err != nil {
-		return err
+		return "", err
 	}
 
 	// Notice: multipart/alternative with text and HTML, quoted-printable.
 	for _, p := range []struct{ ct, body string }{{"text/plain; charset=utf-8", n.Text}, {"text/html; charset=utf-8", n.HTML}} {
 		pw, err := altW.CreatePart(textproto.MIMEHeader{"Content-Type": {p.ct}, "Content-Transfer-Encoding": {"quoted-printable"}})
 		if err != nil {
-			return err
+			return "", err
 		}
 		qp := quotedprintable.NewWriter(pw)
 		if _, err := io.WriteString(qp, toCRLF(p.body)); err != nil {
-			return err
+			return "", err
 		}
 		if err := qp.Close(); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := altW.Close(); err != nil {
-		return err
+		return "", err
 	}
 	aw, err := mixed.CreatePart(textproto.MIMEHeader{"Content-Type": {"multipart/alternative; boundary=\"" + altW.Boundary() + "\""}})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if _, err := io.WriteString(aw, alt.String()); err != nil {
-		return err
+		return "", err
 	}
 
 	name := s.attachmentName()
@@ -242,7 +264,7 @@ func (s *Sealer) writeCarrierHead(w io.Writer, pm *parsedMessage, created time.T
 	})
 	// The closing boundary is written by Seal after the streamed PDF, so
 	// mixed is deliberately not closed here.
-	return err
+	return mixed.Boundary(), err
 }
 
 // writeField writes "Key: value" folded at spaces near 76 columns.
