@@ -1,7 +1,7 @@
 package pdfmail
 
 import (
-		"compress/zlib"
+	"compress/zlib"
 	"errors"
 	"fmt"
 	"io"
