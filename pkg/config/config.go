@@ -20,6 +20,12 @@ type Config struct {
 	PDF        PDF         `toml:"pdf"`
 	HTTP       HTTP        `toml:"http"`
 	Log        Log         `toml:"log"`
+
+	// Where the file came from, kept so that Line and Path can answer
+	// after Load; zero for a Config built in code.
+	file  string         // path as given to Load
+	dir   string         // absolute directory of the file
+	lines map[string]int // key path → line
 }
 
 // SMTP is the inbound listener that Exchange's send connector talks to.

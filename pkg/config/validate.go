@@ -1,0 +1,479 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// validate checks values and their combinations. It only checks what the
+// file says (enums, formats, required companions, files that must exist);
+// what rules mean together is pkg/policy's business.
+func validate(c *Config, ps *problems) {
+	v := &validator{c: c, ps: ps}
+	v.top()
+	v.smtp()
+	v.relay()
+	v.store()
+	v.pki()
+	v.users()
+	v.keyservers()
+	v.trust()
+	v.policy()
+	v.pdf()
+	v.http()
+	v.log()
+}
+
+type validator struct {
+	c  *Config
+	ps *problems
+}
+
+func (v *validator) add(key string, near []string, msg, hint string) { v.ps.add(key, near, msg, hint) }
+
+// oneOf checks an enum value.
+func (v *validator) oneOf(key, val string, allowed ...string) bool {
+	if slices.Contains(allowed, val) {
+		return true
+	}
+	msg := fmt.Sprintf("%q is not allowed", val)
+	if val == "" {
+		msg = "must not be empty"
+	}
+	v.add(key, nil, msg, "use one of: "+strings.Join(allowed, ", "))
+	return false
+}
+
+func (v *validator) required(key string, val string, near []string, why string) {
+	if strings.TrimSpace(val) == "" {
+		v.add(key, near, "is required "+why, "set "+key)
+	}
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d.Duration <= 0 {
+		v.add(key, nil, fmt.Sprintf("%q must be longer than zero", d.Duration), `use e.g. "30s", "15m", "720h"`)
+	}
+}
+
+func (v *validator) atLeast(key string, n, low int64) {
+	if n < low {
+		v.add(key, nil, fmt.Sprintf("%d is too small", n), fmt.Sprintf("use %d or more", low))
+	}
+}
+
+// listenAddr checks host:port for a listener (empty host means all
+// interfaces, port 0 a free one).
+func (v *validator) listenAddr(key, val string) {
+	if _, _, err := splitHostPort(val, true); err != nil {
+		v.add(key, nil, fmt.Sprintf("%q is not a listen address: %v", val, err), `write host:port, e.g. "127.0.0.1:2525" or ":2525"`)
+	}
+}
+
+// hostPort checks host:port for a peer to connect to.
+func (v *validator) hostPort(key, val string, near []string, why string) {
+	if val == "" {
+		v.add(key, near, "is required "+why, `set host:port, e.g. "mail.example.org:25"`)
+		return
+	}
+	if host, _, err := splitHostPort(val, false); err != nil || host == "" {
+		if err == nil {
+			err = fmt.Errorf("missing host")
+		}
+		v.add(key, near, fmt.Sprintf("%q is not host:port: %v", val, err), `write host:port, e.g. "mail.example.org:25" or "[2001:db8::1]:25"`)
+	}
+}
+
+func splitHostPort(val string, allowZero bool) (string, int, error) {
+	host, port, err := net.SplitHostPort(val)
+	if err != nil {
+		return "", 0, stripAddrPrefix(err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || (n == 0 && !allowZero) {
+		return "", 0, fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return host, n, nil
+}
+
+// stripAddrPrefix drops net's "address x: " prefix, which repeats the value
+// the message already quotes.
+func stripAddrPrefix(err error) error {
+	if ae, ok := err.(*net.AddrError); ok {
+		return fmt.Errorf("%s", ae.Err)
+	}
+	return err
+}
+
+// file checks that a *_file key, if set, names a readable regular file.
+// The message names the resolved path: that is where sealgate looked.
+func (v *validator) file(key, val string) {
+	if val == "" {
+		return
+	}
+	p := v.c.Path(val)
+	st, err := os.Stat(p)
+	switch {
+	case err != nil && os.IsNotExist(err):
+		v.add(key, nil, fmt.Sprintf("file %s does not exist", p), "create it, or fix the path (relative paths are relative to the config file's directory)")
+		return
+	case err != nil:
+		v.add(key, nil, fmt.Sprintf("cannot read %s: %v", p, unwrapPathError(err)), "check the path and its permissions")
+		return
+	case st.IsDir():
+		v.add(key, nil, fmt.Sprintf("%s is a directory, want a file", p), "name the file itself")
+		return
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		v.add(key, nil, fmt.Sprintf("cannot read %s: %v", p, unwrapPathError(err)), "make it readable by the user sealgate runs as")
+		return
+	}
+	_ = f.Close()
+}
+
+// dir checks that a directory key, if set, names an existing directory.
+func (v *validator) dir(key, val string) {
+	if val == "" {
+		return
+	}
+	p := v.c.Path(val)
+	st, err := os.Stat(p)
+	if err != nil {
+		v.add(key, nil, fmt.Sprintf("cannot use directory %s: %v", p, unwrapPathError(err)), "create it, or fix the path (relative paths are relative to the config file's directory)")
+		return
+	}
+	if !st.IsDir() {
+		v.add(key, nil, fmt.Sprintf("%s is not a directory", p), "name a directory")
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// ldapURL checks an ldap:// or ldaps:// URL with a host.
+func (v *validator) ldapURL(key, val string) {
+	u, err := url.Parse(val)
+	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
+		v.add(key, nil, fmt.Sprintf("%q is not an LDAP URL", val), `write e.g. "ldaps://dc1.example.org:636" or "ldap://127.0.0.1:389"`)
+	}
+}
+
+// emailAddr checks a bare address as SMTP carries it: no display name.
+func (v *validator) emailAddr(key, val string) bool {
+	a, err := mail.ParseAddress(val)
+	if err != nil || a.Address != val || a.Name != "" {
+		v.add(key, nil, fmt.Sprintf("%q is not an email address", val), `write just the address, e.g. "alice@example.org"`)
+		return false
+	}
+	return true
+}
+
+// domain checks a domain name in a list; allowWildcard permits the
+// "*.example.com" form the policy matcher understands.
+func (v *validator) domain(key, val string, allowWildcard bool) {
+	d := val
+	if allowWildcard {
+		d = strings.TrimPrefix(d, "*.")
+	}
+	if d == "" || strings.ContainsAny(d, "@ \t/:*") || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
+		hint := `write a domain, e.g. "example.org"`
+		if allowWildcard {
+			hint += ` or "*.example.org" for its subdomains`
+		}
+		v.add(key, nil, fmt.Sprintf("%q is not a domain", val), hint)
+	}
+}
+
+func (v *validator) top() {
+	v.required("data_dir", v.c.DataDir, nil, "(spool, store and embedded CA live there)")
+}
+
+func (v *validator) smtp() {
+	s := v.c.SMTP
+	v.listenAddr("smtp.listen", s.Listen)
+	if strings.TrimSpace(s.Hostname) == "" || strings.ContainsAny(s.Hostname, " \t/@") {
+		v.add("smtp.hostname", nil, fmt.Sprintf("%q is not a host name", s.Hostname), `the name sealgate greets with, e.g. "sealgate.example.org"`)
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		missing := "smtp.tls_key_file"
+		if s.TLSCertFile == "" {
+			missing = "smtp.tls_cert_file"
+		}
+		v.add(missing, []string{"smtp.tls_cert_file", "smtp.tls_key_file"}, "is required when the other of tls_cert_file/tls_key_file is set", "set both (certificate chain and its key) or neither (a self-signed certificate is generated)")
+	}
+	v.file("smtp.tls_cert_file", s.TLSCertFile)
+	v.file("smtp.tls_key_file", s.TLSKeyFile)
+	v.file("smtp.auth_users_file", s.AuthUsersFile)
+	for i, n := range s.AllowedNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			v.add(indexKey("smtp.allowed_networks", i), []string{"smtp.allowed_networks"}, fmt.Sprintf("%q is not a network in CIDR notation", n), `write e.g. "10.0.0.0/8"; a single host is "192.0.2.7/32" or "2001:db8::7/128"`)
+		}
+	}
+	v.atLeast("smtp.max_message_bytes", s.MaxMessageBytes, 1024)
+	v.atLeast("smtp.max_recipients", int64(s.MaxRecipients), 1)
+	v.atLeast("smtp.max_connections", int64(s.MaxConnections), 1)
+	v.positive("smtp.read_timeout", s.ReadTimeout)
+	v.positive("smtp.write_timeout", s.WriteTimeout)
+}
+
+func (v *validator) relay() {
+	r := v.c.Relay
+	if v.oneOf("relay.mode", r.Mode, "smarthost", "mx", "dir") {
+		switch r.Mode {
+		case "smarthost":
+			v.hostPort("relay.smarthost", r.Smarthost, []string{"relay.mode"}, `when relay.mode is "smarthost"`)
+		case "dir":
+			v.required("relay.dir", r.Dir, []string{"relay.mode"}, `when relay.mode is "dir"`)
+		}
+	}
+	if r.Mode != "smarthost" && r.Smarthost != "" {
+		v.hostPort("relay.smarthost", r.Smarthost, nil, "")
+	}
+	v.oneOf("relay.tls", r.TLS, "none", "opportunistic", "required")
+	if (r.AuthUser == "") != (r.AuthPasswordFile == "") {
+		missing := "relay.auth_password_file"
+		if r.AuthUser == "" {
+			missing = "relay.auth_user"
+		}
+		v.add(missing, []string{"relay.auth_user", "relay.auth_password_file"}, "is required when the other of auth_user/auth_password_file is set", "set both to authenticate to the smart host, or neither")
+	}
+	v.file("relay.auth_password_file", r.AuthPasswordFile)
+	v.positive("relay.timeout", r.Timeout)
+	v.positive("relay.retry_for", r.RetryFor)
+}
+
+func (v *validator) store() {
+	s := v.c.Store
+	if v.oneOf("store.driver", s.Driver, "sqlite", "postgres") && s.Driver == "postgres" {
+		v.required("store.dsn", s.DSN, []string{"store.driver"}, `when store.driver is "postgres"`)
+	}
+}
+
+func (v *validator) pki() {
+	p := v.c.PKI
+	if v.oneOf("pki.issuer", p.Issuer, "embedded", "stepca") && p.Issuer == "stepca" {
+		near := []string{"pki.stepca", "pki.issuer"}
+		why := `when pki.issuer is "stepca"`
+		s := p.StepCA
+		if s.URL == "" {
+			v.required("pki.stepca.url", "", near, why)
+		} else if u, err := url.Parse(s.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			v.add("pki.stepca.url", nil, fmt.Sprintf("%q is not an https URL", s.URL), `write the CA's address, e.g. "https://ca.example.org:9000"`)
+		}
+		v.required("pki.stepca.root_file", s.RootFile, near, why)
+		v.required("pki.stepca.provisioner", s.Provisioner, near, why)
+		v.required("pki.stepca.provisioner_password_file", s.ProvisionerPasswordFile, near, why)
+	}
+	v.file("pki.stepca.root_file", p.StepCA.RootFile)
+	v.file("pki.stepca.provisioner_password_file", p.StepCA.ProvisionerPasswordFile)
+	v.oneOf("pki.key_type", p.KeyType, "rsa2048", "rsa3072", "rsa4096", "p256", "p384")
+	v.positive("pki.validity", p.Validity)
+	v.positive("pki.renew_before", p.RenewBefore)
+	if p.Validity.Duration > 0 && p.RenewBefore.Duration >= p.Validity.Duration {
+		v.add("pki.renew_before", []string{"pki.validity"}, fmt.Sprintf("%s is not shorter than pki.validity (%s): every certificate would be renewed at once", p.RenewBefore.Duration, p.Validity.Duration), "make renew_before a fraction of validity, e.g. 720h for 8760h")
+	}
+	// The master key file may be absent: it is created on first start.
+	v.required("pki.master_key_file", p.MasterKeyFile, nil, "(it encrypts private keys at rest)")
+	v.positive("pki.sync_interval", p.SyncInterval)
+}
+
+func (v *validator) users() {
+	u := v.c.Users
+	if v.oneOf("users.source", u.Source, "static", "ldap") && u.Source == "ldap" {
+		near := []string{"users.ldap", "users.source"}
+		v.required("users.ldap.url", u.LDAP.URL, near, `when users.source is "ldap"`)
+		v.required("users.ldap.base_dn", u.LDAP.BaseDN, near, `when users.source is "ldap"`)
+	}
+	for i, g := range u.Groups {
+		if strings.TrimSpace(g) == "" {
+			v.add(indexKey("users.groups", i), []string{"users.groups"}, "group name is empty", "remove it or name a group")
+		}
+	}
+	seen := map[string]int{}
+	for i, su := range u.Static {
+		key := indexKey("users.static", i)
+		if su.Email == "" {
+			v.add(key+".email", nil, "is required for each user", `set email = "user@example.org"`)
+		} else if v.emailAddr(key+".email", su.Email) {
+			lower := strings.ToLower(su.Email)
+			if j, dup := seen[lower]; dup {
+				v.add(key+".email", nil, fmt.Sprintf("%q is listed twice (also users.static[%d])", su.Email, j), "list each user once; extra addresses go in aliases")
+			}
+			seen[lower] = i
+		}
+		for j, a := range su.Aliases {
+			v.emailAddr(indexKey(key+".aliases", j), a)
+		}
+	}
+	l := u.LDAP
+	if l.URL != "" {
+		v.ldapURL("users.ldap.url", l.URL)
+	}
+	if l.BindDN != "" && l.BindPasswordFile == "" {
+		v.add("users.ldap.bind_password_file", []string{"users.ldap.bind_dn"}, "is required when users.ldap.bind_dn is set", "put the bind password in a file readable only by sealgate and name it here")
+	}
+	v.file("users.ldap.bind_password_file", l.BindPasswordFile)
+	v.file("users.ldap.ca_file", l.CAFile)
+	v.positive("users.ldap.timeout", l.Timeout)
+}
+
+func (v *validator) keyservers() {
+	names := map[string]int{}
+	for i, k := range v.c.Keyservers {
+		key := indexKey("keyservers", i)
+		if k.Name == "" {
+			v.add(key+".name", nil, "is required for each keyserver", `name it, e.g. name = "partners"; lookups report where a certificate came from by this name`)
+		} else if j, dup := names[k.Name]; dup {
+			v.add(key+".name", nil, fmt.Sprintf("%q is already the name of keyservers[%d]", k.Name, j), "give each keyserver its own name")
+		} else {
+			names[k.Name] = i
+		}
+		if k.URL == "" {
+			v.add(key+".url", nil, "is required for each keyserver", `set url = "ldap://keys.example.org"`)
+		} else {
+			v.ldapURL(key+".url", k.URL)
+		}
+		if k.BaseDN == "" {
+			v.add(key+".base_dn", nil, "is required for each keyserver", `set base_dn = "dc=example,dc=org"`)
+		}
+		if k.BindDN != "" && k.BindPasswordFile == "" {
+			v.add(key+".bind_password_file", []string{key + ".bind_dn"}, "is required when bind_dn is set", "put the bind password in a file readable only by sealgate and name it here")
+		}
+		v.file(key+".bind_password_file", k.BindPasswordFile)
+		v.positive(key+".timeout", k.Timeout)
+	}
+}
+
+func (v *validator) trust() {
+	t := v.c.Trust
+	v.oneOf("trust.revocation", t.Revocation, "soft-fail", "hard-fail")
+	for i, f := range t.CAFiles {
+		key := indexKey("trust.ca_files", i)
+		if f == "" {
+			v.add(key, []string{"trust.ca_files"}, "path is empty", "remove it or name a PEM file")
+			continue
+		}
+		v.file(key, f)
+	}
+}
+
+func (v *validator) policy() {
+	p := v.c.Policy
+	for i, d := range p.InternalDomains {
+		v.domain(indexKey("policy.internal_domains", i), d, false)
+	}
+	if len(p.Rules) == 0 {
+		v.add("policy.rules", []string{"policy"}, "is empty: no rule would decide anything", "add at least one [[policy.rules]] (a last rule without conditions catches everything)")
+	}
+	names := map[string]int{}
+	for i, r := range p.Rules {
+		key := indexKey("policy.rules", i)
+		switch j, dup := names[r.Name]; {
+		case strings.TrimSpace(r.Name) == "":
+			v.add(key+".name", nil, "is required for each rule", "name it: decisions and `policy explain` report the rule by name")
+		case dup:
+			v.add(key+".name", nil, fmt.Sprintf("%q is already the name of policy.rules[%d]", r.Name, j), "give each rule its own name")
+		default:
+			names[r.Name] = i
+		}
+		v.oneOf(key+".sign", r.Sign, "always", "if-key", "never")
+		v.oneOf(key+".encrypt", r.Encrypt, "none", "smime", "smime-or-pdf", "pdf", "smime-required")
+		v.oneOf(key+".on_failure", r.OnFailure, "hold", "bounce", "plain")
+		v.oneOf(key+".tls", r.TLS, "none", "opportunistic", "required")
+		for j, d := range r.SenderDomain {
+			v.domain(indexKey(key+".sender_domain", j), d, true)
+		}
+		for j, d := range r.RecipientDomain {
+			v.domain(indexKey(key+".recipient_domain", j), d, true)
+		}
+		for j, h := range r.Header {
+			if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {
+				v.add(indexKey(key+".header", j), []string{key + ".header"}, fmt.Sprintf("%q is not \"Name: value\"", h), `write e.g. "X-Classification: Confidential"`)
+			}
+		}
+		for j, h := range r.HeaderMatch {
+			name, expr, ok := strings.Cut(h, ":")
+			if !ok || strings.TrimSpace(name) == "" {
+				v.add(indexKey(key+".header_match", j), []string{key + ".header_match"}, fmt.Sprintf("%q is not \"Name: regexp\"", h), `write e.g. "Subject: (?i)invoice"`)
+				continue
+			}
+			if _, err := regexp.Compile(strings.TrimSpace(expr)); err != nil {
+				v.add(indexKey(key+".header_match", j), []string{key + ".header_match"}, fmt.Sprintf("bad regular expression: %v", err), "use Go (RE2) syntax")
+			}
+		}
+		if r.StripSubjectTag && r.SubjectTag == "" {
+			v.add(key+".strip_subject_tag", nil, "is set but subject_tag is empty", "set subject_tag, e.g. \"[secure]\", or remove strip_subject_tag")
+		}
+		if r.MinSize < 0 {
+			v.add(key+".min_size", nil, "must not be negative", "use 0 or more bytes")
+		}
+		if r.MaxSize < 0 {
+			v.add(key+".max_size", nil, "must not be negative", "use 0 (no limit) or more bytes")
+		}
+		v.file(key+".recipient_domain_file", r.RecipientDomainFile)
+	}
+}
+
+func (v *validator) pdf() {
+	p := v.c.PDF
+	if len(p.Password) == 0 {
+		v.add("pdf.password", []string{"pdf"}, "is empty: no way to choose a PDF password", `list the sources in order, e.g. ["subject", "preset", "generated-to-sender"]`)
+	}
+	seen := map[string]bool{}
+	for i, m := range p.Password {
+		key := indexKey("pdf.password", i)
+		if !slices.Contains([]string{"subject", "preset", "generated-to-sender", "portal"}, m) {
+			v.add(key, []string{"pdf.password"}, fmt.Sprintf("%q is not a password source", m), "use subject, preset, generated-to-sender or portal (this key lists sources, never a password)")
+			continue
+		}
+		if seen[m] {
+			v.add(key, []string{"pdf.password"}, fmt.Sprintf("%q is listed twice", m), "list each source once")
+		}
+		seen[m] = true
+	}
+	if seen["subject"] && strings.TrimSpace(p.SubjectTag) == "" {
+		v.add("pdf.subject_tag", []string{"pdf.password"}, `is required when pdf.password includes "subject"`, `set the tag senders write before the password, e.g. "[pw:"`)
+	}
+	if seen["portal"] {
+		if p.PortalURL == "" {
+			v.add("pdf.portal_url", []string{"pdf.password"}, `is required when pdf.password includes "portal"`, `set the address recipients open, e.g. "https://sealgate.example.org/pdf"`)
+		}
+		v.positive("pdf.portal_token_ttl", p.PortalTokenTTL)
+	}
+	if p.PortalURL != "" {
+		if u, err := url.Parse(p.PortalURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			v.add("pdf.portal_url", nil, fmt.Sprintf("%q is not an http(s) URL", p.PortalURL), `write e.g. "https://sealgate.example.org/pdf"`)
+		}
+	}
+	v.oneOf("pdf.language", p.Language, "en", "de")
+	if p.AttachmentName == "" || strings.ContainsAny(p.AttachmentName, `/\`) || !strings.HasSuffix(strings.ToLower(p.AttachmentName), ".pdf") {
+		v.add("pdf.attachment_name", nil, fmt.Sprintf("%q is not a PDF file name", p.AttachmentName), `a plain name ending in .pdf, e.g. "message.pdf"`)
+	}
+	if p.PasswordLength < 12 || p.PasswordLength > 128 {
+		v.add("pdf.password_length", nil, fmt.Sprintf("%d is outside 12..128", p.PasswordLength), "generated passwords need at least 12 characters to resist guessing; 20 is the default")
+	}
+	v.dir("pdf.template_dir", p.TemplateDir)
+	v.file("pdf.font_file", p.FontFile)
+}
+
+func (v *validator) http() {
+	v.listenAddr("http.listen", v.c.HTTP.Listen)
+}
+
+func (v *validator) log() {
+	v.oneOf("log.level", v.c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", v.c.Log.Format, "text", "json")
+}
