@@ -67,6 +67,13 @@ func (m *Manager) Plan(ctx context.Context) (Plan, error) {
 		return Plan{}, fmt.Errorf("reading certificates: %w", err)
 	}
 	byEmail := groupByEmail(all)
+	if len(users) == 0 {
+		for email, certs := range byEmail {
+			if len(active(certs)) > 0 {
+				return Plan{}, fmt.Errorf("the user source returned no users while %s and others hold certificates: refusing to revoke everybody (check users.groups and the directory)", email)
+			}
+		}
+	}
 	now := m.now()
 	var plan Plan
 	eligible := map[string]bool{}
