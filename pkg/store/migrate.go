@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// dialect is what little differs between SQLite and PostgreSQL: a few
+// column types in the schema and how concurrent migrations are kept apart.
+type dialect struct {
+	name string
+	// ddl replaces the schema's type tokens.
+	ddl *strings.Replacer
+	// lockMigrations, if not empty, runs first in the migration
+	// transaction so that two nodes starting at once migrate one after
+	// the other. SQLite needs none: BEGIN IMMEDIATE already serialises.
+	lockMigrations string
+	// forUpdate locks a row read for a read-modify-write. SQLite has no
+	// row locks; its BEGIN IMMEDIATE holds the write lock already.
+	forUpdate string
+}
+
+var sqliteDialect = &dialect{
+	name: "sqlite",
+	ddl: strings.NewReplacer(
+		"{blob}", "BLOB",
+		"{autoid}", "INTEGER PRIMARY KEY AUTOINCREMENT",
+	),
+}
+
+var postgresDialect = &dialect{
+	name: "postgres",
+	ddl: strings.NewReplacer(
+		"{blob}", "BYTEA",
+		"{autoid}", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+	),
+	// The key is an arbitrary constant reserved for sealgate's migrations.
+	lockMigrations: "SELECT pg_advisory_xact_lock(727465012)",
+	forUpdate:      " FOR UPDATE",
+}
+
+// migration is one schema step. Steps are append-only: a released step is
+// never edited, a change is a new step.
+type migration struct {
+	version    int
+	name       string
+	statements []string
+}
+
+var migrations = []migration{
+	{1, "initial schema", []string{
+		`CREATE TABLE pdf_passwords (
+			email_key  TEXT PRIMARY KEY,
+			sealed     {blob} NOT NULL,
+			source     TEXT NOT NULL,
+			updated_at BIGINT NOT NULL
+		)`,
+		`CREATE TABLE private_keys (
+			id         TEXT PRIMARY KEY,
+			sealed     {blob} NOT NULL,
+			created_at BIGINT NOT NULL
+		)`,
+		`CREATE TABLE certificates (
+			serial            TEXT PRIMARY KEY,
+			email             TEXT NOT NULL,
+			email_key         TEXT NOT NULL,
+			addresses         TEXT NOT NULL,
+			der               {blob} NOT NULL,
+			key_id            TEXT NOT NULL,
+			not_before        BIGINT NOT NULL,
+			not_after         BIGINT NOT NULL,
+			state             TEXT NOT NULL,
+			revoked_at        BIGINT,
+			revocation_reason TEXT NOT NULL,
+			created_at        BIGINT NOT NULL
+		)`,
+		`CREATE INDEX certificates_email ON certificates (email_key, not_before)`,
+		`CREATE TABLE certificate_addresses (
+			serial      TEXT NOT NULL REFERENCES certificates (serial) ON DELETE CASCADE,
+			address_key TEXT NOT NULL,
+			PRIMARY KEY (serial, address_key)
+		)`,
+		`CREATE INDEX certificate_addresses_address ON certificate_addresses (address_key)`,
+		`CREATE TABLE recipient_certs (
+			email_key    TEXT NOT NULL,
+			fingerprint  TEXT NOT NULL,
+			email        TEXT NOT NULL,
+			der          {blob} NOT NULL,
+			source       TEXT NOT NULL,
+			capabilities {blob},
+			added_at     BIGINT NOT NULL,
+			PRIMARY KEY (email_key, fingerprint)
+		)`,
+		`CREATE TABLE audit_log (
+			id      {autoid},
+			at      BIGINT NOT NULL,
+			actor   TEXT NOT NULL,
+			action  TEXT NOT NULL,
+			subject TEXT NOT NULL,
+			detail  TEXT NOT NULL
+		)`,
+		`CREATE INDEX audit_log_at ON audit_log (at)`,
+		`CREATE TABLE queue (
+			id           TEXT PRIMARY KEY,
+			node         TEXT NOT NULL,
+			sender       TEXT NOT NULL,
+			recipients   TEXT NOT NULL,
+			state        TEXT NOT NULL,
+			attempts     BIGINT NOT NULL,
+			next_attempt BIGINT,
+			last_error   TEXT NOT NULL,
+			hold_reason  TEXT NOT NULL,
+			size         BIGINT NOT NULL,
+			created_at   BIGINT NOT NULL,
+			updated_at   BIGINT NOT NULL
+		)`,
+		`CREATE INDEX queue_due ON queue (state, next_attempt)`,
+	}},
+}
+
+// SchemaVersion is the schema version this build writes.
+func SchemaVersion() int { return migrations[len(migrations)-1].version }
+
+const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    BIGINT PRIMARY KEY,
+	name       TEXT NOT NULL,
+	applied_at BIGINT NOT NULL
+)`
+
+// migrate applies every missing step, each in its own transaction together
+// with its schema_migrations row, so a crash leaves the schema at a step
+// boundary. It refuses a database written by a newer sealgate.
+func (s *Store) migrate(ctx context.Context) error {
+	for _, m := range migrations {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if s.d.lockMigrations != "" {
+				if _, err := tx.ExecContext(ctx, s.d.lockMigrations); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, createSchemaMigrations); err != nil {
+				return err
+			}
+			var latest sql.NullInt64
+			if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&latest); err != nil {
+				return err
+			}
+			if latest.Int64 > int64(SchemaVersion()) {
+				return fmt.Errorf("database schema is version %d, newer than this sealgate knows (%d): upgrade sealgate", latest.Int64, SchemaVersion())
+			}
+			if latest.Valid && latest.Int64 >= int64(m.version) {
+				return nil
+			}
+			for _, stmt := range m.statements {
+				if _, err := tx.ExecContext(ctx, s.d.ddl.Replace(stmt)); err != nil {
+					return fmt.Errorf("%w\nin: %s", err, firstLine(stmt))
+				}
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+				m.version, m.name, s.now().UnixMicro())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration %d (%s) on %s: %w", m.version, m.name, s.d.name, err)
+		}
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Additional data binding each sealed value to its row. A NUL separates
+// the kind from the row key, which cannot contain one.
+func pdfPasswordAAD(emailKey string) []byte { return []byte("sealgate/pdf-password\x00" + emailKey) }
+func privateKeyAAD(id string) []byte        { return []byte("sealgate/private-key\x00" + id) }
+
+// SetPDFPassword stores (or replaces) the password of PDF mail for
+// recipient email, sealed at rest. source says where it came from (for
+// example "portal", "admin", "generated").
+func (s *Store) SetPDFPassword(ctx context.Context, email string, password []byte, source string) error {
+	key := normEmail(email)
+	if key == "" {
+		return errors.New("store: SetPDFPassword: empty email")
+	}
+	if len(password) == 0 {
+		return fmt.Errorf("store: SetPDFPassword for %s: empty password", email)
+	}
+	sealed, err := s.kr.Seal(password, pdfPasswordAAD(key))
+	if err != nil {
+		return fmt.Errorf("store: sealing PDF password for %s: %w", email, err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO pdf_passwords (email_key, sealed, source, updated_at)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (email_key) DO UPDATE SET sealed = excluded.sealed, source = excluded.source, updated_at = excluded.updated_at`,
+		key, sealed, source, s.now().UnixMicro())
+	if err != nil {
+		return fmt.Errorf("store: saving PDF password for %s: %w", email, err)
+	}
+	return nil
+}
+
+// PDFPassword returns the recipient's PDF password and its source, or
+// ErrNotFound.
+func (s *Store) PDFPassword(ctx context.Context, email string) (password []byte, source string, err error) {
+	key := normEmail(email)
+	var sealed []byte
+	err = s.db.QueryRowContext(ctx, `SELECT sealed, source FROM pdf_passwords WHERE email_key = $1`, key).Scan(&sealed, &source)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", fmt.Errorf("store: PDF password for %s: %w", email, ErrNotFound)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("store: reading PDF password for %s: %w", email, err)
+	}
+	password, err = s.kr.Open(sealed, pdfPasswordAAD(key))
+	if err != nil {
+		return nil, "", fmt.Errorf("store: PDF password for %s: %w", email, err)
+	}
+	return password, source, nil
+}
+
+// DeletePDFPassword removes the recipient's PDF password; ErrNotFound if
+// there was none.
+func (s *Store) DeletePDFPassword(ctx context.Context, email string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM pdf_passwords WHERE email_key = $1`, normEmail(email))
+	if err != nil {
+		return fmt.Errorf("store: deleting PDF password for %s: %w", email, err)
+	}
+	return rowsAffected(res, "store: PDF password for "+email)
+}
+
+// PutKey stores a private key (PKCS#8 DER) under id, sealed at rest.
+// Storing the same key again is a no-op; storing a different key under an
+// id in use fails with ErrConflict, because overwriting a private key
+// would lose it for good.
+func (s *Store) PutKey(ctx context.Context, id string, pkcs8DER []byte) error {
+	if id == "" {
+		return errors.New("store: PutKey: empty key id")
+	}
+	if len(pkcs8DER) == 0 {
+		return fmt.Errorf("store: PutKey %s: empty key", id)
+	}
+	sealed, err := s.kr.Seal(pkcs8DER, privateKeyAAD(id))
+	if err != nil {
+		return fmt.Errorf("store: sealing key %s: %w", id, err)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var existing []byte
+		err := tx.QueryRowContext(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&existing)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, `INSERT INTO private_keys (id, sealed, created_at) VALUES ($1, $2, $3)`,
+				id, sealed, s.now().UnixMicro())
+			if err != nil {
+				return fmt.Errorf("store: saving key %s: %w", id, err)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("store: reading key %s: %w", id, err)
+		}
+		old, err := s.kr.Open(existing, privateKeyAAD(id))
+		if err != nil {
+			return fmt.Errorf("store: key %s exists and cannot be opened to compare: %w", id, err)
+		}
+		if !bytes.Equal(old, pkcs8DER) {
+			return fmt.Errorf("store: key %s already holds a different private key; refusing to overwrite it: %w", id, ErrConflict)
+		}
+		return nil
+	})
+}
+
+// Key returns the private key (PKCS#8 DER) stored under id, or ErrNotFound.
+func (s *Store) Key(ctx context.Context, id string) ([]byte, error) {
+	var sealed []byte
+	err := s.db.QueryRowContext(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("store: key %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading key %s: %w", id, err)
+	}
+	der, err := s.kr.Open(sealed, privateKeyAAD(id))
+	if err != nil {
+		return nil, fmt.Errorf("store: key %s: %w", id, err)
+	}
+	return der, nil
+}
+
+// DeleteKey removes the private key under id; ErrNotFound if there was
+// none.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM private_keys WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: deleting key %s: %w", id, err)
+	}
+	return rowsAffected(res, "store: key "+id)
+}
+
+// Reseal seals again, under the keyring's current key, every stored secret
+// still sealed under an older key, and returns how many it changed. Run it
+// after a master key rotation; once it returns, the old key files are no
+// longer needed. A value that does not open stops it with an error, so
+// nothing is silently dropped.
+func (s *Store) Reseal(ctx context.Context) (int, error) {
+	tables := []struct {
+		table, keyCol string
+		aad           func(string) []byte
+	}{
+		{"pdf_passwords", "email_key", pdfPasswordAAD},
+		{"private_keys", "id", privateKeyAAD},
+	}
+	total := 0
+	for _, t := range tables {
+		type row struct {
+			key    string
+			sealed []byte
+		}
+		var stale []row
+		rows, err := s.db.QueryContext(ctx, `SELECT `+t.keyCol+`, sealed FROM `+t.table)
+		if err != nil {
+			return total, fmt.Errorf("store: reseal %s: %w", t.table, err)
+		}
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.key, &r.sealed); err != nil {
+				rows.Close()
+				return total, fmt.Errorf("store: reseal %s: %w", t.table, err)
+			}
+			if s.kr.NeedsReseal(r.sealed) {
+				stale = append(stale, r)
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return total, fmt.Errorf("store: reseal %s: %w", t.table, err)
+		}
+		if err := rows.Err(); err != nil {
+			return total, fmt.Errorf("store: reseal %s: %w", t.table, err)
+		}
+		for _, r := range stale {
+			plain, err := s.kr.Open(r.sealed, t.aad(r.key))
+			if err != nil {
+				return total, fmt.Errorf("store: reseal %s row %s: %w", t.table, r.key, err)
+			}
+			fresh, err := s.kr.Seal(plain, t.aad(r.key))
+			clear(plain)
+			if err != nil {
+				return total, fmt.Errorf("store: reseal %s row %s: %w", t.table, r.key, err)
+			}
+			// Only replace the value we read: a concurrent writer's newer
+			// value (already under the current key) wins.
+			res, err := s.db.ExecContext(ctx, `UPDATE `+t.table+` SET sealed = $1 WHERE `+t.keyCol+` = $2 AND sealed = $3`,
+				fresh, r.key, r.sealed)
+			if err != nil {
+				return total, fmt.Errorf("store: reseal %s row %s: %w", t.table, r.key, err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				total++
+			}
+		}
+	}
+	return total, nil
+}
