@@ -14,7 +14,6 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/pki"
-	"github.com/sealgate/sealgate/pkg/pki/internal/pkitest"
 )
 
 const suffix = "dc=example,dc=test"
@@ -88,7 +87,7 @@ func TestRolloutLDAP(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc := newTestCA(t)
-	st := pkitest.NewStore()
+	st := newStore(t)
 	m := &pki.Manager{Store: st, Issuer: tc.ca, Users: dirSrc, Publisher: dirSrc, KeyType: pki.RSA2048,
 		Validity: 365 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
 

@@ -38,9 +38,9 @@ type Publisher interface {
 
 // Certificate states in the store.
 const (
-	StateActive     = "active"
-	StateSuperseded = "superseded"
-	StateRevoked    = "revoked"
+	StateActive     = store.CertActive
+	StateSuperseded = store.CertSuperseded
+	StateRevoked    = store.CertRevoked
 )
 
 // Manager brings certificates in line with the user source. It is safe for
@@ -78,9 +78,26 @@ func (m *Manager) log() *slog.Logger {
 
 func (m *Manager) keystore() *Keystore { return NewKeystore(m.Store) }
 
+// userCerts returns the certificates that belong to email (the store also
+// returns those merely carrying it as an alias address).
+func (m *Manager) userCerts(ctx context.Context, email string) ([]store.Certificate, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	all, err := m.Store.Certificates(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Certificate
+	for _, c := range all {
+		if strings.EqualFold(c.Email, email) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
 // Current returns the user's newest active certificate.
 func (m *Manager) Current(ctx context.Context, email string) (store.Certificate, error) {
-	certs, err := m.Store.Certificates(ctx, strings.ToLower(email))
+	certs, err := m.userCerts(ctx, email)
 	if err != nil {
 		return store.Certificate{}, err
 	}
@@ -93,7 +110,7 @@ func (m *Manager) Current(ctx context.Context, email string) (store.Certificate,
 
 // Latest returns the user's newest certificate whatever its state.
 func (m *Manager) Latest(ctx context.Context, email string) (store.Certificate, error) {
-	certs, err := m.Store.Certificates(ctx, strings.ToLower(email))
+	certs, err := m.userCerts(ctx, email)
 	if err != nil {
 		return store.Certificate{}, err
 	}

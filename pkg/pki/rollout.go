@@ -314,7 +314,7 @@ func (m *Manager) forUser(ctx context.Context, email string, renew bool) (store.
 	if err != nil {
 		return store.Certificate{}, err
 	}
-	certs, err := m.Store.Certificates(ctx, u.Email)
+	certs, err := m.userCerts(ctx, u.Email)
 	if err != nil {
 		return store.Certificate{}, err
 	}
@@ -342,7 +342,7 @@ func (m *Manager) forUser(ctx context.Context, email string, renew bool) (store.
 // them. It returns the revoked serials.
 func (m *Manager) RevokeUser(ctx context.Context, email string, reason int) ([]string, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
-	certs, err := m.Store.Certificates(ctx, email)
+	certs, err := m.userCerts(ctx, email)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/sealgate/sealgate/pkg/pki"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 	"github.com/sealgate/sealgate/pkg/pki/internal/pkitest"
+	"github.com/sealgate/sealgate/pkg/secret"
+	"github.com/sealgate/sealgate/pkg/store"
 )
 
 // testCA is one embedded CA per test binary: RSA key generation for the CA
@@ -40,6 +42,22 @@ func newTestCA(t *testing.T) testCA {
 	return tc
 }
 
+// newStore opens the real SQLite store with a fresh master key.
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	dir := t.TempDir()
+	kr, err := secret.LoadOrCreateKeyring(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), store.Options{Driver: "sqlite", Path: filepath.Join(dir, "sealgate.db"), Keyring: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 func writePEM(t *testing.T, path string, der []byte) string {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
@@ -60,7 +78,7 @@ func TestRolloutStaticEmbedded(t *testing.T) {
 	testpeer.Require(t, "openssl")
 	ctx := context.Background()
 	tc := newTestCA(t)
-	st := pkitest.NewStore()
+	st := newStore(t)
 	src := &pki.StaticSource{Groups: []string{"smime-users"}, List: staticUsers("alice@example.org", "bob@example.org", "carol@example.org")}
 	src.List[0].Aliases = []string{"Alice.Example@example.org"}
 	src.List = append(src.List, pki.StaticUser{Email: "mallory@example.org", Groups: []string{"other"}})
@@ -164,10 +182,17 @@ func TestRolloutStaticEmbedded(t *testing.T) {
 	if states[pki.StateActive] != 1 || states[pki.StateSuperseded] != 1 {
 		t.Fatalf("alice after renewal: %v", states)
 	}
-	if n := countAudit(st, "certificate.issue"); n != 6 {
+	events, err := st.AuditEvents(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countAudit(events, "certificate.issue"); n != 6 {
 		t.Errorf("audit has %d issue events, want 6", n)
 	}
-	for _, e := range st.Events {
+	if n := countAudit(events, "certificate.revoke"); n != 2 {
+		t.Errorf("audit has %d revoke events, want 2", n)
+	}
+	for _, e := range events {
 		if strings.Contains(e.Detail, "PRIVATE") {
 			t.Fatalf("audit event carries key material: %+v", e)
 		}
@@ -224,9 +249,9 @@ func mustSync(t *testing.T, m *pki.Manager) pki.Result {
 	return res
 }
 
-func countAudit(st *pkitest.Store, action string) int {
+func countAudit(events []store.AuditEvent, action string) int {
 	n := 0
-	for _, e := range st.Events {
+	for _, e := range events {
 		if e.Action == action {
 			n++
 		}
