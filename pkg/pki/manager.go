@@ -241,8 +241,15 @@ func (m *Manager) audit(ctx context.Context, action, subject, detail string) {
 	}
 }
 
-// SerialHex is the serial number as stored and shown: lower-case hex.
-func SerialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
+// SerialHex is the serial number as stored and shown: lower-case hex with
+// an even number of digits, the way openssl prints it.
+func SerialHex(c *x509.Certificate) string {
+	s := c.SerialNumber.Text(16)
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
+}
 
 func reasonName(code int) string {
 	for name, c := range ReasonCodes {

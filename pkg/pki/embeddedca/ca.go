@@ -222,7 +222,10 @@ func (c *CA) Issue(ctx context.Context, req pki.IssueRequest) (pki.Issued, error
 		if cn == "" {
 			cn = req.Emails[0]
 		}
-		crt.Subject = pkix.Name{CommonName: cn, ExtraNames: []pkix.AttributeTypeAndValue{{Type: oidEmailAddress, Value: req.Emails[0]}}}
+		crt.Subject = pkix.Name{CommonName: cn, ExtraNames: []pkix.AttributeTypeAndValue{
+			// PKCS#9 emailAddress is an IA5String; older clients still look for it in the subject.
+			{Type: oidEmailAddress, Value: asn1.RawValue{Tag: asn1.TagIA5String, Bytes: []byte(req.Emails[0])}},
+		}}
 		crt.EmailAddresses = append([]string(nil), req.Emails...)
 		crt.DNSNames, crt.IPAddresses, crt.URIs = nil, nil, nil
 		crt.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}

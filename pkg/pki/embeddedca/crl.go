@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/sealgate/sealgate/pkg/pki"
 )
 
 // revokedEntry is one line of the CA's revocation list (revoked.json).
@@ -44,7 +46,7 @@ func (c *CA) Revoke(_ context.Context, cert *x509.Certificate, reasonCode int) e
 	if err != nil {
 		return err
 	}
-	serial := cert.SerialNumber.Text(16)
+	serial := pki.SerialHex(cert)
 	for _, e := range list.Entries {
 		if e.Serial == serial {
 			return nil
