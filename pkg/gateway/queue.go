@@ -357,13 +357,15 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	if entry.State == StateHeld {
 		return
 	}
+	holdUnreadable := func(err error) {
+		q.Log.Error("spooled message unreadable, held for an admin", "queue_id", id, "err", err)
+		q.updateEntry(ctx, id, func(e *store.QueueEntry) {
+			e.State, e.NextAttempt, e.HoldReason = StateHeld, time.Time{}, "spool file unreadable: "+err.Error()
+		})
+	}
 	m, err := q.Spool.Open(id)
 	if err != nil {
-		q.Log.Error("opening spooled message", "queue_id", id, "err", err)
-		_ = q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
-			e.State, e.NextAttempt, e.HoldReason = StateHeld, time.Time{}, "spool file unreadable"
-			return nil
-		})
+		holdUnreadable(err)
 		return
 	}
 	env := m.Envelope
@@ -374,7 +376,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	msg, err := io.ReadAll(src)
 	m.Close()
 	if err != nil {
-		q.Log.Error("reading spooled message", "queue_id", id, "err", err)
+		holdUnreadable(err)
 		return
 	}
 	attempt := entry.Attempts + 1

@@ -316,9 +316,11 @@ func (m *SpooledMessage) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, ErrSpoolCorrupt // truncated before the last chunk
 		}
-		if pt, err := m.aead.Open(sealed[:0], chunkNonce(m.idx, false), sealed, nil); err == nil {
+		// Open into a fresh buffer: a failed Open clears its output, and
+		// the sealed chunk is needed again for the last-chunk nonce.
+		if pt, err := m.aead.Open(nil, chunkNonce(m.idx, false), sealed, nil); err == nil {
 			m.buf = pt
-		} else if pt, err := m.aead.Open(sealed[:0], chunkNonce(m.idx, true), sealed, nil); err == nil {
+		} else if pt, err := m.aead.Open(nil, chunkNonce(m.idx, true), sealed, nil); err == nil {
 			m.buf = pt
 			m.done = true
 		} else {
