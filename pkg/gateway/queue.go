@@ -419,9 +419,9 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 				ev.Outcome = events.Delivered
 				q.Events.Record(ctx, ev)
 			case IsPermanent(e):
-				bounced[r] = e.Error()
+				bounced[r] = describe(e)
 			default:
-				deferred[r] = e.Error()
+				deferred[r] = describe(e)
 			}
 		}
 	}
@@ -612,4 +612,18 @@ func headerValue(msg []byte, name string) string {
 		return strings.TrimSpace(v)
 	}
 	return ""
+}
+
+// describe renders a relay error with the next hop's reply code, which the
+// DSN's Status and Diagnostic-Code fields need.
+func describe(err error) string {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		ec := se.EnhancedCode
+		if ec == smtp.NoEnhancedCode || ec == (smtp.EnhancedCode{}) {
+			return fmt.Sprintf("%d %s", se.Code, se.Message)
+		}
+		return fmt.Sprintf("%d %d.%d.%d %s", se.Code, ec[0], ec[1], ec[2], se.Message)
+	}
+	return err.Error()
 }

@@ -85,6 +85,13 @@ func OpenSpool(dir string, kr Keyring) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: creating %s: %w", dir, err)
 	}
+	// Temp files are writes a crash interrupted: never answered 250, so
+	// they go. Only here, before anything can be writing.
+	if old, err := filepath.Glob(filepath.Join(dir, "tmp-*")); err == nil {
+		for _, f := range old {
+			os.Remove(f)
+		}
+	}
 	return &Spool{dir: dir, kr: kr}, nil
 }
 
@@ -347,8 +354,7 @@ func (s *Spool) Remove(id string) error {
 	return syncDir(s.dir)
 }
 
-// IDs lists the messages in the spool (for recovery after a crash) and
-// removes temp files left by interrupted writes: those were never 250'd.
+// IDs lists the messages in the spool (for recovery after a crash).
 func (s *Spool) IDs() ([]string, error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -357,10 +363,6 @@ func (s *Spool) IDs() ([]string, error) {
 	var ids []string
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasPrefix(name, "tmp-") {
-			os.Remove(filepath.Join(s.dir, name))
-			continue
-		}
 		if id, ok := strings.CutSuffix(name, spoolExt); ok && validID(id) {
 			ids = append(ids, id)
 		}
