@@ -31,6 +31,7 @@ type Sink struct {
 	msgs  []SinkMessage
 	fail  *smtp.SMTPError // answer to every RCPT while set
 	srv   *smtp.Server
+	ln    net.Listener
 	creds map[string]string
 }
 
@@ -52,7 +53,7 @@ func StartSink(t testing.TB, opts SinkOptions) *Sink {
 	if err != nil {
 		t.Fatalf("sink: %v", err)
 	}
-	s := &Sink{Addr: ln.Addr().String(), creds: opts.Users}
+	s := &Sink{Addr: ln.Addr().String(), creds: opts.Users, ln: ln}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &sinkSession{s: s, c: c}, nil
 	}))
@@ -63,7 +64,7 @@ func StartSink(t testing.TB, opts SinkOptions) *Sink {
 	srv.ErrorLog = nopLogger{}
 	s.srv = srv
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	t.Cleanup(s.Close)
 	return s
 }
 
@@ -73,7 +74,12 @@ func (nopLogger) Printf(string, ...any) {}
 func (nopLogger) Println(...any)        {}
 
 // Close stops the sink (to simulate the next hop going down).
-func (s *Sink) Close() { s.srv.Close() }
+// The listener is closed here too: Server.Close misses it when Serve
+// has not registered it yet.
+func (s *Sink) Close() {
+	s.ln.Close()
+	s.srv.Close()
+}
 
 // Fail makes every RCPT answer with code and message until Fail(0, "").
 func (s *Sink) Fail(code int, msg string) {

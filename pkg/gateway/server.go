@@ -36,6 +36,11 @@ type ListenerConfig struct {
 	Log             *slog.Logger
 }
 
+// maxLineLength bounds a line in commands and data. RFC 5322 allows 998
+// octets, but real senders (Exchange included) exceed it with 8BITMIME;
+// Postfix accepts long lines too, so only absurd ones are refused.
+const maxLineLength = 64 << 10
+
 // Listener accepts mail from the allowed networks into the queue.
 type Listener struct {
 	cfg   ListenerConfig
@@ -66,6 +71,7 @@ func NewListener(cfg ListenerConfig, q *Queue) *Listener {
 	s.MaxRecipients = cfg.MaxRecipients
 	s.ReadTimeout = cfg.ReadTimeout
 	s.WriteTimeout = cfg.WriteTimeout
+	s.MaxLineLength = maxLineLength
 	s.EnableSMTPUTF8 = true
 	s.EnableDSN = true
 	s.AllowInsecureAuth = false
@@ -171,6 +177,8 @@ var (
 		Message: "Authentication required (AUTH PLAIN or LOGIN after STARTTLS)"}
 	errAuthFailed = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
 		Message: "Authentication credentials invalid"}
+	errLineTooLong = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: fmt.Sprintf("Line longer than %d octets; encode the content (quoted-printable or base64)", maxLineLength)}
 	errTempStore = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Message could not be stored; try again later"}
 )
@@ -300,6 +308,9 @@ func (s *session) Data(r io.Reader) error {
 		}
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return smtp.ErrDataTooLarge
+		}
+		if errors.Is(err, smtp.ErrTooLongLine) {
+			return errLineTooLong
 		}
 		s.l.cfg.Log.Error("spooling failed", "from", env.From, "err", err)
 		return errTempStore
