@@ -116,7 +116,7 @@ func TestPipeline(t *testing.T) {
 			decider: fakeDecider{"*": must}, finder: fakeFinder{certs: certs}, wantHeld: []string{"c1@ext.test"}},
 		{name: "forged From with sign=if-key encrypts unsigned", from: "mallory@evil.test", rcpts: []string{"c1@ext.test"},
 			decider: fakeDecider{"*": {Rule: "r", Action: ActionDeliver, Sign: SignIfKey, Method: MethodSMIME, MustEncrypt: true}},
-			finder: fakeFinder{certs: certs}, wantParts: []string{"smime:c1@ext.test"}},
+			finder:  fakeFinder{certs: certs}, wantParts: []string{"smime:c1@ext.test"}},
 		{name: "policy hold", from: "alice@org.test", rcpts: []string{"x@ext.test"},
 			decider: fakeDecider{"*": {Rule: "stop", Action: ActionHold}}, finder: fakeFinder{}, wantHeld: []string{"x@ext.test"}},
 	}
