@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -286,6 +287,62 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		if bytes.Contains(box["carol@partner.test"], []byte("the S/MIME body")) {
 			t.Fatal("body readable in the encrypted mail")
+		}
+	})
+	t.Run("gpgsm decrypts and verifies (default profile)", func(t *testing.T) {
+		gs := testpeer.NewGpgsm(t, partners, carol)
+		for _, f := range []string{"root.crt", "issuing.crt"} {
+			if r := gs.Run(t, nil, "--batch", "--import", filepath.Join(g.dir, "data", "ca", f)); r.ExitCode != 0 {
+				t.Fatalf("import %s: %s", f, r.Stderr)
+			}
+		}
+		root := testpeer.ReadCert(t, filepath.Join(g.dir, "data", "ca", "root.crt"))
+		fp := sha1.Sum(root.Raw)
+		var hexParts []string
+		for _, b := range fp {
+			hexParts = append(hexParts, fmt.Sprintf("%02X", b))
+		}
+		tl, _ := os.OpenFile(filepath.Join(gs.Home, "trustlist.txt"), os.O_APPEND|os.O_WRONLY, 0o600)
+		fmt.Fprintf(tl, "%s S relax\n", strings.Join(hexParts, ":"))
+		tl.Close()
+
+		raw := stripEnvelopeFields(box["carol@partner.test"])
+		m, err := mail.ReadMessage(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b64, _ := io.ReadAll(m.Body)
+		der, err := io.ReadAll(base64Reader(b64))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := gs.Decrypt(t, der, carol.P12Password)
+		if dec.ExitCode != 0 {
+			t.Fatalf("gpgsm --decrypt: %s", dec.Stderr)
+		}
+		inner, err := mail.ReadMessage(bytes.NewReader(dec.Stdout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, params, _ := mime.ParseMediaType(inner.Header.Get("Content-Type"))
+		body, _ := io.ReadAll(inner.Body)
+		delim := []byte("--" + params["boundary"])
+		parts := bytes.Split(body, delim)
+		if len(parts) < 3 {
+			t.Fatalf("not multipart/signed:\n%s", dec.Stdout)
+		}
+		signedPart := bytes.TrimSuffix(bytes.TrimPrefix(parts[1], []byte("\r\n")), []byte("\r\n"))
+		sigMsg, err := mail.ReadMessage(bytes.NewReader(bytes.TrimPrefix(parts[2], []byte("\r\n"))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigB64, _ := io.ReadAll(sigMsg.Body)
+		sig, err := io.ReadAll(base64Reader(sigB64))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := gs.VerifyDetached(t, sig, signedPart); r.ExitCode != 0 {
+			t.Fatalf("gpgsm --verify: exit %d\n%s", r.ExitCode, r.Stderr)
 		}
 	})
 	t.Run("PDF opens only with the password", func(t *testing.T) {
