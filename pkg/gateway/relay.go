@@ -97,7 +97,9 @@ func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
 	defer c.Close()
 	if s.User != "" {
 		if err := c.Auth(sasl.NewPlainClient("", s.User, s.Password)); err != nil {
-			return fail(fmt.Errorf("smarthost %s: AUTH: %w", s.Addr, err))
+			// %v, not %w: a refused login is our configuration, not the
+			// recipient's fault, so it is retried (and alerts) instead of bouncing.
+			return fail(fmt.Errorf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file): %v", s.Addr, s.User, err))
 		}
 	}
 	if err := c.Mail(p.From, &smtp.MailOptions{Body: smtp.Body8BitMIME}); err != nil {
@@ -137,6 +139,10 @@ var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
 // asks. go-smtp only upgrades right after the greeting, so opportunistic
 // TLS against a host without STARTTLS costs a second connection.
 func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
+	helo := s.Hostname
+	if helo == "" {
+		helo = "localhost"
+	}
 	dial := func() (net.Conn, error) {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", s.Addr)
@@ -168,9 +174,9 @@ func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
 		}
 		c, err := smtp.NewClientStartTLS(conn, conf)
 		if err == nil {
-			if err := c.Hello(s.Hostname); err != nil {
+			if err := c.Hello(helo); err != nil {
 				c.Close()
-				return nil, fmt.Errorf("smarthost %s: EHLO after STARTTLS: %w", s.Addr, err)
+				return nil, fmt.Errorf("smarthost %s: EHLO after STARTTLS: %v", s.Addr, err)
 			}
 			return c, nil
 		}
@@ -178,7 +184,7 @@ func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
 			if s.TLS == "required" && err.Error() == errNoStartTLS.Error() {
 				return nil, fmt.Errorf("smarthost %s does not offer STARTTLS and relay.tls is required", s.Addr)
 			}
-			return nil, fmt.Errorf("smarthost %s: STARTTLS: %w", s.Addr, err)
+			return nil, fmt.Errorf("smarthost %s: STARTTLS: %v", s.Addr, err)
 		}
 	}
 	conn, err := dial()
@@ -186,9 +192,9 @@ func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
 		return nil, err
 	}
 	c := smtp.NewClient(conn)
-	if err := c.Hello(s.Hostname); err != nil {
+	if err := c.Hello(helo); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("smarthost %s: EHLO: %w", s.Addr, err)
+		return nil, fmt.Errorf("smarthost %s: EHLO: %v", s.Addr, err)
 	}
 	return c, nil
 }
