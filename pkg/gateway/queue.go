@@ -274,7 +274,7 @@ func (q *Queue) Run(ctx context.Context) error {
 					dispatch(e.ID)
 				}
 			}
-			if now.Sub(lastExpiry) > time.Minute {
+			if now.Sub(lastExpiry) > 60*q.Poll {
 				lastExpiry = now
 				q.expireHeld(ctx, now)
 			}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/sealgate/sealgate/pkg/store"
@@ -176,5 +177,24 @@ func TestQueueRecoversSpoolWithoutEntry(t *testing.T) {
 	waitFor(t, "recovered delivery", queueEmpty(q))
 	if len(relay.deliveries()) != 1 {
 		t.Fatal("recovered message not delivered")
+	}
+}
+
+func TestQueueHeldExpiresIntoBounce(t *testing.T) {
+	relay := &recordingRelay{}
+	q, el := testQueue(t, planFunc(func(rcpts []string, _ []byte) (*Plan, error) {
+		return &Plan{Held: map[string]string{rcpts[0]: "no certificate"}}, nil
+	}), relay)
+	q.RetryFor = 300 * time.Millisecond
+	q.Poll = 5 * time.Millisecond
+	runQueue(t, q)
+	accept(t, q, "conf@ext.test")
+	waitFor(t, "expiry bounce", func() bool { return len(relay.deliveries()) == 1 && queueEmpty(q)() })
+	dsn := relay.deliveries()[0]
+	if dsn.Rcpts[0] != "a@org.test" || !strings.Contains(string(dsn.Data), "held too long (conf@ext.test: no certificate)") {
+		t.Fatalf("DSN: %s", dsn.Data)
+	}
+	if !strings.Contains(el.String(), `"outcome":"bounced"`) {
+		t.Fatal("no bounced event")
 	}
 }
