@@ -154,6 +154,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		AllowedNetworks: nets, Users: users, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnections: cfg.SMTP.MaxConnections,
 		ReadTimeout: cfg.SMTP.ReadTimeout.Duration, WriteTimeout: cfg.SMTP.WriteTimeout.Duration, Log: log}, q)
+	// Recovery first: it must not race the listener's first messages.
+	if err := q.Recover(ctx); err != nil {
+		return fmt.Errorf("queue recovery: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		return fmt.Errorf("smtp.listen %s: %w", cfg.SMTP.Listen, err)

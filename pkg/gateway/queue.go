@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -108,10 +109,11 @@ type Queue struct {
 	// MaxMessageBytes caps what a worker reads into memory (0: no cap).
 	MaxMessageBytes int64
 
-	wake     chan string
-	mu       sync.Mutex
-	inflight map[string]bool
-	once     sync.Once
+	wake      chan string
+	recovered bool
+	mu        sync.Mutex
+	inflight  map[string]bool
+	once      sync.Once
 }
 
 func (q *Queue) init() {
@@ -180,8 +182,12 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 // without an entry (crash between fsync and the store write) is queued
 // again; an entry of this node without a file (crash between removing the
 // delivered file and its entry) is dropped.
+//
+// Call it before the listener starts (Run calls it if nobody did), so that
+// it never races a message being accepted.
 func (q *Queue) Recover(ctx context.Context) error {
 	q.init()
+	q.recovered = true
 	ids, err := q.Spool.IDs()
 	if err != nil {
 		return err
@@ -224,8 +230,10 @@ func (q *Queue) Recover(ctx context.Context) error {
 // flight to finish; the rest stays spooled for the next start.
 func (q *Queue) Run(ctx context.Context) error {
 	q.init()
-	if err := q.Recover(ctx); err != nil {
-		return fmt.Errorf("queue: recovery: %w", err)
+	if !q.recovered {
+		if err := q.Recover(ctx); err != nil {
+			return fmt.Errorf("queue: recovery: %w", err)
+		}
 	}
 	sem := make(chan struct{}, q.Workers)
 	var wg sync.WaitGroup
@@ -364,6 +372,13 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 		})
 	}
 	m, err := q.Spool.Open(id)
+	if errors.Is(err, os.ErrNotExist) {
+		// Deleted by `sealgate queue delete` (or delivered and removed
+		// just before a crash): nothing left to send.
+		q.Log.Warn("queue entry without spool file dropped", "queue_id", id)
+		_ = q.Store.DeleteQueueEntry(ctx, id)
+		return
+	}
 	if err != nil {
 		holdUnreadable(err)
 		return
