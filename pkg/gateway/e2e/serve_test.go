@@ -31,6 +31,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // sealgateBinary builds the command once per test run, for tests that need
 // a real process (signals, kill -9).
 func sealgateBinary(t *testing.T) string {
