@@ -192,7 +192,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}()
 	}
 	if mgr != nil && cfg.PKI.SyncInterval.Duration > 0 {
-		go pkiSync(ctx, mgr, cfg.PKI.SyncInterval.Duration, log)
+		go pkiSync(ctx, mgr, &pipeline.Signer.(*pkiSigner).issuing, cfg.PKI.SyncInterval.Duration, log)
 	}
 
 	select {
@@ -215,8 +215,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	return nil
 }
 
-func pkiSync(ctx context.Context, m *pki.Manager, every time.Duration, log *slog.Logger) {
+// pkiSync runs the rollout periodically. It holds issuing, which the
+// signer's on-demand issuance also takes: the manager supports one
+// writer at a time, and two issuances for one user would conflict.
+func pkiSync(ctx context.Context, m *pki.Manager, issuing *sync.Mutex, every time.Duration, log *slog.Logger) {
 	run := func() {
+		issuing.Lock()
+		defer issuing.Unlock()
 		res, err := m.Sync(ctx, pki.ApplyOptions{})
 		if err != nil {
 			log.Error("pki sync", "err", err)
@@ -497,6 +502,7 @@ type pkiSigner struct {
 	ttl time.Duration
 
 	mu      sync.Mutex
+	issuing sync.Mutex // shared with pkiSync
 	users   map[string]bool
 	fetched time.Time
 }
@@ -536,7 +542,7 @@ func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte
 	}
 	c, err := s.m.Current(ctx, sender)
 	if errors.Is(err, store.ErrNotFound) && s.m.Issuer != nil {
-		c, err = s.m.IssueUser(ctx, sender)
+		c, err = s.issue(ctx, sender)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, gateway.ErrNoSenderKey
@@ -557,6 +563,17 @@ func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte
 		chain = append(chain, s.ca.IssuingCert())
 	}
 	return smime.Sign(msg, key, chain, nil)
+}
+
+// issue gives a group member without a certificate one on demand, once:
+// concurrent messages from the same new sender wait for the first issuance.
+func (s *pkiSigner) issue(ctx context.Context, sender string) (store.Certificate, error) {
+	s.issuing.Lock()
+	defer s.issuing.Unlock()
+	if c, err := s.m.Current(ctx, sender); err == nil {
+		return c, nil
+	}
+	return s.m.IssueUser(ctx, sender)
 }
 
 // pdfSealer resolves the recipient's password and seals.
