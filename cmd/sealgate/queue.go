@@ -167,7 +167,7 @@ func newQueueCmd(a *app) *cobra.Command {
 			if _, err := get(cmd.Context(), rt, args[0]); err != nil {
 				return err
 			}
-			if err := rt.spool.Remove(args[0]); err != nil {
+			if err := rt.spool.Discard(args[0]); err != nil {
 				return err
 			}
 			if err := rt.store.DeleteQueueEntry(cmd.Context(), args[0]); err != nil {

@@ -96,7 +96,8 @@ type Queue struct {
 	Relay    Relay
 	Events   *events.Recorder
 	Log      *slog.Logger
-	// Workers is how many messages are processed at once (default 4).
+	// Workers is how many messages are processed at once (default 16: a
+	// delivery mostly waits on fsync and the next hop, not on the CPU).
 	Workers int
 	// RetryFor is how long temporary failures and holds last before the
 	// message is bounced (default 5 days).
@@ -121,7 +122,7 @@ func (q *Queue) init() {
 		q.wake = make(chan string, 4096)
 		q.inflight = map[string]bool{}
 		if q.Workers <= 0 {
-			q.Workers = 4
+			q.Workers = 16
 		}
 		if q.RetryFor <= 0 {
 			q.RetryFor = 5 * 24 * time.Hour
