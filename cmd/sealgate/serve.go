@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,6 +109,11 @@ func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ru
 
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := newLogger(cfg, logw)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit keeps the heap from doubling past what the queue's
+		// memory budget needs (GOMEMLIMIT overrides it).
+		debug.SetMemoryLimit(256 << 20)
+	}
 	rt, err := openRuntime(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/store"
+	"golang.org/x/sync/semaphore"
 )
 
 // Queue states kept in the store.
@@ -109,6 +110,11 @@ type Queue struct {
 	Poll time.Duration
 	// MaxMessageBytes caps what a worker reads into memory (0: no cap).
 	MaxMessageBytes int64
+	// MemoryBudget bounds the bytes all workers hold at once (default
+	// 160 MiB): a message costs about memFactor times its size while it is
+	// signed and encrypted, so big messages are processed fewer at a time.
+	MemoryBudget int64
+	mem          *semaphore.Weighted
 
 	wake      chan string
 	recovered bool
@@ -130,6 +136,10 @@ func (q *Queue) init() {
 		if q.Backoff == nil {
 			q.Backoff = DefaultBackoff
 		}
+		if q.MemoryBudget <= 0 {
+			q.MemoryBudget = 160 << 20
+		}
+		q.mem = semaphore.NewWeighted(q.MemoryBudget)
 		if q.Poll <= 0 {
 			q.Poll = time.Second
 		}
@@ -141,6 +151,11 @@ func (q *Queue) init() {
 		}
 	})
 }
+
+// memFactor estimates a message's peak memory during processing relative
+// to its size: the message, its canonical form, the signed copy, the CMS
+// envelope and its base64 form.
+const memFactor = 6
 
 // DefaultBackoff waits 30 s after the first failure, doubling up to 30 min.
 func DefaultBackoff(attempt int) time.Duration {
@@ -385,6 +400,13 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 		return
 	}
 	env := m.Envelope
+	// Reserve memory for the processing copies before reading the message.
+	cost := min(entry.Size*memFactor+1<<20, q.MemoryBudget)
+	if err := q.mem.Acquire(ctx, cost); err != nil {
+		m.Close()
+		return
+	}
+	defer q.mem.Release(cost)
 	var src io.Reader = m
 	if q.MaxMessageBytes > 0 {
 		src = io.LimitReader(m, q.MaxMessageBytes+1<<20)
