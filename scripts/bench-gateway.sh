@@ -4,6 +4,7 @@
 # on) → smtp-sink, then the same load straight into smtp-sink as the
 # no-crypto baseline. Prints messages/s and sealgate's peak RSS.
 #   scripts/bench-gateway.sh [MESSAGES=10000] [SESSIONS=20] [SIZE=10240]
+# The memory run of the issue: scripts/bench-gateway.sh 50 50 10485760
 set -euo pipefail
 MESSAGES=${1:-10000}
 SESSIONS=${2:-20}

@@ -77,6 +77,7 @@ type Delivery struct {
 	From    string
 	Rcpts   []string
 	Data    []byte
+	UTF8    bool // the envelope needs SMTPUTF8 at the next hop
 }
 
 // Relay hands a parcel to the next hop. It returns one error per
@@ -444,7 +445,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	}
 	base := events.Delivery{QueueID: id, MessageID: msgID, Sender: env.From, Attempt: attempt}
 	for i, p := range plan.Parcels {
-		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data})
+		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data, UTF8: env.UTF8})
 		for j, r := range p.Rcpts {
 			var e error
 			if j < len(errs) {

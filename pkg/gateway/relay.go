@@ -102,7 +102,7 @@ func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
 			return fail(fmt.Errorf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file): %v", s.Addr, s.User, err))
 		}
 	}
-	if err := c.Mail(p.From, &smtp.MailOptions{Body: smtp.Body8BitMIME}); err != nil {
+	if err := c.Mail(p.From, &smtp.MailOptions{Body: smtp.Body8BitMIME, Size: int64(len(p.Data)), UTF8: p.UTF8}); err != nil {
 		return fail(fmt.Errorf("smarthost %s: MAIL FROM: %w", s.Addr, err))
 	}
 	accepted := 0

@@ -188,3 +188,24 @@ func TestListenerAuthOverTLS(t *testing.T) {
 		t.Error("Received: does not record TLS+AUTH")
 	}
 }
+
+func TestListenerConnectionLimit(t *testing.T) {
+	q, _ := testQueue(t, passAll{}, &recordingRelay{})
+	addr := startListener(t, ListenerConfig{MaxConnections: 1}, q)
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	greeting, _ := bufio.NewReader(first).ReadString('\n')
+	if !strings.HasPrefix(greeting, "220 ") {
+		t.Fatalf("first connection: %q", greeting)
+	}
+	if rep := converse(t, addr); !strings.HasPrefix(rep[0], "421 4.7.0") {
+		t.Fatalf("second connection: %q", rep[0])
+	}
+	first.Close()
+	waitFor(t, "slot released", func() bool {
+		return strings.HasPrefix(converse(t, addr, "QUIT\r\n")[0], "220 ")
+	})
+}
