@@ -417,7 +417,7 @@ type policyDecider struct {
 func (d policyDecider) Decide(_ context.Context, m *gateway.MessageFacts, rcpt string, hasCert bool) gateway.Decision {
 	f := policy.Facts{Sender: m.Sender, SenderGroups: d.groups[m.Sender], Subject: m.Subject, Size: m.Size, Headers: headerFields(m.Header)}
 	pd := d.p.Decide(f, policy.Recipient{Address: rcpt, HasCert: hasCert})
-	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce,
+	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS == policy.TLSRequired,
 		MustEncrypt: pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired}
 	switch pd.Action {
 	case policy.ActionDeliver:

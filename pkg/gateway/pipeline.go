@@ -55,6 +55,8 @@ type Decision struct {
 	MustEncrypt bool
 	// Bounce: on failure bounce instead of hold.
 	Bounce bool
+	// RequireTLS: the copy may travel to the next hop only over TLS.
+	RequireTLS bool
 }
 
 // MessageFacts are what the policy may look at.
@@ -314,6 +316,17 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			}
 		}
 		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule})
+	}
+	tlsNeeded := map[string]bool{}
+	for _, rp := range plans {
+		tlsNeeded[rp.rcpt] = rp.d.RequireTLS
+	}
+	for i := range plan.Parcels {
+		for _, r := range plan.Parcels[i].Rcpts {
+			if tlsNeeded[r] {
+				plan.Parcels[i].RequireTLS = true
+			}
+		}
 	}
 	return plan, nil
 }

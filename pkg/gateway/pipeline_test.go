@@ -165,3 +165,15 @@ func TestPipelinePassesEncryptedThrough(t *testing.T) {
 		t.Fatalf("plan %+v, err %v, sign calls %d", plan, err, s.calls)
 	}
 }
+
+func TestPipelineCarriesTLSRequirement(t *testing.T) {
+	p := &Pipeline{Hostname: "gw.test", Finder: fakeFinder{certs: map[string]string{"c1@ext.test": "C1", "c2@ext.test": "C2"}},
+		Decider: fakeDecider{
+			"c1@ext.test": {Rule: "conf", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true, RequireTLS: true},
+			"*":           {Rule: "default", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true},
+		}, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}}
+	plan, err := p.Process(context.Background(), &Envelope{}, []string{"c1@ext.test", "c2@ext.test"}, []byte("From: alice@org.test\r\n\r\nx\r\n"))
+	if err != nil || len(plan.Parcels) != 1 || !plan.Parcels[0].RequireTLS {
+		t.Fatalf("the shared envelope must demand TLS when one recipient's policy does: %+v %v", plan, err)
+	}
+}

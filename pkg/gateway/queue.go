@@ -68,6 +68,8 @@ type Parcel struct {
 	Method string // smime | pdf | signed | plain | passthrough
 	Signed bool
 	Rule   string
+	// RequireTLS: some recipient's policy demands TLS to the next hop.
+	RequireTLS bool
 }
 
 // Delivery is one parcel handed to the relay.
@@ -78,6 +80,8 @@ type Delivery struct {
 	Rcpts   []string
 	Data    []byte
 	UTF8    bool // the envelope needs SMTPUTF8 at the next hop
+	// RequireTLS: deliver only over TLS (policy tls = "required").
+	RequireTLS bool
 }
 
 // Relay hands a parcel to the next hop. It returns one error per
@@ -445,7 +449,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	}
 	base := events.Delivery{QueueID: id, MessageID: msgID, Sender: env.From, Attempt: attempt}
 	for i, p := range plan.Parcels {
-		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data, UTF8: env.UTF8})
+		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data, UTF8: env.UTF8, RequireTLS: p.RequireTLS})
 		for j, r := range p.Rcpts {
 			var e error
 			if j < len(errs) {

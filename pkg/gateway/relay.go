@@ -90,7 +90,12 @@ func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := s.connect(ctx)
+	mode := s.TLS
+	if p.RequireTLS {
+		// Policy demands TLS for this copy, whatever relay.tls says.
+		mode = "required"
+	}
+	c, err := s.connect(ctx, mode)
 	if err != nil {
 		return fail(err)
 	}
@@ -138,7 +143,7 @@ var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
 // connect dials the smart host and says EHLO, with STARTTLS as relay.tls
 // asks. go-smtp only upgrades right after the greeting, so opportunistic
 // TLS against a host without STARTTLS costs a second connection.
-func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
+func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, error) {
 	helo := s.Hostname
 	if helo == "" {
 		helo = "localhost"
@@ -154,7 +159,7 @@ func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
 		}
 		return conn, nil
 	}
-	if s.TLS != "none" {
+	if mode != "none" {
 		conn, err := dial()
 		if err != nil {
 			return nil, err
@@ -167,9 +172,11 @@ func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
 		if conf.ServerName == "" {
 			conf.ServerName, _, _ = net.SplitHostPort(s.Addr)
 		}
-		if s.TLS == "opportunistic" {
-			// Opportunistic TLS protects against passive reading only
-			// (RFC 7435); a certificate mismatch must not stop mail.
+		if s.TLS != "required" {
+			// Unless relay.tls is "required" (which verifies the smart
+			// host's certificate), TLS protects against passive reading
+			// only (RFC 7435): a certificate mismatch must not stop mail,
+			// also when policy demands TLS for a message.
 			conf.InsecureSkipVerify = true
 		}
 		c, err := smtp.NewClientStartTLS(conn, conf)
@@ -180,8 +187,8 @@ func (s *SMTPRelay) connect(ctx context.Context) (*smtp.Client, error) {
 			}
 			return c, nil
 		}
-		if err.Error() != errNoStartTLS.Error() || s.TLS == "required" {
-			if s.TLS == "required" && err.Error() == errNoStartTLS.Error() {
+		if err.Error() != errNoStartTLS.Error() || mode == "required" {
+			if mode == "required" && err.Error() == errNoStartTLS.Error() {
 				return nil, fmt.Errorf("smarthost %s does not offer STARTTLS and relay.tls is required", s.Addr)
 			}
 			return nil, fmt.Errorf("smarthost %s: STARTTLS: %v", s.Addr, err)

@@ -87,3 +87,21 @@ func TestDirRelay(t *testing.T) {
 		t.Fatalf("temp files left: %v", ents)
 	}
 }
+
+func TestSMTPRelayPolicyRequiresTLS(t *testing.T) {
+	plain := testpeer.StartSink(t, testpeer.SinkOptions{})
+	tlsSink := testpeer.StartSink(t, testpeer.SinkOptions{TLS: selfSigned(t)})
+	d := Delivery{From: "a@org.test", Rcpts: []string{"b@ext.test"}, Data: []byte("\r\n"), RequireTLS: true}
+	if errs := (&SMTPRelay{Addr: plain.Addr, TLS: "none"}).Deliver(context.Background(), d); errs[0] == nil || IsPermanent(errs[0]) {
+		t.Fatalf("policy TLS over a plain hop: %v", errs[0])
+	}
+	if len(plain.Messages()) != 0 {
+		t.Fatal("sent without TLS")
+	}
+	if errs := (&SMTPRelay{Addr: tlsSink.Addr, TLS: "none"}).Deliver(context.Background(), d); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if m := tlsSink.Messages(); len(m) != 1 || !m[0].TLS {
+		t.Fatal("not delivered over TLS")
+	}
+}
