@@ -301,7 +301,13 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			continue
 		}
 		if res.Notice != nil {
-			plan.Extra = append(plan.Extra, *res.Notice)
+			// The password notice goes to our own sender; signed when the
+			// sender has a key, so that it cannot be mistaken for phishing.
+			n := *res.Notice
+			if signed, err := p.Signer.Sign(ctx, facts.Sender, n.Data); err == nil {
+				n.Data = signed
+			}
+			plan.Extra = append(plan.Extra, n)
 		}
 		carrier, isSigned := res.Carrier, false
 		if rp.d.Sign != SignNever {
