@@ -443,3 +443,27 @@ func base64Reader(b []byte) io.Reader {
 		return r
 	}, b)))
 }
+
+// TestServeHoldsWhenDirectoryDown: the key server cannot be reached, so
+// "no certificate" cannot be concluded; a must-encrypt message is held
+// (not PDF'd, not sent plain) and the event says why.
+func TestServeHoldsWhenDirectoryDown(t *testing.T) {
+	testpeer.Require(t, "swaks")
+	dead := testpeer.FreePort(t)
+	g := newGateway(t, fmt.Sprintf("\n[[keyservers]]\nname = \"partners\"\nurl = \"ldap://127.0.0.1:%d\"\nbase_dn = \"dc=example,dc=test\"\ntimeout = \"1s\"\n", dead))
+	g.start()
+	swaks(t, g.addr, "alice@example.org", "frank@other.test", []string{"Subject: contract"}, "must not leak")
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(g.logText(), `"outcome":"held"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not held:\n%s", g.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(g.outbox()) != 0 {
+		t.Fatal("delivered although the directory was down")
+	}
+	if !strings.Contains(g.logText(), "certificate lookup failed") {
+		t.Fatalf("held without the reason:\n%s", g.logText())
+	}
+}
