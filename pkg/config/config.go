@@ -69,7 +69,10 @@ type PKI struct {
 	RenewBefore   Duration `toml:"renew_before"`
 	MasterKeyFile string   `toml:"master_key_file"`
 	SyncInterval  Duration `toml:"sync_interval"`
-	StepCA        StepCA   `toml:"stepca"`
+	// CRLURL is the CRL distribution point written into certificates of
+	// the embedded CA; empty means "http://" + http.listen + "/crl".
+	CRLURL string `toml:"crl_url"`
+	StepCA StepCA `toml:"stepca"`
 }
 
 // StepCA is a remote smallstep CA reached through its API.

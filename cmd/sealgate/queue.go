@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/gateway"
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+func init() { register(newQueueCmd) }
+
+// queueEntryJSON is the shape scripts read from `queue list|show -o json`.
+type queueEntryJSON struct {
+	ID          string   `json:"id"`
+	State       string   `json:"state"`
+	Sender      string   `json:"sender"`
+	Recipients  []string `json:"recipients"`
+	Size        int64    `json:"size"`
+	Attempts    int      `json:"attempts"`
+	NextAttempt string   `json:"next_attempt,omitempty"`
+	LastError   string   `json:"last_error,omitempty"`
+	HoldReason  string   `json:"hold_reason,omitempty"`
+	CreatedAt   string   `json:"created_at"`
+	Node        string   `json:"node"`
+}
+
+func toQueueJSON(e store.QueueEntry) queueEntryJSON {
+	j := queueEntryJSON{ID: e.ID, State: e.State, Sender: e.Sender, Recipients: e.Recipients, Size: e.Size,
+		Attempts: e.Attempts, LastError: e.LastError, HoldReason: e.HoldReason,
+		CreatedAt: e.CreatedAt.Format(time.RFC3339), Node: e.Node}
+	if j.Recipients == nil {
+		j.Recipients = []string{}
+	}
+	if !e.NextAttempt.IsZero() {
+		j.NextAttempt = e.NextAttempt.Format(time.RFC3339)
+	}
+	return j
+}
+
+func newQueueCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "queue", Short: "inspect and manage the spool (list, show, retry, delete)"}
+	open := func(cmd *cobra.Command) (*runtime, error) {
+		cfg, err := config.Load(a.configPath)
+		if err != nil {
+			return nil, asUsage(err)
+		}
+		return openRuntime(cmd.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	get := func(ctx context.Context, rt *runtime, id string) (store.QueueEntry, error) {
+		e, err := rt.store.QueueEntry(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return e, fmt.Errorf("no message %s in the queue (see sealgate queue list)", id)
+		}
+		return e, err
+	}
+	var state string
+	list := &cobra.Command{
+		Use: "list", Short: "one line per queued, deferred or held message", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer rt.store.Close()
+			entries, err := rt.store.QueueEntries(cmd.Context(), store.QueueFilter{State: state})
+			if err != nil {
+				return err
+			}
+			out := make([]queueEntryJSON, 0, len(entries))
+			for _, e := range entries {
+				out = append(out, toQueueJSON(e))
+			}
+			return a.print(out, func(w io.Writer) error {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tSTATE\tSIZE\tATTEMPTS\tSENDER\tRECIPIENTS\tREASON")
+				for _, e := range out {
+					reason := e.HoldReason
+					if reason == "" {
+						reason = e.LastError
+					}
+					if len(reason) > 60 {
+						reason = reason[:57] + "..."
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.ID, e.State, e.Size, e.Attempts, e.Sender,
+						strings.Join(e.Recipients, ","), reason)
+				}
+				if len(out) == 0 {
+					fmt.Fprintln(tw, "(queue empty)")
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	list.Flags().StringVar(&state, "state", "", "only entries in this state: queued, deferred or held")
+	show := &cobra.Command{
+		Use: "show ID", Short: "one message's envelope and state (never its content)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer rt.store.Close()
+			e, err := get(cmd.Context(), rt, args[0])
+			if err != nil {
+				return err
+			}
+			j := toQueueJSON(e)
+			return a.print(j, func(w io.Writer) error {
+				fmt.Fprintf(w, "id:           %s\nstate:        %s\nnode:         %s\nsender:       %s\nrecipients:   %s\nsize:         %d\nattempts:     %d\ncreated:      %s\n",
+					j.ID, j.State, j.Node, j.Sender, strings.Join(j.Recipients, ", "), j.Size, j.Attempts, j.CreatedAt)
+				if j.NextAttempt != "" {
+					fmt.Fprintf(w, "next attempt: %s\n", j.NextAttempt)
+				}
+				if j.HoldReason != "" {
+					fmt.Fprintf(w, "held because: %s\n", j.HoldReason)
+				}
+				if j.LastError != "" {
+					fmt.Fprintf(w, "last error:   %s\n", j.LastError)
+				}
+				return nil
+			})
+		},
+	}
+	retry := &cobra.Command{
+		Use: "retry ID", Short: "release a held message or retry a deferred one now (policy is applied again)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer rt.store.Close()
+			if _, err := get(cmd.Context(), rt, args[0]); err != nil {
+				return err
+			}
+			err = rt.store.UpdateQueueEntry(cmd.Context(), args[0], func(e *store.QueueEntry) error {
+				e.State, e.NextAttempt, e.HoldReason = gateway.StateQueued, time.Now(), ""
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			_ = rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.retry", Subject: args[0]})
+			return a.print(map[string]string{"id": args[0], "state": gateway.StateQueued}, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "%s queued for delivery now (a running sealgate serve picks it up)\n", args[0])
+				return err
+			})
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete ID", Short: "remove a message from the queue without delivering it", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := open(cmd)
+			if err != nil {
+				return err
+			}
+			defer rt.store.Close()
+			if _, err := get(cmd.Context(), rt, args[0]); err != nil {
+				return err
+			}
+			if err := rt.spool.Discard(args[0]); err != nil {
+				return err
+			}
+			if err := rt.store.DeleteQueueEntry(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			_ = rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.delete", Subject: args[0]})
+			return a.print(map[string]string{"id": args[0], "state": "deleted"}, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "%s deleted\n", args[0])
+				return err
+			})
+		},
+	}
+	cmd.AddCommand(list, show, retry, del)
+	return cmd
+}

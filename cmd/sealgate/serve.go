@@ -1,0 +1,608 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/directory"
+	"github.com/sealgate/sealgate/pkg/events"
+	"github.com/sealgate/sealgate/pkg/gateway"
+	"github.com/sealgate/sealgate/pkg/pdfmail"
+	"github.com/sealgate/sealgate/pkg/pki"
+	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
+	"github.com/sealgate/sealgate/pkg/policy"
+	"github.com/sealgate/sealgate/pkg/secret"
+	"github.com/sealgate/sealgate/pkg/smime"
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+func init() { register(newServeCmd) }
+
+func newServeCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "run the gateway: SMTP listener, queue, delivery, PKI sync, HTTP endpoints",
+		Long: `serve runs the gateway until SIGTERM or SIGINT. On a signal it stops
+accepting connections, lets the sessions and deliveries in flight finish,
+and leaves everything else spooled for the next start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(a.configPath)
+			if err != nil {
+				return asUsage(err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return serve(ctx, cfg, a.stderr)
+		},
+	}
+}
+
+// newLogger builds the serve logger: JSON unless the config file asks for
+// text explicitly (the config default "text" suits the CLI commands, a
+// daemon's log goes to a collector).
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" && cfg.Line("log.format") > 0 {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// runtime is everything serve and the queue commands open from the config.
+type runtime struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	keyring *secret.Keyring
+	store   *store.Store
+	spool   *gateway.Spool
+	node    string
+}
+
+func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	kr, err := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("pki.master_key_file: %w", err)
+	}
+	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: filepath.Join(cfg.DataDir, "sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	sp, err := gateway.OpenSpool(filepath.Join(cfg.DataDir, "spool"), kr)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &runtime{cfg: cfg, log: log, keyring: kr, store: st, spool: sp, node: cfg.SMTP.Hostname}, nil
+}
+
+func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
+	log := newLogger(cfg, logw)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit keeps the heap from doubling past what the queue's
+		// memory budget needs (GOMEMLIMIT overrides it).
+		debug.SetMemoryLimit(256 << 20)
+	}
+	rt, err := openRuntime(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer rt.store.Close()
+
+	tlsConf, err := smtpTLS(cfg, log)
+	if err != nil {
+		return asUsage(err)
+	}
+	nets, err := parseNetworks(cfg.SMTP.AllowedNetworks)
+	if err != nil {
+		return asUsage(err)
+	}
+	var users map[string][]byte
+	if cfg.SMTP.AuthUsersFile != "" {
+		if users, err = gateway.LoadUsers(cfg.Path(cfg.SMTP.AuthUsersFile)); err != nil {
+			return asUsage(err)
+		}
+	}
+	ca, mgr, err := openPKI(ctx, rt)
+	if err != nil {
+		return err
+	}
+	pipeline, err := buildPipeline(cfg, rt, ca, mgr)
+	if err != nil {
+		return asUsage(err)
+	}
+	relay, err := buildRelay(cfg)
+	if err != nil {
+		return asUsage(err)
+	}
+	q := &gateway.Queue{Spool: rt.spool, Store: rt.store, Node: rt.node, Hostname: cfg.SMTP.Hostname,
+		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
+		Events:          &events.Recorder{Store: rt.store, Logger: log},
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes}
+	if v := os.Getenv("SEALGATE_RETRY_BACKOFF"); v != "" {
+		// For tests and drills: a fixed, short retry interval.
+		if d, err := time.ParseDuration(v); err == nil {
+			q.Backoff = func(int) time.Duration { return d }
+		}
+	}
+	lst := gateway.NewListener(gateway.ListenerConfig{Hostname: cfg.SMTP.Hostname, TLS: tlsConf,
+		AllowedNetworks: nets, Users: users, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnections: cfg.SMTP.MaxConnections,
+		ReadTimeout: cfg.SMTP.ReadTimeout.Duration, WriteTimeout: cfg.SMTP.WriteTimeout.Duration, Log: log}, q)
+	// Recovery first: it must not race the listener's first messages.
+	if err := q.Recover(ctx); err != nil {
+		return fmt.Errorf("queue recovery: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
+	if err != nil {
+		return fmt.Errorf("smtp.listen %s: %w", cfg.SMTP.Listen, err)
+	}
+	log.Info("listening", "smtp", ln.Addr().String(), "relay", cfg.Relay.Mode, "data_dir", cfg.DataDir)
+
+	var wg sync.WaitGroup
+	qctx, qcancel := context.WithCancel(context.Background())
+	defer qcancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := q.Run(qctx); err != nil {
+			log.Error("queue stopped", "err", err)
+		}
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- lst.Serve(ln) }()
+
+	var httpSrv *http.Server
+	if cfg.HTTP.Listen != "" {
+		mux := http.NewServeMux()
+		if ca != nil {
+			mux.Handle("/crl", ca.Handler())
+		}
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		httpSrv = &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := httpSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http listener", "err", err)
+			}
+		}()
+	}
+	if mgr != nil && cfg.PKI.SyncInterval.Duration > 0 {
+		go pkiSync(ctx, mgr, &pipeline.Signer.(*pkiSigner).issuing, cfg.PKI.SyncInterval.Duration, log)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if err != nil {
+			log.Error("smtp listener failed", "err", err)
+		}
+	}
+	log.Info("shutting down: no new connections, finishing messages in flight")
+	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_ = lst.Shutdown(sctx)
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(sctx)
+	}
+	qcancel()
+	wg.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+// pkiSync runs the rollout periodically. It holds issuing, which the
+// signer's on-demand issuance also takes: the manager supports one
+// writer at a time, and two issuances for one user would conflict.
+func pkiSync(ctx context.Context, m *pki.Manager, issuing *sync.Mutex, every time.Duration, log *slog.Logger) {
+	run := func() {
+		issuing.Lock()
+		defer issuing.Unlock()
+		res, err := m.Sync(ctx, pki.ApplyOptions{})
+		if err != nil {
+			log.Error("pki sync", "err", err)
+			return
+		}
+		log.Info("pki sync", "result", fmt.Sprintf("%+v", res))
+	}
+	run()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			run()
+		}
+	}
+}
+
+func parseNetworks(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("smtp.allowed_networks: %q is not a network (want e.g. 10.0.0.0/8): %w", s, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// smtpTLS loads the configured certificate or creates a self-signed one in
+// data_dir, so STARTTLS is always offered.
+func smtpTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
+	certFile, keyFile := cfg.SMTP.TLSCertFile, cfg.SMTP.TLSKeyFile
+	if certFile == "" {
+		certFile = filepath.Join(cfg.DataDir, "smtp-tls.crt")
+		keyFile = filepath.Join(cfg.DataDir, "smtp-tls.key")
+		if _, err := os.Stat(certFile); errors.Is(err, os.ErrNotExist) {
+			if err := writeSelfSigned(certFile, keyFile, cfg.SMTP.Hostname); err != nil {
+				return nil, fmt.Errorf("smtp: creating a self-signed certificate: %w", err)
+			}
+			log.Info("created a self-signed SMTP certificate; set smtp.tls_cert_file for a real one", "file", certFile)
+		}
+	} else {
+		certFile, keyFile = cfg.Path(certFile), cfg.Path(keyFile)
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("smtp.tls_cert_file/tls_key_file: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func writeSelfSigned(certFile, keyFile, host string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: host},
+		DNSNames: []string{host}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func buildRelay(cfg *config.Config) (gateway.Relay, error) {
+	switch cfg.Relay.Mode {
+	case "dir":
+		return gateway.DirRelay{Dir: cfg.Path(cfg.Relay.Dir)}, nil
+	case "smarthost":
+		r := &gateway.SMTPRelay{Addr: cfg.Relay.Smarthost, Hostname: cfg.SMTP.Hostname, TLS: cfg.Relay.TLS,
+			User: cfg.Relay.AuthUser, Timeout: cfg.Relay.Timeout.Duration}
+		if cfg.Relay.AuthPasswordFile != "" {
+			pw, err := os.ReadFile(cfg.Path(cfg.Relay.AuthPasswordFile))
+			if err != nil {
+				return nil, fmt.Errorf("relay.auth_password_file: %w", err)
+			}
+			r.Password = strings.TrimRight(string(pw), "\r\n")
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("relay.mode %q is not supported by this build (use dir or smarthost)", cfg.Relay.Mode)
+}
+
+// openPKI opens (creating on first start) the embedded CA and the
+// certificate manager. Other issuers are not wired yet: the gateway then
+// signs only with certificates already in the store.
+func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, error) {
+	cfg := rt.cfg
+	var users pki.UserSource
+	switch cfg.Users.Source {
+	case "static", "":
+		var list []pki.StaticUser
+		for _, u := range cfg.Users.Static {
+			list = append(list, pki.StaticUser{Email: u.Email, Name: u.Name, Aliases: u.Aliases, Groups: u.Groups})
+		}
+		users = pki.StaticSource{Groups: cfg.Users.Groups, List: list}
+	default:
+		rt.log.Warn("users.source is not wired into serve yet; signing uses certificates already issued", "source", cfg.Users.Source)
+	}
+	var ca *embeddedca.CA
+	if cfg.PKI.Issuer == "embedded" {
+		dir := filepath.Join(cfg.DataDir, "ca")
+		if _, err := embeddedca.Init(dir, rt.keyring, embeddedca.InitOptions{}); err != nil {
+			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
+		}
+		opts := embeddedca.Options{}
+		if cfg.HTTP.Listen != "" {
+			opts.CRLURL = "http://" + cfg.HTTP.Listen + "/crl"
+		}
+		var err error
+		if ca, err = embeddedca.Open(dir, rt.keyring, opts); err != nil {
+			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
+		}
+	}
+	kt, err := pki.ParseKeyType(cfg.PKI.KeyType)
+	if err != nil {
+		return nil, nil, asUsage(fmt.Errorf("pki.key_type: %w", err))
+	}
+	m := &pki.Manager{Store: rt.store, Users: users, KeyType: kt, Validity: cfg.PKI.Validity.Duration,
+		RenewBefore: cfg.PKI.RenewBefore.Duration, Actor: "serve", Logger: rt.log}
+	if ca != nil {
+		m.Issuer = ca
+	}
+	return ca, m, nil
+}
+
+func buildPipeline(cfg *config.Config, rt *runtime, ca *embeddedca.CA, mgr *pki.Manager) (*gateway.Pipeline, error) {
+	pol, err := policy.FromConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var ownCA []*x509.Certificate
+	if ca != nil {
+		ownCA = []*x509.Certificate{ca.Root(), ca.IssuingCert()}
+	}
+	dir, err := directory.NewFromConfig(cfg, directory.Deps{Store: rt.store, OwnCA: ownCA, Logger: rt.log})
+	if err != nil {
+		return nil, err
+	}
+	groups := map[string][]string{}
+	for _, u := range cfg.Users.Static {
+		for _, a := range append([]string{u.Email}, u.Aliases...) {
+			groups[strings.ToLower(a)] = u.Groups
+		}
+	}
+	p := &gateway.Pipeline{Hostname: cfg.SMTP.Hostname,
+		Decider:   policyDecider{p: pol, groups: groups},
+		Finder:    dirFinder{d: dir},
+		Signer:    &pkiSigner{m: mgr, ca: ca, ttl: time.Minute},
+		Encrypter: smimeEncrypter{}}
+	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
+		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength,
+		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}})
+	if err != nil {
+		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
+	} else {
+		p.PDF = &pdfSealer{pw: pw, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
+			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
+	}
+	return p, nil
+}
+
+// policyDecider adapts pkg/policy to the gateway's Decision.
+type policyDecider struct {
+	p      *policy.Policy
+	groups map[string][]string
+}
+
+func (d policyDecider) Decide(_ context.Context, m *gateway.MessageFacts, rcpt string, hasCert bool) gateway.Decision {
+	f := policy.Facts{Sender: m.Sender, SenderGroups: d.groups[m.Sender], Subject: m.Subject, Size: m.Size, Headers: headerFields(m.Header)}
+	pd := d.p.Decide(f, policy.Recipient{Address: rcpt, HasCert: hasCert})
+	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS == policy.TLSRequired,
+		MustEncrypt: pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired}
+	switch pd.Action {
+	case policy.ActionDeliver:
+		g.Action = gateway.ActionDeliver
+	case policy.ActionPass:
+		g.Action = gateway.ActionPass
+	case policy.ActionBounce:
+		g.Action = gateway.ActionBounce
+	default:
+		g.Action = gateway.ActionHold
+	}
+	switch pd.Sign {
+	case policy.SignIfKey:
+		g.Sign = gateway.SignIfKey
+	case policy.SignNever:
+		g.Sign = gateway.SignNever
+	}
+	g.Method = gatewayMethod(pd.Method)
+	g.Fallback = gatewayMethod(pd.Fallback)
+	return g
+}
+
+func gatewayMethod(m policy.Method) gateway.Method {
+	switch m {
+	case policy.MethodSMIME:
+		return gateway.MethodSMIME
+	case policy.MethodPDF:
+		return gateway.MethodPDF
+	}
+	return gateway.MethodNone
+}
+
+func headerFields(h []byte) []policy.Header {
+	var out []policy.Header
+	for _, line := range strings.Split(string(h), "\r\n") {
+		if line == "" {
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(out) > 0 {
+			out[len(out)-1].Value += " " + strings.TrimSpace(line)
+			continue
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if ok {
+			out = append(out, policy.Header{Name: strings.TrimSpace(k), Value: strings.TrimSpace(v)})
+		}
+	}
+	return out
+}
+
+// dirFinder adapts pkg/directory. A lookup that found nothing while a
+// source was unavailable is an error: "no certificate" cannot be concluded.
+type dirFinder struct{ d *directory.Directory }
+
+func (f dirFinder) Find(ctx context.Context, email string) (any, bool, error) {
+	res, err := f.d.Lookup(ctx, email)
+	if err != nil {
+		return nil, false, err
+	}
+	if res.Found {
+		return smime.Recipient{Cert: res.Certificate()}, true, nil
+	}
+	if len(res.Unavailable) > 0 {
+		return nil, false, fmt.Errorf("certificate sources unavailable: %s", strings.Join(res.Unavailable, "; "))
+	}
+	return nil, false, nil
+}
+
+type smimeEncrypter struct{}
+
+func (smimeEncrypter) Encrypt(_ context.Context, msg []byte, certs []any) ([]byte, error) {
+	rs := make([]smime.Recipient, 0, len(certs))
+	for _, c := range certs {
+		r, ok := c.(smime.Recipient)
+		if !ok {
+			return nil, fmt.Errorf("unexpected certificate type %T", c)
+		}
+		rs = append(rs, r)
+	}
+	return smime.Encrypt(msg, rs, nil)
+}
+
+// pkiSigner signs as a header From that is one of our users, with the
+// user's current certificate (issued on demand for group members).
+type pkiSigner struct {
+	m   *pki.Manager
+	ca  *embeddedca.CA
+	ttl time.Duration
+
+	mu      sync.Mutex
+	issuing sync.Mutex // shared with pkiSync
+	users   map[string]bool
+	fetched time.Time
+}
+
+func (s *pkiSigner) isUser(ctx context.Context, email string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users == nil || time.Since(s.fetched) > s.ttl {
+		if s.m == nil || s.m.Users == nil {
+			return false, nil
+		}
+		list, err := s.m.Users.Users(ctx)
+		if err != nil {
+			return false, fmt.Errorf("reading the users: %w", err)
+		}
+		s.users = map[string]bool{}
+		for _, u := range list {
+			for _, a := range u.Addresses() {
+				s.users[strings.ToLower(a)] = true
+			}
+		}
+		s.fetched = time.Now()
+	}
+	return s.users[email], nil
+}
+
+func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte, error) {
+	if sender == "" || s.m == nil {
+		return nil, gateway.ErrNoSenderKey
+	}
+	ok, err := s.isUser(ctx, sender)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, gateway.ErrNoSenderKey
+	}
+	c, err := s.m.Current(ctx, sender)
+	if errors.Is(err, store.ErrNotFound) && s.m.Issuer != nil {
+		c, err = s.issue(ctx, sender)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, gateway.ErrNoSenderKey
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sender certificate: %w", err)
+	}
+	key, err := s.m.Key(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("sender key: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return nil, fmt.Errorf("sender certificate: %w", err)
+	}
+	chain := []*x509.Certificate{leaf}
+	if s.ca != nil {
+		chain = append(chain, s.ca.IssuingCert())
+	}
+	return smime.Sign(msg, key, chain, nil)
+}
+
+// issue gives a group member without a certificate one on demand, once:
+// concurrent messages from the same new sender wait for the first issuance.
+func (s *pkiSigner) issue(ctx context.Context, sender string) (store.Certificate, error) {
+	s.issuing.Lock()
+	defer s.issuing.Unlock()
+	if c, err := s.m.Current(ctx, sender); err == nil {
+		return c, nil
+	}
+	return s.m.IssueUser(ctx, sender)
+}
+
+// pdfSealer resolves the recipient's password and seals.
+type pdfSealer struct {
+	pw *pdfmail.Passwords
+	s  *pdfmail.Sealer
+}
+
+func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, msg []byte) (gateway.PDFResult, error) {
+	res, err := p.pw.For(ctx, sender, rcpt, subject)
+	if err != nil {
+		return gateway.PDFResult{}, err
+	}
+	if res.Pending {
+		return gateway.PDFResult{Pending: true}, nil
+	}
+	var out strings.Builder
+	if _, err := p.s.Seal(ctx, bytes.NewReader(msg), res.Password, &out); err != nil {
+		return gateway.PDFResult{}, err
+	}
+	r := gateway.PDFResult{Carrier: []byte(out.String())}
+	if res.Notification != nil {
+		r.Notice = &gateway.ExtraMessage{From: "", To: []string{sender}, Data: res.Notification}
+	}
+	return r, nil
+}

@@ -1,0 +1,113 @@
+package testpeer
+
+import (
+	"crypto/sha1"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Gpgsm drives GnuPG's gpgsm in its own GNUPGHOME, with the PKI's root
+// trusted and the identities' PKCS#12 files imported.
+type Gpgsm struct {
+	Home string
+	dir  string
+}
+
+// NewGpgsm prepares a GNUPGHOME trusting pki's root and holding the keys
+// of ids (RSA only: gpgsm cannot import EC PKCS#12). The agent is killed
+// when the test ends.
+func NewGpgsm(t testing.TB, pki *PKI, ids ...*Identity) *Gpgsm {
+	t.Helper()
+	Require(t, "gpgsm")
+	// A short path: gpg-agent's socket path must fit in sun_path.
+	home, err := os.MkdirTemp("", "gsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gpgsm{Home: home, dir: t.TempDir()}
+	t.Cleanup(func() {
+		RunEnv(t, g.env(), nil, "gpgconf", "--kill", "gpg-agent")
+		os.RemoveAll(home)
+	})
+	if err := os.Chmod(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, home, "gpgsm.conf", "disable-crl-checks\ndisable-policy-checks\npinentry-mode loopback\n")
+	writeFile(t, home, "gpg-agent.conf", "allow-loopback-pinentry\n")
+	g.mustRun(t, nil, "--batch", "--import", pki.RootFile)
+	g.mustRun(t, nil, "--batch", "--import", pki.InterFile)
+	fp := sha1.Sum(pki.Root.Raw)
+	var hexParts []string
+	for _, b := range fp {
+		hexParts = append(hexParts, fmt.Sprintf("%02X", b))
+	}
+	writeFile(t, home, "trustlist.txt", strings.Join(hexParts, ":")+" S relax\n")
+	for _, id := range ids {
+		g.mustRun(t, []byte(id.P12Password+"\n"), "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", id.P12File)
+	}
+	return g
+}
+
+func (g *Gpgsm) env() []string { return []string{"GNUPGHOME=" + g.Home} }
+
+// Run runs gpgsm with this home.
+func (g *Gpgsm) Run(t testing.TB, stdin []byte, args ...string) Result {
+	t.Helper()
+	return RunEnv(t, g.env(), stdin, "gpgsm", args...)
+}
+
+func (g *Gpgsm) mustRun(t testing.TB, stdin []byte, args ...string) []byte {
+	t.Helper()
+	r := g.Run(t, stdin, args...)
+	if r.ExitCode != 0 {
+		t.Fatalf("gpgsm %s: exit %d\n%s", strings.Join(args, " "), r.ExitCode, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// VerifyDetached runs `gpgsm --verify sig data`; the result tells.
+func (g *Gpgsm) VerifyDetached(t testing.TB, sig, data []byte) Result {
+	t.Helper()
+	s := WriteFile(t, g.dir, "sig.der", sig)
+	d := WriteFile(t, g.dir, "data.bin", data)
+	return g.Run(t, nil, "--batch", "--verify", s, d)
+}
+
+// Decrypt decrypts bare CMS (DER or BER) and returns the plaintext.
+func (g *Gpgsm) Decrypt(t testing.TB, der []byte, password string) Result {
+	t.Helper()
+	in := WriteFile(t, g.dir, "enc.der", der)
+	return g.Run(t, []byte(password+"\n"), "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0", "--decrypt", in)
+}
+
+// Encrypt makes an enveloped-data (binary CMS) for the recipient address.
+func (g *Gpgsm) Encrypt(t testing.TB, data []byte, recipient string) []byte {
+	t.Helper()
+	in := WriteFile(t, g.dir, "plain.bin", data)
+	out := filepath.Join(g.dir, "enc.cms")
+	os.Remove(out)
+	g.mustRun(t, nil, "--batch", "--encrypt", "-r", recipient, "-o", out, in)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// SignDetached makes a detached signature (binary CMS) over data.
+func (g *Gpgsm) SignDetached(t testing.TB, data []byte, signer *Identity) []byte {
+	t.Helper()
+	in := WriteFile(t, g.dir, "tosign.bin", data)
+	out := filepath.Join(g.dir, "sig.cms")
+	os.Remove(out)
+	g.mustRun(t, []byte(signer.P12Password+"\n"), "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
+		"-u", signer.Email, "--detach-sign", "-o", out, in)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

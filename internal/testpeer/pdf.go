@@ -1,0 +1,105 @@
+package testpeer
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// PDF readers: qpdf (encryption, structure) and poppler (pdftotext,
+// pdfdetach, pdftoppm), the engine behind many Linux PDF viewers.
+
+// QPDFRequiresPassword runs `qpdf --requires-password` and returns its exit
+// code: 0 = a password is needed, 2 = not encrypted, 3 = opens without one.
+func QPDFRequiresPassword(t testing.TB, pdf string) int {
+	t.Helper()
+	return Run(t, nil, "qpdf", "--requires-password", pdf).ExitCode
+}
+
+// QPDFShowEncryption returns `qpdf --show-encryption` with the password,
+// failing the test when qpdf cannot open the file.
+func QPDFShowEncryption(t testing.TB, pdf, password string) string {
+	t.Helper()
+	return string(MustRun(t, nil, "qpdf", "--password="+password, "--show-encryption", pdf))
+}
+
+// QPDFCheck runs `qpdf --check` with the password and returns the result
+// whatever the exit code (a wrong password exits 2).
+func QPDFCheck(t testing.TB, pdf, password string) Result {
+	t.Helper()
+	return Run(t, nil, "qpdf", "--password="+password, "--check", pdf)
+}
+
+// PDFText returns the text poppler extracts with `pdftotext -upw`.
+func PDFText(t testing.TB, pdf, password string, layout bool) string {
+	t.Helper()
+	args := []string{"-enc", "UTF-8", "-upw", password}
+	if layout {
+		args = append(args, "-layout")
+	}
+	return string(MustRun(t, nil, "pdftotext", append(args, pdf, "-")...))
+}
+
+// PDFAttachments saves every embedded file with `pdfdetach -saveall` into a
+// fresh directory and returns name → content.
+func PDFAttachments(t testing.TB, pdf, password string) map[string][]byte {
+	t.Helper()
+	dir := t.TempDir()
+	MustRun(t, nil, "pdfdetach", "-upw", password, "-saveall", "-o", dir, pdf)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = b
+	}
+	return out
+}
+
+// PDFAttachmentNames lists the embedded files as `pdfdetach -list` prints
+// them, in order.
+func PDFAttachmentNames(t testing.TB, pdf, password string) []string {
+	t.Helper()
+	out := string(MustRun(t, nil, "pdfdetach", "-enc", "UTF-8", "-upw", password, "-list", pdf))
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		if _, name, ok := strings.Cut(line, ": "); ok {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// PDFRenderPNG renders one page with `pdftoppm` at dpi and returns the PNG
+// file's path (inside a test temp dir).
+func PDFRenderPNG(t testing.TB, pdf, password string, page, dpi int) string {
+	t.Helper()
+	dir := t.TempDir()
+	p := strconv.Itoa(page)
+	MustRun(t, nil, "pdftoppm", "-upw", password, "-png", "-singlefile", "-r", strconv.Itoa(dpi), "-f", p, "-l", p, pdf, filepath.Join(dir, "page"))
+	return filepath.Join(dir, "page.png")
+}
+
+// PDFPages returns the page count poppler's pdfinfo reports.
+func PDFPages(t testing.TB, pdf, password string) int {
+	t.Helper()
+	out := string(MustRun(t, nil, "pdfinfo", "-upw", password, pdf))
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "Pages:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("pdfinfo page count %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("pdfinfo printed no page count:\n%s", out)
+	return 0
+}

@@ -1,0 +1,126 @@
+package testpeer
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Postfix is a Postfix instance in a temp directory acting as the sending
+// MTA (the Exchange role): it accepts mail on SMTPAddr and relays all of
+// it to one relay host.
+type Postfix struct {
+	Dir      string
+	SMTPAddr string
+	LogFile  string
+}
+
+// PostfixOptions configure the instance.
+type PostfixOptions struct {
+	RelayHost string // host:port of the next hop (sealgate)
+	// TLSEncrypt requires STARTTLS to the relay host (smtp_tls_security_level=encrypt).
+	TLSEncrypt bool
+	// User/Password authenticate to the relay host (SASL PLAIN).
+	User, Password string
+}
+
+// StartPostfix starts Postfix (≈2.5 s) and stops it when the test ends.
+func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
+	t.Helper()
+	Require(t, "postfix")
+	if os.Geteuid() != 0 {
+		if InCI() {
+			t.Fatal("testpeer: Postfix needs root")
+		}
+		t.Skip("testpeer: Postfix needs root")
+	}
+	dir, err := os.MkdirTemp("", "postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	port := FreePort(t)
+	p := &Postfix{Dir: dir, SMTPAddr: fmt.Sprintf("127.0.0.1:%d", port), LogFile: filepath.Join(dir, "log")}
+	for _, d := range []string{"queue", "data"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	// master.lock and the TLS caches live in data_directory, which
+	// Postfix wants owned by mail_owner.
+	if u, err := user.Lookup("postfix"); err == nil {
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		os.Chown(filepath.Join(dir, "data"), uid, gid)
+	}
+	master, err := os.ReadFile("/etc/postfix/master.cf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	master = append(master, []byte(fmt.Sprintf("%s inet n - n - - smtpd\npostlog unix-dgram n - n - 1 postlogd\n", p.SMTPAddr))...)
+	writeFile(t, dir, "master.cf", string(master))
+	main := fmt.Sprintf(`compatibility_level = 3.6
+queue_directory = %[1]s/queue
+data_directory = %[1]s/data
+mail_owner = postfix
+myhostname = mta.sealgate.test
+mydomain = sealgate.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [%[2]s]:%[3]s
+maillog_file = %[1]s/log
+maillog_file_prefixes = %[1]s
+smtp_helo_name = mta.sealgate.test
+`, dir, hostOf(opts.RelayHost), portOf(opts.RelayHost))
+	if opts.TLSEncrypt {
+		main += "smtp_tls_security_level = encrypt\n"
+	}
+	if opts.User != "" {
+		main += fmt.Sprintf("smtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = inline:{ {[%s]:%s=%s:%s} }\nsmtp_sasl_security_options = noanonymous\nsmtp_sasl_tls_security_options = noanonymous\n",
+			hostOf(opts.RelayHost), portOf(opts.RelayHost), opts.User, opts.Password)
+	}
+	writeFile(t, dir, "main.cf", main)
+	MustRun(t, nil, "postconf", "-c", dir, "-M#", "smtp/inet")
+	MustRun(t, nil, "postconf", "-c", dir, "-F", "*/*/chroot = n")
+	if r := Run(t, nil, "postfix", "-c", dir, "start"); r.ExitCode != 0 {
+		t.Fatalf("postfix start: %s%s\nlog: %s", r.Stdout, r.Stderr, readLog(p.LogFile))
+	}
+	t.Cleanup(func() {
+		exec.Command("postfix", "-c", dir, "stop").Run()
+		time.Sleep(200 * time.Millisecond)
+		os.RemoveAll(dir)
+	})
+	WaitPort(t, p.SMTPAddr, 30*time.Second)
+	return p
+}
+
+// Log returns Postfix's log so far.
+func (p *Postfix) Log() string { return readLog(p.LogFile) }
+
+func readLog(f string) string {
+	b, _ := os.ReadFile(f)
+	return string(b)
+}
+
+func hostOf(hp string) string {
+	for i := len(hp) - 1; i >= 0; i-- {
+		if hp[i] == ':' {
+			return hp[:i]
+		}
+	}
+	return hp
+}
+
+func portOf(hp string) string {
+	for i := len(hp) - 1; i >= 0; i-- {
+		if hp[i] == ':' {
+			return hp[i+1:]
+		}
+	}
+	return "25"
+}

@@ -1,0 +1,66 @@
+package directory
+
+import (
+	"crypto/x509"
+	"encoding/asn1"
+	"fmt"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// NormalizeAddress returns email in the form the directory compares and
+// caches: surrounding space and angle brackets removed, the domain
+// lowercased and in its ASCII (IDNA, A-label) form. The local part is kept
+// as is: RFC 5280 §7.5 compares it exactly.
+func NormalizeAddress(email string) (string, error) {
+	e := strings.TrimSpace(email)
+	e = strings.TrimSuffix(strings.TrimPrefix(e, "<"), ">")
+	at := strings.LastIndexByte(e, '@')
+	if at <= 0 || at == len(e)-1 {
+		return "", fmt.Errorf("directory: %q is not an email address (want local@domain)", email)
+	}
+	local, domain := e[:at], e[at+1:]
+	if strings.ContainsAny(local, " \t\r\n<>") {
+		return "", fmt.Errorf("directory: %q is not an email address (bad local part)", email)
+	}
+	ascii, err := idna.Lookup.ToASCII(strings.TrimSuffix(domain, "."))
+	if err != nil {
+		return "", fmt.Errorf("directory: domain of %q: %w", email, err)
+	}
+	return local + "@" + strings.ToLower(ascii), nil
+}
+
+// oidEmailAddress is PKCS #9 emailAddress, used in the subject by old
+// certificates that have no rfc822Name SAN.
+var oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+
+// certAddresses lists the addresses a certificate is issued to: its
+// rfc822Name SANs, or, only when it has none, the subject's emailAddress
+// (RFC 8550 §3 tolerates that for old certificates).
+func certAddresses(c *x509.Certificate) (addrs []string, fromSubject bool) {
+	if len(c.EmailAddresses) > 0 {
+		return c.EmailAddresses, false
+	}
+	for _, n := range c.Subject.Names {
+		if n.Type.Equal(oidEmailAddress) {
+			if s, ok := n.Value.(string); ok {
+				addrs = append(addrs, s)
+			}
+		}
+	}
+	return addrs, true
+}
+
+// CertAddresses returns the normalized addresses a certificate is issued
+// to (see certAddresses); unparsable ones are skipped.
+func CertAddresses(c *x509.Certificate) []string {
+	raw, _ := certAddresses(c)
+	var out []string
+	for _, a := range raw {
+		if n, err := NormalizeAddress(a); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}

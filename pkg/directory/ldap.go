@@ -1,0 +1,187 @@
+package directory
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// LDAPSourceOptions configures one [[keyservers]] entry.
+type LDAPSourceOptions struct {
+	Name   string
+	URL    string // ldap:// or ldaps://
+	BaseDN string
+	BindDN string // empty: anonymous
+	// BindPassword is read by the caller from bind_password_file.
+	BindPassword []byte
+	// Timeout bounds the whole conversation (dial, bind, search); default 3s.
+	Timeout time.Duration
+	// RetryAfter is how long a failed server is skipped before one lookup
+	// tries it again (doubling up to MaxRetryAfter); defaults 30s and 5m.
+	RetryAfter, MaxRetryAfter time.Duration
+	TLSConfig                 *tls.Config
+	Logger                    *slog.Logger
+	Now                       func() time.Time
+}
+
+// LDAPSource finds certificates in an LDAP directory (a partner's key
+// server, a corporate AD): entries whose mail or proxyAddresses
+// (smtp:addr) is the address, their userCertificate(;binary) and
+// userSMIMECertificate (PKCS #7) values.
+type LDAPSource struct {
+	o  LDAPSourceOptions
+	br *breaker
+}
+
+// NewLDAPSource builds a key server source.
+func NewLDAPSource(o LDAPSourceOptions) (*LDAPSource, error) {
+	if o.URL == "" {
+		return nil, errors.New("directory: keyserver url is empty")
+	}
+	if o.Name == "" {
+		o.Name = o.URL
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 3 * time.Second
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 30 * time.Second
+	}
+	if o.MaxRetryAfter < o.RetryAfter {
+		o.MaxRetryAfter = max(5*time.Minute, o.RetryAfter)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &LDAPSource{o: o, br: newBreaker(o.RetryAfter, o.MaxRetryAfter, o.Now)}, nil
+}
+
+// Name is "keyserver <name>".
+func (s *LDAPSource) Name() string { return "keyserver " + s.o.Name }
+
+// Timeout is the per-lookup budget of this server.
+func (s *LDAPSource) Timeout() time.Duration { return s.o.Timeout }
+
+// certAttributes are read from matching entries. OpenLDAP returns
+// userCertificate only with the ;binary option; AD returns it plain.
+var certAttributes = []string{"userCertificate;binary", "userCertificate", "userSMIMECertificate", "userSMIMECertificate;binary"}
+
+// Find searches the server. While the breaker is open it answers at once
+// with ErrSourceUnavailable instead of waiting for a dead server.
+func (s *LDAPSource) Find(ctx context.Context, email string) ([]Candidate, error) {
+	ok, retry, last := s.br.allow()
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: skipped until %s after: %v", s.Name(), ErrSourceUnavailable, retry.UTC().Format(time.RFC3339), last)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
+	defer cancel()
+
+	type answer struct {
+		c   []Candidate
+		err error
+	}
+	done := make(chan answer, 1)
+	connCh := make(chan *ldap.Conn, 1)
+	go func() {
+		c, err := s.search(email, connCh)
+		done <- answer{c, err}
+	}()
+	select {
+	case a := <-done:
+		if a.err != nil && strings.Contains(a.err.Error(), "timed out") {
+			// go-ldap's own request timeout, the same budget as ours.
+			a.err = fmt.Errorf("no answer within %v (%w)", s.o.Timeout, a.err)
+		}
+		s.br.done(a.err)
+		if a.err != nil {
+			return nil, sourceError(s.Name(), a.err)
+		}
+		return a.c, nil
+	case <-ctx.Done():
+		// Unblock the search: closing the connection ends every pending
+		// request. The goroutine then exits by itself.
+		select {
+		case c := <-connCh:
+			c.Close()
+		default:
+		}
+		err := fmt.Errorf("no answer within %v", s.o.Timeout)
+		s.br.done(err)
+		return nil, sourceError(s.Name(), err)
+	}
+}
+
+func (s *LDAPSource) search(email string, connCh chan<- *ldap.Conn) ([]Candidate, error) {
+	opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: s.o.Timeout})}
+	if s.o.TLSConfig != nil {
+		opts = append(opts, ldap.DialWithTLSConfig(s.o.TLSConfig))
+	}
+	conn, err := ldap.DialURL(s.o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	connCh <- conn
+	defer conn.Close()
+	conn.SetTimeout(s.o.Timeout)
+	if s.o.BindDN != "" {
+		if err := conn.Bind(s.o.BindDN, string(s.o.BindPassword)); err != nil {
+			return nil, fmt.Errorf("bind as %s: %w", s.o.BindDN, err)
+		}
+	}
+	esc := ldap.EscapeFilter(email)
+	filter := fmt.Sprintf("(|(mail=%s)(proxyAddresses=smtp:%s))", esc, esc)
+	req := ldap.NewSearchRequest(s.o.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		50, int(max(1, s.o.Timeout/time.Second)), false, filter, certAttributes, nil)
+	res, err := conn.Search(req)
+	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("search %s under %q: %w", filter, s.o.BaseDN, err)
+	}
+	if res == nil {
+		return nil, nil
+	}
+	var out []Candidate
+	seen := map[string]bool{}
+	for _, e := range res.Entries {
+		certs := s.entryCerts(e)
+		for _, c := range candidatesFrom(certs, nil) {
+			fp := Fingerprint(c.Certificate)
+			if !seen[fp] {
+				seen[fp] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
+}
+
+// entryCerts reads every certificate value of an entry; a value that does
+// not parse is logged and skipped, not fatal for the other values.
+func (s *LDAPSource) entryCerts(e *ldap.Entry) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, a := range e.Attributes {
+		base, _, _ := strings.Cut(strings.ToLower(a.Name), ";")
+		if base != "usercertificate" && base != "usersmimecertificate" {
+			continue
+		}
+		for _, v := range a.ByteValues {
+			certs, err := ParseCertificates(v)
+			if err != nil {
+				s.o.Logger.Warn("keyserver value is not a certificate", "source", s.Name(), "dn", e.DN, "attribute", a.Name, "err", err)
+				continue
+			}
+			out = append(out, certs...)
+		}
+	}
+	return out
+}

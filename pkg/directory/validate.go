@@ -1,0 +1,384 @@
+package directory
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Names of the checks in a Result, in the order they run.
+const (
+	CheckAddress      = "address"
+	CheckValidity     = "validity"
+	CheckChain        = "chain"
+	CheckKeyUsage     = "key-usage"
+	CheckExtKeyUsage  = "extended-key-usage"
+	CheckKeyStrength  = "key-strength"
+	CheckSignatureAlg = "signature-algorithm"
+	CheckRevocation   = "revocation"
+)
+
+// Revocation modes (config trust.revocation).
+const (
+	RevocationHardFail = "hard-fail" // status unknown → unusable
+	RevocationSoftFail = "soft-fail" // status unknown → usable, and said so
+)
+
+// ValidatorOptions configures how recipient certificates are judged.
+type ValidatorOptions struct {
+	// Roots are the trust anchors (trust.ca_files, plus the system roots
+	// when trust.system_roots); see TrustPool. Required.
+	Roots *x509.CertPool
+	// Revocation is RevocationHardFail or RevocationSoftFail (default).
+	Revocation string
+	// HTTPClient fetches CRLs, OCSP answers and AIA issuers.
+	HTTPClient *http.Client
+	// FetchTimeout bounds each of those fetches; default 5s.
+	FetchTimeout time.Duration
+	// MinRSABits is the smallest acceptable RSA modulus; default 2048.
+	MinRSABits int
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+// Validator runs the checks. Safe for concurrent use; it caches CRLs, OCSP
+// answers and AIA issuers.
+type Validator struct {
+	o   ValidatorOptions
+	rev *revocationChecker
+	aia *fetchCache[[]*x509.Certificate]
+}
+
+// NewValidator builds a Validator.
+func NewValidator(o ValidatorOptions) (*Validator, error) {
+	if o.Roots == nil {
+		return nil, errors.New("directory: validator needs trust anchors (Roots)")
+	}
+	switch o.Revocation {
+	case "":
+		o.Revocation = RevocationSoftFail
+	case RevocationHardFail, RevocationSoftFail:
+	default:
+		return nil, fmt.Errorf("directory: trust.revocation must be %q or %q, not %q", RevocationHardFail, RevocationSoftFail, o.Revocation)
+	}
+	if o.FetchTimeout == 0 {
+		o.FetchTimeout = 5 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: o.FetchTimeout}
+	}
+	if o.MinRSABits == 0 {
+		o.MinRSABits = 2048
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	v := &Validator{o: o}
+	v.rev = newRevocationChecker(o.HTTPClient, o.FetchTimeout, o.Now)
+	v.aia = newFetchCache[[]*x509.Certificate](o.Now)
+	return v, nil
+}
+
+func (v *Validator) fetchTimeout() time.Duration { return v.o.FetchTimeout }
+
+// TrustPool builds the anchor pool from PEM/DER files and, if systemRoots,
+// the operating system's roots.
+func TrustPool(caFiles []string, systemRoots bool) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if systemRoots {
+		sys, err := x509.SystemCertPool()
+		if err != nil {
+			return nil, fmt.Errorf("trust.system_roots: %w", err)
+		}
+		pool = sys
+	}
+	for _, f := range caFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("trust.ca_files: %w", err)
+		}
+		certs, err := ParseCertificates(data)
+		if err != nil {
+			return nil, fmt.Errorf("trust.ca_files: %s: %w", f, err)
+		}
+		for _, c := range certs {
+			pool.AddCert(c)
+		}
+	}
+	return pool, nil
+}
+
+// Evaluate runs every check on the candidate for the address email (in
+// NormalizeAddress form). Valid is true only when all checks pass.
+func (v *Validator) Evaluate(ctx context.Context, c Candidate, email string) Evaluated {
+	ev := Evaluated{Candidate: c}
+	leaf := c.Certificate
+	now := v.o.Now()
+	add := func(name string, ok bool, format string, args ...any) {
+		ev.Checks = append(ev.Checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	// address
+	addrs, fromSubject := certAddresses(leaf)
+	matched := false
+	for _, a := range addrs {
+		if n, err := NormalizeAddress(a); err == nil && n == email {
+			matched = true
+		}
+	}
+	where := "email SANs"
+	if fromSubject {
+		where = "subject emailAddress (no email SAN)"
+	}
+	switch {
+	case matched:
+		add(CheckAddress, true, "%s among the certificate's %s", email, where)
+	case len(addrs) == 0:
+		add(CheckAddress, false, "the certificate names no email address")
+	default:
+		add(CheckAddress, false, "%s not among the certificate's %s %v", email, where, addrs)
+	}
+
+	// validity
+	switch {
+	case now.Before(leaf.NotBefore):
+		add(CheckValidity, false, "not yet valid: notBefore %s", leaf.NotBefore.UTC().Format(time.RFC3339))
+	case now.After(leaf.NotAfter):
+		add(CheckValidity, false, "expired: notAfter %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	default:
+		add(CheckValidity, true, "valid %s to %s", leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+
+	// chain
+	chain, err := v.chain(ctx, leaf, c.Intermediates, now)
+	if err != nil {
+		add(CheckChain, false, "%v", err)
+	} else {
+		ev.Chain = chain
+		add(CheckChain, true, "%s", describeChain(chain))
+	}
+
+	ev.Checks = append(ev.Checks, keyUsageCheck(leaf), extKeyUsageCheck(leaf), v.keyStrengthCheck(leaf), signatureCheck(leaf, chain))
+
+	// revocation
+	if len(chain) < 2 {
+		add(CheckRevocation, false, "not checked: no chain to a trusted anchor, so no issuer to check against")
+	} else {
+		ok, detail := v.rev.check(ctx, leaf, chain[1], v.o.Revocation)
+		add(CheckRevocation, ok, "%s", detail)
+	}
+
+	ev.Valid = true
+	for _, ch := range ev.Checks {
+		if !ch.OK {
+			ev.Valid = false
+		}
+	}
+	return ev
+}
+
+// chain verifies leaf up to an anchor. It verifies at a moment inside the
+// leaf's validity so that an expired leaf is reported by the validity
+// check and the chain check still says whether the issuer is trusted;
+// intermediates and anchors must be valid now. Missing intermediates are
+// fetched from the AIA caIssuers URL (HTTP only).
+func (v *Validator) chain(ctx context.Context, leaf *x509.Certificate, extra []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
+	at := now
+	if at.Before(leaf.NotBefore) {
+		at = leaf.NotBefore
+	} else if at.After(leaf.NotAfter) {
+		at = leaf.NotAfter
+	}
+	inter := x509.NewCertPool()
+	for _, c := range extra {
+		inter.AddCert(c)
+	}
+	opts := x509.VerifyOptions{Roots: v.o.Roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	chains, err := leaf.Verify(opts)
+	// Walk AIA for missing issuers, at most a few steps.
+	cur := leaf
+	for step := 0; err != nil && step < 3; step++ {
+		var ua x509.UnknownAuthorityError
+		if !errors.As(err, &ua) || len(cur.IssuingCertificateURL) == 0 {
+			break
+		}
+		fetched := v.fetchIssuers(ctx, cur)
+		if len(fetched) == 0 {
+			break
+		}
+		for _, f := range fetched {
+			inter.AddCert(f)
+		}
+		cur = fetched[0]
+		chains, err = leaf.Verify(opts)
+	}
+	if err != nil {
+		return nil, describeVerifyError(err)
+	}
+	chain := chains[0]
+	for _, c := range chain[1:] {
+		if now.After(c.NotAfter) || now.Before(c.NotBefore) {
+			return nil, fmt.Errorf("issuer %q is outside its validity (%s to %s)", c.Subject.CommonName,
+				c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+	return chain, nil
+}
+
+func (v *Validator) fetchIssuers(ctx context.Context, c *x509.Certificate) []*x509.Certificate {
+	for _, u := range c.IssuingCertificateURL {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			continue
+		}
+		certs, err := v.aia.get(ctx, u, func(ctx context.Context) ([]*x509.Certificate, time.Time, error) {
+			body, err := httpGet(ctx, v.o.HTTPClient, u, v.o.FetchTimeout, 1<<20)
+			if err != nil {
+				return nil, time.Time{}, err
+			}
+			certs, err := ParseCertificates(body)
+			return certs, v.o.Now().Add(24 * time.Hour), err
+		})
+		if err != nil {
+			v.o.Logger.Debug("AIA fetch failed", "url", u, "err", err)
+			continue
+		}
+		return certs
+	}
+	return nil
+}
+
+func describeVerifyError(err error) error {
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		issuer := "unknown"
+		if ua.Cert != nil {
+			issuer = ua.Cert.Issuer.String()
+		}
+		return fmt.Errorf("untrusted: no chain to a trusted anchor (issuer %s)", issuer)
+	}
+	var ia x509.InsecureAlgorithmError
+	if errors.As(err, &ia) {
+		return fmt.Errorf("chain uses an insecure signature algorithm: %w", err)
+	}
+	return fmt.Errorf("chain does not verify: %w", err)
+}
+
+func describeChain(chain []*x509.Certificate) string {
+	names := make([]string, len(chain))
+	for i, c := range chain {
+		names[i] = c.Subject.CommonName
+		if names[i] == "" {
+			names[i] = c.Subject.String()
+		}
+	}
+	return "chains to trusted anchor: " + strings.Join(names, " ← ")
+}
+
+func keyUsageCheck(c *x509.Certificate) Check {
+	need, alg := x509.KeyUsageKeyEncipherment, "keyEncipherment"
+	switch c.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		need, alg = x509.KeyUsageKeyAgreement, "keyAgreement"
+	case ed25519.PublicKey:
+		return Check{Name: CheckKeyUsage, OK: false, Detail: "Ed25519 keys can only sign, not receive encrypted mail"}
+	}
+	if c.KeyUsage == 0 {
+		return Check{Name: CheckKeyUsage, OK: true, Detail: "no KeyUsage extension: any use allowed"}
+	}
+	if c.KeyUsage&need != 0 {
+		return Check{Name: CheckKeyUsage, OK: true, Detail: "KeyUsage includes " + alg}
+	}
+	return Check{Name: CheckKeyUsage, OK: false, Detail: "KeyUsage lacks " + alg + ": the certificate is not for encryption"}
+}
+
+func extKeyUsageCheck(c *x509.Certificate) Check {
+	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
+		return Check{Name: CheckExtKeyUsage, OK: true, Detail: "no ExtendedKeyUsage extension: any use allowed"}
+	}
+	for _, u := range c.ExtKeyUsage {
+		switch u {
+		case x509.ExtKeyUsageEmailProtection:
+			return Check{Name: CheckExtKeyUsage, OK: true, Detail: "emailProtection"}
+		case x509.ExtKeyUsageAny:
+			return Check{Name: CheckExtKeyUsage, OK: true, Detail: "anyExtendedKeyUsage"}
+		}
+	}
+	return Check{Name: CheckExtKeyUsage, OK: false, Detail: "ExtendedKeyUsage lacks emailProtection (has " + ekuNames(c) + ")"}
+}
+
+func ekuNames(c *x509.Certificate) string {
+	names := map[x509.ExtKeyUsage]string{
+		x509.ExtKeyUsageServerAuth: "serverAuth", x509.ExtKeyUsageClientAuth: "clientAuth",
+		x509.ExtKeyUsageCodeSigning: "codeSigning", x509.ExtKeyUsageTimeStamping: "timeStamping",
+		x509.ExtKeyUsageOCSPSigning: "OCSPSigning",
+	}
+	var out []string
+	for _, u := range c.ExtKeyUsage {
+		if n, ok := names[u]; ok {
+			out = append(out, n)
+		} else {
+			out = append(out, fmt.Sprintf("eku-%d", u))
+		}
+	}
+	for _, o := range c.UnknownExtKeyUsage {
+		out = append(out, o.String())
+	}
+	return strings.Join(out, ", ")
+}
+
+func (v *Validator) keyStrengthCheck(c *x509.Certificate) Check {
+	switch k := c.PublicKey.(type) {
+	case *rsa.PublicKey:
+		bits := k.N.BitLen()
+		if bits < v.o.MinRSABits {
+			return Check{Name: CheckKeyStrength, OK: false, Detail: fmt.Sprintf("RSA %d bits, below the minimum %d", bits, v.o.MinRSABits)}
+		}
+		return Check{Name: CheckKeyStrength, OK: true, Detail: fmt.Sprintf("RSA %d bits", bits)}
+	case *ecdsa.PublicKey:
+		bits := k.Curve.Params().BitSize
+		if bits < 256 {
+			return Check{Name: CheckKeyStrength, OK: false, Detail: fmt.Sprintf("EC %d bits, below 256", bits)}
+		}
+		return Check{Name: CheckKeyStrength, OK: true, Detail: "EC " + k.Curve.Params().Name}
+	case ed25519.PublicKey:
+		return Check{Name: CheckKeyStrength, OK: true, Detail: "Ed25519"}
+	default:
+		return Check{Name: CheckKeyStrength, OK: false, Detail: fmt.Sprintf("unsupported public key type %T", k)}
+	}
+}
+
+func weakSignature(a x509.SignatureAlgorithm) bool {
+	switch a {
+	case x509.SHA1WithRSA, x509.DSAWithSHA1, x509.ECDSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
+		return true
+	}
+	return false
+}
+
+// signatureCheck refuses SHA-1 (and older) signatures on the leaf and on
+// the intermediates; an anchor's self-signature does not matter.
+func signatureCheck(leaf *x509.Certificate, chain []*x509.Certificate) Check {
+	if weakSignature(leaf.SignatureAlgorithm) {
+		return Check{Name: CheckSignatureAlg, OK: false, Detail: fmt.Sprintf("the certificate is signed with %s", leaf.SignatureAlgorithm)}
+	}
+	if len(chain) > 2 {
+		for _, c := range chain[1 : len(chain)-1] {
+			if weakSignature(c.SignatureAlgorithm) {
+				return Check{Name: CheckSignatureAlg, OK: false, Detail: fmt.Sprintf("intermediate %q is signed with %s", c.Subject.CommonName, c.SignatureAlgorithm)}
+			}
+		}
+	}
+	return Check{Name: CheckSignatureAlg, OK: true, Detail: leaf.SignatureAlgorithm.String()}
+}

@@ -1,0 +1,96 @@
+// Package events records what happened to each message for each recipient:
+// one structured log line and one stored audit event per outcome. Events
+// carry addresses, outcomes and reasons, never content, keys or passwords.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+// Outcomes of a delivery attempt for one recipient.
+const (
+	Delivered = "delivered" // relayed to the next hop (or written to the outbox)
+	Deferred  = "deferred"  // temporary failure, will be retried
+	Held      = "held"      // kept in the queue until released or expired
+	Bounced   = "bounced"   // permanent failure, DSN sent to the sender
+	Rejected  = "rejected"  // refused during the SMTP transaction
+)
+
+// Delivery is one recipient's outcome for one message.
+type Delivery struct {
+	Time      time.Time `json:"time"`
+	QueueID   string    `json:"queue_id"`
+	MessageID string    `json:"message_id,omitempty"` // the Message-ID header
+	Sender    string    `json:"sender"`
+	Recipient string    `json:"recipient"`
+	Outcome   string    `json:"outcome"`
+	Method    string    `json:"method,omitempty"` // smime | pdf | signed | plain | passthrough
+	Signed    bool      `json:"signed,omitempty"`
+	Rule      string    `json:"rule,omitempty"`
+	Attempt   int       `json:"attempt,omitempty"`
+	Reason    string    `json:"reason,omitempty"` // why held/deferred/bounced; never secrets
+}
+
+// Auditor stores events; *store.Store satisfies it.
+type Auditor interface {
+	Audit(ctx context.Context, e store.AuditEvent) error
+}
+
+// Recorder writes delivery events to the log and, when Store is set, to
+// the audit log. The zero value logs to slog.Default().
+type Recorder struct {
+	Store  Auditor
+	Logger *slog.Logger
+}
+
+// Record logs d and stores it. A store failure is logged, not returned:
+// the delivery outcome stands whether or not its record could be kept.
+func (r *Recorder) Record(ctx context.Context, d Delivery) {
+	if d.Time.IsZero() {
+		d.Time = time.Now().UTC()
+	}
+	log := r.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	level := slog.LevelInfo
+	switch d.Outcome {
+	case Held, Deferred:
+		level = slog.LevelWarn
+	case Bounced, Rejected:
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("queue_id", d.QueueID), slog.String("sender", d.Sender),
+		slog.String("recipient", d.Recipient), slog.String("outcome", d.Outcome),
+	}
+	if d.MessageID != "" {
+		attrs = append(attrs, slog.String("message_id", d.MessageID))
+	}
+	if d.Method != "" {
+		attrs = append(attrs, slog.String("method", d.Method), slog.Bool("signed", d.Signed))
+	}
+	if d.Rule != "" {
+		attrs = append(attrs, slog.String("rule", d.Rule))
+	}
+	if d.Attempt > 0 {
+		attrs = append(attrs, slog.Int("attempt", d.Attempt))
+	}
+	if d.Reason != "" {
+		attrs = append(attrs, slog.String("reason", d.Reason))
+	}
+	log.LogAttrs(ctx, level, "delivery", attrs...)
+	if r.Store == nil {
+		return
+	}
+	detail, _ := json.Marshal(d)
+	if err := r.Store.Audit(ctx, store.AuditEvent{Time: d.Time, Actor: "gateway",
+		Action: "delivery." + d.Outcome, Subject: d.Recipient, Detail: string(detail)}); err != nil {
+		log.Error("storing delivery event", "queue_id", d.QueueID, "recipient", d.Recipient, "err", err)
+	}
+}

@@ -1,0 +1,369 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+
+	"github.com/sealgate/sealgate/pkg/smime"
+)
+
+// Action is what policy says happens to a message for one recipient.
+type Action int
+
+// Actions. The zero value holds: a zero Decision never lets mail out.
+const (
+	ActionHold    Action = iota // keep it queued for an admin
+	ActionDeliver               // sign/encrypt per Method and relay
+	ActionPass                  // relay untouched (internal mail)
+	ActionBounce                // return it to the sender
+)
+
+// Method is how a recipient's copy is protected.
+type Method int
+
+// Methods.
+const (
+	MethodNone  Method = iota // unencrypted (perhaps signed)
+	MethodSMIME               // S/MIME envelope to the recipient's certificate
+	MethodPDF                 // password-protected PDF
+)
+
+// SignMode says whether the gateway signs.
+type SignMode int
+
+// Sign modes; the zero value is the strict one.
+const (
+	SignAlways SignMode = iota // sign or fail (OnFailure)
+	SignIfKey                  // sign when the sender has a key
+	SignNever
+)
+
+// Decision is the policy outcome for one recipient, in the gateway's
+// words (cmd/sealgate adapts pkg/policy to it).
+type Decision struct {
+	Rule     string
+	Action   Action
+	Sign     SignMode
+	Method   Method
+	Fallback Method // tried when Method fails; MethodNone: none
+	// MustEncrypt says the rule never allows unencrypted delivery; any
+	// failure to encrypt then holds or bounces.
+	MustEncrypt bool
+	// Bounce: on failure bounce instead of hold.
+	Bounce bool
+	// RequireTLS: the copy may travel to the next hop only over TLS.
+	RequireTLS bool
+}
+
+// MessageFacts are what the policy may look at.
+type MessageFacts struct {
+	Sender  string // header From address, lower case ("" if unparseable)
+	Subject string
+	Header  []byte // raw top-level header section
+	Size    int64
+}
+
+// Decider decides per recipient; hasCert says a valid certificate exists.
+type Decider interface {
+	Decide(ctx context.Context, m *MessageFacts, rcpt string, hasCert bool) Decision
+}
+
+// CertFinder finds a recipient's validated certificate. found=false with
+// a nil error means there is none; an error means the lookup itself failed
+// (directory down) and nothing can be concluded.
+type CertFinder interface {
+	Find(ctx context.Context, email string) (cert any, found bool, err error)
+}
+
+// Signer signs msg as sender. It must refuse (ErrNoSenderKey) unless
+// sender is a known user of the organisation with a usable key: the
+// gateway must not sign for forged senders.
+type Signer interface {
+	Sign(ctx context.Context, sender string, msg []byte) ([]byte, error)
+}
+
+// ErrNoSenderKey means the sender is not ours or has no key.
+var ErrNoSenderKey = errors.New("sender has no signing key (not a known user of the organisation)")
+
+// Encrypter builds one S/MIME envelope for all certs (from CertFinder).
+type Encrypter interface {
+	Encrypt(ctx context.Context, msg []byte, certs []any) ([]byte, error)
+}
+
+// PDFSealer packs msg into a carrier mail with a password-protected PDF
+// for one recipient.
+type PDFSealer interface {
+	SealPDF(ctx context.Context, sender, rcpt, subject string, msg []byte) (PDFResult, error)
+}
+
+// PDFResult is a sealed PDF mail, or a pending password.
+type PDFResult struct {
+	Carrier []byte
+	Notice  *ExtraMessage // a password notice to the sender, if one was made
+	Pending bool          // the recipient's password is not chosen yet
+}
+
+// Pipeline is the Processor that applies policy: sign, encrypt, seal, hold.
+type Pipeline struct {
+	Hostname  string
+	Decider   Decider
+	Finder    CertFinder
+	Signer    Signer
+	Encrypter Encrypter
+	PDF       PDFSealer // nil: PDF impossible (fails closed per policy)
+}
+
+type rcptPlan struct {
+	rcpt    string
+	d       Decision
+	cert    any
+	lookErr error
+}
+
+// Process implements Processor.
+func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, msg []byte) (*Plan, error) {
+	plan := &Plan{Held: map[string]string{}, Bounced: map[string]string{}, Deferred: map[string]string{}}
+	hdr := headerOf(msg)
+	facts := &MessageFacts{Subject: headerValue(msg, "Subject"), Header: hdr, Size: int64(len(msg))}
+	if a, err := mail.ParseAddress(headerValue(msg, "From")); err == nil {
+		facts.Sender = strings.ToLower(a.Address)
+	}
+	kind := smime.Classify(msg)
+	alreadyEncrypted := kind == smime.KindEnveloped || kind == smime.KindAuthEnveloped
+	alreadySigned := kind == smime.KindSigned || kind == smime.KindOpaqueSigned
+
+	fail := func(rp rcptPlan, why string) {
+		if rp.d.Bounce {
+			plan.Bounced[rp.rcpt] = "5.7.1 " + why
+		} else {
+			plan.Held[rp.rcpt] = why
+		}
+	}
+
+	var plans []rcptPlan
+	for _, r := range rcpts {
+		rp := rcptPlan{rcpt: r}
+		if p.Finder != nil && !alreadyEncrypted {
+			rp.cert, _, rp.lookErr = p.find(ctx, r)
+		}
+		rp.d = p.Decider.Decide(ctx, facts, r, rp.cert != nil)
+		plans = append(plans, rp)
+	}
+
+	// signed is the message signed once for every recipient that wants it.
+	var signed []byte
+	var signErr error
+	signOnce := func() ([]byte, error) {
+		if signed == nil && signErr == nil {
+			signed, signErr = p.Signer.Sign(ctx, facts.Sender, msg)
+		}
+		return signed, signErr
+	}
+	// body returns what rp's copy starts from: signed when it should be.
+	body := func(rp rcptPlan) (data []byte, isSigned bool, err error) {
+		if alreadySigned || rp.d.Sign == SignNever {
+			return msg, alreadySigned, nil
+		}
+		s, err := signOnce()
+		if err == nil {
+			return s, true, nil
+		}
+		if rp.d.Sign == SignIfKey && errors.Is(err, ErrNoSenderKey) {
+			return msg, false, nil
+		}
+		return nil, false, fmt.Errorf("signing as %q failed: %w", facts.Sender, err)
+	}
+
+	type group struct {
+		rcpts  []string
+		certs  []any
+		signed bool
+		plans  []rcptPlan
+	}
+	var smimeGroups [2]*group // [unsigned, signed]
+	var plainGroups [2]*group
+	var passthrough []string
+	var pdfs []rcptPlan
+
+	for _, rp := range plans {
+		switch rp.d.Action {
+		case ActionPass:
+			passthrough = append(passthrough, rp.rcpt)
+			continue
+		case ActionHold:
+			plan.Held[rp.rcpt] = "policy rule " + rp.d.Rule + " holds this message"
+			continue
+		case ActionBounce:
+			plan.Bounced[rp.rcpt] = "5.7.1 policy rule " + rp.d.Rule + " does not allow this message"
+			continue
+		}
+		if alreadyEncrypted {
+			passthrough = append(passthrough, rp.rcpt)
+			continue
+		}
+		if rp.lookErr != nil && (rp.d.MustEncrypt || rp.d.Method == MethodSMIME) {
+			// Without knowing whether a certificate exists, encrypting to
+			// the right key cannot be promised.
+			fail(rp, "certificate lookup failed: "+rp.lookErr.Error())
+			continue
+		}
+		switch rp.d.Method {
+		case MethodPDF:
+			pdfs = append(pdfs, rp)
+			continue
+		case MethodSMIME:
+			if rp.cert == nil {
+				fail(rp, "no certificate for S/MIME")
+				continue
+			}
+		}
+		data, isSigned, err := body(rp)
+		if err != nil {
+			fail(rp, err.Error())
+			continue
+		}
+		_ = data
+		i := 0
+		if isSigned {
+			i = 1
+		}
+		gs := &plainGroups
+		if rp.d.Method == MethodSMIME {
+			gs = &smimeGroups
+		}
+		if gs[i] == nil {
+			gs[i] = &group{signed: isSigned}
+		}
+		gs[i].rcpts = append(gs[i].rcpts, rp.rcpt)
+		gs[i].plans = append(gs[i].plans, rp)
+		if rp.cert != nil {
+			gs[i].certs = append(gs[i].certs, rp.cert)
+		}
+	}
+
+	if len(passthrough) > 0 {
+		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: passthrough, Data: p.mark(msg), Method: "passthrough", Signed: alreadySigned, Rule: rulesOf(plans, passthrough)})
+	}
+	for i, g := range smimeGroups {
+		if g == nil {
+			continue
+		}
+		src := msg
+		if i == 1 {
+			src, _ = signOnce()
+			if alreadySigned {
+				src = msg
+			}
+		}
+		enc, err := p.Encrypter.Encrypt(ctx, src, g.certs)
+		if err != nil {
+			for _, rp := range g.plans {
+				if rp.d.Fallback == MethodPDF {
+					pdfs = append(pdfs, rp)
+				} else {
+					fail(rp, "S/MIME encryption failed: "+err.Error())
+				}
+			}
+			continue
+		}
+		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: g.rcpts, Data: p.mark(enc), Method: "smime", Signed: g.signed, Rule: rulesOf(plans, g.rcpts)})
+	}
+	for i, g := range plainGroups {
+		if g == nil {
+			continue
+		}
+		src := msg
+		if i == 1 && !alreadySigned {
+			src, _ = signOnce()
+		}
+		method := "plain"
+		if g.signed {
+			method = "signed"
+		}
+		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: g.rcpts, Data: p.mark(src), Method: method, Signed: g.signed, Rule: rulesOf(plans, g.rcpts)})
+	}
+	for _, rp := range pdfs {
+		if p.PDF == nil {
+			fail(rp, "PDF mail is not available")
+			continue
+		}
+		res, err := p.PDF.SealPDF(ctx, facts.Sender, rp.rcpt, facts.Subject, msg)
+		if err != nil {
+			fail(rp, "PDF sealing failed: "+err.Error())
+			continue
+		}
+		if res.Pending {
+			plan.Deferred[rp.rcpt] = "waiting for the recipient to choose a PDF password"
+			continue
+		}
+		if res.Notice != nil {
+			// The password notice goes to our own sender; signed when the
+			// sender has a key, so that it cannot be mistaken for phishing.
+			n := *res.Notice
+			if signed, err := p.Signer.Sign(ctx, facts.Sender, n.Data); err == nil {
+				n.Data = signed
+			}
+			plan.Extra = append(plan.Extra, n)
+		}
+		carrier, isSigned := res.Carrier, false
+		if rp.d.Sign != SignNever {
+			s, err := p.Signer.Sign(ctx, facts.Sender, carrier)
+			switch {
+			case err == nil:
+				carrier, isSigned = s, true
+			case rp.d.Sign == SignIfKey && errors.Is(err, ErrNoSenderKey):
+			default:
+				fail(rp, fmt.Sprintf("signing as %q failed: %v", facts.Sender, err))
+				continue
+			}
+		}
+		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule})
+	}
+	tlsNeeded := map[string]bool{}
+	for _, rp := range plans {
+		tlsNeeded[rp.rcpt] = rp.d.RequireTLS
+	}
+	for i := range plan.Parcels {
+		for _, r := range plan.Parcels[i].Rcpts {
+			if tlsNeeded[r] {
+				plan.Parcels[i].RequireTLS = true
+			}
+		}
+	}
+	return plan, nil
+}
+
+func (p *Pipeline) find(ctx context.Context, r string) (cert any, found bool, err error) {
+	cert, found, err = p.Finder.Find(ctx, r)
+	if !found {
+		cert = nil
+	}
+	return cert, found, err
+}
+
+// mark prepends the loop guard field.
+func (p *Pipeline) mark(msg []byte) []byte {
+	var b bytes.Buffer
+	b.Grow(len(msg) + 64)
+	b.WriteString(LoopHeader + ": " + p.Hostname + "\r\n")
+	b.Write(msg)
+	return b.Bytes()
+}
+
+func rulesOf(plans []rcptPlan, rcpts []string) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, rp := range plans {
+		for _, r := range rcpts {
+			if rp.rcpt == r && !seen[rp.d.Rule] {
+				seen[rp.d.Rule] = true
+				out = append(out, rp.d.Rule)
+			}
+		}
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,179 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+type fakeDecider map[string]Decision // by recipient; "*" default
+
+func (f fakeDecider) Decide(_ context.Context, _ *MessageFacts, rcpt string, hasCert bool) Decision {
+	d, ok := f[rcpt]
+	if !ok {
+		d = f["*"]
+	}
+	if d.Method == MethodSMIME && !hasCert && d.Fallback == MethodPDF {
+		d.Method = MethodPDF
+	}
+	return d
+}
+
+type fakeFinder struct {
+	certs map[string]string
+	err   error
+}
+
+func (f fakeFinder) Find(_ context.Context, email string) (any, bool, error) {
+	if f.err != nil {
+		return nil, false, f.err
+	}
+	c, ok := f.certs[email]
+	if !ok {
+		return nil, false, nil
+	}
+	return c, true, nil
+}
+
+// fakeSigner signs only for alice@org.test, like pki does for known users.
+type fakeSigner struct{ calls int }
+
+func (s *fakeSigner) Sign(_ context.Context, sender string, msg []byte) ([]byte, error) {
+	s.calls++
+	if sender != "alice@org.test" {
+		return nil, ErrNoSenderKey
+	}
+	return append([]byte("X-Signed-By: "+sender+"\r\n"), msg...), nil
+}
+
+type fakeEncrypter struct{ err error }
+
+func (e fakeEncrypter) Encrypt(_ context.Context, msg []byte, certs []any) ([]byte, error) {
+	if e.err != nil {
+		return nil, e.err
+	}
+	var names []string
+	for _, c := range certs {
+		names = append(names, c.(string))
+	}
+	return []byte("X-Encrypted-For: " + strings.Join(names, ",") + "\r\n\r\nCIPHERTEXT"), nil
+}
+
+type fakePDF struct{ err error }
+
+func (p fakePDF) SealPDF(_ context.Context, _, rcpt, _ string, _ []byte) (PDFResult, error) {
+	if p.err != nil {
+		return PDFResult{}, p.err
+	}
+	return PDFResult{Carrier: []byte("Subject: pdf for " + rcpt + "\r\n\r\nPDF")}, nil
+}
+
+func TestPipeline(t *testing.T) {
+	must := Decision{Rule: "default", Action: ActionDeliver, Method: MethodSMIME, Fallback: MethodPDF, MustEncrypt: true}
+	required := Decision{Rule: "confidential", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true}
+	internal := Decision{Rule: "internal", Action: ActionPass}
+	msg := func(from string) []byte {
+		return []byte("From: " + from + "\r\nSubject: s\r\n\r\nSECRET\r\n")
+	}
+	certs := map[string]string{"c1@ext.test": "C1", "c2@ext.test": "C2"}
+	tests := []struct {
+		name      string
+		from      string
+		rcpts     []string
+		decider   fakeDecider
+		finder    fakeFinder
+		enc       fakeEncrypter
+		pdf       PDFSealer
+		wantParts []string // "method:rcpt,rcpt"
+		wantHeld  []string
+		wantPlain bool // some parcel carries SECRET readable (only allowed for pass/signed)
+	}{
+		{name: "one envelope for all cert recipients, a PDF each for the others",
+			from: "alice@org.test", rcpts: []string{"c1@ext.test", "c2@ext.test", "p1@ext.test", "p2@ext.test"},
+			decider: fakeDecider{"*": must}, finder: fakeFinder{certs: certs}, pdf: fakePDF{},
+			wantParts: []string{"smime:c1@ext.test,c2@ext.test", "pdf:p1@ext.test", "pdf:p2@ext.test"}},
+		{name: "internal passes untouched", from: "alice@org.test", rcpts: []string{"bob@org.test"},
+			decider: fakeDecider{"*": internal}, finder: fakeFinder{}, wantParts: []string{"passthrough:bob@org.test"}, wantPlain: true},
+		{name: "directory down on must-encrypt holds", from: "alice@org.test", rcpts: []string{"c1@ext.test"},
+			decider: fakeDecider{"*": must}, finder: fakeFinder{err: errors.New("ldap timeout")}, pdf: fakePDF{},
+			wantHeld: []string{"c1@ext.test"}},
+		{name: "PDF failure holds", from: "alice@org.test", rcpts: []string{"p1@ext.test"},
+			decider: fakeDecider{"*": must}, finder: fakeFinder{}, pdf: fakePDF{err: errors.New("font missing")},
+			wantHeld: []string{"p1@ext.test"}},
+		{name: "no PDF sealer holds", from: "alice@org.test", rcpts: []string{"p1@ext.test"},
+			decider: fakeDecider{"*": must}, finder: fakeFinder{}, wantHeld: []string{"p1@ext.test"}},
+		{name: "smime-required without certificate holds", from: "alice@org.test", rcpts: []string{"p1@ext.test"},
+			decider: fakeDecider{"*": required}, finder: fakeFinder{}, wantHeld: []string{"p1@ext.test"}},
+		{name: "encryption failure falls back to PDF", from: "alice@org.test", rcpts: []string{"c1@ext.test"},
+			decider: fakeDecider{"*": must}, finder: fakeFinder{certs: certs}, enc: fakeEncrypter{err: errors.New("bad key")}, pdf: fakePDF{},
+			wantParts: []string{"pdf:c1@ext.test"}},
+		{name: "encryption failure without fallback holds", from: "alice@org.test", rcpts: []string{"c1@ext.test"},
+			decider: fakeDecider{"*": required}, finder: fakeFinder{certs: certs}, enc: fakeEncrypter{err: errors.New("bad key")},
+			wantHeld: []string{"c1@ext.test"}},
+		{name: "forged From: no signing oracle, sign=always holds", from: "mallory@evil.test", rcpts: []string{"c1@ext.test"},
+			decider: fakeDecider{"*": must}, finder: fakeFinder{certs: certs}, wantHeld: []string{"c1@ext.test"}},
+		{name: "forged From with sign=if-key encrypts unsigned", from: "mallory@evil.test", rcpts: []string{"c1@ext.test"},
+			decider: fakeDecider{"*": {Rule: "r", Action: ActionDeliver, Sign: SignIfKey, Method: MethodSMIME, MustEncrypt: true}},
+			finder:  fakeFinder{certs: certs}, wantParts: []string{"smime:c1@ext.test"}},
+		{name: "policy hold", from: "alice@org.test", rcpts: []string{"x@ext.test"},
+			decider: fakeDecider{"*": {Rule: "stop", Action: ActionHold}}, finder: fakeFinder{}, wantHeld: []string{"x@ext.test"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pipeline{Hostname: "gw.test", Decider: tc.decider, Finder: tc.finder, Signer: &fakeSigner{}, Encrypter: tc.enc, PDF: tc.pdf}
+			plan, err := p.Process(context.Background(), &Envelope{}, tc.rcpts, msg(tc.from))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			plain := false
+			for _, pc := range plan.Parcels {
+				got = append(got, pc.Method+":"+strings.Join(pc.Rcpts, ","))
+				if bytes.Contains(pc.Data, []byte("SECRET")) {
+					plain = true
+				}
+				if !bytes.HasPrefix(pc.Data, []byte(LoopHeader+": gw.test\r\n")) {
+					t.Error("parcel lacks the loop guard field")
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.wantParts, " ") {
+				t.Errorf("parcels %v, want %v", got, tc.wantParts)
+			}
+			if plain != tc.wantPlain {
+				t.Errorf("readable body in output: %v, want %v", plain, tc.wantPlain)
+			}
+			var held []string
+			for r := range plan.Held {
+				held = append(held, r)
+			}
+			if strings.Join(held, ",") != strings.Join(tc.wantHeld, ",") {
+				t.Errorf("held %v, want %v", plan.Held, tc.wantHeld)
+			}
+		})
+	}
+}
+
+func TestPipelinePassesEncryptedThrough(t *testing.T) {
+	enc := []byte("From: alice@org.test\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\r\nMIIB\r\n")
+	s := &fakeSigner{}
+	p := &Pipeline{Hostname: "gw.test", Decider: fakeDecider{"*": {Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true}},
+		Finder: fakeFinder{}, Signer: s, Encrypter: fakeEncrypter{err: errors.New("must not be called")}}
+	plan, err := p.Process(context.Background(), &Envelope{}, []string{"x@ext.test"}, enc)
+	if err != nil || len(plan.Parcels) != 1 || plan.Parcels[0].Method != "passthrough" || s.calls != 0 {
+		t.Fatalf("plan %+v, err %v, sign calls %d", plan, err, s.calls)
+	}
+}
+
+func TestPipelineCarriesTLSRequirement(t *testing.T) {
+	p := &Pipeline{Hostname: "gw.test", Finder: fakeFinder{certs: map[string]string{"c1@ext.test": "C1", "c2@ext.test": "C2"}},
+		Decider: fakeDecider{
+			"c1@ext.test": {Rule: "conf", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true, RequireTLS: true},
+			"*":           {Rule: "default", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true},
+		}, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}}
+	plan, err := p.Process(context.Background(), &Envelope{}, []string{"c1@ext.test", "c2@ext.test"}, []byte("From: alice@org.test\r\n\r\nx\r\n"))
+	if err != nil || len(plan.Parcels) != 1 || !plan.Parcels[0].RequireTLS {
+		t.Fatalf("the shared envelope must demand TLS when one recipient's policy does: %+v %v", plan, err)
+	}
+}

@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+// passAll is a Processor that relays the message unchanged to everyone.
+type passAll struct{}
+
+func (passAll) Process(_ context.Context, _ *Envelope, rcpts []string, msg []byte) (*Plan, error) {
+	return &Plan{Parcels: []Parcel{{Rcpts: rcpts, Data: msg, Method: "plain"}}}, nil
+}
+
+type planFunc func(rcpts []string, msg []byte) (*Plan, error)
+
+func (f planFunc) Process(_ context.Context, _ *Envelope, rcpts []string, msg []byte) (*Plan, error) {
+	return f(rcpts, msg)
+}
+
+const testMsg = "From: a@org.test\r\nTo: b@ext.test\r\nSubject: quarterly numbers\r\nMessage-Id: <m1@org.test>\r\n\r\nSECRET BODY\r\n"
+
+func accept(t *testing.T, q *Queue, rcpts ...string) string {
+	t.Helper()
+	env := &Envelope{From: "a@org.test", Recipients: toRecipients(rcpts)}
+	if err := q.Accept(context.Background(), env, strings.NewReader(testMsg)); err != nil {
+		t.Fatal(err)
+	}
+	return env.ID
+}
+
+func queueEmpty(q *Queue) func() bool {
+	return func() bool {
+		es, _ := q.Store.QueueEntries(context.Background(), store.QueueFilter{})
+		ids, _ := q.Spool.IDs()
+		return len(es) == 0 && len(ids) == 0
+	}
+}
+
+func TestQueueDeliversAndForgets(t *testing.T) {
+	relay := &recordingRelay{}
+	q, el := testQueue(t, passAll{}, relay)
+	runQueue(t, q)
+	id := accept(t, q, "b@ext.test", "c@ext.test")
+	waitFor(t, "delivery", queueEmpty(q))
+	d := relay.deliveries()
+	if len(d) != 1 || d[0].QueueID != id || len(d[0].Rcpts) != 2 || !strings.Contains(string(d[0].Data), "SECRET BODY") {
+		t.Fatalf("deliveries: %+v", d)
+	}
+	log := el.String()
+	if strings.Count(log, `"outcome":"delivered"`) != 2 || strings.Contains(log, "SECRET") {
+		t.Fatalf("want one delivered line per recipient and no content:\n%s", log)
+	}
+}
+
+func TestQueueRetriesTemporaryFailuresPerRecipient(t *testing.T) {
+	var failures atomic.Int32
+	relay := &recordingRelay{answer: func(r string) error {
+		if r == "slow@ext.test" && failures.Add(1) <= 2 {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+		}
+		return nil
+	}}
+	q, el := testQueue(t, passAll{}, relay)
+	runQueue(t, q)
+	accept(t, q, "ok@ext.test", "slow@ext.test")
+	waitFor(t, "retries", queueEmpty(q))
+	d := relay.deliveries()
+	if len(d) != 3 || len(d[1].Rcpts) != 1 || d[1].Rcpts[0] != "slow@ext.test" {
+		t.Fatalf("want 1 attempt for both then 2 for the slow one only, got %d: %+v", len(d), d)
+	}
+	if strings.Count(el.String(), `"outcome":"deferred"`) != 2 {
+		t.Fatalf("want two deferred events:\n%s", el.String())
+	}
+}
+
+func TestQueueBouncesPermanentFailureWithoutBody(t *testing.T) {
+	relay := &recordingRelay{answer: func(r string) error {
+		if r == "gone@ext.test" {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}}
+	q, _ := testQueue(t, passAll{}, relay)
+	runQueue(t, q)
+	accept(t, q, "gone@ext.test")
+	waitFor(t, "bounce", func() bool { return len(relay.deliveries()) == 2 && queueEmpty(q)() })
+	dsn := relay.deliveries()[1]
+	body := string(dsn.Data)
+	if dsn.From != "" || dsn.Rcpts[0] != "a@org.test" {
+		t.Fatalf("DSN envelope: from %q to %v", dsn.From, dsn.Rcpts)
+	}
+	for _, want := range []string{"multipart/report; report-type=delivery-status", "Final-Recipient: rfc822; gone@ext.test",
+		"Action: failed", "Status: 5.1.1", "text/rfc822-headers", "Subject: quarterly numbers"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("DSN lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "SECRET BODY") {
+		t.Error("DSN carries the original body")
+	}
+}
+
+func TestQueueHoldsOnProcessingFailure(t *testing.T) {
+	relay := &recordingRelay{}
+	q, el := testQueue(t, planFunc(func([]string, []byte) (*Plan, error) {
+		return nil, errors.New("directory unreachable")
+	}), relay)
+	runQueue(t, q)
+	id := accept(t, q, "b@ext.test")
+	waitFor(t, "hold", func() bool {
+		e, err := q.Store.QueueEntry(context.Background(), id)
+		return err == nil && e.State == StateHeld
+	})
+	if len(relay.deliveries()) != 0 {
+		t.Fatal("a message whose processing failed went out")
+	}
+	e, _ := q.Store.QueueEntry(context.Background(), id)
+	if !strings.Contains(e.HoldReason, "directory unreachable") || !strings.Contains(el.String(), `"outcome":"held"`) {
+		t.Fatalf("hold reason %q / events:\n%s", e.HoldReason, el.String())
+	}
+}
+
+func TestQueueSplitsHeldFromDeferred(t *testing.T) {
+	var calls atomic.Int32
+	relay := &recordingRelay{answer: func(string) error {
+		if calls.Add(1) == 1 {
+			return errors.New("connection refused")
+		}
+		return nil
+	}}
+	q, _ := testQueue(t, planFunc(func(rcpts []string, msg []byte) (*Plan, error) {
+		p := &Plan{Held: map[string]string{}}
+		var send []string
+		for _, r := range rcpts {
+			if r == "conf@ext.test" {
+				p.Held[r] = "no certificate"
+			} else {
+				send = append(send, r)
+			}
+		}
+		if len(send) > 0 {
+			p.Parcels = []Parcel{{Rcpts: send, Data: msg}}
+		}
+		return p, nil
+	}), relay)
+	runQueue(t, q)
+	accept(t, q, "conf@ext.test", "b@ext.test")
+	waitFor(t, "b delivered, conf held alone", func() bool {
+		es, _ := q.Store.QueueEntries(context.Background(), store.QueueFilter{})
+		return len(relay.deliveries()) == 2 && len(es) == 1 && es[0].State == StateHeld &&
+			len(es[0].Recipients) == 1 && es[0].Recipients[0] == "conf@ext.test"
+	})
+	ids, _ := q.Spool.IDs()
+	if len(ids) != 1 {
+		t.Fatalf("spool holds %d files, want the held copy only", len(ids))
+	}
+}
+
+func TestQueueRecoversSpoolWithoutEntry(t *testing.T) {
+	relay := &recordingRelay{}
+	q, _ := testQueue(t, passAll{}, relay)
+	q.init()
+	// A crash after the fsync but before the store write: only the file.
+	env := &Envelope{ID: NewID(), From: "a@org.test", Recipients: toRecipients([]string{"b@ext.test"})}
+	if _, err := q.Spool.Write(env, strings.NewReader(testMsg)); err != nil {
+		t.Fatal(err)
+	}
+	runQueue(t, q)
+	waitFor(t, "recovered delivery", queueEmpty(q))
+	if len(relay.deliveries()) != 1 {
+		t.Fatal("recovered message not delivered")
+	}
+}
+
+func TestQueueHeldExpiresIntoBounce(t *testing.T) {
+	relay := &recordingRelay{}
+	q, el := testQueue(t, planFunc(func(rcpts []string, _ []byte) (*Plan, error) {
+		return &Plan{Held: map[string]string{rcpts[0]: "no certificate"}}, nil
+	}), relay)
+	q.RetryFor = 300 * time.Millisecond
+	q.Poll = 5 * time.Millisecond
+	runQueue(t, q)
+	accept(t, q, "conf@ext.test")
+	waitFor(t, "expiry bounce", func() bool { return len(relay.deliveries()) == 1 && queueEmpty(q)() })
+	dsn := relay.deliveries()[0]
+	if dsn.Rcpts[0] != "a@org.test" || !strings.Contains(string(dsn.Data), "held too long (conf@ext.test: no certificate)") {
+		t.Fatalf("DSN: %s", dsn.Data)
+	}
+	if !strings.Contains(el.String(), `"outcome":"bounced"`) {
+		t.Fatal("no bounced event")
+	}
+}

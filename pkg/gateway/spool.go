@@ -1,0 +1,395 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Keyring wraps the per-message spool keys with the master key
+// (*secret.Keyring satisfies it). Only the wrapped key touches the disk.
+type Keyring interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// Envelope is what the SMTP transaction said about a message: everything
+// needed to deliver it and to bounce it (DSN parameters included).
+type Envelope struct {
+	ID         string      `json:"id"`
+	From       string      `json:"from"` // "" for the null sender (bounces)
+	Recipients []Recipient `json:"rcpts"`
+	Ret        string      `json:"ret,omitempty"`   // DSN RET: FULL | HDRS
+	EnvID      string      `json:"envid,omitempty"` // DSN ENVID
+	Body8Bit   bool        `json:"8bit,omitempty"`
+	UTF8       bool        `json:"utf8,omitempty"`
+	Received   time.Time   `json:"received"`
+	ClientIP   string      `json:"client_ip,omitempty"`
+	Helo       string      `json:"helo,omitempty"`
+	AuthUser   string      `json:"auth_user,omitempty"`
+	// Raw marks messages the gateway made itself (DSNs): they are relayed
+	// as they are, without the policy pipeline.
+	Raw bool `json:"raw,omitempty"`
+}
+
+// Recipient is one RCPT TO with its DSN parameters.
+type Recipient struct {
+	Addr   string   `json:"addr"`
+	Notify []string `json:"notify,omitempty"` // NEVER | SUCCESS | FAILURE | DELAY
+	ORcpt  string   `json:"orcpt,omitempty"`
+}
+
+// Addrs lists the recipient addresses.
+func (e *Envelope) Addrs() []string {
+	out := make([]string, len(e.Recipients))
+	for i, r := range e.Recipients {
+		out[i] = r.Addr
+	}
+	return out
+}
+
+// Spool keeps accepted messages as files under one directory, each
+// encrypted with its own random AES-256 key that is wrapped by the master
+// keyring. Messages are streamed through in fixed-size AES-GCM chunks, so a
+// 50 MB message never sits in memory, and a torn or altered file fails to
+// open instead of yielding silently truncated mail.
+type Spool struct {
+	dir string
+	kr  Keyring
+}
+
+const (
+	spoolMagic     = "SGSPOOL1"
+	spoolChunk     = 64 << 10
+	spoolExt       = ".msg"
+	maxEnvelopeLen = 16 << 20
+)
+
+// ErrSpoolCorrupt means a spool file is damaged or was not written by this
+// keyring; the message cannot be delivered and needs an admin.
+var ErrSpoolCorrupt = errors.New("spool file corrupt or undecryptable")
+
+// OpenSpool creates dir (0700) if needed.
+func OpenSpool(dir string, kr Keyring) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: creating %s: %w", dir, err)
+	}
+	// Temp files are writes a crash interrupted: never answered 250, so
+	// they go. Only here, before anything can be writing.
+	if old, err := filepath.Glob(filepath.Join(dir, "tmp-*")); err == nil {
+		for _, f := range old {
+			os.Remove(f)
+		}
+	}
+	return &Spool{dir: dir, kr: kr}, nil
+}
+
+// Dir is the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+// NewID returns a fresh, time-ordered spool id.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%x%s", time.Now().UTC().UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Spool) path(id string) string { return filepath.Join(s.dir, id+spoolExt) }
+
+// Write stores the envelope and the message read from r under env.ID and
+// returns the number of message bytes. It returns only after the file and
+// the directory entry are fsynced: the caller may then answer 250. On any
+// error nothing is left behind. r's error (e.g. bare LF, size) is returned
+// unchanged (wrapped) so that the SMTP layer can answer it.
+func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
+	if !validID(env.ID) {
+		return 0, fmt.Errorf("spool: invalid id %q", env.ID)
+	}
+	tmp, err := os.CreateTemp(s.dir, "tmp-*")
+	if err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	n, err := s.encode(tmp, env, r)
+	if err != nil {
+		return n, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return n, fmt.Errorf("spool: fsync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return n, fmt.Errorf("spool: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.path(env.ID)); err != nil {
+		return n, fmt.Errorf("spool: %w", err)
+	}
+	ok = true
+	if err := syncDir(s.dir); err != nil {
+		os.Remove(s.path(env.ID))
+		return n, err
+	}
+	return n, nil
+}
+
+func (s *Spool) encode(w io.Writer, env *Envelope, r io.Reader) (int64, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	wrapped, err := s.kr.Seal(key, []byte("sealgate spool "+env.ID))
+	if err != nil {
+		return 0, fmt.Errorf("spool: wrapping message key: %w", err)
+	}
+	aead, err := newAEAD(key)
+	if err != nil {
+		return 0, err
+	}
+	ej, err := json.Marshal(env)
+	if err != nil {
+		return 0, fmt.Errorf("spool: %w", err)
+	}
+	bw := bufio.NewWriterSize(w, spoolChunk+64)
+	bw.WriteString(spoolMagic)
+	writeBlock(bw, wrapped)
+	// Chunk 0 is the envelope; the message follows in chunks 1..n, the
+	// last one flagged so truncation is detected.
+	writeBlock(bw, sealChunk(aead, 0, false, ej))
+	buf := make([]byte, spoolChunk)
+	var total int64
+	var idx uint64 = 1
+	for {
+		k, rerr := io.ReadFull(r, buf)
+		total += int64(k)
+		last := rerr == io.EOF || rerr == io.ErrUnexpectedEOF
+		if rerr != nil && !last {
+			return total, rerr
+		}
+		writeBlock(bw, sealChunk(aead, idx, last, buf[:k]))
+		idx++
+		if last {
+			break
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return total, fmt.Errorf("spool: writing: %w", err)
+	}
+	return total, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return cipher.NewGCM(b)
+}
+
+func chunkNonce(idx uint64, last bool) []byte {
+	n := make([]byte, 12)
+	binary.BigEndian.PutUint64(n[3:11], idx)
+	if last {
+		n[11] = 1
+	}
+	return n
+}
+
+func sealChunk(a cipher.AEAD, idx uint64, last bool, p []byte) []byte {
+	return a.Seal(nil, chunkNonce(idx, last), p, nil)
+}
+
+func writeBlock(w *bufio.Writer, b []byte) {
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], uint32(len(b)))
+	w.Write(l[:])
+	w.Write(b)
+}
+
+func readBlock(r io.Reader, max int) ([]byte, error) {
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(l[:]))
+	if n > max {
+		return nil, ErrSpoolCorrupt
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// SpooledMessage is an open spool file: the envelope, and the message as a
+// stream that authenticates each chunk as it is read.
+type SpooledMessage struct {
+	Envelope Envelope
+	f        *os.File
+	r        *bufio.Reader
+	aead     cipher.AEAD
+	idx      uint64
+	buf      []byte
+	done     bool
+}
+
+// Open reads the envelope of message id; the body follows through Read.
+// The caller closes it.
+func (s *Spool) Open(id string) (*SpooledMessage, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("spool: invalid id %q", id)
+	}
+	f, err := os.Open(s.path(id))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	m := &SpooledMessage{f: f, r: bufio.NewReaderSize(f, spoolChunk+64)}
+	if err := m.init(s.kr, id); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: message %s: %w", id, err)
+	}
+	return m, nil
+}
+
+func (m *SpooledMessage) init(kr Keyring, id string) error {
+	magic := make([]byte, len(spoolMagic))
+	if _, err := io.ReadFull(m.r, magic); err != nil || string(magic) != spoolMagic {
+		return ErrSpoolCorrupt
+	}
+	wrapped, err := readBlock(m.r, 4096)
+	if err != nil {
+		return ErrSpoolCorrupt
+	}
+	key, err := kr.Open(wrapped, []byte("sealgate spool "+id))
+	if err != nil {
+		return fmt.Errorf("%w: unwrapping the message key: %v", ErrSpoolCorrupt, err)
+	}
+	if m.aead, err = newAEAD(key); err != nil {
+		return err
+	}
+	sealed, err := readBlock(m.r, maxEnvelopeLen)
+	if err != nil {
+		return ErrSpoolCorrupt
+	}
+	ej, err := m.aead.Open(nil, chunkNonce(0, false), sealed, nil)
+	if err != nil {
+		return ErrSpoolCorrupt
+	}
+	if err := json.Unmarshal(ej, &m.Envelope); err != nil {
+		return ErrSpoolCorrupt
+	}
+	if m.Envelope.ID != id {
+		return ErrSpoolCorrupt
+	}
+	m.idx = 1
+	return nil
+}
+
+// Read returns the decrypted message.
+func (m *SpooledMessage) Read(p []byte) (int, error) {
+	for len(m.buf) == 0 {
+		if m.done {
+			return 0, io.EOF
+		}
+		sealed, err := readBlock(m.r, spoolChunk+64)
+		if err != nil {
+			return 0, ErrSpoolCorrupt // truncated before the last chunk
+		}
+		// Open into a fresh buffer: a failed Open clears its output, and
+		// the sealed chunk is needed again for the last-chunk nonce.
+		if pt, err := m.aead.Open(nil, chunkNonce(m.idx, false), sealed, nil); err == nil {
+			m.buf = pt
+		} else if pt, err := m.aead.Open(nil, chunkNonce(m.idx, true), sealed, nil); err == nil {
+			m.buf = pt
+			m.done = true
+		} else {
+			return 0, ErrSpoolCorrupt
+		}
+		m.idx++
+	}
+	n := copy(p, m.buf)
+	m.buf = m.buf[n:]
+	return n, nil
+}
+
+// Close releases the file.
+func (m *SpooledMessage) Close() error { return m.f.Close() }
+
+// Remove deletes message id (after delivery); a missing file is no error.
+// The directory is not fsynced: a removal lost in a crash only brings the
+// message back for a duplicate delivery, which is allowed, and saves one
+// fsync per message.
+func (s *Spool) Remove(id string) error {
+	if !validID(id) {
+		return fmt.Errorf("spool: invalid id %q", id)
+	}
+	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// IDs lists the messages in the spool (for recovery after a crash).
+func (s *Spool) IDs() ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	var ids []string
+	for _, e := range ents {
+		name := e.Name()
+		if id, ok := strings.CutSuffix(name, spoolExt); ok && validID(id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: fsync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("spool: fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Discard removes message id durably (directory fsynced): for an admin's
+// `queue delete`, which must not come back after a crash.
+func (s *Spool) Discard(id string) error {
+	if err := s.Remove(id); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
+}

@@ -1,0 +1,99 @@
+package pdfmail
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// peakHeap samples HeapAlloc while f runs and returns the highest value
+// above the heap in use before f started.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	var peak uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			peak = max(peak, m.HeapAlloc)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	f()
+	close(done)
+	wg.Wait()
+	if peak < base {
+		return 0
+	}
+	return peak - base
+}
+
+func benchSeal(b *testing.B, msg []byte, inputBytes int) {
+	s := &Sealer{Language: "de"}
+	pw := []byte("bench-password")
+	var maxPeak uint64
+	b.SetBytes(int64(inputBytes))
+	b.ResetTimer()
+	for range b.N {
+		peak := peakHeap(func() {
+			if _, err := s.Seal(context.Background(), bytes.NewReader(msg), pw, io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		})
+		maxPeak = max(maxPeak, peak)
+	}
+	b.ReportMetric(float64(maxPeak)/(1<<20), "peak-heap-MB")
+	b.ReportMetric(float64(maxPeak)/float64(inputBytes), "peak/input")
+}
+
+// BenchmarkSeal10KBBody: a 10 KB text letter, no attachments.
+func BenchmarkSeal10KBBody(b *testing.B) {
+	var body strings.Builder
+	for body.Len() < 10*1024 {
+		body.WriteString(multilingual[body.Len()%len(multilingual)] + "\r\n")
+	}
+	msg := buildMessage("Bench", testPart{contentType: "text/plain; charset=utf-8", body: []byte(body.String())})
+	benchSeal(b, msg, body.Len())
+}
+
+// BenchmarkSeal25MBAttachments: a short letter with 25 MB of random
+// (incompressible, the worst case) attachments, as five files of 5 MB and
+// as one file of 25 MB.
+func BenchmarkSeal25MBAttachments(b *testing.B) {
+	for _, files := range []int{5, 1} {
+		b.Run(fmt.Sprintf("files=%d", files), func(b *testing.B) {
+			parts := []testPart{{contentType: "text/plain; charset=utf-8", body: []byte("Anbei.\r\n")}}
+			total := 0
+			for i := range files {
+				data := make([]byte, 25<<20/files)
+				if _, err := rand.Read(data); err != nil {
+					b.Fatal(err)
+				}
+				total += len(data)
+				parts = append(parts, testPart{contentType: "application/octet-stream", filename: fmt.Sprintf("teil%d.bin", i+1), body: data})
+			}
+			msg := buildMessage("Bench", parts...)
+			benchSeal(b, msg, total)
+		})
+	}
+}

@@ -1,0 +1,348 @@
+package pdfmail
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// Password modes as written in pdf.password (tried in that order).
+const (
+	ModeSubject           = "subject"
+	ModePreset            = "preset"
+	ModeGeneratedToSender = "generated-to-sender"
+	ModePortal            = "portal"
+)
+
+// DefaultSubjectTag is the tag name in "[pw:secret]".
+const DefaultSubjectTag = "pw"
+
+// DefaultPasswordLength is the length of generated passwords: 16 characters
+// of a 56-letter alphabet are about 92 bits, and still dictable by phone.
+const DefaultPasswordLength = 16
+
+// ErrNoPassword means no configured mode produced a password for this
+// recipient; the gateway then holds or bounces, per policy (fail closed).
+var ErrNoPassword = errors.New("pdfmail: no PDF password for this recipient")
+
+// ErrSkip is returned by a PasswordSource that has nothing for this
+// recipient, so that the next source is tried.
+var ErrSkip = errors.New("pdfmail: source has no password")
+
+// PasswordStore is the part of the store this package needs (satisfied by
+// *store.Store). Passwords are sealed at rest by the store.
+type PasswordStore interface {
+	SetPDFPassword(ctx context.Context, email string, password []byte, source string) error
+	PDFPassword(ctx context.Context, email string) (password []byte, source string, err error)
+}
+
+// Query is one (sender, recipient, subject) the gateway needs a password for.
+type Query struct {
+	Sender    string // internal sender address (envelope or From)
+	Recipient string // the external recipient address
+	Subject   string // the original subject, tag still in it
+	// CleanSubject is Subject without the password tag: the only form a
+	// source may put into a message.
+	CleanSubject string
+}
+
+// Resolution is what Passwords.For found. Its String and LogValue never
+// show the password, so logging a Resolution is safe.
+type Resolution struct {
+	Password []byte // nil when Pending
+	Mode     string // the mode that gave the password (or ModePortal when pending)
+	// Subject is the subject with the password tag removed: use it for
+	// everything that leaves (PDF, carrier, S/MIME copies to others).
+	Subject string
+	// Notification, when non-nil, is a complete RFC 5322 message to the
+	// internal sender with a new password; the gateway signs and sends it.
+	Notification []byte
+	// Pending means a source (the portal) has asked the recipient to choose
+	// a password; the message must wait (stay queued) until it is set.
+	Pending bool
+}
+
+// String redacts the password.
+func (r Resolution) String() string {
+	return fmt.Sprintf("pdfmail.Resolution{Mode:%s Pending:%t Notification:%t Password:[redacted]}", r.Mode, r.Pending, r.Notification != nil)
+}
+
+// GoString redacts the password for %#v too.
+func (r Resolution) GoString() string { return r.String() }
+
+// LogValue is for log/slog: mode and flags only.
+func (r Resolution) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("mode", r.Mode), slog.Bool("pending", r.Pending), slog.Bool("notification", r.Notification != nil))
+}
+
+// Found is what a PasswordSource returns when it has a password (or, with
+// Pending, has started getting one).
+type Found struct {
+	Password     []byte
+	Notification []byte
+	Pending      bool
+}
+
+// PasswordSource is one way to get a recipient's password. Sources are tried
+// in the configured order; ErrSkip passes to the next, any other error stops
+// (fail closed: a store outage must not fall through to a weaker mode).
+// The portal (its own issue) is one more PasswordSource that returns
+// Found{Pending: true} after inviting the recipient, and the password once
+// chosen.
+type PasswordSource interface {
+	Mode() string
+	Lookup(ctx context.Context, q Query) (Found, error)
+}
+
+// Passwords resolves the password for a recipient by trying its sources.
+type Passwords struct {
+	Sources []PasswordSource
+	Tag     *SubjectTag // strips "[pw:…]" from subjects; nil strips nothing
+}
+
+// For returns the password for recipient, trying the sources in order.
+func (p *Passwords) For(ctx context.Context, sender, recipient, subject string) (Resolution, error) {
+	res := Resolution{Subject: p.CleanSubject(subject)}
+	q := Query{Sender: sender, Recipient: strings.ToLower(strings.TrimSpace(recipient)), Subject: subject, CleanSubject: res.Subject}
+	for _, s := range p.Sources {
+		f, err := s.Lookup(ctx, q)
+		if errors.Is(err, ErrSkip) {
+			continue
+		}
+		if err != nil {
+			return Resolution{Subject: res.Subject}, fmt.Errorf("pdfmail: password mode %s for %s: %w", s.Mode(), q.Recipient, err)
+		}
+		res.Mode, res.Pending, res.Notification = s.Mode(), f.Pending, f.Notification
+		if f.Pending {
+			return res, nil
+		}
+		if len(f.Password) == 0 {
+			continue
+		}
+		res.Password = f.Password
+		return res, nil
+	}
+	return res, ErrNoPassword
+}
+
+// CleanSubject removes the password tag (if a tag is configured).
+func (p *Passwords) CleanSubject(subject string) string {
+	if p == nil || p.Tag == nil {
+		return subject
+	}
+	_, clean := p.Tag.Extract(subject)
+	return clean
+}
+
+// SubjectTag finds "[name:password]" in a subject, case-insensitively.
+type SubjectTag struct {
+	re *regexp.Regexp
+}
+
+// NewSubjectTag accepts the tag as a name ("pw") or as written in the
+// subject ("[pw:]", "[pw:…]", "[pw:"), as admins tend to write it.
+func NewSubjectTag(tag string) (*SubjectTag, error) {
+	name := strings.TrimSpace(tag)
+	name = strings.TrimPrefix(name, "[")
+	name = strings.TrimSuffix(name, "]")
+	name = strings.TrimSuffix(name, "…")
+	name = strings.TrimSuffix(name, "...")
+	name = strings.TrimSuffix(name, ":")
+	if name == "" {
+		name = DefaultSubjectTag
+	}
+	if strings.ContainsAny(name, "[]:") || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' }) {
+		return nil, fmt.Errorf("pdf.subject_tag %q: use a short name such as %q (the subject then carries [%s:password])", tag, DefaultSubjectTag, DefaultSubjectTag)
+	}
+	return &SubjectTag{re: regexp.MustCompile(`(?i)\s*\[\s*` + regexp.QuoteMeta(name) + `\s*:([^\]]*)\]`)}, nil
+}
+
+// Extract returns the password in the first tag (trimmed; "" if none) and
+// the subject with every tag removed.
+func (t *SubjectTag) Extract(subject string) (password, clean string) {
+	if m := t.re.FindStringSubmatch(subject); m != nil {
+		password = strings.TrimSpace(m[1])
+	}
+	clean = strings.TrimSpace(t.re.ReplaceAllString(subject, ""))
+	return password, clean
+}
+
+// SubjectSource takes the password the sender wrote into the subject.
+type SubjectSource struct{ Tag *SubjectTag }
+
+// Mode implements PasswordSource.
+func (SubjectSource) Mode() string { return ModeSubject }
+
+// Lookup implements PasswordSource.
+func (s SubjectSource) Lookup(_ context.Context, q Query) (Found, error) {
+	pw, _ := s.Tag.Extract(q.Subject)
+	if pw == "" {
+		return Found{}, ErrSkip
+	}
+	return Found{Password: []byte(pw)}, nil
+}
+
+// PresetSource uses the password stored for the recipient (set by an admin
+// with `sealgate pdf password set`, or generated earlier).
+type PresetSource struct {
+	Store PasswordStore
+	// NotFound is the store's "no such row" error (store.ErrNotFound),
+	// compared with errors.Is; it makes this source skip.
+	NotFound error
+}
+
+// Mode implements PasswordSource.
+func (PresetSource) Mode() string { return ModePreset }
+
+// Lookup implements PasswordSource.
+func (s PresetSource) Lookup(ctx context.Context, q Query) (Found, error) {
+	pw, _, err := s.Store.PDFPassword(ctx, q.Recipient)
+	if err != nil {
+		if s.NotFound != nil && errors.Is(err, s.NotFound) {
+			return Found{}, ErrSkip
+		}
+		return Found{}, fmt.Errorf("stored password: %w", err)
+	}
+	if len(pw) == 0 {
+		return Found{}, ErrSkip
+	}
+	return Found{Password: pw}, nil
+}
+
+// GeneratedSource reuses the password stored for the recipient or, the first
+// time, generates one, stores it, and returns the notification for the
+// sender carrying it.
+type GeneratedSource struct {
+	Store    PasswordStore
+	NotFound error
+	Length   int // 0 = DefaultPasswordLength
+	Notifier *Notifier
+	mu       sync.Mutex // one generation at a time per process, so two mails
+	// to a new recipient do not store two different passwords
+}
+
+// Mode implements PasswordSource.
+func (*GeneratedSource) Mode() string { return ModeGeneratedToSender }
+
+// Lookup implements PasswordSource.
+func (s *GeneratedSource) Lookup(ctx context.Context, q Query) (Found, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pw, _, err := s.Store.PDFPassword(ctx, q.Recipient)
+	switch {
+	case err == nil && len(pw) > 0:
+		return Found{Password: pw}, nil
+	case err != nil && (s.NotFound == nil || !errors.Is(err, s.NotFound)):
+		return Found{}, fmt.Errorf("stored password: %w", err)
+	}
+	if q.Sender == "" {
+		return Found{}, errors.New("no sender to send the generated password to")
+	}
+	n := s.Length
+	if n == 0 {
+		n = DefaultPasswordLength
+	}
+	pw, err = GeneratePassword(n)
+	if err != nil {
+		return Found{}, err
+	}
+	notifier := s.Notifier
+	if notifier == nil {
+		notifier = &Notifier{}
+	}
+	// Build the notification before storing: a template failure then
+	// leaves no password stored that nobody was told about.
+	note, err := notifier.Build(q, pw)
+	if err != nil {
+		return Found{}, err
+	}
+	if err := s.Store.SetPDFPassword(ctx, q.Recipient, pw, ModeGeneratedToSender); err != nil {
+		return Found{}, fmt.Errorf("store generated password: %w", err)
+	}
+	return Found{Password: pw, Notification: note}, nil
+}
+
+// passwordAlphabet leaves out look-alikes (0 O o 1 l I) so the password
+// survives being read out on the phone.
+const passwordAlphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+// GeneratePassword returns n characters drawn uniformly from an alphabet
+// without look-alike characters, using crypto/rand.
+func GeneratePassword(n int) ([]byte, error) {
+	if n < 10 {
+		return nil, fmt.Errorf("pdf.password_length %d is too short: use at least 10", n)
+	}
+	out := make([]byte, n)
+	max := big.NewInt(int64(len(passwordAlphabet)))
+	for i := range out {
+		k, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			return nil, fmt.Errorf("generate password: %w", err)
+		}
+		out[i] = passwordAlphabet[k.Int64()]
+	}
+	return out, nil
+}
+
+// PasswordDeps are what NewPasswords wires the modes to.
+type PasswordDeps struct {
+	Store    PasswordStore // for preset and generated-to-sender
+	NotFound error         // the store's not-found error (store.ErrNotFound)
+	// SubjectTag is pdf.subject_tag ("" = "pw"). The tag is stripped from
+	// subjects whatever the modes, so a sender's [pw:…] never leaves.
+	SubjectTag string
+	Length     int       // pdf.password_length
+	Notifier   *Notifier // for generated-to-sender
+	// Portal is the recipient portal's source; until it exists, configuring
+	// the portal mode is an error rather than a silent skip.
+	Portal PasswordSource
+}
+
+// NewPasswords builds the resolver for pdf.password (modes in order).
+func NewPasswords(modes []string, d PasswordDeps) (*Passwords, error) {
+	tag, err := NewSubjectTag(d.SubjectTag)
+	if err != nil {
+		return nil, err
+	}
+	if len(modes) == 0 {
+		return nil, errors.New("pdf.password: no mode configured; use one or more of subject, preset, generated-to-sender, portal")
+	}
+	p := &Passwords{Tag: tag}
+	seen := map[string]bool{}
+	for i, m := range modes {
+		if seen[m] {
+			return nil, fmt.Errorf("pdf.password[%d]: mode %q is listed twice", i, m)
+		}
+		seen[m] = true
+		switch m {
+		case ModeSubject:
+			p.Sources = append(p.Sources, SubjectSource{Tag: tag})
+		case ModePreset, ModeGeneratedToSender:
+			if d.Store == nil {
+				return nil, fmt.Errorf("pdf.password[%d]: mode %q needs the store", i, m)
+			}
+			if m == ModePreset {
+				p.Sources = append(p.Sources, PresetSource{Store: d.Store, NotFound: d.NotFound})
+			} else {
+				if d.Length != 0 && d.Length < 10 {
+					return nil, fmt.Errorf("pdf.password_length %d is too short: use at least 10", d.Length)
+				}
+				p.Sources = append(p.Sources, &GeneratedSource{Store: d.Store, NotFound: d.NotFound, Length: d.Length, Notifier: d.Notifier})
+			}
+		case ModePortal:
+			if d.Portal == nil {
+				return nil, fmt.Errorf("pdf.password[%d]: the portal mode is not available in this build", i)
+			}
+			p.Sources = append(p.Sources, d.Portal)
+		default:
+			return nil, fmt.Errorf("pdf.password[%d]: unknown mode %q: use subject, preset, generated-to-sender or portal", i, m)
+		}
+	}
+	return p, nil
+}

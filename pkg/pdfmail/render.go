@@ -1,0 +1,170 @@
+package pdfmail
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"strings"
+	"time"
+
+	"codeberg.org/go-pdf/fpdf"
+	"github.com/inbucket/html2text"
+)
+
+// DejaVu Sans covers Latin Extended-A/B (German, French, Dutch, Polish,
+// Turkish), €, typographic quotes, Greek and Cyrillic; fpdf embeds only the
+// glyphs used (subset), so a letter costs tens of KB, not 700.
+var (
+	//go:embed fonts/DejaVuSans.ttf
+	fontRegular []byte
+	//go:embed fonts/DejaVuSans-Bold.ttf
+	fontBold []byte
+)
+
+const (
+	fontFamily = "DejaVu"
+	pageMargin = 20.0 // mm
+	bodySize   = 10.0 // pt
+	lineHeight = 5.0  // mm for 10 pt
+)
+
+// htmlToText turns an HTML body into readable text. Link targets stay in
+// the text ("label ( https://… )"), since a reader cannot hover in a PDF.
+func htmlToText(html string) (string, error) {
+	return html2text.FromString(html, html2text.Options{PrettyTables: true})
+}
+
+// renderPages draws the letter: header block, attachment list, body,
+// "page x of y" footers. It returns an unencrypted PDF of the pages only;
+// attachments and encryption are added by assemble.
+func renderPages(pm *parsedMessage, lang language, created time.Time, fonts fontSet) ([]byte, error) {
+	pdf := fpdf.New("P", "mm", "A4", "")
+	pdf.SetCompression(true)
+	pdf.SetCreationDate(created)
+	pdf.SetModificationDate(created)
+	pdf.SetProducer("sealgate", true)
+	pdf.SetCreator("sealgate", true)
+	pdf.SetTitle(pm.Subject, true)
+	pdf.SetLang(lang.code)
+	pdf.AddUTF8FontFromBytes(fontFamily, "", fonts.regular)
+	pdf.AddUTF8FontFromBytes(fontFamily, "B", fonts.bold)
+	pdf.SetMargins(pageMargin, pageMargin, pageMargin)
+	pdf.SetAutoPageBreak(true, pageMargin)
+	pdf.AliasNbPages("{nb}")
+	pdf.SetFooterFunc(func() {
+		pdf.SetY(-pageMargin + 5)
+		pdf.SetFont(fontFamily, "", 8)
+		pdf.SetTextColor(110, 110, 110)
+		pdf.CellFormat(0, 4, fmt.Sprintf(lang.page, pdf.PageNo(), "{nb}"), "", 0, "C", false, 0, "")
+	})
+	pdf.AddPage()
+
+	pageW, _ := pdf.GetPageSize()
+	textW := pageW - 2*pageMargin
+	labelW := 28.0
+
+	// Header block: labels in bold, values wrapped in the remaining width.
+	field := func(label, value string) {
+		if value == "" {
+			return
+		}
+		y := pdf.GetY()
+		pdf.SetFont(fontFamily, "B", bodySize)
+		pdf.SetTextColor(60, 60, 60)
+		pdf.CellFormat(labelW, lineHeight, label, "", 0, "L", false, 0, "")
+		pdf.SetFont(fontFamily, "", bodySize)
+		pdf.SetTextColor(0, 0, 0)
+		pdf.SetXY(pageMargin+labelW, y)
+		pdf.MultiCell(textW-labelW, lineHeight, printable(value), "", "L", false)
+	}
+	field(lang.from, pm.From)
+	field(lang.to, pm.To)
+	field(lang.cc, pm.Cc)
+	if pm.HasDate {
+		field(lang.date, lang.formatDate(pm.Date))
+	}
+	pdf.SetFont(fontFamily, "B", bodySize)
+	subject := pm.Subject
+	if subject == "" {
+		subject = lang.noSubject
+	}
+	y := pdf.GetY()
+	pdf.SetTextColor(60, 60, 60)
+	pdf.CellFormat(labelW, lineHeight, lang.subject, "", 0, "L", false, 0, "")
+	pdf.SetTextColor(0, 0, 0)
+	pdf.SetXY(pageMargin+labelW, y)
+	pdf.MultiCell(textW-labelW, lineHeight, printable(subject), "", "L", false)
+
+	if len(pm.Attachments) > 0 {
+		pdf.Ln(1)
+		y := pdf.GetY()
+		pdf.SetFont(fontFamily, "B", bodySize)
+		pdf.SetTextColor(60, 60, 60)
+		pdf.CellFormat(labelW, lineHeight, lang.attachments, "", 0, "L", false, 0, "")
+		pdf.SetTextColor(0, 0, 0)
+		pdf.SetFont(fontFamily, "", bodySize)
+		pdf.SetXY(pageMargin+labelW, y)
+		var list strings.Builder
+		for i, a := range pm.Attachments {
+			if i > 0 {
+				list.WriteByte('\n')
+			}
+			fmt.Fprintf(&list, "%s (%s, %s)", printable(a.Name), a.ContentType, lang.formatSize(a.Size))
+		}
+		pdf.MultiCell(textW-labelW, lineHeight, list.String(), "", "L", false)
+		pdf.SetFont(fontFamily, "", 8)
+		pdf.SetTextColor(110, 110, 110)
+		pdf.SetX(pageMargin + labelW)
+		pdf.MultiCell(textW-labelW, 4, lang.attachmentHint, "", "L", false)
+		pdf.SetTextColor(0, 0, 0)
+	}
+
+	// Rule between header block and body.
+	pdf.Ln(2)
+	pdf.SetDrawColor(150, 150, 150)
+	pdf.SetLineWidth(0.3)
+	pdf.Line(pageMargin, pdf.GetY(), pageW-pageMargin, pdf.GetY())
+	pdf.Ln(4)
+
+	pdf.SetFont(fontFamily, "", bodySize)
+	pdf.SetTextColor(0, 0, 0)
+	body := printable(pm.Text)
+	if strings.TrimSpace(body) == "" {
+		pdf.SetTextColor(110, 110, 110)
+		body = lang.noBody
+	}
+	pdf.MultiCell(textW, lineHeight, body, "", "L", false)
+
+	if err := pdf.Error(); err != nil {
+		return nil, fmt.Errorf("render pages: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := pdf.Output(&buf); err != nil {
+		return nil, fmt.Errorf("render pages: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// printable normalises text for the page: CRLF to LF, tabs to spaces,
+// other control characters removed (they have no glyph and upset layout).
+func printable(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\t", "    ")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n':
+			return r
+		case r == '\r':
+			return '\n'
+		case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0:
+			return -1
+		case r == '\u00ad', r == '\u200b', r == '\ufeff':
+			// Soft hyphen, zero-width space, BOM: invisible, no glyph needed.
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// fontSet is the TrueType data the pages are drawn with.
+type fontSet struct{ regular, bold []byte }

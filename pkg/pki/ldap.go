@@ -1,0 +1,363 @@
+package pki
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/smallstep/pkcs7"
+)
+
+// LDAP attribute names and OIDs (AD's where AD differs).
+const (
+	attrUserCert        = "userCertificate;binary"
+	attrSMIMECert       = "userSMIMECertificate"
+	oidADCapability     = "1.2.840.113556.1.4.800"  // LDAP_CAP_ACTIVE_DIRECTORY_OID
+	ruleInChain         = "1.2.840.113556.1.4.1941" // LDAP_MATCHING_RULE_IN_CHAIN
+	uacAccountDisable   = 0x2
+	ldapPageSize        = 500
+	defaultLDAPTimeout  = 10 * time.Second
+	groupObjectClassAny = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+)
+
+// LDAPConfig is [users.ldap] with the password already read from its file.
+type LDAPConfig struct {
+	URL          string
+	BindDN       string
+	BindPassword string
+	BaseDN       string
+	UserFilter   string // e.g. (&(objectClass=person)(mail=*))
+	GroupBaseDN  string // "" means BaseDN
+	Groups       []string
+	Timeout      time.Duration
+	TLS          *tls.Config
+	// ReadPublished makes Users fetch userCertificate;binary so rollouts
+	// can repair entries whose published certificate is out of date.
+	ReadPublished bool
+}
+
+// LDAPDirectory is the LDAP/AD user source and certificate publisher.
+type LDAPDirectory struct {
+	cfg LDAPConfig
+}
+
+// NewLDAPDirectory checks the configuration and returns the directory.
+func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
+	if cfg.URL == "" || cfg.BaseDN == "" {
+		return nil, errors.New("users.ldap.url and users.ldap.base_dn are required")
+	}
+	if len(cfg.Groups) == 0 {
+		return nil, errors.New("users.groups is empty: no one would get a certificate")
+	}
+	if cfg.UserFilter == "" {
+		cfg.UserFilter = "(&(objectClass=person)(mail=*))"
+	}
+	if _, err := ldap.CompileFilter(cfg.UserFilter); err != nil {
+		return nil, fmt.Errorf("users.ldap.user_filter %q: %w", cfg.UserFilter, err)
+	}
+	if cfg.GroupBaseDN == "" {
+		cfg.GroupBaseDN = cfg.BaseDN
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultLDAPTimeout
+	}
+	return &LDAPDirectory{cfg: cfg}, nil
+}
+
+// connect dials and binds; the connection closes when ctx ends.
+func (d *LDAPDirectory) connect(ctx context.Context) (*ldap.Conn, func(), error) {
+	opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.cfg.Timeout})}
+	if d.cfg.TLS != nil {
+		opts = append(opts, ldap.DialWithTLSConfig(d.cfg.TLS))
+	}
+	conn, err := ldap.DialURL(d.cfg.URL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to %s: %w", d.cfg.URL, err)
+	}
+	conn.SetTimeout(d.cfg.Timeout)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	closeFn := func() { stop(); conn.Close() }
+	if d.cfg.BindDN != "" {
+		if err := conn.Bind(d.cfg.BindDN, d.cfg.BindPassword); err != nil {
+			closeFn()
+			return nil, nil, fmt.Errorf("binding to %s as %s: %w", d.cfg.URL, d.cfg.BindDN, err)
+		}
+	}
+	return conn, closeFn, nil
+}
+
+// Users returns enabled members (direct or through nested groups) of the
+// configured groups. On AD the server resolves nesting with
+// LDAP_MATCHING_RULE_IN_CHAIN; elsewhere the group graph is read once and
+// walked here (cycles are harmless). A configured group that does not
+// exist is an error: an empty result would revoke everybody.
+func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
+	conn, closeFn, err := d.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	isAD, err := d.isActiveDirectory(conn)
+	if err != nil {
+		return nil, err
+	}
+	groupDNs, err := d.resolveGroups(conn)
+	if err != nil {
+		return nil, err
+	}
+	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", "userAccountControl"}
+	if d.cfg.ReadPublished {
+		attrs = append(attrs, attrUserCert)
+	}
+	filter := d.cfg.UserFilter
+	var members map[string]bool
+	if isAD {
+		var ors strings.Builder
+		for _, g := range groupDNs {
+			fmt.Fprintf(&ors, "(memberOf:%s:=%s)", ruleInChain, ldap.EscapeFilter(g))
+		}
+		filter = fmt.Sprintf("(&%s(|%s))", d.cfg.UserFilter, ors.String())
+	} else if members, err = d.nestedMembers(conn, groupDNs); err != nil {
+		return nil, err
+	}
+	res, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, filter, attrs, nil), ldapPageSize)
+	if err != nil {
+		return nil, fmt.Errorf("searching users under %s with %s: %w", d.cfg.BaseDN, filter, err)
+	}
+	var out []User
+	seen := map[string]bool{}
+	for _, e := range res.Entries {
+		if members != nil && !members[normDN(e.DN)] {
+			continue
+		}
+		if uac, err := strconv.ParseInt(e.GetAttributeValue("userAccountControl"), 10, 64); err == nil && uac&uacAccountDisable != 0 {
+			continue
+		}
+		u, ok := userFromEntry(e)
+		if !ok || seen[u.Email] {
+			continue
+		}
+		seen[u.Email] = true
+		if d.cfg.ReadPublished {
+			u.Published = e.GetRawAttributeValues(attrUserCert)
+			if u.Published == nil {
+				u.Published = [][]byte{}
+			}
+		}
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b User) int { return strings.Compare(a.Email, b.Email) })
+	return out, nil
+}
+
+func userFromEntry(e *ldap.Entry) (User, bool) {
+	var primary string
+	var aliases []string
+	if m, err := normalizeAddress(e.GetAttributeValue("mail")); err == nil {
+		primary = m
+	}
+	for _, p := range e.GetAttributeValues("proxyAddresses") {
+		if len(p) < 5 || !strings.EqualFold(p[:5], "smtp:") {
+			continue // X500:, SIP: and friends are not mail addresses
+		}
+		a, err := normalizeAddress(p[5:])
+		if err != nil {
+			continue
+		}
+		if p[:5] == "SMTP:" && primary == "" {
+			primary = a
+		}
+		aliases = append(aliases, a)
+	}
+	if primary == "" {
+		return User{}, false
+	}
+	name := e.GetAttributeValue("displayName")
+	if name == "" {
+		name = e.GetAttributeValue("cn")
+	}
+	return User{Email: primary, Aliases: cleanAliases(primary, aliases), Name: name, DN: e.DN}, true
+}
+
+func (d *LDAPDirectory) isActiveDirectory(conn *ldap.Conn) (bool, error) {
+	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
+		"(objectClass=*)", []string{"supportedCapabilities"}, nil))
+	if err != nil {
+		return false, fmt.Errorf("reading the root DSE of %s: %w", d.cfg.URL, err)
+	}
+	for _, e := range res.Entries {
+		if slices.Contains(e.GetAttributeValues("supportedCapabilities"), oidADCapability) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// resolveGroups turns users.groups entries (a CN or a full DN) into DNs.
+func (d *LDAPDirectory) resolveGroups(conn *ldap.Conn) ([]string, error) {
+	var dns []string
+	for _, g := range d.cfg.Groups {
+		base, scope, filter := d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, fmt.Sprintf("(&%s(cn=%s))", groupObjectClassAny, ldap.EscapeFilter(g))
+		if strings.Contains(g, "=") {
+			base, scope, filter = g, ldap.ScopeBaseObject, groupObjectClassAny
+		}
+		res, err := conn.Search(ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 0, 0, false, filter, []string{"cn"}, nil))
+		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			return nil, fmt.Errorf("looking up group %q: %w", g, err)
+		}
+		if res == nil || len(res.Entries) == 0 {
+			return nil, fmt.Errorf("group %q (users.groups) not found under %s: refusing to continue, an empty group would revoke its members", g, d.cfg.GroupBaseDN)
+		}
+		if len(res.Entries) > 1 {
+			return nil, fmt.Errorf("group name %q is ambiguous (%d groups): give its DN in users.groups", g, len(res.Entries))
+		}
+		dns = append(dns, res.Entries[0].DN)
+	}
+	return dns, nil
+}
+
+// nestedMembers reads every group once and walks membership from the
+// configured groups, returning the normalised DNs of non-group members.
+func (d *LDAPDirectory) nestedMembers(conn *ldap.Conn, roots []string) (map[string]bool, error) {
+	res, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, groupObjectClassAny, []string{"member", "uniqueMember"}, nil), ldapPageSize)
+	if err != nil {
+		return nil, fmt.Errorf("reading groups under %s: %w", d.cfg.GroupBaseDN, err)
+	}
+	groups := map[string][]string{}
+	for _, e := range res.Entries {
+		groups[normDN(e.DN)] = append(e.GetAttributeValues("member"), e.GetAttributeValues("uniqueMember")...)
+	}
+	users := map[string]bool{}
+	visited := map[string]bool{}
+	queue := make([]string, 0, len(roots))
+	for _, r := range roots {
+		queue = append(queue, normDN(r))
+	}
+	for len(queue) > 0 {
+		g := queue[0]
+		queue = queue[1:]
+		if visited[g] {
+			continue
+		}
+		visited[g] = true
+		for _, m := range groups[g] {
+			n := normDN(m)
+			if _, isGroup := groups[n]; isGroup {
+				queue = append(queue, n)
+			} else {
+				users[n] = true
+			}
+		}
+	}
+	return users, nil
+}
+
+// normDN makes DNs comparable: attribute types and values lower-cased,
+// spaces around separators dropped. Unparsable DNs are only lower-cased.
+func normDN(dn string) string {
+	p, err := ldap.ParseDN(dn)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(dn))
+	}
+	var parts []string
+	for _, rdn := range p.RDNs {
+		var as []string
+		for _, a := range rdn.Attributes {
+			as = append(as, strings.ToLower(a.Type)+"="+strings.ToLower(a.Value))
+		}
+		slices.Sort(as)
+		parts = append(parts, strings.Join(as, "+"))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Publish replaces the entry's userCertificate;binary and
+// userSMIMECertificate (PKCS#7 certs-only, what Outlook reads) with certs.
+func (d *LDAPDirectory) Publish(ctx context.Context, u User, certs []*x509.Certificate) error {
+	if u.DN == "" {
+		return fmt.Errorf("%s has no directory entry to publish to", u.Email)
+	}
+	conn, closeFn, err := d.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	return d.writeCerts(conn, u.DN, certs)
+}
+
+func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Certificate) error {
+	req := ldap.NewModifyRequest(dn, nil)
+	var ders []string
+	var concat []byte
+	for _, c := range certs {
+		ders = append(ders, string(c.Raw))
+		concat = append(concat, c.Raw...)
+	}
+	req.Replace(attrUserCert, ders)
+	if len(certs) > 0 {
+		p7, err := pkcs7.DegenerateCertificate(concat)
+		if err != nil {
+			return fmt.Errorf("building userSMIMECertificate: %w", err)
+		}
+		req.Replace(attrSMIMECert, []string{string(p7)})
+	} else {
+		req.Replace(attrSMIMECert, nil)
+	}
+	if err := conn.Modify(req); err != nil {
+		return fmt.Errorf("writing certificates to %s: %w", dn, err)
+	}
+	return nil
+}
+
+// Unpublish removes certs from the entry (or entries) holding email as
+// mail or smtp: proxy address, keeping any other certificate there.
+func (d *LDAPDirectory) Unpublish(ctx context.Context, email string, certs []*x509.Certificate) error {
+	conn, closeFn, err := d.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	e := ldap.EscapeFilter(email)
+	res, err := conn.Search(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		fmt.Sprintf("(|(mail=%s)(proxyAddresses=smtp:%s))", e, e), []string{attrUserCert}, nil))
+	if err != nil {
+		return fmt.Errorf("finding %s to unpublish: %w", email, err)
+	}
+	for _, entry := range res.Entries {
+		have := entry.GetRawAttributeValues(attrUserCert)
+		var keep []*x509.Certificate
+		changed := false
+		for _, der := range have {
+			if slices.ContainsFunc(certs, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, der) }) {
+				changed = true
+				continue
+			}
+			if c, err := x509.ParseCertificate(der); err == nil {
+				keep = append(keep, c)
+			}
+		}
+		if !changed {
+			continue
+		}
+		if err := d.writeCerts(conn, entry.DN, keep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	_ UserSource = (*LDAPDirectory)(nil)
+	_ Publisher  = (*LDAPDirectory)(nil)
+)

@@ -1,0 +1,302 @@
+package pki
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+// Store is what the manager needs from pkg/store; *store.Store satisfies it.
+type Store interface {
+	KeyStorage
+	PutCertificate(ctx context.Context, c store.Certificate) error
+	Certificates(ctx context.Context, email string) ([]store.Certificate, error)
+	CertificateBySerial(ctx context.Context, serial string) (store.Certificate, error)
+	Audit(ctx context.Context, e store.AuditEvent) error
+}
+
+// Publisher writes users' current certificates to the directory so that
+// clients and partners find them.
+type Publisher interface {
+	// Publish makes certs the user's published certificates (replacing
+	// whatever was there).
+	Publish(ctx context.Context, u User, certs []*x509.Certificate) error
+	// Unpublish removes these certificates from the entry holding email,
+	// wherever it is now (the user may have left the groups).
+	Unpublish(ctx context.Context, email string, certs []*x509.Certificate) error
+}
+
+// Certificate states in the store.
+const (
+	StateActive     = store.CertActive
+	StateSuperseded = store.CertSuperseded
+	StateRevoked    = store.CertRevoked
+)
+
+// Manager brings certificates in line with the user source. It is safe for
+// concurrent use by one rollout at a time (serve's sync and a CLI rollout
+// against the same store must not overlap; serve holds the only one).
+type Manager struct {
+	Store     Store
+	Issuer    Issuer
+	Users     UserSource
+	Publisher Publisher // nil: publishing off
+
+	KeyType     KeyType
+	Validity    time.Duration
+	RenewBefore time.Duration
+	// Actor is written to the audit log ("rollout", "cli", "serve").
+	Actor  string
+	Logger *slog.Logger
+	// Now is the clock (tests move it); nil means time.Now.
+	Now func() time.Time
+}
+
+func (m *Manager) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *Manager) log() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return slog.Default()
+}
+
+func (m *Manager) keystore() *Keystore { return NewKeystore(m.Store) }
+
+// userCerts returns the certificates that belong to email (the store also
+// returns those merely carrying it as an alias address).
+func (m *Manager) userCerts(ctx context.Context, email string) ([]store.Certificate, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	all, err := m.Store.Certificates(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Certificate
+	for _, c := range all {
+		if strings.EqualFold(c.Email, email) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Current returns the user's newest active certificate.
+func (m *Manager) Current(ctx context.Context, email string) (store.Certificate, error) {
+	certs, err := m.userCerts(ctx, email)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	act := active(certs)
+	if len(act) == 0 {
+		return store.Certificate{}, fmt.Errorf("%s has no active certificate: %w", email, store.ErrNotFound)
+	}
+	return act[0], nil
+}
+
+// Latest returns the user's newest certificate whatever its state.
+func (m *Manager) Latest(ctx context.Context, email string) (store.Certificate, error) {
+	certs, err := m.userCerts(ctx, email)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	if len(certs) == 0 {
+		return store.Certificate{}, fmt.Errorf("%s has no certificate: %w", email, store.ErrNotFound)
+	}
+	sortNewestFirst(certs)
+	return certs[0], nil
+}
+
+// Status returns one record per user: the newest active certificate, or
+// the newest certificate of any state when none is active.
+func (m *Manager) Status(ctx context.Context) ([]store.Certificate, error) {
+	all, err := m.Store.Certificates(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	byEmail := groupByEmail(all)
+	var out []store.Certificate
+	for _, email := range sortedKeys(byEmail) {
+		certs := byEmail[email]
+		if act := active(certs); len(act) > 0 {
+			out = append(out, act[0])
+		} else {
+			out = append(out, certs[0])
+		}
+	}
+	return out, nil
+}
+
+// Key returns the private key of a certificate record.
+func (m *Manager) Key(ctx context.Context, c store.Certificate) (crypto.Signer, error) {
+	return m.keystore().Signer(ctx, c.KeyID)
+}
+
+// issue generates (or, when a previous run died after storing it, reuses)
+// the key, has it certified and records the certificate as active. The key
+// id is derived from the number of certificates the user already has, so a
+// rerun after a crash finds the same key instead of leaving orphans.
+func (m *Manager) issue(ctx context.Context, u User, existing int) (store.Certificate, *x509.Certificate, error) {
+	ks := m.keystore()
+	keyID := fmt.Sprintf("user/%s/%d", u.Email, existing+1)
+	key, err := ks.Signer(ctx, keyID)
+	if errors.Is(err, store.ErrNotFound) {
+		if key, err = m.KeyType.Generate(); err != nil {
+			return store.Certificate{}, nil, fmt.Errorf("generating key: %w", err)
+		}
+		// Intent first: the key is on disk before the CA hears of it.
+		if err = ks.Put(ctx, keyID, key); err != nil {
+			return store.Certificate{}, nil, err
+		}
+	} else if err != nil {
+		return store.Certificate{}, nil, err
+	}
+	addrs := u.Addresses()
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:        pkix.Name{CommonName: u.Email},
+		EmailAddresses: addrs,
+	}, key)
+	if err != nil {
+		return store.Certificate{}, nil, fmt.Errorf("creating certificate request: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return store.Certificate{}, nil, fmt.Errorf("creating certificate request: %w", err)
+	}
+	issued, err := m.Issuer.Issue(ctx, IssueRequest{CSR: csr, Emails: addrs, Name: u.Name, Validity: m.Validity})
+	if err != nil {
+		return store.Certificate{}, nil, fmt.Errorf("CA refused or unreachable: %w", err)
+	}
+	leaf := issued.Leaf
+	rec := store.Certificate{
+		Serial:    SerialHex(leaf),
+		Email:     u.Email,
+		Addresses: addrs,
+		DER:       leaf.Raw,
+		KeyID:     keyID,
+		NotBefore: leaf.NotBefore,
+		NotAfter:  leaf.NotAfter,
+		State:     StateActive,
+		CreatedAt: m.now().UTC(),
+	}
+	if err := m.Store.PutCertificate(ctx, rec); err != nil {
+		return store.Certificate{}, nil, fmt.Errorf("recording certificate %s (issued, not yet recorded; a rerun issues again): %w", rec.Serial, err)
+	}
+	m.audit(ctx, "certificate.issue", u.Email, fmt.Sprintf("serial=%s not_after=%s addresses=%s key_id=%s",
+		rec.Serial, rec.NotAfter.UTC().Format(time.RFC3339), strings.Join(addrs, ","), keyID))
+	return rec, leaf, nil
+}
+
+// revoke revokes one certificate at the CA and records it.
+func (m *Manager) revoke(ctx context.Context, c store.Certificate, reason int) error {
+	cert, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return fmt.Errorf("certificate %s in the store is damaged: %w", c.Serial, err)
+	}
+	if err := m.Issuer.Revoke(ctx, cert, reason); err != nil {
+		return fmt.Errorf("revoking %s at the CA: %w", c.Serial, err)
+	}
+	c.State = StateRevoked
+	c.RevokedAt = m.now().UTC()
+	c.RevocationReason = reasonName(reason)
+	if err := m.Store.PutCertificate(ctx, c); err != nil {
+		return fmt.Errorf("recording revocation of %s (revoked at the CA): %w", c.Serial, err)
+	}
+	m.audit(ctx, "certificate.revoke", c.Email, fmt.Sprintf("serial=%s reason=%s", c.Serial, c.RevocationReason))
+	return nil
+}
+
+func (m *Manager) supersede(ctx context.Context, c store.Certificate) error {
+	c.State = StateSuperseded
+	if err := m.Store.PutCertificate(ctx, c); err != nil {
+		return fmt.Errorf("marking %s superseded: %w", c.Serial, err)
+	}
+	m.audit(ctx, "certificate.supersede", c.Email, "serial="+c.Serial)
+	return nil
+}
+
+// audit records an event; a failing audit log is logged, not fatal, since
+// the certificate already exists at the CA and in the store.
+func (m *Manager) audit(ctx context.Context, action, subject, detail string) {
+	actor := m.Actor
+	if actor == "" {
+		actor = "pki"
+	}
+	if err := m.Store.Audit(ctx, store.AuditEvent{Time: m.now().UTC(), Actor: actor, Action: action, Subject: subject, Detail: detail}); err != nil {
+		m.log().Error("audit log write failed", "action", action, "subject", subject, "err", err)
+	}
+}
+
+// SerialHex is the serial number as stored and shown: lower-case hex with
+// an even number of digits, the way openssl prints it.
+func SerialHex(c *x509.Certificate) string {
+	s := c.SerialNumber.Text(16)
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
+}
+
+func reasonName(code int) string {
+	for name, c := range ReasonCodes {
+		if c == code {
+			return name
+		}
+	}
+	return fmt.Sprintf("code%d", code)
+}
+
+func active(certs []store.Certificate) []store.Certificate {
+	var out []store.Certificate
+	for _, c := range certs {
+		if c.State == StateActive {
+			out = append(out, c)
+		}
+	}
+	sortNewestFirst(out)
+	return out
+}
+
+func sortNewestFirst(certs []store.Certificate) {
+	slices.SortStableFunc(certs, func(a, b store.Certificate) int {
+		if c := b.NotBefore.Compare(a.NotBefore); c != 0 {
+			return c
+		}
+		return b.CreatedAt.Compare(a.CreatedAt)
+	})
+}
+
+func groupByEmail(all []store.Certificate) map[string][]store.Certificate {
+	m := map[string][]store.Certificate{}
+	for _, c := range all {
+		e := strings.ToLower(c.Email)
+		m[e] = append(m[e], c)
+	}
+	for _, v := range m {
+		sortNewestFirst(v)
+	}
+	return m
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

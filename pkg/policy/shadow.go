@@ -1,0 +1,153 @@
+package policy
+
+import "strings"
+
+// maxShadowCheck bounds the pairwise search for shadowed rules (it is
+// quadratic); larger policies still get the catch-all check.
+const maxShadowCheck = 2000
+
+// shadows reports whether rule a matches every message and recipient that
+// rule b matches, so that b, placed after a, can never decide. It only
+// says yes when that follows from the rules' text (each condition a sets,
+// b sets too, with alternatives that imply one of a's); a false "no" just
+// leaves a redundant rule unreported, a false "yes" would reject a valid
+// policy, so every case here is provable.
+func shadows(a, b *rule) bool {
+	return coversAddrs(a.sender, b.sender) &&
+		coversDomains(&a.senderDomain, &b.senderDomain) &&
+		coversStrings(a.senderGroup, b.senderGroup) &&
+		coversAddrs(a.recipient, b.recipient) &&
+		coversDomains(&a.recipientDomain, &b.recipientDomain) &&
+		coversHeaders(a.header, b.header) &&
+		coversMatches(a.headerMatch, b.headerMatch) &&
+		(a.subjectTag == "" || (b.subjectTag != "" && strings.Contains(b.subjectTag, a.subjectTag))) &&
+		(a.minSize == 0 || b.minSize >= a.minSize) &&
+		(a.maxSize == 0 || (b.maxSize != 0 && b.maxSize <= a.maxSize))
+}
+
+// coversAddrs: every address b's entry can match is matched by one of a's.
+func coversAddrs(a, b []addrPattern) bool {
+	if len(a) == 0 {
+		return true
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, pb := range b {
+		ok := false
+		for _, pa := range a {
+			if pa.full == pb.full || (pb.kind == addrExact && globMatch(pa.full, []byte(pb.full))) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// coversDomains: every domain in b is in a; a "*.x" entry of b is covered
+// by a "*.x" or "*.<parent of x>" entry of a.
+func coversDomains(a, b *domainSet) bool {
+	if a.empty() {
+		return true
+	}
+	if b.empty() {
+		return false
+	}
+	for d := range b.exact {
+		if !a.contains([]byte(d)) {
+			return false
+		}
+	}
+	for s := range b.suffix {
+		if _, ok := a.suffix[s]; ok {
+			continue
+		}
+		if !a.containsSuffixOf(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// containsSuffixOf reports whether a "*.p" entry covers all subdomains of
+// s, i.e. s is p or a subdomain of p.
+func (s *domainSet) containsSuffixOf(d string) bool {
+	for i := 0; i < len(d); i++ {
+		if d[i] == '.' {
+			if _, ok := s.suffix[d[i+1:]]; ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func coversStrings(a, b []string) bool {
+	if len(a) == 0 {
+		return true
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, x := range b {
+		found := false
+		for _, y := range a {
+			if x == y {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func coversHeaders(a, b []headerEquals) bool {
+	if len(a) == 0 {
+		return true
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, x := range b {
+		found := false
+		for _, y := range a {
+			if x.name == y.name && x.value == y.value {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func coversMatches(a, b []headerMatches) bool {
+	if len(a) == 0 {
+		return true
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, x := range b {
+		found := false
+		for _, y := range a {
+			if x.name == y.name && x.re.String() == y.re.String() {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Load run for the gateway (issue 7), not part of the tests:
+# smtp-source (Postfix) → sealgate (sign + S/MIME encrypt, RSA-2048, fsync
+# on) → smtp-sink, then the same load straight into smtp-sink as the
+# no-crypto baseline. Prints messages/s and sealgate's peak RSS.
+#   scripts/bench-gateway.sh [MESSAGES=10000] [SESSIONS=20] [SIZE=10240]
+# The memory run of the issue: scripts/bench-gateway.sh 50 50 10485760
+set -euo pipefail
+MESSAGES=${1:-10000}
+SESSIONS=${2:-20}
+SIZE=${3:-10240}
+cd "$(dirname "$0")/.."
+for p in smtp-source smtp-sink openssl; do
+  command -v "$p" >/dev/null || { echo "bench: $p missing (scripts/install-peers.sh)" >&2; exit 1; }
+done
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/sealgate" ./cmd/sealgate
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+GW=$(freeport); SINK=$(freeport)
+
+# A partner CA and the recipient's certificate, so every message is encrypted.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/ca.key" -out "$work/ca.pem" -days 30 \
+  -subj "/CN=bench CA" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$work/r.key" -out "$work/r.csr" -subj "/CN=bob@partner.test" 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:bob@partner.test\n' >"$work/r.ext"
+openssl x509 -req -in "$work/r.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -set_serial 7 -days 30 -extfile "$work/r.ext" -out "$work/r.pem" 2>/dev/null
+
+cat >"$work/sealgate.toml" <<TOML
+data_dir = "$work/data"
+[smtp]
+listen = "127.0.0.1:$GW"
+hostname = "bench.sealgate.test"
+allowed_networks = ["127.0.0.0/8"]
+max_connections = 200
+[relay]
+mode = "smarthost"
+smarthost = "127.0.0.1:$SINK"
+tls = "none"
+[pki]
+key_type = "rsa2048"
+[users]
+groups = ["smime-users"]
+[[users.static]]
+email = "alice@example.org"
+name = "Alice"
+groups = ["smime-users"]
+[trust]
+ca_files = ["$work/ca.pem"]
+system_roots = false
+[policy]
+internal_domains = ["example.org"]
+[[policy.rules]]
+name = "all"
+sign = "always"
+encrypt = "smime-required"
+on_failure = "hold"
+[log]
+level = "warn"
+TOML
+"$work/sealgate" directory import "$work/r.pem" --config "$work/sealgate.toml" >/dev/null
+
+smtp-sink -u nobody -c "127.0.0.1:$SINK" 256 >"$work/sink.log" 2>&1 &
+"$work/sealgate" serve --config "$work/sealgate.toml" 2>"$work/serve.log" &
+GWPID=$!
+for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$GW) 2>/dev/null && break; sleep 0.2; done
+
+echo "== sealgate: $MESSAGES messages of $SIZE bytes over $SESSIONS sessions (sign + encrypt, fsync)"
+start=$(date +%s.%N)
+smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f alice@example.org -t bob@partner.test "127.0.0.1:$GW"
+accepted=$(date +%s.%N)
+# Wait until the queue has drained to the sink (held messages stay: they
+# are counted below and mean something is wrong).
+pending() { "$work/sealgate" queue list -o json --config "$work/sealgate.toml" |
+  python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin) if e["state"] != "held"))'; }
+while [ "$(pending)" != 0 ]; do sleep 0.2; done
+done_t=$(date +%s.%N)
+rss=$(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$GWPID/status)
+python3 - "$start" "$accepted" "$done_t" "$MESSAGES" "$rss" <<'PY'
+import sys
+s, a, d, n, rss = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+print(f"accepted: {n/(a-s):.0f} msg/s   end to end (relayed): {n/(d-s):.0f} msg/s   peak RSS {rss}")
+PY
+grep -c '"outcome":"held"\|outcome=held' "$work/serve.log" | sed 's/^/held lines: /' || true
+
+echo "== baseline: the same load straight into smtp-sink (no gateway)"
+start=$(date +%s.%N)
+smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f alice@example.org -t bob@partner.test "127.0.0.1:$SINK"
+end=$(date +%s.%N)
+python3 -c "print(f'baseline: {$MESSAGES/($end-$start):.0f} msg/s')"
