@@ -25,6 +25,8 @@ var (
 	// ErrBadSignature: the signed content or signature was altered, or
 	// the signature was made with another key.
 	ErrBadSignature = cms.ErrBadSignature
+	// ErrNoSigner: the signer's certificate is not in the message.
+	ErrNoSigner = cms.ErrNoSigner
 	// ErrUntrusted: the signer's chain does not lead to a given root.
 	ErrUntrusted = errors.New("signer certificate is not trusted")
 	// ErrExpired: a certificate of the chain is outside its validity.

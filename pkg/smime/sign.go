@@ -79,7 +79,7 @@ func Sign(msg []byte, signer crypto.Signer, chain []*x509.Certificate, opts *Sig
 
 	// One buffer for the whole result: the signed entity is written into
 	// it directly and hashed in place, so a large message is copied once.
-	out := make([]byte, 0, len(msg)+len(msg)/32+16<<10)
+	out := make([]byte, 0, len(msg)+len(msg)/32+8<<10)
 	out = appendFields(out, outer)
 	out = append(out, "MIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n\tmicalg="...)
 	out = append(out, micalg...)

@@ -199,7 +199,11 @@ func Encrypt(w io.Writer, cfg EnvelopeConfig, parts ...[]byte) error {
 
 // encryptCBCStream pads (PKCS#7) and encrypts parts chunk by chunk.
 func encryptCBCStream(w io.Writer, mode cipher.BlockMode, parts [][]byte) error {
-	const chunk = 64 << 10
+	total := 0
+	for _, p := range parts {
+		total += len(p)
+	}
+	chunk := min(64<<10, total+aes.BlockSize) // small messages need no 64 KB buffer
 	buf := make([]byte, 0, chunk+aes.BlockSize)
 	flush := func(final bool) error {
 		n := len(buf)
