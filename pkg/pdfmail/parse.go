@@ -76,6 +76,9 @@ func parseMessage(r io.Reader, original *originalCapture) (pm *parsedMessage, er
 	} else {
 		pm.Subject = mr.Header.Get("Subject")
 	}
+	for _, f := range []*string{&pm.From, &pm.To, &pm.Cc, &pm.Subject} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
+	}
 	if d, err := mr.Header.Date(); err == nil && !d.IsZero() {
 		pm.Date, pm.HasDate = d, true
 	}
