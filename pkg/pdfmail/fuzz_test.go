@@ -3,6 +3,7 @@ package pdfmail
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -28,6 +29,25 @@ func FuzzParseAndRender(f *testing.F) {
 		}
 		if _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold}); err != nil && !errors.Is(err, ErrMalformed) {
 			t.Logf("render error (allowed, must not panic): %v", err)
+		}
+	})
+}
+
+// FuzzParseMessage covers the MIME parser alone, which runs far more
+// inputs per second than the parse+render target.
+func FuzzParseMessage(f *testing.F) {
+	f.Add(buildMessage("x", testPart{contentType: "text/plain", body: []byte("x")}, testPart{contentType: "image/png", filename: "a\u202Egnp.exe", body: []byte("x")}))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=\"a\"\r\n\r\n--a\r\nContent-Disposition: attachment; filename*=utf-8''%FF%FE\r\n\r\nx\r\n--a--"))
+	f.Add([]byte("Subject:\xff\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pm, err := parseMessage(bytes.NewReader(data), nil)
+		if err != nil {
+			return
+		}
+		for _, a := range pm.Attachments {
+			if a.Name == "" || strings.ContainsAny(a.Name, "/\\\x00") {
+				t.Errorf("unsafe attachment name %q", a.Name)
+			}
 		}
 	})
 }
