@@ -8,6 +8,7 @@ import (
 	"mime"
 	"path"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -282,12 +283,8 @@ func readAttachment(r io.Reader, name, ct string, seen map[string]int) (*attachm
 	}
 	a := &attachment{Name: uniqueName(cleanFileName(name), seen), ContentType: ct}
 	var buf chunkBuffer
-	// BestSpeed: attachments are mostly already compressed (PDF, JPEG, ZIP,
-	// Office); higher levels cost seconds on 25 MB and save almost nothing.
-	zw, err := zlib.NewWriterLevel(&buf, zlib.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
+	zw := getZlib(&buf)
+	defer zlibPool.Put(zw)
 	n, err := io.Copy(zw, r)
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", a.Name, err)
@@ -339,3 +336,19 @@ func (c *chunkBuffer) bytes() []byte {
 
 // aesPadRoom is one AES block: PDF AES streams are PKCS#7 padded.
 const aesPadRoom = 16
+
+// zlibPool reuses compressors: each holds about 1 MB of state, and a mail
+// with a thousand small attachments would otherwise allocate a gigabyte.
+var zlibPool sync.Pool
+
+// getZlib returns a zlib writer at BestSpeed onto w. BestSpeed because
+// attachments are mostly compressed already (PDF, JPEG, ZIP, Office);
+// higher levels cost seconds on 25 MB and save almost nothing.
+func getZlib(w io.Writer) *zlib.Writer {
+	if zw, ok := zlibPool.Get().(*zlib.Writer); ok {
+		zw.Reset(w)
+		return zw
+	}
+	zw, _ := zlib.NewWriterLevel(w, zlib.BestSpeed) // errors only for an invalid level
+	return zw
+}
