@@ -219,6 +219,17 @@ func inlineName(h *mail.InlineHeader, ct string, n int) string {
 			ext = exts[0]
 		}
 	}
+	// Inline images in HTML mail carry a Content-ID such as
+	// <logo@example.org>; "logo.png" says more than "part-3.png".
+	if cid := strings.Trim(h.Get("Content-ID"), "<> \t"); cid != "" {
+		cid, _, _ = strings.Cut(cid, "@")
+		if cid = cleanFileName(cid); cid != "attachment.bin" && len(cid) <= 64 {
+			if path.Ext(cid) != "" {
+				return cid // already "logo.png"
+			}
+			return cid + ext
+		}
+	}
 	return fmt.Sprintf("part-%d%s", n, ext)
 }
 
