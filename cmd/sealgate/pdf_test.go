@@ -36,7 +36,7 @@ func pdfRunCLI(stdin []byte, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-func writeSecretFile(t *testing.T, dir, content string) string {
+func pdfWriteSecretFile(t *testing.T, dir, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, "pw.txt")
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -48,7 +48,7 @@ func writeSecretFile(t *testing.T, dir, content string) string {
 func TestPDFRender(t *testing.T) {
 	testpeer.Require(t, "qpdf")
 	dir, conf := pdfTestEnv(t)
-	pwFile := writeSecretFile(t, dir, "Vorschau-Passwort\n")
+	pwFile := pdfWriteSecretFile(t, dir, "Vorschau-Passwort\n")
 	msg := []byte("From: a@example.org\r\nTo: b@partner.example\r\nSubject: Vorschau\r\n\r\nGrüße\r\n")
 
 	code, stdout, stderr := pdfRunCLI(msg, "pdf", "render", "--config", conf, "--password-file", pwFile)
@@ -88,7 +88,7 @@ func TestPDFRender(t *testing.T) {
 
 func TestPDFRenderUsageErrors(t *testing.T) {
 	dir, conf := pdfTestEnv(t)
-	empty := writeSecretFile(t, dir, "\n")
+	empty := pdfWriteSecretFile(t, dir, "\n")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -107,7 +107,7 @@ func TestPDFRenderUsageErrors(t *testing.T) {
 	}
 	// A broken message is a runtime failure (1) with a clear reason, and
 	// nothing on stdout.
-	pw := writeSecretFile(t, dir, "long-enough-pw")
+	pw := pdfWriteSecretFile(t, dir, "long-enough-pw")
 	code, stdout, stderr := pdfRunCLI([]byte("Content-Type: multipart/mixed\r\n\r\nx"), "pdf", "render", "--config", conf, "--password-file", pw)
 	if code != 1 || stdout != "" || !strings.Contains(stderr, "malformed message") {
 		t.Errorf("malformed: exit %d, stdout %d bytes, stderr %q", code, len(stdout), stderr)
@@ -116,7 +116,7 @@ func TestPDFRenderUsageErrors(t *testing.T) {
 
 func TestPDFPasswordSet(t *testing.T) {
 	dir, conf := pdfTestEnv(t)
-	pwFile := writeSecretFile(t, dir, "Partner-Passwort-2026\r\nignored second line\n")
+	pwFile := pdfWriteSecretFile(t, dir, "Partner-Passwort-2026\r\nignored second line\n")
 	code, stdout, stderr := pdfRunCLI(nil, "pdf", "password", "set", "Partner@Example.net", "--password-file", pwFile, "--config", conf, "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -148,7 +148,7 @@ func TestPDFPasswordSet(t *testing.T) {
 		t.Errorf("audit events %v, %v", events, err)
 	}
 
-	short := writeSecretFile(t, dir, "kurz\n")
+	short := pdfWriteSecretFile(t, dir, "kurz\n")
 	for _, args := range [][]string{
 		{"pdf", "password", "set", "not-an-address", "--password-file", pwFile, "--config", conf},
 		{"pdf", "password", "set", "Name <a@b.example>", "--password-file", pwFile, "--config", conf},
