@@ -389,3 +389,20 @@ func TestTemplateOverrides(t *testing.T) {
 		t.Errorf("unknown language: err = %v", err)
 	}
 }
+
+// TestSealNonASCIIPassword: German users type umlauts; R6 passwords are
+// UTF-8 (SASLprep), and both readers must accept them.
+func TestSealNonASCIIPassword(t *testing.T) {
+	testpeer.Require(t, "qpdf")
+	const pw = "Grüße-Straße-€5"
+	_, pdf := seal(t, &Sealer{}, buildMessage("x", testPart{contentType: "text/plain", body: []byte("geheim\r\n")}), pw)
+	if enc := testpeer.QPDFShowEncryption(t, pdf, pw); !strings.Contains(enc, "R = 6") {
+		t.Errorf("qpdf with the UTF-8 password:\n%s", enc)
+	}
+	if got := testpeer.PDFText(t, pdf, pw, false); !strings.Contains(got, "geheim") {
+		t.Errorf("pdftotext with the UTF-8 password: %q", got)
+	}
+	if res := testpeer.QPDFCheck(t, pdf, "Grusse-Strasse-€5"); res.ExitCode == 0 {
+		t.Error("a different password opened the PDF")
+	}
+}
