@@ -8,6 +8,7 @@ import (
 	"mime"
 	"path"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -75,6 +76,9 @@ func parseMessage(r io.Reader, original *originalCapture) (pm *parsedMessage, er
 		pm.Subject = s
 	} else {
 		pm.Subject = mr.Header.Get("Subject")
+	}
+	for _, f := range []*string{&pm.From, &pm.To, &pm.Cc, &pm.Subject} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
 	}
 	if d, err := mr.Header.Date(); err == nil && !d.IsZero() {
 		pm.Date, pm.HasDate = d, true
@@ -215,6 +219,17 @@ func inlineName(h *mail.InlineHeader, ct string, n int) string {
 			ext = exts[0]
 		}
 	}
+	// Inline images in HTML mail carry a Content-ID such as
+	// <logo@example.org>; "logo.png" says more than "part-3.png".
+	if cid := strings.Trim(h.Get("Content-ID"), "<> \t"); cid != "" {
+		cid, _, _ = strings.Cut(cid, "@")
+		if cid = cleanFileName(cid); cid != "attachment.bin" && len(cid) <= 64 {
+			if path.Ext(cid) != "" {
+				return cid // already "logo.png"
+			}
+			return cid + ext
+		}
+	}
 	return fmt.Sprintf("part-%d%s", n, ext)
 }
 
@@ -225,7 +240,11 @@ func cleanFileName(name string) string {
 	name = strings.ReplaceAll(name, "\\", "/")
 	name = path.Base(name)
 	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			return -1
+		case r == '\u200e' || r == '\u200f' || r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069':
+			// Bidi controls make "rechnung\u202Efdp.exe" look like a PDF.
 			return -1
 		}
 		return r
@@ -275,12 +294,8 @@ func readAttachment(r io.Reader, name, ct string, seen map[string]int) (*attachm
 	}
 	a := &attachment{Name: uniqueName(cleanFileName(name), seen), ContentType: ct}
 	var buf chunkBuffer
-	// BestSpeed: attachments are mostly already compressed (PDF, JPEG, ZIP,
-	// Office); higher levels cost seconds on 25 MB and save almost nothing.
-	zw, err := zlib.NewWriterLevel(&buf, zlib.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
+	zw := getZlib(&buf)
+	defer zlibPool.Put(zw)
 	n, err := io.Copy(zw, r)
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", a.Name, err)
@@ -332,3 +347,19 @@ func (c *chunkBuffer) bytes() []byte {
 
 // aesPadRoom is one AES block: PDF AES streams are PKCS#7 padded.
 const aesPadRoom = 16
+
+// zlibPool reuses compressors: each holds about 1 MB of state, and a mail
+// with a thousand small attachments would otherwise allocate a gigabyte.
+var zlibPool sync.Pool
+
+// getZlib returns a zlib writer at BestSpeed onto w. BestSpeed because
+// attachments are mostly compressed already (PDF, JPEG, ZIP, Office);
+// higher levels cost seconds on 25 MB and save almost nothing.
+func getZlib(w io.Writer) *zlib.Writer {
+	if zw, ok := zlibPool.Get().(*zlib.Writer); ok {
+		zw.Reset(w)
+		return zw
+	}
+	zw, _ := zlib.NewWriterLevel(w, zlib.BestSpeed) // errors only for an invalid level
+	return zw
+}

@@ -89,6 +89,14 @@ type Found struct {
 	Pending      bool
 }
 
+// String redacts the password.
+func (f Found) String() string {
+	return fmt.Sprintf("pdfmail.Found{Pending:%t Notification:%t Password:[redacted]}", f.Pending, f.Notification != nil)
+}
+
+// GoString redacts the password for %#v too.
+func (f Found) GoString() string { return f.String() }
+
 // PasswordSource is one way to get a recipient's password. Sources are tried
 // in the configured order; ErrSkip passes to the next, any other error stops
 // (fail closed: a store outage must not fall through to a weaker mode).

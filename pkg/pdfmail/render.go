@@ -37,14 +37,21 @@ func htmlToText(html string) (string, error) {
 // renderPages draws the letter: header block, attachment list, body,
 // "page x of y" footers. It returns an unencrypted PDF of the pages only;
 // attachments and encryption are added by assemble.
-func renderPages(pm *parsedMessage, lang language, created time.Time, fonts fontSet) ([]byte, error) {
+func renderPages(pm *parsedMessage, lang language, created time.Time, fonts fontSet) (out []byte, err error) {
+	defer func() {
+		// fpdf panics on some inputs (seen: invalid UTF-8 in the title);
+		// a hostile message must produce an error, not kill the gateway.
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("render pages: %v", p)
+		}
+	}()
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.SetCompression(true)
 	pdf.SetCreationDate(created)
 	pdf.SetModificationDate(created)
 	pdf.SetProducer("sealgate", true)
 	pdf.SetCreator("sealgate", true)
-	pdf.SetTitle(pm.Subject, true)
+	pdf.SetTitle(printable(pm.Subject), true)
 	pdf.SetLang(lang.code)
 	pdf.AddUTF8FontFromBytes(fontFamily, "", fonts.regular)
 	pdf.AddUTF8FontFromBytes(fontFamily, "B", fonts.bold)
@@ -148,6 +155,7 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 // printable normalises text for the page: CRLF to LF, tabs to spaces,
 // other control characters removed (they have no glyph and upset layout).
 func printable(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	s = strings.ReplaceAll(s, "\t", "    ")
 	return strings.Map(func(r rune) rune {

@@ -234,6 +234,16 @@ func TestSealEdgeCases(t *testing.T) {
 		{name: "unterminated multipart", msg: []byte("Subject: x\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nhello\r\n"), wantErr: true},
 		{name: "multipart without boundary", msg: []byte("Subject: x\r\nContent-Type: multipart/mixed\r\n\r\n--zz\r\n\r\nhello\r\n"), wantErr: true},
 		{name: "unknown charset", msg: []byte("Subject: x\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\nqapla\r\n"), wantText: []string{"qapla"}},
+		{name: "forwarded message and related image", msg: []byte("Subject: Fwd\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n" +
+			"--o\r\nContent-Type: multipart/related; boundary=r\r\n\r\n" +
+			"--r\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Siehe <img src=\"cid:logo\"> unten</p>\r\n" +
+			"--r\r\nContent-Type: image/png\r\nContent-ID: <logo>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0K\r\n--r--\r\n" +
+			"--o\r\nContent-Type: message/rfc822\r\n\r\nSubject: innen\r\n\r\nweitergeleitet\r\n--o--\r\n"),
+			wantText: []string{"Siehe", "logo.png (image/png, 6 bytes)", "part-3.eml (message/rfc822, 32 bytes)"}},
+		{name: "multipart/signed keeps the signature as a file", msg: []byte("Subject: signed\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=s\r\n\r\n" +
+			"--s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nunterschrieben\r\n" +
+			"--s\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Disposition: attachment; filename=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n--s--\r\n"),
+			wantText: []string{"unterschrieben", "smime.p7s (application/pkcs7-signature"}},
 		{name: "binary garbage", msg: []byte("\x00\x01\x02\xff\xfe\r\n\r\n\x00\x00"), wantErr: false},
 	}
 	for _, tc := range tests {
@@ -270,7 +280,7 @@ func TestSealEdgeCases(t *testing.T) {
 				text := testpeer.PDFText(t, pdf, testPassword, false)
 				for _, w := range tc.wantText {
 					if !strings.Contains(text, w) {
-						t.Errorf("text lacks %q", w)
+						t.Errorf("text lacks %q\n%s", w, text)
 					}
 				}
 			}
@@ -377,5 +387,22 @@ func TestTemplateOverrides(t *testing.T) {
 	}
 	if _, err := (&Sealer{Language: "fr"}).Seal(context.Background(), strings.NewReader("x"), []byte("pw"), &out); err == nil || !strings.Contains(err.Error(), "use de or en") {
 		t.Errorf("unknown language: err = %v", err)
+	}
+}
+
+// TestSealNonASCIIPassword: German users type umlauts; R6 passwords are
+// UTF-8 (SASLprep), and both readers must accept them.
+func TestSealNonASCIIPassword(t *testing.T) {
+	testpeer.Require(t, "qpdf")
+	const pw = "Grüße-Straße-€5"
+	_, pdf := seal(t, &Sealer{}, buildMessage("x", testPart{contentType: "text/plain", body: []byte("geheim\r\n")}), pw)
+	if enc := testpeer.QPDFShowEncryption(t, pdf, pw); !strings.Contains(enc, "R = 6") {
+		t.Errorf("qpdf with the UTF-8 password:\n%s", enc)
+	}
+	if got := testpeer.PDFText(t, pdf, pw, false); !strings.Contains(got, "geheim") {
+		t.Errorf("pdftotext with the UTF-8 password: %q", got)
+	}
+	if res := testpeer.QPDFCheck(t, pdf, "Grusse-Strasse-€5"); res.ExitCode == 0 {
+		t.Error("a different password opened the PDF")
 	}
 }

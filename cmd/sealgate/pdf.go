@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealgate/sealgate/pkg/pdfmail"
+	"github.com/sealgate/sealgate/pkg/secret"
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+func init() { register(newPDFCmd) }
+
+// pdfMinPresetLength is the shortest password an admin may preset: the
+// PDF is offline-attackable once it leaves, so a short one is refused.
+const pdfMinPresetLength = 8
+
+func newPDFCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pdf",
+		Short: "password-protected PDF mail for recipients without a certificate",
+		Args:  cobra.NoArgs,
+	}
+
+	var renderPW string
+	render := &cobra.Command{
+		Use:   "render --password-file F",
+		Short: "stdin (a message) to stdout (the carrier mail with the encrypted PDF), to preview",
+		Long: "Reads a message (RFC 5322, .eml) on stdin and writes the carrier mail the gateway\n" +
+			"would send instead: the notice text in the configured language and the message as\n" +
+			"an AES-256 encrypted PDF with every attachment inside. The password is read from\n" +
+			"the file given by --password-file (one line), never from the command line.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return a.pdfRender(cmd.Context(), renderPW) },
+	}
+	render.Flags().StringVar(&renderPW, "password-file", "", "file holding the PDF password (first line)")
+
+	password := &cobra.Command{
+		Use:   "password",
+		Short: "recipients' PDF passwords",
+		Args:  cobra.NoArgs,
+	}
+	var setPW string
+	set := &cobra.Command{
+		Use:   "set EMAIL --password-file F",
+		Short: "preset a recipient's PDF password (stored encrypted under the master key)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.pdfPasswordSet(cmd.Context(), args[0], setPW)
+		},
+	}
+	set.Flags().StringVar(&setPW, "password-file", "", "file holding the password (first line)")
+	password.AddCommand(set)
+	cmd.AddCommand(render, password)
+	return cmd
+}
+
+// pdfReadPasswordFile returns the first line of path. A missing flag or an
+// empty file is a usage error; the password itself never appears in errors.
+func pdfReadPasswordFile(path string) ([]byte, error) {
+	if path == "" {
+		return nil, usageErrorf("--password-file is required (passwords are never taken from the command line)")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, asUsage(fmt.Errorf("--password-file: %w", err))
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	line = bytes.TrimRight(line, "\r")
+	if len(line) == 0 {
+		return nil, usageErrorf("--password-file %s: the first line is empty", path)
+	}
+	return line, nil
+}
+
+func (a *app) pdfRender(ctx context.Context, pwFile string) error {
+	pw, err := pdfReadPasswordFile(pwFile)
+	if err != nil {
+		return err
+	}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	sealer, err := pdfmail.NewSealer(cfg.PDF, cfg.Path)
+	if err != nil {
+		return asUsage(err)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	// Buffer the carrier: on a failure nothing half-written reaches stdout.
+	var out bytes.Buffer
+	info, err := sealer.Seal(ctx, a.stdin, pw, &out)
+	if err != nil {
+		return err
+	}
+	if _, err := a.stdout.Write(out.Bytes()); err != nil {
+		return fmt.Errorf("writing the carrier: %w", err)
+	}
+	if a.output != "json" && isTTY(a.stderr) {
+		fmt.Fprintf(a.stderr, "sealgate: PDF of %d bytes with %d attachment(s)\n", info.PDFBytes, info.Attachments)
+	}
+	return nil
+}
+
+// pdfPasswordSetResult is the JSON of `pdf password set --output json`.
+type pdfPasswordSetResult struct {
+	Email  string `json:"email"`
+	Source string `json:"source"`
+}
+
+func (a *app) pdfPasswordSet(ctx context.Context, email, pwFile string) error {
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Name != "" || !strings.Contains(addr.Address, "@") {
+		return usageErrorf("%q is not an e-mail address (write it bare, e.g. partner@example.net)", email)
+	}
+	pw, err := pdfReadPasswordFile(pwFile)
+	if err != nil {
+		return err
+	}
+	if n := len([]rune(string(pw))); n < pdfMinPresetLength {
+		return usageErrorf("the password in %s has %d characters; use at least %d", pwFile, n, pdfMinPresetLength)
+	}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	kr, err := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
+	if err != nil {
+		return fmt.Errorf("master key (pki.master_key_file): %w", err)
+	}
+	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
+	if err != nil {
+		return fmt.Errorf("opening the store: %w", err)
+	}
+	defer st.Close()
+	if err := st.SetPDFPassword(ctx, addr.Address, pw, pdfmail.ModePreset); err != nil {
+		return err
+	}
+	if err := st.Audit(ctx, store.AuditEvent{Time: time.Now(), Actor: "cli", Action: "pdf.password.set", Subject: strings.ToLower(addr.Address), Detail: "preset"}); err != nil {
+		return fmt.Errorf("password stored, but the audit event failed: %w", err)
+	}
+	return a.print(pdfPasswordSetResult{Email: strings.ToLower(addr.Address), Source: pdfmail.ModePreset}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "PDF password for %s set (stored encrypted; mode preset)\n", addr.Address)
+		return err
+	})
+}

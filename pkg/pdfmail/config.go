@@ -1,0 +1,67 @@
+package pdfmail
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/config"
+)
+
+// NewSealer builds a Sealer from the [pdf] section. path resolves file
+// names from the config (config.(*Config).Path); nil leaves them as given.
+func NewSealer(c config.PDF, path func(string) string) (*Sealer, error) {
+	if path == nil {
+		path = func(p string) string { return p }
+	}
+	if _, err := lookupLanguage(c.Language); err != nil {
+		return nil, fmt.Errorf("pdf.language: %w", err)
+	}
+	tmpl, err := LoadTemplates(path(c.TemplateDir))
+	if err != nil {
+		return nil, err
+	}
+	s := &Sealer{
+		Language:       c.Language,
+		AttachmentName: c.AttachmentName,
+		AttachOriginal: c.AttachOriginal,
+		Templates:      tmpl,
+	}
+	if c.FontFile != "" {
+		font, err := os.ReadFile(path(c.FontFile))
+		if err != nil {
+			return nil, fmt.Errorf("pdf.font_file: %w", err)
+		}
+		s.Font = font
+		// Fail at startup, not on the first mail: draw a test page.
+		lang, _ := lookupLanguage(c.Language)
+		probe := &parsedMessage{Subject: "Test „€“ ĞŞİ Łź", Text: "Grüße"}
+		if _, err := renderPages(probe, lang, time.Now(), fontSet{regular: font, bold: font}); err != nil {
+			return nil, fmt.Errorf("pdf.font_file %s is not a usable TrueType font: %w", c.FontFile, err)
+		}
+	}
+	if c.SubjectTag != "" {
+		tag, err := NewSubjectTag(c.SubjectTag)
+		if err != nil {
+			return nil, err
+		}
+		s.CleanSubject = (&Passwords{Tag: tag}).CleanSubject
+	}
+	return s, nil
+}
+
+// NewPasswordsFromConfig builds the resolver for the [pdf] section; deps
+// supplies the store and, later, the portal. SubjectTag and Length are
+// taken from c; the notification uses the sealer's language and templates
+// unless deps.Notifier is set.
+func NewPasswordsFromConfig(c config.PDF, s *Sealer, deps PasswordDeps) (*Passwords, error) {
+	deps.SubjectTag = c.SubjectTag
+	deps.Length = c.PasswordLength
+	if deps.Notifier == nil {
+		deps.Notifier = &Notifier{Language: c.Language}
+		if s != nil {
+			deps.Notifier.Templates = s.Templates
+		}
+	}
+	return NewPasswords(c.Password, deps)
+}

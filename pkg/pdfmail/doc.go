@@ -1,0 +1,54 @@
+// Package pdfmail delivers a message to a recipient without an S/MIME
+// certificate: the message becomes a password-protected PDF (AES-256,
+// security handler revision 6, PDF 2.0) with every original attachment
+// embedded byte for byte, sent inside a short "carrier" mail that tells the
+// recipient how to open it.
+//
+// # Flow
+//
+//	Passwords.For(sender, recipient, subject)   which password, cleaned subject, notification?
+//	Sealer.Seal(msg, password, out)             parse → pages → embed + encrypt → carrier
+//
+// Seal parses the MIME message once, streaming: each attachment is decoded
+// and Flate-compressed on the fly into fixed-size chunks, so a 20 MB file
+// is held once, compressed. The pages (header block, attachment list, body,
+// page numbers) are drawn with fpdf; pdfcpu then embeds the attachments as
+// PDF file attachments (name tree EmbeddedFiles plus PDF 2.0 associated
+// files, with /Subtype = the original MIME type) and writes the file
+// encrypted straight through base64 into the carrier, without a second
+// copy of the PDF in memory.
+//
+// Passwords come from an ordered list of PasswordSource values (pdf.password):
+// the sender's subject tag ([pw:…], always stripped from what leaves),
+// a stored preset, a generated password sent to the sender in a separate
+// notification (stored, reused for later mails), and later the recipient
+// portal, which answers "pending" until the recipient has chosen one.
+// A source error stops the search (fail closed); only ErrSkip moves on.
+// Resolution never prints its password (String, GoString, LogValue).
+//
+// # Dependencies, and why
+//
+//   - codeberg.org/go-pdf/fpdf draws the pages. It embeds TrueType fonts
+//     as subsets (the letter carries only the glyphs it uses: ~40 KB for
+//     a page of German/French/Polish/Turkish text in DejaVu Sans), wraps and
+//     breaks pages itself, and is pure Go. Its own "protection" is RC4 with
+//     40/128-bit keys and is never used here.
+//   - github.com/pdfcpu/pdfcpu adds the attachments and the encryption. It
+//     is the maintained pure-Go PDF processor that writes AES-256 with
+//     revision 6 (the PDF 2.0 handler, checked with qpdf: "R = 6", AESv3);
+//     it writes the deprecated R5 unless the document version is 2.0, which
+//     assemble therefore sets. Its AddAttachment holds each file decoded and
+//     encoded at once, so the embedded-file streams are built here from the
+//     already compressed bytes.
+//   - github.com/emersion/go-message parses the MIME input (charsets,
+//     transfer encodings, nested multiparts, RFC 2231 file names) as a
+//     stream; github.com/inbucket/html2text turns HTML bodies into text
+//     that keeps link targets, since a PDF reader cannot show them on hover.
+//   - DejaVu Sans (fonts/, Bitstream Vera licence in fonts/LICENSE) covers
+//     Latin Extended-A/B, €, typographic quotes, Greek and Cyrillic.
+//
+// Measured (BenchmarkSeal*, AMD EPYC, 2 shared cores): a 10 KB body seals
+// in ~50 ms (mostly parsing the two TrueType fonts); 25 MB of random,
+// incompressible attachments in ~0.3–0.8 s with a peak heap of ~77 MB,
+// 3.1× the attachments (goal: under 2 s and 4×).
+package pdfmail

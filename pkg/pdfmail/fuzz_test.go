@@ -1,0 +1,53 @@
+package pdfmail
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// FuzzParseAndRender feeds arbitrary bytes through the path outside input
+// takes: MIME parsing, then page rendering. It must return a PDF or an
+// error, never panic or hang.
+func FuzzParseAndRender(f *testing.F) {
+	f.Add(buildMessage("Grüße [pw:x]", testPart{contentType: "text/plain; charset=utf-8", body: []byte("Hallo „Welt“ €\r\n")}))
+	f.Add(buildMessage("html", testPart{contentType: "text/html; charset=utf-8", body: []byte(`<p>a <a href="https://x.example">b</a></p>`)}))
+	f.Add(buildMessage("att", testPart{contentType: "text/plain", body: []byte("x")}, testPart{contentType: "application/pdf", filename: "../a/b.pdf", body: []byte("%PDF")}))
+	f.Add([]byte("Subject: x\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n--a--\r\n"))
+	f.Add([]byte("Subject: x\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nbody"))
+	f.Add([]byte("Content-Type: text/plain; charset=utf-16\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=FF=FEa=00"))
+	f.Add([]byte("From: \"unterminated <a@b\r\nDate: yesterday\r\n\r\n\t\x00\x1b[31m"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pm, err := parseMessage(bytes.NewReader(data), newOriginalCapture())
+		if err != nil {
+			if pm != nil {
+				t.Fatal("parse returned a message and an error")
+			}
+			return
+		}
+		if _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold}); err != nil && !errors.Is(err, ErrMalformed) {
+			t.Logf("render error (allowed, must not panic): %v", err)
+		}
+	})
+}
+
+// FuzzParseMessage covers the MIME parser alone, which runs far more
+// inputs per second than the parse+render target.
+func FuzzParseMessage(f *testing.F) {
+	f.Add(buildMessage("x", testPart{contentType: "text/plain", body: []byte("x")}, testPart{contentType: "image/png", filename: "a\u202Egnp.exe", body: []byte("x")}))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=\"a\"\r\n\r\n--a\r\nContent-Disposition: attachment; filename*=utf-8''%FF%FE\r\n\r\nx\r\n--a--"))
+	f.Add([]byte("Subject:\xff\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pm, err := parseMessage(bytes.NewReader(data), nil)
+		if err != nil {
+			return
+		}
+		for _, a := range pm.Attachments {
+			if a.Name == "" || strings.ContainsAny(a.Name, "/\\\x00") {
+				t.Errorf("unsafe attachment name %q", a.Name)
+			}
+		}
+	})
+}
