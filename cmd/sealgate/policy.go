@@ -15,7 +15,25 @@ import (
 	"github.com/sealgate/sealgate/pkg/policy"
 )
 
-func init() { register(newPolicyCmd) }
+func init() {
+	register(newPolicyCmd)
+	configChecks = append(configChecks, policyConfigCheck)
+}
+
+// policyConfigCheck reports what pkg/policy finds wrong with the rules
+// (unreachable or shadowed rules, contradictory actions, unreadable domain
+// files) to `config check` and every command that loads the config.
+func policyConfigCheck(cfg *config.Config) []config.Problem {
+	_, err := policy.FromConfig(cfg)
+	if err == nil {
+		return nil
+	}
+	var ce *config.Errors
+	if errors.As(err, &ce) {
+		return ce.Problems
+	}
+	return []config.Problem{{Key: "policy", Line: cfg.Line("policy"), Message: err.Error()}}
+}
 
 // lookupRecipientCert tells `policy explain` whether the gateway would find
 // a valid certificate for the recipient, and where.

@@ -150,6 +150,8 @@ func TestPolicyExplainErrors(t *testing.T) {
 		{"bad header", []string{"--config", "../../config.example.toml", "policy", "explain", "--from", "a@example.org", "--to", "b@x.test", "--header", "X-Classification Confidential"}, 2, "no ':'"},
 		{"unreachable rule", []string{"--config", bad, "policy", "explain", "--from", "a@example.org", "--to", "b@x.test"}, 2,
 			`bad.toml:` + strconv.Itoa(lateLine) + `: policy.rules[3]: rule "too-late": unreachable: rule "default" (line`},
+		{"config check reports policy problems", []string{"--config", bad, "config", "check"}, 2,
+			`bad.toml:` + strconv.Itoa(lateLine) + `: policy.rules[3]: rule "too-late": unreachable: rule "default" (line`},
 		{"missing config", []string{"--config", filepath.Join(dir, "none.toml"), "policy", "explain", "--from", "a@example.org", "--to", "b@x.test"}, 2, "does not exist"},
 	}
 	for _, c := range cases {
