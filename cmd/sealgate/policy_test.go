@@ -164,3 +164,41 @@ func TestPolicyExplainErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestPolicyExplainMessageFile(t *testing.T) {
+	withCertificates(t, "carol@partner.test")
+	meeting := "../../pkg/policy/testdata/outlook-meeting.eml"
+	cases := []struct {
+		name string
+		args []string
+		want map[string]any
+	}{
+		{"confidential meeting request, no certificate: hold", []string{"--message", meeting, "--to", "bob@partner.test"},
+			map[string]any{"rule": "confidential-never-plain", "action": "hold", "from": "juergen@example.org", "calendar_exempt": false}},
+		{"confidential meeting request, certificate: still S/MIME", []string{"--message", meeting, "--to", "carol@partner.test"},
+			map[string]any{"rule": "confidential-never-plain", "method": "smime", "action": "deliver"}},
+		{"flags override the message", []string{"--message", meeting, "--to", "carol@partner.test", "--header", "X-Classification: Public", "--from", "alice@example.org"},
+			map[string]any{"rule": "secure-subject", "method": "none", "calendar_exempt": true, "from": "alice@example.org", "subject": "Besprechung über den Vertrag"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := explainJSON(t, c.args...)
+			for k, v := range c.want {
+				if got[k] != v {
+					t.Errorf("%s = %#v, want %#v", k, got[k], v)
+				}
+			}
+		})
+	}
+
+	plain, err := os.ReadFile("../../pkg/policy/testdata/plain.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"--config", "../../config.example.toml", "-o", "json", "policy", "explain", "--message", "-", "--to", "dave@partner.test", "--subject", "[secure] x"},
+		bytes.NewReader(plain), &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), `"method": "pdf"`) || !strings.Contains(out.String(), `"from": "alice@example.org"`) {
+		t.Errorf("message on stdin: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}
