@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/mail"
+	"os"
 	"strings"
 	"time"
 
@@ -15,7 +17,25 @@ import (
 	"github.com/sealgate/sealgate/pkg/policy"
 )
 
-func init() { register(newPolicyCmd) }
+func init() {
+	register(newPolicyCmd)
+	configChecks = append(configChecks, policyConfigCheck)
+}
+
+// policyConfigCheck reports what pkg/policy finds wrong with the rules
+// (unreachable or shadowed rules, contradictory actions, unreadable domain
+// files) to `config check` and every command that loads the config.
+func policyConfigCheck(cfg *config.Config) []config.Problem {
+	_, err := policy.FromConfig(cfg)
+	if err == nil {
+		return nil
+	}
+	var ce *config.Errors
+	if errors.As(err, &ce) {
+		return ce.Problems
+	}
+	return []config.Problem{{Key: "policy", Line: cfg.Line("policy"), Message: err.Error()}}
+}
 
 // lookupRecipientCert tells `policy explain` whether the gateway would find
 // a valid certificate for the recipient, and where.
@@ -54,6 +74,7 @@ const explainTimeout = 30 * time.Second
 
 type policyExplainFlags struct {
 	from, to, subject string
+	message           string
 	headers, groups   []string
 	size              int64
 	calendar          bool
@@ -67,12 +88,13 @@ func newPolicyCmd(a *app) *cobra.Command {
 	}
 	var fl policyExplainFlags
 	explain := &cobra.Command{
-		Use:   "explain --from A --to B [--header 'K: V']... [--subject S]",
+		Use:   "explain --from A --to B [--header 'K: V']... [--subject S] [--message FILE]",
 		Short: "the decision for one recipient, the rule that made it, and why every other rule did not",
 		Long: "Decides for one message and recipient exactly as the gateway would, with the\n" +
 			"recipient's certificate status looked up, and lists every rule with the first\n" +
 			"condition that did not hold. The sender's groups come from the user directory\n" +
-			"(or --group).",
+			"(or --group). With --message the facts come from a real message (headers,\n" +
+			"meeting-request structure); --from/--header/--subject override them.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return a.policyExplain(cmd.Context(), fl) },
 	}
@@ -84,6 +106,7 @@ func newPolicyCmd(a *app) *cobra.Command {
 	f.StringArrayVar(&fl.groups, "group", nil, "sender's group, instead of looking the sender up (repeatable)")
 	f.Int64Var(&fl.size, "size", 0, "message size in bytes")
 	f.BoolVar(&fl.calendar, "calendar", false, "the message is a meeting request (text/calendar)")
+	f.StringVar(&fl.message, "message", "", "a message file (- for stdin) to take the facts from; the other flags override it")
 	cmd.AddCommand(explain)
 	return cmd
 }
@@ -120,36 +143,17 @@ func (a *app) policyExplain(ctx context.Context, fl policyExplainFlags) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	from, err := parseAddressFlag("--from", fl.from)
+	facts, err := a.explainFacts(fl)
 	if err != nil {
 		return err
 	}
+	from := facts.Sender
 	to, err := parseAddressFlag("--to", fl.to)
 	if err != nil {
 		return err
 	}
-	if fl.size < 0 {
-		return usageErrorf("--size must not be negative")
-	}
-	facts := policy.Facts{Sender: from, Subject: fl.subject, Size: fl.size, Calendar: fl.calendar}
-	given := map[string]bool{}
-	for _, h := range fl.headers {
-		name, value, err := policy.ParseHeaderCondition(h)
-		if err != nil {
-			return usageErrorf("--header: %w", err)
-		}
-		facts.Headers = append(facts.Headers, policy.Header{Name: name, Value: value})
-		given[strings.ToLower(name)] = true
-		if strings.EqualFold(name, "Subject") && fl.subject == "" {
-			facts.Subject = value
-		}
-	}
-	// The fields every message has, so that header_match rules on them
-	// see what the gateway would see.
-	for _, h := range []policy.Header{{Name: "From", Value: from}, {Name: "To", Value: to}, {Name: "Subject", Value: facts.Subject}} {
-		if !given[strings.ToLower(h.Name)] && h.Value != "" {
-			facts.Headers = append(facts.Headers, h)
-		}
+	if !fl.hasHeader("To") {
+		facts.Headers = append(facts.Headers, policy.Header{Name: "To", Value: to})
 	}
 
 	cfg, err := a.loadConfig()
@@ -209,6 +213,82 @@ func (a *app) policyExplain(ctx context.Context, fl policyExplainFlags) error {
 	}
 	res.Summary = summarize(d, recipient.HasCert)
 	return a.print(res, func(w io.Writer) error { return printExplain(w, &res) })
+}
+
+// explainFacts builds the message facts from --message (a whole message,
+// as the gateway would read it) and the flags, which override it.
+func (a *app) explainFacts(fl policyExplainFlags) (policy.Facts, error) {
+	var facts policy.Facts
+	if fl.message != "" {
+		var raw []byte
+		var err error
+		if fl.message == "-" {
+			raw, err = io.ReadAll(a.stdin)
+		} else {
+			raw, err = os.ReadFile(fl.message)
+		}
+		if err != nil {
+			return facts, asUsage(fmt.Errorf("--message: %w", err))
+		}
+		if facts, err = policy.ReadFacts(bytes.NewReader(raw), int64(len(raw))); err != nil {
+			return facts, asUsage(fmt.Errorf("--message %s: %w", fl.message, err))
+		}
+	}
+	if fl.from != "" || facts.Sender == "" {
+		from, err := parseAddressFlag("--from", fl.from)
+		if err != nil {
+			return facts, err
+		}
+		facts.Sender = from
+		facts.Headers = dropHeader(facts.Headers, "From")
+		facts.Headers = append(facts.Headers, policy.Header{Name: "From", Value: from})
+	}
+	if fl.size < 0 {
+		return facts, usageErrorf("--size must not be negative")
+	}
+	if fl.size > 0 {
+		facts.Size = fl.size
+	}
+	facts.Calendar = facts.Calendar || fl.calendar
+	for _, h := range fl.headers {
+		name, value, err := policy.ParseHeaderCondition(h)
+		if err != nil {
+			return facts, usageErrorf("--header: %w", err)
+		}
+		facts.Headers = dropHeader(facts.Headers, name)
+		facts.Headers = append(facts.Headers, policy.Header{Name: name, Value: value})
+		if strings.EqualFold(name, "Subject") {
+			facts.Subject = value
+		}
+	}
+	if fl.subject != "" {
+		facts.Subject = fl.subject
+		facts.Headers = dropHeader(facts.Headers, "Subject")
+		facts.Headers = append(facts.Headers, policy.Header{Name: "Subject", Value: fl.subject})
+	}
+	return facts, nil
+}
+
+// dropHeader removes every field named name: a flag replaces what the
+// message said.
+func dropHeader(hs []policy.Header, name string) []policy.Header {
+	out := hs[:0]
+	for _, h := range hs {
+		if !strings.EqualFold(h.Name, name) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// hasHeader reports whether --message or --header gave a field named name.
+func (fl policyExplainFlags) hasHeader(name string) bool {
+	for _, h := range fl.headers {
+		if n, _, ok := strings.Cut(h, ":"); ok && strings.EqualFold(strings.TrimSpace(n), name) {
+			return true
+		}
+	}
+	return fl.message != ""
 }
 
 // parseAddressFlag accepts "alice@example.org" or "Alice <alice@example.org>".

@@ -150,6 +150,8 @@ func TestPolicyExplainErrors(t *testing.T) {
 		{"bad header", []string{"--config", "../../config.example.toml", "policy", "explain", "--from", "a@example.org", "--to", "b@x.test", "--header", "X-Classification Confidential"}, 2, "no ':'"},
 		{"unreachable rule", []string{"--config", bad, "policy", "explain", "--from", "a@example.org", "--to", "b@x.test"}, 2,
 			`bad.toml:` + strconv.Itoa(lateLine) + `: policy.rules[3]: rule "too-late": unreachable: rule "default" (line`},
+		{"config check reports policy problems", []string{"--config", bad, "config", "check"}, 2,
+			`bad.toml:` + strconv.Itoa(lateLine) + `: policy.rules[3]: rule "too-late": unreachable: rule "default" (line`},
 		{"missing config", []string{"--config", filepath.Join(dir, "none.toml"), "policy", "explain", "--from", "a@example.org", "--to", "b@x.test"}, 2, "does not exist"},
 	}
 	for _, c := range cases {
@@ -160,5 +162,43 @@ func TestPolicyExplainErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut.String(), c.code, c.want)
 			}
 		})
+	}
+}
+
+func TestPolicyExplainMessageFile(t *testing.T) {
+	withCertificates(t, "carol@partner.test")
+	meeting := "../../pkg/policy/testdata/outlook-meeting.eml"
+	cases := []struct {
+		name string
+		args []string
+		want map[string]any
+	}{
+		{"confidential meeting request, no certificate: hold", []string{"--message", meeting, "--to", "bob@partner.test"},
+			map[string]any{"rule": "confidential-never-plain", "action": "hold", "from": "juergen@example.org", "calendar_exempt": false}},
+		{"confidential meeting request, certificate: still S/MIME", []string{"--message", meeting, "--to", "carol@partner.test"},
+			map[string]any{"rule": "confidential-never-plain", "method": "smime", "action": "deliver"}},
+		{"flags override the message", []string{"--message", meeting, "--to", "carol@partner.test", "--header", "X-Classification: Public", "--from", "alice@example.org"},
+			map[string]any{"rule": "secure-subject", "method": "none", "calendar_exempt": true, "from": "alice@example.org", "subject": "Besprechung über den Vertrag"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := explainJSON(t, c.args...)
+			for k, v := range c.want {
+				if got[k] != v {
+					t.Errorf("%s = %#v, want %#v", k, got[k], v)
+				}
+			}
+		})
+	}
+
+	plain, err := os.ReadFile("../../pkg/policy/testdata/plain.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"--config", "../../config.example.toml", "-o", "json", "policy", "explain", "--message", "-", "--to", "dave@partner.test", "--subject", "[secure] x"},
+		bytes.NewReader(plain), &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), `"method": "pdf"`) || !strings.Contains(out.String(), `"from": "alice@example.org"`) {
+		t.Errorf("message on stdin: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }

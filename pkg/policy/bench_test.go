@@ -102,3 +102,11 @@ func BenchmarkExplain200Rules(b *testing.B) {
 		pol.Explain(f, r)
 	}
 }
+
+// BenchmarkCompile200Rules is the one-time cost at startup and reload.
+func BenchmarkCompile200Rules(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		bigPolicy(b)
+	}
+}

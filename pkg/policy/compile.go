@@ -97,6 +97,8 @@ type rule struct {
 
 	// The configured text of each condition, for explanations.
 	cfg config.PolicyRule
+	// kinds has bit c set for each condition kind c the rule sets.
+	kinds uint16
 
 	sign            SignMode
 	encrypt         Encrypt
@@ -319,6 +321,7 @@ func (c *compiler) rule(i int, pr config.PolicyRule) rule {
 		c.problem(sub("min_size"), rname, fmt.Sprintf("min_size %d is above max_size %d, so the rule can never match", pr.MinSize, pr.MaxSize), "")
 	}
 	r.minSize, r.maxSize = pr.MinSize, pr.MaxSize
+	r.kinds = r.conditionKinds()
 
 	// Actions.
 	enum := func(field, val string, names []string, def uint8) uint8 {

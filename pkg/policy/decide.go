@@ -116,7 +116,7 @@ func anyGroup(want []string, have []string) bool {
 func anyHeaderEquals(want []headerEquals, have []Header) bool {
 	for i := range want {
 		for _, h := range have {
-			if equalLower(h.Name, want[i].name) && equalLower(strings.TrimSpace(h.Value), want[i].value) {
+			if nameIs(h.Name, want[i].name) && equalLower(strings.TrimSpace(h.Value), want[i].value) {
 				return true
 			}
 		}
@@ -127,12 +127,30 @@ func anyHeaderEquals(want []headerEquals, have []Header) bool {
 func anyHeaderMatches(want []headerMatches, have []Header) bool {
 	for i := range want {
 		for _, h := range have {
-			if equalLower(h.Name, want[i].name) && want[i].re.MatchString(strings.TrimSpace(h.Value)) {
+			if nameIs(h.Name, want[i].name) && want[i].re.MatchString(strings.TrimSpace(h.Value)) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// nameIs reports whether the header name lowers to want (a lowercase
+// ASCII name, as ParseHeaderCondition guarantees). The first byte rules
+// out nearly every field of a message before the full comparison.
+func nameIs(name, want string) bool {
+	if name == "" {
+		return false
+	}
+	if c := name[0]; c < utf8.RuneSelf {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[0] {
+			return false
+		}
+	}
+	return equalLower(name, want)
 }
 
 // decision turns the matching rule's actions into the Decision for this

@@ -291,6 +291,11 @@ func assertExplainAgrees(t testing.TB, pol *Policy, f Facts, r Recipient) {
 	t.Helper()
 	d := pol.Decide(f, r)
 	e := pol.Explain(f, r)
+	other := r
+	other.HasCert = !r.HasCert
+	if d.WantsCertificate() != (pol.Decide(f, other) != d) {
+		t.Errorf("WantsCertificate() = %v, but the certificate status changes the decision: %v", d.WantsCertificate(), !d.WantsCertificate())
+	}
 	if d != e.Decision {
 		t.Fatalf("Decide and Explain disagree:\n Decide  %+v\n Explain %+v", d, e.Decision)
 	}

@@ -13,16 +13,39 @@ const maxShadowCheck = 2000
 // leaves a redundant rule unreported, a false "yes" would reject a valid
 // policy, so every case here is provable.
 func shadows(a, b *rule) bool {
-	return coversAddrs(a.sender, b.sender) &&
-		coversDomains(&a.senderDomain, &b.senderDomain) &&
+	// Cheap tests first: a policy of 200 partner rules compares 20,000 pairs.
+	return a.kinds&^b.kinds == 0 &&
+		(a.subjectTag == "" || strings.Contains(b.subjectTag, a.subjectTag)) &&
+		(a.minSize == 0 || b.minSize >= a.minSize) &&
+		(a.maxSize == 0 || (b.maxSize != 0 && b.maxSize <= a.maxSize)) &&
 		coversStrings(a.senderGroup, b.senderGroup) &&
-		coversAddrs(a.recipient, b.recipient) &&
-		coversDomains(&a.recipientDomain, &b.recipientDomain) &&
 		coversHeaders(a.header, b.header) &&
 		coversMatches(a.headerMatch, b.headerMatch) &&
-		(a.subjectTag == "" || (b.subjectTag != "" && strings.Contains(b.subjectTag, a.subjectTag))) &&
-		(a.minSize == 0 || b.minSize >= a.minSize) &&
-		(a.maxSize == 0 || (b.maxSize != 0 && b.maxSize <= a.maxSize))
+		coversAddrs(a.sender, b.sender) &&
+		coversAddrs(a.recipient, b.recipient) &&
+		coversDomains(&a.senderDomain, &b.senderDomain) &&
+		coversDomains(&a.recipientDomain, &b.recipientDomain)
+}
+
+// conditionKinds is the set of condition kinds a rule sets, one bit per cond.
+func (r *rule) conditionKinds() uint16 {
+	var k uint16
+	set := func(c cond, on bool) {
+		if on {
+			k |= 1 << c
+		}
+	}
+	set(condSender, len(r.sender) > 0)
+	set(condSenderDomain, !r.senderDomain.empty())
+	set(condSenderGroup, len(r.senderGroup) > 0)
+	set(condRecipient, len(r.recipient) > 0)
+	set(condRecipientDomain, !r.recipientDomain.empty())
+	set(condHeader, len(r.header) > 0)
+	set(condHeaderMatch, len(r.headerMatch) > 0)
+	set(condSubjectTag, r.subjectTag != "")
+	set(condMinSize, r.minSize > 0)
+	set(condMaxSize, r.maxSize > 0)
+	return k
 }
 
 // coversAddrs: every address b's entry can match is matched by one of a's.

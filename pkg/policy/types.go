@@ -235,3 +235,19 @@ func (d Decision) SignFailure() (a Action, ok bool) {
 	}
 	return ActionHold, false
 }
+
+// WantsCertificate reports whether the recipient's certificate status can
+// change this decision, so that the pipeline may skip a directory lookup
+// (LDAP round trips to partners) when it cannot: internal recipients,
+// encrypt none or pdf, exempt meeting requests. Decide first with
+// HasCert false; if this says true, look up and decide again.
+func (d Decision) WantsCertificate() bool {
+	if d.Action == ActionPass || d.CalendarExempt {
+		return false
+	}
+	switch d.Encrypt {
+	case EncryptSMIME, EncryptSMIMEOrPDF, EncryptSMIMERequired:
+		return true
+	}
+	return false
+}
