@@ -30,6 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -206,6 +207,17 @@ func (d *Directory) Explain(ctx context.Context, email string) (Result, error) {
 	r := d.lookup(ctx, key)
 	d.store(key, r)
 	return r, nil
+}
+
+// Close releases the sources' connections (LDAP key servers).
+func (d *Directory) Close() error {
+	var errs []error
+	for _, s := range d.opts.Sources {
+		if c, ok := s.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Forget drops the cached answer for email (after an import, say).

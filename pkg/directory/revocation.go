@@ -30,6 +30,9 @@ type revocationChecker struct {
 type crlSet struct {
 	list    *x509.RevocationList
 	revoked map[string]x509.RevocationListEntry // by serial (decimal)
+	// sigOK remembers issuers (by fingerprint) whose signature on this
+	// CRL verified, so a cached CRL is not re-verified per lookup.
+	sigOK sync.Map
 }
 
 func newRevocationChecker(c *http.Client, timeout time.Duration, now func() time.Time) *revocationChecker {
@@ -113,8 +116,12 @@ func (r *revocationChecker) verifyCRL(set *crlSet, issuer *x509.Certificate) err
 	if !bytes.Equal(set.list.RawIssuer, issuer.RawSubject) {
 		return errors.New("CRL is from another issuer")
 	}
-	if err := set.list.CheckSignatureFrom(issuer); err != nil {
-		return fmt.Errorf("CRL signature: %w", err)
+	fp := Fingerprint(issuer)
+	if _, ok := set.sigOK.Load(fp); !ok {
+		if err := set.list.CheckSignatureFrom(issuer); err != nil {
+			return fmt.Errorf("CRL signature: %w", err)
+		}
+		set.sigOK.Store(fp, true)
 	}
 	if !set.list.NextUpdate.IsZero() && r.now().After(set.list.NextUpdate) {
 		return fmt.Errorf("CRL is stale (nextUpdate %s)", set.list.NextUpdate.UTC().Format(time.RFC3339))
