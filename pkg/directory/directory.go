@@ -250,9 +250,9 @@ func (d *Directory) store(key string, r Result) {
 		if na := r.Chosen.Certificate.NotAfter; na.Before(until) {
 			until = na
 		}
-		d.cache.put(key, r, until)
+		d.cache.put(key, r, until, r.CheckedAt)
 	case len(r.Unavailable) == 0:
-		d.cache.put(key, r, r.CheckedAt.Add(d.opts.NegativeTTL))
+		d.cache.put(key, r, r.CheckedAt.Add(d.opts.NegativeTTL), r.CheckedAt)
 	}
 }
 
