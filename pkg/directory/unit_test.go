@@ -296,6 +296,25 @@ func TestImportIntoStoreAndFind(t *testing.T) {
 			t.Fatalf("%s after import: %+v %v", addr, r, err)
 		}
 	}
+
+	// Our own user's active certificate (written by pkg/pki) comes first;
+	// a superseded one is not offered at all.
+	own := root.issue(t, leafSpec{emails: []string{"me@example.org"}})
+	old := root.issue(t, leafSpec{emails: []string{"me@example.org"}, notBefore: time.Now().Add(-24 * time.Hour)})
+	for _, c := range []struct {
+		cert  *x509.Certificate
+		state string
+	}{{own, "active"}, {old, "superseded"}} {
+		err := st.PutCertificate(ctx, store.Certificate{Serial: c.cert.SerialNumber.Text(16), Email: "me@example.org",
+			DER: c.cert.Raw, KeyID: "k-" + c.state, NotBefore: c.cert.NotBefore, NotAfter: c.cert.NotAfter, State: c.state})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := d.Lookup(ctx, "me@example.org")
+	if err != nil || !r.Found || r.Chosen.Source != "own users" || !r.Certificate().Equal(own) || len(r.Candidates) != 1 {
+		t.Fatalf("own user: %+v %v", r, err)
+	}
 }
 
 // TestOwnUsersFirst: our own user's certificate wins over a harvested
