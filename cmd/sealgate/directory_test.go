@@ -38,6 +38,11 @@ func (p *opensslPKI) path(name string) string { return filepath.Join(p.dir, name
 // issue makes <name>.pem and <name>.der for email with the given EKU.
 func (p *opensslPKI) issue(t *testing.T, name, email, eku string) {
 	t.Helper()
+	p.issueDigest(t, name, email, eku, "-sha256")
+}
+
+func (p *opensslPKI) issueDigest(t *testing.T, name, email, eku, digest string) {
+	t.Helper()
 	ext := fmt.Sprintf("subjectAltName=email:%s\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n", email, eku)
 	extFile := p.path(name + ".ext")
 	if err := os.WriteFile(extFile, []byte(ext), 0o600); err != nil {
@@ -45,7 +50,7 @@ func (p *opensslPKI) issue(t *testing.T, name, email, eku string) {
 	}
 	testpeer.MustRun(t, nil, "openssl", "req", "-new", "-key", p.leafKy, "-subj", "/CN="+email, "-out", p.path(name+".csr"))
 	testpeer.MustRun(t, nil, "openssl", "x509", "-req", "-in", p.path(name+".csr"), "-CA", p.caPEM, "-CAkey", p.caKey,
-		"-CAcreateserial", "-days", "20", "-sha256", "-extfile", extFile, "-out", p.path(name+".pem"))
+		"-CAcreateserial", "-days", "20", digest, "-extfile", extFile, "-out", p.path(name+".pem"))
 	testpeer.MustRun(t, nil, "openssl", "x509", "-in", p.path(name+".pem"), "-outform", "DER", "-out", p.path(name+".der"))
 }
 
@@ -92,6 +97,7 @@ func TestDirectoryLookupCLI(t *testing.T) {
 	p.issue(t, "good", "good@example.test", "emailProtection")
 	p.issue(t, "wrongeku", "wrongeku@example.test", "serverAuth")
 	p.issue(t, "alice", "alice@partner.test", "emailProtection")
+	p.issueDigest(t, "sha1", "sha1@example.test", "emailProtection", "-sha1")
 	ldif := fmt.Sprintf(`dn: ou=people,dc=example,dc=test
 objectClass: organizationalUnit
 ou: people
@@ -111,7 +117,15 @@ cn: wrongeku
 sn: wrongeku
 mail: wrongeku@example.test
 userCertificate;binary:< file://%s
-`, p.path("good.der"), p.path("wrongeku.der"))
+
+dn: uid=sha1,ou=people,dc=example,dc=test
+objectClass: inetOrgPerson
+uid: sha1
+cn: sha1
+sn: sha1
+mail: sha1@example.test
+userCertificate;binary:< file://%s
+`, p.path("good.der"), p.path("wrongeku.der"), p.path("sha1.der"))
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{LDIF: ldif})
 	dir := t.TempDir()
 	conf := writeDirectoryConfig(t, dir, slapd.URL, p.caPEM)
@@ -150,6 +164,13 @@ userCertificate;binary:< file://%s
 	if code != 1 || !strings.Contains(out, "not found (no valid certificate)") ||
 		!strings.Contains(out, "FAIL  extended-key-usage") || !strings.Contains(out, "lacks emailProtection (has serverAuth)") {
 		t.Fatalf("explain wrongeku: exit %d\n%s", code, out)
+	}
+
+	// An openssl certificate signed with SHA-1 is refused, and says so.
+	code, out, _ = runCLI(t, "--config", conf, "directory", "lookup", "--explain", "sha1@example.test")
+	if code != 1 || !strings.Contains(out, "FAIL  signature-algorithm  the certificate is signed with ECDSA-SHA1") ||
+		!strings.Contains(out, "insecure algorithm") {
+		t.Fatalf("explain sha1: exit %d\n%s", code, out)
 	}
 
 	// Import a PEM; the next lookup finds it in the store.

@@ -262,11 +262,9 @@ func (v *Validator) fetchIssuers(ctx context.Context, c *x509.Certificate) []*x5
 func describeVerifyError(err error) error {
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		issuer := "unknown"
-		if ua.Cert != nil {
-			issuer = ua.Cert.Issuer.String()
-		}
-		return fmt.Errorf("untrusted: no chain to a trusted anchor (issuer %s)", issuer)
+		// Its text names the issuer and, when a candidate CA was found but
+		// refused (say, for a SHA-1 signature), why.
+		return fmt.Errorf("untrusted: no chain to a trusted anchor: %w", err)
 	}
 	var ia x509.InsecureAlgorithmError
 	if errors.As(err, &ia) {
