@@ -270,18 +270,17 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 			r.Unavailable = append(r.Unavailable, err.Error())
 			continue
 		}
-		var valid []*Evaluated
+		var valid []Evaluated
 		for _, c := range cands {
 			ev := d.opts.Validator.Evaluate(ctx, c, email)
 			ev.Source = src.Name()
 			r.Candidates = append(r.Candidates, ev)
 			if ev.Valid {
-				valid = append(valid, &r.Candidates[len(r.Candidates)-1])
+				valid = append(valid, ev)
 			}
 		}
-		if best := choose(valid); best != nil {
-			chosen := *best
-			r.Chosen, r.Found, r.Answer = &chosen, true, AnswerFound
+		if best, ok := choose(valid); ok {
+			r.Chosen, r.Found, r.Answer = &best, true, AnswerFound
 			return r
 		}
 	}
@@ -297,14 +296,17 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 }
 
 // choose applies the selection rule documented on the package.
-func choose(valid []*Evaluated) *Evaluated {
-	var best *Evaluated
-	for _, e := range valid {
-		if best == nil || better(e.Certificate, best.Certificate) {
+func choose(valid []Evaluated) (Evaluated, bool) {
+	if len(valid) == 0 {
+		return Evaluated{}, false
+	}
+	best := valid[0]
+	for _, e := range valid[1:] {
+		if better(e.Certificate, best.Certificate) {
 			best = e
 		}
 	}
-	return best
+	return best, true
 }
 
 func better(a, b *x509.Certificate) bool {

@@ -390,3 +390,46 @@ func FuzzNormalizeAddress(f *testing.F) {
 		}
 	})
 }
+
+// TestSelectionRule: newest notBefore, then later notAfter, then the
+// lower fingerprint, whatever the order the source gave.
+func TestSelectionRule(t *testing.T) {
+	ca := newTestCA(t, "Choice Root", false)
+	nb := time.Now().Add(-time.Hour).Truncate(time.Second)
+	older := ca.issue(t, leafSpec{emails: []string{"c@x.test"}, notBefore: nb.Add(-time.Hour)})
+	newer := ca.issue(t, leafSpec{emails: []string{"c@x.test"}, notBefore: nb})
+	newerLonger := ca.issue(t, leafSpec{emails: []string{"c@x.test"}, notBefore: nb, notAfter: nb.Add(800 * 24 * time.Hour)})
+	twinA := ca.issue(t, leafSpec{emails: []string{"c@x.test"}, notBefore: nb, notAfter: nb.Add(900 * 24 * time.Hour)})
+	twinB := ca.issue(t, leafSpec{emails: []string{"c@x.test"}, notBefore: nb, notAfter: nb.Add(900 * 24 * time.Hour)})
+	lowFP := twinA
+	if Fingerprint(twinB) < Fingerprint(twinA) {
+		lowFP = twinB
+	}
+	ev := func(cs ...*x509.Certificate) []Evaluated {
+		out := make([]Evaluated, len(cs))
+		for i, c := range cs {
+			out[i] = Evaluated{Candidate: Candidate{Certificate: c}, Valid: true}
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		in   []Evaluated
+		want *x509.Certificate
+	}{
+		{"newest notBefore", ev(older, newer), newer},
+		{"order does not matter", ev(newer, older), newer},
+		{"then later notAfter", ev(newer, newerLonger, older), newerLonger},
+		{"then lower fingerprint", ev(twinA, twinB), lowFP},
+		{"then lower fingerprint, reversed", ev(twinB, twinA), lowFP},
+	}
+	for _, tc := range tests {
+		got, ok := choose(tc.in)
+		if !ok || !got.Certificate.Equal(tc.want) {
+			t.Errorf("%s: chose serial %v, want %v", tc.name, got.Certificate.SerialNumber, tc.want.SerialNumber)
+		}
+	}
+	if _, ok := choose(nil); ok {
+		t.Errorf("choose(nil) found something")
+	}
+}
