@@ -201,11 +201,12 @@ func (s *LDAPSource) search(email string) ([]Candidate, error) {
 	var out []Candidate
 	seen := map[string]bool{}
 	for _, e := range res.Entries {
-		certs := s.entryCerts(e)
+		certs, caps := s.entryCerts(e)
 		for _, c := range candidatesFrom(certs, nil) {
 			fp := Fingerprint(c.Certificate)
 			if !seen[fp] {
 				seen[fp] = true
+				c.Capabilities = caps[fp]
 				out = append(out, c)
 			}
 		}
@@ -213,17 +214,30 @@ func (s *LDAPSource) search(email string) ([]Candidate, error) {
 	return out, nil
 }
 
-// entryCerts reads every certificate value of an entry; a value that does
-// not parse is logged and skipped, not fatal for the other values.
-func (s *LDAPSource) entryCerts(e *ldap.Entry) []*x509.Certificate {
+// entryCerts reads every certificate value of an entry, and the
+// capabilities of signed userSMIMECertificate blobs by the signer's
+// fingerprint; a value that does not parse is logged and skipped, not
+// fatal for the other values.
+func (s *LDAPSource) entryCerts(e *ldap.Entry) ([]*x509.Certificate, map[string][]byte) {
 	var out []*x509.Certificate
+	caps := map[string][]byte{}
 	for _, a := range e.Attributes {
 		base, _, _ := strings.Cut(strings.ToLower(a.Name), ";")
 		if base != "usercertificate" && base != "usersmimecertificate" {
 			continue
 		}
 		for _, v := range a.ByteValues {
-			certs, err := ParseCertificates(v)
+			var certs []*x509.Certificate
+			var err error
+			if base == "usersmimecertificate" {
+				var signer *x509.Certificate
+				var c []byte
+				if certs, signer, c, err = parseSMIMEBlob(v); err == nil && signer != nil {
+					caps[Fingerprint(signer)] = c
+				}
+			} else {
+				certs, err = ParseCertificates(v)
+			}
 			if err != nil {
 				s.o.Logger.Warn("keyserver value is not a certificate", "source", s.Name(), "dn", e.DN, "attribute", a.Name, "err", err)
 				continue
@@ -231,5 +245,5 @@ func (s *LDAPSource) entryCerts(e *ldap.Entry) []*x509.Certificate {
 			out = append(out, certs...)
 		}
 	}
-	return out
+	return out, caps
 }
