@@ -372,6 +372,13 @@ func FuzzParseCertificates(f *testing.F) {
 		if err == nil && len(certs) == 0 {
 			t.Fatalf("no error and no certificates")
 		}
+		certs, signer, caps, err := parseSMIMEBlob(data)
+		if err == nil && len(certs) == 0 {
+			t.Fatalf("blob: no error and no certificates")
+		}
+		if signer == nil && caps != nil {
+			t.Fatalf("capabilities without a verified signer")
+		}
 	})
 }
 
@@ -431,5 +438,45 @@ func TestSelectionRule(t *testing.T) {
 	}
 	if _, ok := choose(nil); ok {
 		t.Errorf("choose(nil) found something")
+	}
+}
+
+// TestBreakerBackoff: open after a failure, one probe after the wait,
+// the wait doubles on repeated failure up to the maximum, success closes.
+func TestBreakerBackoff(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	b := newBreaker(10*time.Second, 25*time.Second, clock.now)
+	steps := []struct {
+		advance   time.Duration
+		wantAllow bool
+		result    error // recorded when allowed
+	}{
+		{0, true, errors.New("down")},            // fails: open 10s
+		{5 * time.Second, false, nil},            // still open
+		{6 * time.Second, true, errors.New("x")}, // probe fails: open 20s
+		{15 * time.Second, false, nil},
+		{6 * time.Second, true, errors.New("y")}, // probe fails: open 25s (max)
+		{24 * time.Second, false, nil},
+		{2 * time.Second, true, nil}, // probe succeeds: closed
+		{0, true, nil},
+	}
+	for i, s := range steps {
+		clock.advance(s.advance)
+		ok, _, _ := b.allow()
+		if ok != s.wantAllow {
+			t.Fatalf("step %d: allow=%v, want %v", i, ok, s.wantAllow)
+		}
+		if ok {
+			b.done(s.result)
+		}
+	}
+	// While one probe is out, others are still refused.
+	b.done(errors.New("down again"))
+	clock.advance(11 * time.Second)
+	if ok, _, _ := b.allow(); !ok {
+		t.Fatal("probe refused")
+	}
+	if ok, _, last := b.allow(); ok || last == nil {
+		t.Fatal("second caller allowed during the probe")
 	}
 }
