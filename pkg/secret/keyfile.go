@@ -134,31 +134,46 @@ func readKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secret: reading master key file %s: %w", path, err)
 	}
-	text := bytes.TrimSpace(raw)
-	if len(text) != 2*KeySize {
-		return nil, fmt.Errorf("secret: master key file %s holds %d bytes; want %d hexadecimal characters; delete it only if nothing was sealed with it yet", path, len(raw), 2*KeySize)
-	}
-	key := make([]byte, KeySize)
-	if _, err := hex.Decode(key, text); err != nil {
-		return nil, fmt.Errorf("secret: master key file %s is not hexadecimal", path)
+	key, err := parseKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("secret: master key file %s %w; delete it only if nothing was sealed with it yet", path, err)
 	}
 	return key, nil
 }
 
-// createKeyFile writes a new random key with O_EXCL, so an existing key is
-// never overwritten.
+// parseKey decodes a key file's content: 64 hex characters, surrounding
+// white space ignored. Its errors describe the shape, never the content.
+func parseKey(raw []byte) ([]byte, error) {
+	text := bytes.TrimSpace(raw)
+	if len(text) != 2*KeySize {
+		return nil, fmt.Errorf("holds %d bytes; want %d hexadecimal characters", len(raw), 2*KeySize)
+	}
+	key := make([]byte, KeySize)
+	if _, err := hex.Decode(key, text); err != nil {
+		return nil, errors.New("is not hexadecimal")
+	}
+	return key, nil
+}
+
+// createKeyFile writes a new random key to a temporary file and links it
+// into place: the key file appears complete or not at all (a process
+// starting at the same moment never reads a half-written key), and an
+// existing key is never overwritten (link fails with ErrExist).
 func createKeyFile(path string) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("secret: creating directory for master key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".new.*")
 	if err != nil {
 		return fmt.Errorf("secret: creating master key file: %w", err)
 	}
-	if err := writeNewKey(f); err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("secret: writing master key file %s: %w", path, err)
+	defer os.Remove(tmp.Name())
+	if err := writeNewKey(tmp); err != nil {
+		return fmt.Errorf("secret: writing master key file %s: %w", tmp.Name(), err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("secret: creating master key file: %w", err)
 	}
 	return syncDir(dir)
 }

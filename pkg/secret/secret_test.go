@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -409,5 +410,65 @@ func BenchmarkOpen1KB(b *testing.B) {
 		if _, err := kr.Open(sealed, aad); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// FuzzParseKey: the key file is read from disk, where anything can be.
+// Parsing never panics, yields KeySize bytes or an error, and the error
+// never echoes the content.
+func FuzzParseKey(f *testing.F) {
+	f.Add([]byte(strings.Repeat("ab", KeySize) + "\n"))
+	f.Add([]byte(strings.Repeat("x", 2*KeySize)))
+	f.Add([]byte{})
+	f.Add(bytes.Repeat([]byte{0xff}, KeySize))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		key, err := parseKey(raw)
+		if err != nil {
+			if key != nil {
+				t.Fatal("key returned with an error")
+			}
+			if trimmed := bytes.TrimSpace(raw); len(trimmed) >= 8 && strings.Contains(err.Error(), string(trimmed)) {
+				t.Fatalf("error echoes the file content: %v", err)
+			}
+			return
+		}
+		if len(key) != KeySize {
+			t.Fatalf("key of %d bytes", len(key))
+		}
+		if !strings.EqualFold(hex.EncodeToString(key), string(bytes.TrimSpace(raw))) {
+			t.Fatal("decoded key does not match the file")
+		}
+	})
+}
+
+// TestLoadOrCreateKeyringRace: processes starting at once on a fresh
+// data_dir must all end up with the one key on disk, never with keys of
+// their own.
+func TestLoadOrCreateKeyringRace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "master.key")
+	const n = 8
+	ids := make([]KeyID, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			kr, err := LoadOrCreateKeyring(path)
+			errs[i] = err
+			if err == nil {
+				ids[i] = kr.CurrentKeyID()
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("loader %d: %v", i, errs[i])
+		}
+		if ids[i] != ids[0] {
+			t.Fatalf("loader %d got key %s, loader 0 got %s", i, ids[i], ids[0])
+		}
+	}
+	if left, _ := filepath.Glob(path + ".new.*"); len(left) != 0 {
+		t.Errorf("temporary key files left behind: %v", left)
 	}
 }

@@ -94,6 +94,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		if d == postgresDialect {
+			return nil, fmt.Errorf("store: connecting to PostgreSQL (store.dsn): %w", err)
+		}
+		return nil, fmt.Errorf("store: opening SQLite database %s: %w", opts.Path, err)
+	}
 	s := &Store{db: db, d: d, kr: opts.Keyring, now: time.Now}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
@@ -190,6 +197,14 @@ func rowsAffected(res sql.Result, what string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+// Ping checks that the database answers, for health endpoints.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: %s does not answer: %w", s.d.name, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,24 +21,37 @@ import (
 // backend is one database the whole suite runs against.
 type backend struct {
 	name string
-	// open opens a fresh, empty store with keyring kr.
-	open func(t testing.TB, kr *secret.Keyring) *Store
+	// fresh returns the options (without keyring) of a new, empty
+	// database that lives until the test ends.
+	fresh func(t testing.TB) Options
+}
+
+// open opens a fresh, empty store with keyring kr.
+func (b backend) open(t testing.TB, kr *secret.Keyring) *Store {
+	t.Helper()
+	return openWith(t, b.fresh(t), kr)
+}
+
+func openWith(t testing.TB, opts Options, kr *secret.Keyring) *Store {
+	t.Helper()
+	opts.Keyring = kr
+	s, err := Open(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("Open %s: %v", opts.Driver, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func sqliteBackend() backend {
-	return backend{"sqlite", func(t testing.TB, kr *secret.Keyring) *Store {
-		return openSQLiteAt(t, filepath.Join(t.TempDir(), "data", "sealgate.db"), kr)
+	return backend{"sqlite", func(t testing.TB) Options {
+		return Options{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "data", "sealgate.db")}
 	}}
 }
 
 func openSQLiteAt(t testing.TB, path string, kr *secret.Keyring) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), Options{Driver: "sqlite", Path: path, Keyring: kr})
-	if err != nil {
-		t.Fatalf("Open sqlite %s: %v", path, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return openWith(t, Options{Driver: "sqlite", Path: path}, kr)
 }
 
 // backends lists what the driver-independent tests run against.
@@ -358,91 +372,107 @@ func TestSealedValuesBoundToRow(t *testing.T) {
 		if k, err := s.Key(ctx, "mallory"); !errors.Is(err, secret.ErrOpen) || k != nil {
 			t.Errorf("swapped key: %q, %v; want secret.ErrOpen", k, err)
 		}
+
+		// One flipped bit in a stored value fails closed too.
+		var sealed []byte
+		if err := s.db.QueryRowContext(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, "alice").Scan(&sealed); err != nil {
+			t.Fatal(err)
+		}
+		sealed[len(sealed)/2] ^= 0x80
+		if _, err := s.db.ExecContext(ctx, `UPDATE private_keys SET sealed = $1 WHERE id = $2`, sealed, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if k, err := s.Key(ctx, "alice"); !errors.Is(err, secret.ErrOpen) || k != nil {
+			t.Errorf("flipped bit: %q, %v; want secret.ErrOpen", k, err)
+		}
 	})
 }
 
 func TestWrongMasterKeyFailsClosed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sealgate.db")
-	s := openSQLiteAt(t, path, testKeyring(t))
-	if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw"), "portal"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutKey(ctx, "k", []byte("key")); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s2 := openSQLiteAt(t, path, testKeyring(t))
-	if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); !errors.Is(err, secret.ErrOpen) || pw != nil {
-		t.Errorf("PDFPassword under the wrong master key: %q, %v", pw, err)
-	}
-	if k, err := s2.Key(ctx, "k"); !errors.Is(err, secret.ErrOpen) || k != nil {
-		t.Errorf("Key under the wrong master key: %q, %v", k, err)
-	}
-	// Nor can the wrong key be used to overwrite the key it cannot read.
-	if err := s2.PutKey(ctx, "k", []byte("other")); err == nil {
-		t.Error("PutKey replaced a key it could not open")
-	}
+	forEachBackend(t, func(t *testing.T, b backend) {
+		opts := b.fresh(t)
+		s := openWith(t, opts, testKeyring(t))
+		if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw"), "portal"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutKey(ctx, "k", []byte("key")); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s2 := openWith(t, opts, testKeyring(t))
+		if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); !errors.Is(err, secret.ErrOpen) || pw != nil {
+			t.Errorf("PDFPassword under the wrong master key: %q, %v", pw, err)
+		}
+		if k, err := s2.Key(ctx, "k"); !errors.Is(err, secret.ErrOpen) || k != nil {
+			t.Errorf("Key under the wrong master key: %q, %v", k, err)
+		}
+		// Nor can the wrong key be used to overwrite the key it cannot read.
+		if err := s2.PutKey(ctx, "k", []byte("other")); err == nil {
+			t.Error("PutKey replaced a key it could not open")
+		}
+	})
 }
 
 func TestResealAfterRotation(t *testing.T) {
-	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "master.key")
-	dbPath := filepath.Join(dir, "sealgate.db")
-	kr1, err := secret.LoadOrCreateKeyring(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := openSQLiteAt(t, dbPath, kr1)
-	if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw-a"), "portal"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutKey(ctx, "k", []byte("key-k")); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-
-	oldPath, err := secret.RotateKeyFile(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr2, err := secret.LoadOrCreateKeyring(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s2 := openSQLiteAt(t, dbPath, kr2)
-	// Old values open through the old key; new ones use the new key.
-	if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); err != nil || string(pw) != "pw-a" {
-		t.Fatalf("old value after rotation: %q, %v", pw, err)
-	}
-	if err := s2.SetPDFPassword(ctx, "b@example.com", []byte("pw-b"), "portal"); err != nil {
-		t.Fatal(err)
-	}
-	n, err := s2.Reseal(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("Reseal = %d, %v; want 2 (a's password and key k)", n, err)
-	}
-	if n, err := s2.Reseal(ctx); err != nil || n != 0 {
-		t.Fatalf("second Reseal = %d, %v; want 0", n, err)
-	}
-	s2.Close()
-
-	// With the old key file gone, everything still opens.
-	if err := os.Remove(oldPath); err != nil {
-		t.Fatal(err)
-	}
-	kr3, err := secret.LoadOrCreateKeyring(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s3 := openSQLiteAt(t, dbPath, kr3)
-	for email, want := range map[string]string{"a@example.com": "pw-a", "b@example.com": "pw-b"} {
-		if pw, _, err := s3.PDFPassword(ctx, email); err != nil || string(pw) != want {
-			t.Errorf("%s after reseal: %q, %v", email, pw, err)
+	forEachBackend(t, func(t *testing.T, b backend) {
+		keyPath := filepath.Join(t.TempDir(), "master.key")
+		opts := b.fresh(t)
+		kr1, err := secret.LoadOrCreateKeyring(keyPath)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if k, err := s3.Key(ctx, "k"); err != nil || string(k) != "key-k" {
-		t.Errorf("key after reseal: %q, %v", k, err)
-	}
+		s := openWith(t, opts, kr1)
+		if err := s.SetPDFPassword(ctx, "a@example.com", []byte("pw-a"), "portal"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutKey(ctx, "k", []byte("key-k")); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+
+		oldPath, err := secret.RotateKeyFile(keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kr2, err := secret.LoadOrCreateKeyring(keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2 := openWith(t, opts, kr2)
+		// Old values open through the old key; new ones use the new key.
+		if pw, _, err := s2.PDFPassword(ctx, "a@example.com"); err != nil || string(pw) != "pw-a" {
+			t.Fatalf("old value after rotation: %q, %v", pw, err)
+		}
+		if err := s2.SetPDFPassword(ctx, "b@example.com", []byte("pw-b"), "portal"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s2.Reseal(ctx)
+		if err != nil || n != 2 {
+			t.Fatalf("Reseal = %d, %v; want 2 (a's password and key k)", n, err)
+		}
+		if n, err := s2.Reseal(ctx); err != nil || n != 0 {
+			t.Fatalf("second Reseal = %d, %v; want 0", n, err)
+		}
+		s2.Close()
+
+		// With the old key file gone, everything still opens.
+		if err := os.Remove(oldPath); err != nil {
+			t.Fatal(err)
+		}
+		kr3, err := secret.LoadOrCreateKeyring(keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s3 := openWith(t, opts, kr3)
+		for email, want := range map[string]string{"a@example.com": "pw-a", "b@example.com": "pw-b"} {
+			if pw, _, err := s3.PDFPassword(ctx, email); err != nil || string(pw) != want {
+				t.Errorf("%s after reseal: %q, %v", email, pw, err)
+			}
+		}
+		if k, err := s3.Key(ctx, "k"); err != nil || string(k) != "key-k" {
+			t.Errorf("key after reseal: %q, %v", k, err)
+		}
+	})
 }
 
 func TestCertificates(t *testing.T) {
@@ -615,6 +645,24 @@ func TestRecipientCerts(t *testing.T) {
 		if all, _ := s.RecipientCerts(ctx, ""); len(all) != 3 {
 			t.Errorf("all recipient certs: %d, want 3", len(all))
 		}
+
+		sum := sha256.Sum256(der1)
+		colons := strings.ToUpper(hex.EncodeToString(sum[:2])) + ":" + hex.EncodeToString(sum[2:])
+		if err := s.DeleteRecipientCert(ctx, "Partner@example.org", colons); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.RecipientCerts(ctx, "partner@example.org"); len(got) != 1 || !bytes.Equal(got[0].DER, der2) {
+			t.Errorf("after delete: %d certs", len(got))
+		}
+		if got, _ := s.RecipientCerts(ctx, "other@example.org"); len(got) != 1 {
+			t.Error("delete removed another recipient's copy of the certificate")
+		}
+		if err := s.DeleteRecipientCert(ctx, "partner@example.org", hex.EncodeToString(sum[:])); !errors.Is(err, ErrNotFound) {
+			t.Errorf("second delete: %v", err)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Error(err)
+		}
 	})
 }
 
@@ -766,21 +814,49 @@ func TestQueue(t *testing.T) {
 	})
 }
 
+// TestConcurrentOpen: several nodes starting at once on an empty database
+// migrate it exactly once, and none fails.
+func TestConcurrentOpen(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		opts := b.fresh(t)
+		opts.Keyring = testKeyring(t)
+		const nodes = 4
+		stores := make([]*Store, nodes)
+		errs := make([]error, nodes)
+		var wg sync.WaitGroup
+		for i := range nodes {
+			wg.Go(func() { stores[i], errs[i] = Open(ctx, opts) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+				continue
+			}
+			defer stores[i].Close()
+		}
+		if errs[0] != nil {
+			return
+		}
+		var n, maxV int
+		if err := stores[0].db.QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&n, &maxV); err != nil {
+			t.Fatal(err)
+		}
+		if n != len(migrations) || maxV != SchemaVersion() {
+			t.Errorf("schema_migrations has %d rows up to %d, want %d up to %d", n, maxV, len(migrations), SchemaVersion())
+		}
+	})
+}
+
 // TestConcurrentWriters: several goroutines on one handle and a second
 // handle on the same file (as a second process would) write at once; none
 // fails with "database is locked" and no update is lost.
 func TestConcurrentWriters(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		kr := testKeyring(t)
-		s := b.open(t, kr)
-		handles := []*Store{s}
-		if b.name == "sqlite" {
-			var path string
-			if err := s.db.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
-				t.Fatal(err)
-			}
-			handles = append(handles, openSQLiteAt(t, path, kr))
-		}
+		opts := b.fresh(t)
+		s := openWith(t, opts, kr)
+		handles := []*Store{s, openWith(t, opts, kr)}
 		if err := s.PutQueueEntry(ctx, QueueEntry{ID: "shared", State: "queued"}); err != nil {
 			t.Fatal(err)
 		}
@@ -817,6 +893,51 @@ func TestConcurrentWriters(t *testing.T) {
 		e, err := s.QueueEntry(ctx, "shared")
 		if err != nil || e.Attempts != workers*perWorker {
 			t.Errorf("shared attempts = %d, %v; want %d (lost updates)", e.Attempts, err, workers*perWorker)
+		}
+	})
+}
+
+// TestPostgresErrorsHideDSNPassword: store.dsn may carry a password; a bad
+// DSN or an unreachable server must not print it.
+func TestPostgresErrorsHideDSNPassword(t *testing.T) {
+	port := 1 // nothing listens on port 1
+	for _, dsn := range []string{
+		"postgres://sealgate:Sup3rSecretPw@127.0.0.1:" + strconv.Itoa(port) + "/sealgate?sslmode=disable&connect_timeout=2",
+		"postgres://sealgate:Sup3rSecretPw@127.0.0.1/sealgate?sslmode=bogus",
+		"host=127.0.0.1 port=1 user=sealgate password=Sup3rSecretPw connect_timeout=2 sslmode=disable",
+		"host=127.0.0.1 user=sealgate password=Sup3rSecretPw sslmode=bogus",
+		"postgres://sealgate:Sup3rSecretPw@127.0.0.1:notaport/sealgate",
+	} {
+		s, err := Open(ctx, Options{Driver: "postgres", DSN: dsn, Keyring: testKeyring(t)})
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open %q succeeded", dsn)
+		}
+		t.Logf("%v", err)
+		if strings.Contains(err.Error(), "Sup3rSecretPw") {
+			t.Errorf("error shows the DSN password: %v", err)
+		}
+	}
+}
+
+func TestCanceledContext(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t, testKeyring(t))
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.SetPDFPassword(cctx, "a@example.com", []byte("pw"), "x"); !errors.Is(err, context.Canceled) {
+			t.Errorf("SetPDFPassword: %v, want context.Canceled", err)
+		}
+		if err := s.PutKey(cctx, "k", []byte("key")); !errors.Is(err, context.Canceled) {
+			t.Errorf("PutKey: %v, want context.Canceled", err)
+		}
+		if _, err := s.Certificates(cctx, ""); !errors.Is(err, context.Canceled) {
+			t.Errorf("Certificates: %v, want context.Canceled", err)
+		}
+		opts := b.fresh(t)
+		opts.Keyring = testKeyring(t)
+		if _, err := Open(cctx, opts); !errors.Is(err, context.Canceled) {
+			t.Errorf("Open: %v, want context.Canceled", err)
 		}
 	})
 }
