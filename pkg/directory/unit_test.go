@@ -480,3 +480,22 @@ func TestBreakerBackoff(t *testing.T) {
 		t.Fatal("second caller allowed during the probe")
 	}
 }
+
+// TestRevokedIntermediate: revoking the issuing CA in the root's CRL voids
+// the leaves under it; the intermediate's CRL is fetched over HTTP.
+func TestRevokedIntermediate(t *testing.T) {
+	root := newTestCA(t, "Rev Root", true)
+	sub := root.subCA(t, "Rev Issuing CA")
+	leaf := sub.issue(t, leafSpec{emails: []string{"leaf@example.test"}})
+	v, _ := NewValidator(ValidatorOptions{Roots: poolOf(root.cert), Revocation: RevocationSoftFail})
+	cand := Candidate{Certificate: leaf, Intermediates: []*x509.Certificate{sub.cert}}
+	if ev := v.Evaluate(context.Background(), cand, "leaf@example.test"); !ev.Valid {
+		t.Fatalf("before revocation: %+v", ev.Checks)
+	}
+	root.revoke(sub.cert)
+	v2, _ := NewValidator(ValidatorOptions{Roots: poolOf(root.cert), Revocation: RevocationSoftFail}) // fresh CRL cache
+	ev := v2.Evaluate(context.Background(), cand, "leaf@example.test")
+	if d := checkDetail(ev, CheckRevocation); ev.Valid || !strings.Contains(d, `issuing CA "Rev Issuing CA" revoked at`) {
+		t.Fatalf("revoked intermediate: valid=%v detail %q", ev.Valid, d)
+	}
+}

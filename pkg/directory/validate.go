@@ -177,6 +177,14 @@ func (v *Validator) Evaluate(ctx context.Context, c Candidate, email string) Eva
 		add(CheckRevocation, false, "not checked: no chain to a trusted anchor, so no issuer to check against")
 	} else {
 		ok, detail := v.rev.check(ctx, leaf, chain[1], v.o.Revocation)
+		// A revoked intermediate voids everything under it. Its unknown
+		// status is not held against the leaf: CAs rarely publish one
+		// for their own intermediates, and hard-fail would refuse them all.
+		for i := 1; ok && i < len(chain)-1; i++ {
+			if st, why := v.rev.status(ctx, chain[i], chain[i+1]); st == revRevoked {
+				ok, detail = false, fmt.Sprintf("issuing CA %q %s", chain[i].Subject.CommonName, why)
+			}
+		}
 		add(CheckRevocation, ok, "%s", detail)
 	}
 
