@@ -185,8 +185,15 @@ func (d *Directory) Lookup(ctx context.Context, email string) (Result, error) {
 	ch := d.flight.DoChan(key, func() (any, error) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.maxLookupTime())
 		defer cancel()
+		t0 := time.Now()
 		r := d.lookup(sctx, key)
 		d.store(key, r)
+		source := ""
+		if r.Chosen != nil {
+			source = r.Chosen.Source
+		}
+		d.opts.Logger.Debug("directory lookup", "email", key, "answer", r.Answer, "source", source,
+			"candidates", len(r.Candidates), "took", time.Since(t0))
 		return r, nil
 	})
 	select {
