@@ -120,6 +120,9 @@ type Keyserver struct {
 	BindDN           string   `toml:"bind_dn"`
 	BindPasswordFile string   `toml:"bind_password_file"`
 	Timeout          Duration `toml:"timeout"`
+	// CAFile holds the PEM anchors for the server's TLS certificate
+	// (ldaps://); empty means the system roots.
+	CAFile string `toml:"ca_file"`
 }
 
 // Trust lists the anchors recipient certificates must chain to.

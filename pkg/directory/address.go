@@ -5,6 +5,7 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -15,7 +16,10 @@ import (
 // as is: RFC 5280 §7.5 compares it exactly.
 func NormalizeAddress(email string) (string, error) {
 	e := strings.TrimSpace(email)
-	e = strings.TrimSuffix(strings.TrimPrefix(e, "<"), ">")
+	if !utf8.ValidString(e) {
+		return "", fmt.Errorf("directory: %q is not valid UTF-8", email)
+	}
+	e = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(e, "<"), ">"))
 	at := strings.LastIndexByte(e, '@')
 	if at <= 0 || at == len(e)-1 {
 		return "", fmt.Errorf("directory: %q is not an email address (want local@domain)", email)
@@ -27,6 +31,11 @@ func NormalizeAddress(email string) (string, error) {
 	ascii, err := idna.Lookup.ToASCII(strings.TrimSuffix(domain, "."))
 	if err != nil {
 		return "", fmt.Errorf("directory: domain of %q: %w", email, err)
+	}
+	for _, label := range strings.Split(ascii, ".") {
+		if label == "" {
+			return "", fmt.Errorf("directory: %q has an empty domain label", email)
+		}
 	}
 	return local + "@" + strings.ToLower(ascii), nil
 }

@@ -30,13 +30,12 @@ func (c *resultCache) get(key string, now time.Time) (Result, bool) {
 	return e.r, true
 }
 
-func (c *resultCache) put(key string, r Result, until time.Time) {
+func (c *resultCache) put(key string, r Result, until, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries[key] = cacheEntry{r: r, until: until}
 	c.puts++
 	if c.puts%1024 == 0 {
-		now := time.Now()
 		for k, e := range c.entries {
 			if !now.Before(e.until) {
 				delete(c.entries, k)

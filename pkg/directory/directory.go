@@ -30,6 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -184,8 +185,15 @@ func (d *Directory) Lookup(ctx context.Context, email string) (Result, error) {
 	ch := d.flight.DoChan(key, func() (any, error) {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.maxLookupTime())
 		defer cancel()
+		t0 := time.Now()
 		r := d.lookup(sctx, key)
 		d.store(key, r)
+		source := ""
+		if r.Chosen != nil {
+			source = r.Chosen.Source
+		}
+		d.opts.Logger.Debug("directory lookup", "email", key, "answer", r.Answer, "source", source,
+			"candidates", len(r.Candidates), "took", time.Since(t0))
 		return r, nil
 	})
 	select {
@@ -206,6 +214,17 @@ func (d *Directory) Explain(ctx context.Context, email string) (Result, error) {
 	r := d.lookup(ctx, key)
 	d.store(key, r)
 	return r, nil
+}
+
+// Close releases the sources' connections (LDAP key servers).
+func (d *Directory) Close() error {
+	var errs []error
+	for _, s := range d.opts.Sources {
+		if c, ok := s.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Forget drops the cached answer for email (after an import, say).
@@ -238,9 +257,9 @@ func (d *Directory) store(key string, r Result) {
 		if na := r.Chosen.Certificate.NotAfter; na.Before(until) {
 			until = na
 		}
-		d.cache.put(key, r, until)
+		d.cache.put(key, r, until, r.CheckedAt)
 	case len(r.Unavailable) == 0:
-		d.cache.put(key, r, r.CheckedAt.Add(d.opts.NegativeTTL))
+		d.cache.put(key, r, r.CheckedAt.Add(d.opts.NegativeTTL), r.CheckedAt)
 	}
 }
 
@@ -258,18 +277,17 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 			r.Unavailable = append(r.Unavailable, err.Error())
 			continue
 		}
-		var valid []*Evaluated
+		var valid []Evaluated
 		for _, c := range cands {
 			ev := d.opts.Validator.Evaluate(ctx, c, email)
 			ev.Source = src.Name()
 			r.Candidates = append(r.Candidates, ev)
 			if ev.Valid {
-				valid = append(valid, &r.Candidates[len(r.Candidates)-1])
+				valid = append(valid, ev)
 			}
 		}
-		if best := choose(valid); best != nil {
-			chosen := *best
-			r.Chosen, r.Found, r.Answer = &chosen, true, AnswerFound
+		if best, ok := choose(valid); ok {
+			r.Chosen, r.Found, r.Answer = &best, true, AnswerFound
 			return r
 		}
 	}
@@ -285,14 +303,17 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 }
 
 // choose applies the selection rule documented on the package.
-func choose(valid []*Evaluated) *Evaluated {
-	var best *Evaluated
-	for _, e := range valid {
-		if best == nil || better(e.Certificate, best.Certificate) {
+func choose(valid []Evaluated) (Evaluated, bool) {
+	if len(valid) == 0 {
+		return Evaluated{}, false
+	}
+	best := valid[0]
+	for _, e := range valid[1:] {
+		if better(e.Certificate, best.Certificate) {
 			best = e
 		}
 	}
-	return best
+	return best, true
 }
 
 func better(a, b *x509.Certificate) bool {

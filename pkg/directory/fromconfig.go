@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -69,8 +70,20 @@ func NewFromConfig(cfg *config.Config, deps Deps) (*Directory, error) {
 			}
 			pw = []byte(strings.TrimRight(string(data), "\r\n"))
 		}
+		var tlsConf *tls.Config
+		if k.CAFile != "" {
+			data, err := os.ReadFile(cfg.Path(k.CAFile))
+			if err != nil {
+				return nil, fmt.Errorf("keyservers[%d].ca_file: %w", i, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(data) {
+				return nil, fmt.Errorf("keyservers[%d].ca_file: %s holds no PEM certificate", i, cfg.Path(k.CAFile))
+			}
+			tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
 		src, err := NewLDAPSource(LDAPSourceOptions{Name: k.Name, URL: k.URL, BaseDN: k.BaseDN, BindDN: k.BindDN,
-			BindPassword: pw, Timeout: k.Timeout.Duration, Logger: deps.Logger})
+			BindPassword: pw, Timeout: k.Timeout.Duration, TLSConfig: tlsConf, Logger: deps.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("keyservers[%d]: %w", i, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -39,6 +40,9 @@ type LDAPSourceOptions struct {
 type LDAPSource struct {
 	o  LDAPSourceOptions
 	br *breaker
+
+	mu     sync.Mutex
+	shared *ldap.Conn
 }
 
 // NewLDAPSource builds a key server source.
@@ -89,9 +93,8 @@ func (s *LDAPSource) Find(ctx context.Context, email string) ([]Candidate, error
 		err error
 	}
 	done := make(chan answer, 1)
-	connCh := make(chan *ldap.Conn, 1)
 	go func() {
-		c, err := s.search(email, connCh)
+		c, err := s.search(email)
 		done <- answer{c, err}
 	}()
 	select {
@@ -106,46 +109,91 @@ func (s *LDAPSource) Find(ctx context.Context, email string) ([]Candidate, error
 		}
 		return a.c, nil
 	case <-ctx.Done():
-		// Unblock the search: closing the connection ends every pending
-		// request. The goroutine then exits by itself.
-		select {
-		case c := <-connCh:
-			c.Close()
-		default:
-		}
+		// Unblock the search: closing the shared connection ends every
+		// pending request on it; the goroutine then exits by itself.
+		s.dropConn(nil)
 		err := fmt.Errorf("no answer within %v", s.o.Timeout)
 		s.br.done(err)
 		return nil, sourceError(s.Name(), err)
 	}
 }
 
-func (s *LDAPSource) search(email string, connCh chan<- *ldap.Conn) ([]Candidate, error) {
+// conn returns the shared connection, dialling (and binding) when there is
+// none. go-ldap multiplexes concurrent requests over one connection, so
+// lookups do not pay a TCP (and TLS) handshake each.
+func (s *LDAPSource) conn() (*ldap.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shared != nil && !s.shared.IsClosing() {
+		return s.shared, nil
+	}
 	opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: s.o.Timeout})}
 	if s.o.TLSConfig != nil {
 		opts = append(opts, ldap.DialWithTLSConfig(s.o.TLSConfig))
 	}
-	conn, err := ldap.DialURL(s.o.URL, opts...)
+	c, err := ldap.DialURL(s.o.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	connCh <- conn
-	defer conn.Close()
-	conn.SetTimeout(s.o.Timeout)
+	c.SetTimeout(s.o.Timeout)
 	if s.o.BindDN != "" {
-		if err := conn.Bind(s.o.BindDN, string(s.o.BindPassword)); err != nil {
+		if err := c.Bind(s.o.BindDN, string(s.o.BindPassword)); err != nil {
+			c.Close()
 			return nil, fmt.Errorf("bind as %s: %w", s.o.BindDN, err)
 		}
 	}
+	s.shared = c
+	return c, nil
+}
+
+// dropConn closes c (or whatever is shared when c is nil) and forgets it.
+func (s *LDAPSource) dropConn(c *ldap.Conn) {
+	s.mu.Lock()
+	if c == nil {
+		c = s.shared
+	}
+	if s.shared == c {
+		s.shared = nil
+	}
+	s.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// Close closes the shared connection (at shutdown).
+func (s *LDAPSource) Close() error {
+	s.dropConn(nil)
+	return nil
+}
+
+func (s *LDAPSource) search(email string) ([]Candidate, error) {
 	esc := ldap.EscapeFilter(email)
 	filter := fmt.Sprintf("(|(mail=%s)(proxyAddresses=smtp:%s))", esc, esc)
 	req := ldap.NewSearchRequest(s.o.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		50, int(max(1, s.o.Timeout/time.Second)), false, filter, certAttributes, nil)
-	res, err := conn.Search(req)
-	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-			return nil, nil
+	var res *ldap.SearchResult
+	// A kept connection may have been closed by the server (idle timeout,
+	// restart): one retry on a fresh connection.
+	for attempt := 0; ; attempt++ {
+		conn, err := s.conn()
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("search %s under %q: %w", filter, s.o.BaseDN, err)
+		res, err = conn.Search(req)
+		if err != nil && ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
+			s.dropConn(conn)
+			if attempt == 0 && !strings.Contains(err.Error(), "timed out") {
+				continue
+			}
+		}
+		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("search %s under %q: %w", filter, s.o.BaseDN, err)
+		}
+		break
 	}
 	if res == nil {
 		return nil, nil
@@ -153,11 +201,12 @@ func (s *LDAPSource) search(email string, connCh chan<- *ldap.Conn) ([]Candidate
 	var out []Candidate
 	seen := map[string]bool{}
 	for _, e := range res.Entries {
-		certs := s.entryCerts(e)
+		certs, caps := s.entryCerts(e)
 		for _, c := range candidatesFrom(certs, nil) {
 			fp := Fingerprint(c.Certificate)
 			if !seen[fp] {
 				seen[fp] = true
+				c.Capabilities = caps[fp]
 				out = append(out, c)
 			}
 		}
@@ -165,17 +214,30 @@ func (s *LDAPSource) search(email string, connCh chan<- *ldap.Conn) ([]Candidate
 	return out, nil
 }
 
-// entryCerts reads every certificate value of an entry; a value that does
-// not parse is logged and skipped, not fatal for the other values.
-func (s *LDAPSource) entryCerts(e *ldap.Entry) []*x509.Certificate {
+// entryCerts reads every certificate value of an entry, and the
+// capabilities of signed userSMIMECertificate blobs by the signer's
+// fingerprint; a value that does not parse is logged and skipped, not
+// fatal for the other values.
+func (s *LDAPSource) entryCerts(e *ldap.Entry) ([]*x509.Certificate, map[string][]byte) {
 	var out []*x509.Certificate
+	caps := map[string][]byte{}
 	for _, a := range e.Attributes {
 		base, _, _ := strings.Cut(strings.ToLower(a.Name), ";")
 		if base != "usercertificate" && base != "usersmimecertificate" {
 			continue
 		}
 		for _, v := range a.ByteValues {
-			certs, err := ParseCertificates(v)
+			var certs []*x509.Certificate
+			var err error
+			if base == "usersmimecertificate" {
+				var signer *x509.Certificate
+				var c []byte
+				if certs, signer, c, err = parseSMIMEBlob(v); err == nil && signer != nil {
+					caps[Fingerprint(signer)] = c
+				}
+			} else {
+				certs, err = ParseCertificates(v)
+			}
 			if err != nil {
 				s.o.Logger.Warn("keyserver value is not a certificate", "source", s.Name(), "dn", e.DN, "attribute", a.Name, "err", err)
 				continue
@@ -183,5 +245,5 @@ func (s *LDAPSource) entryCerts(e *ldap.Entry) []*x509.Certificate {
 			out = append(out, certs...)
 		}
 	}
-	return out
+	return out, caps
 }

@@ -3,7 +3,9 @@ package directory
 import (
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"strings"
 	"sync"
@@ -53,6 +55,30 @@ func p7cByOpenSSL(t testing.TB, certs ...*x509.Certificate) []byte {
 	return testpeer.MustRun(t, nil, "openssl", "crl2pkcs7", "-nocrl", "-certfile", f, "-outform", "DER")
 }
 
+// signedBlobByOpenSSL makes a userSMIMECertificate value the way Outlook
+// publishes one: a SignedData by the user over empty content, carrying
+// the certificates and the SMIMECapabilities attribute.
+func signedBlobByOpenSSL(t testing.TB, signer *x509.Certificate, chain ...*x509.Certificate) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	keyDER, err := x509.MarshalPKCS8PrivateKey(testLeafKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := writeFile(t, dir, "key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	certFile := writeFile(t, dir, "signer.pem", certPEM(signer))
+	empty := writeFile(t, dir, "empty", nil)
+	args := []string{"cms", "-sign", "-nodetach", "-binary", "-in", empty, "-signer", certFile, "-inkey", keyFile, "-md", "sha256", "-outform", "DER"}
+	if len(chain) > 0 {
+		var pemData []byte
+		for _, c := range chain {
+			pemData = append(pemData, certPEM(c)...)
+		}
+		args = append(args, "-certfile", writeFile(t, dir, "chain.pem", pemData))
+	}
+	return testpeer.MustRun(t, nil, "openssl", args...)
+}
+
 // keyserverFixture is a slapd holding one entry per case of issue 5.
 type keyserverFixture struct {
 	slapd            *testpeer.Slapd
@@ -60,6 +86,7 @@ type keyserverFixture struct {
 	good, twoOld     *x509.Certificate
 	twoNew, proxyCrt *x509.Certificate
 	revoked          *x509.Certificate
+	outlook          *x509.Certificate
 }
 
 func newKeyserverFixture(t testing.TB) *keyserverFixture {
@@ -79,6 +106,7 @@ func newKeyserverFixture(t testing.TB) *keyserverFixture {
 	weak := ca.issue(t, leafSpec{emails: []string{"weak@example.test"}, weakKey: true})
 	signOnly := ca.issue(t, leafSpec{emails: []string{"signonly@example.test"}, keyUsage: x509.KeyUsageDigitalSignature})
 	f.proxyCrt = ca.issue(t, leafSpec{emails: []string{"proxy.alias@example.test"}})
+	f.outlook = ca.issue(t, leafSpec{emails: []string{"outlook@example.test"}})
 
 	entries := []ldapEntry{
 		{uid: "good", mail: "good@example.test", certs: []*x509.Certificate{f.good}},
@@ -93,6 +121,7 @@ func newKeyserverFixture(t testing.TB) *keyserverFixture {
 		{uid: "proxy", mail: "main@example.test", proxy: []string{"SMTP:main@example.test", "smtp:proxy.alias@example.test"},
 			smimeBlobs: [][]byte{p7cByOpenSSL(t, f.proxyCrt, ca.cert)}},
 		{uid: "nocert", mail: "nocert@example.test"},
+		{uid: "outlook", mail: "outlook@example.test", smimeBlobs: [][]byte{signedBlobByOpenSSL(t, f.outlook, ca.cert)}},
 	}
 	f.slapd = testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: "dc=example,dc=test", LDIF: entriesLDIF(entries)})
 	return f
@@ -204,6 +233,24 @@ func TestLookupAgainstSlapd(t *testing.T) {
 				t.Fatalf("%s detail %q lacks %q", tc.failed, d, tc.detailPart)
 			}
 		})
+	}
+
+	// A signed userSMIMECertificate (as Outlook publishes) gives the
+	// capabilities with the certificate; a certs-only .p7c gives none.
+	r, err := d.Lookup(context.Background(), "outlook@example.test")
+	if err != nil || !r.Found || !r.Certificate().Equal(f.outlook) || len(r.Chosen.Capabilities) == 0 {
+		t.Fatalf("signed userSMIMECertificate: %+v %v", r, err)
+	}
+	var caps []struct {
+		ID     asn1.ObjectIdentifier
+		Params asn1.RawValue `asn1:"optional"`
+	}
+	if _, err := asn1.Unmarshal(r.Chosen.Capabilities, &caps); err != nil || len(caps) == 0 ||
+		!caps[0].ID.Equal(asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 1, 42}) {
+		t.Fatalf("capabilities %x: %v %+v (want aes256-CBC first, openssl's default)", r.Chosen.Capabilities, err, caps)
+	}
+	if r, _ := d.Lookup(context.Background(), "proxy.alias@example.test"); r.Chosen == nil || r.Chosen.Capabilities != nil {
+		t.Fatalf("certs-only .p7c produced capabilities: %+v", r)
 	}
 
 	// The untrusted candidate is refused in soft-fail mode too: soft-fail

@@ -3,6 +3,7 @@ package directory
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -77,6 +78,37 @@ func parsePKCS7(der []byte) (certs []*x509.Certificate, err error) {
 		return nil, errors.New("PKCS #7 without certificates")
 	}
 	return p7.Certificates, nil
+}
+
+// oidSMIMECapabilities is the signed attribute of RFC 8551 §2.5.2.
+var oidSMIMECapabilities = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 15}
+
+// parseSMIMEBlob reads an LDAP userSMIMECertificate value: a PKCS #7
+// SignedData carrying certificates. Outlook publishes it signed by the
+// user, with the SMIMECapabilities attribute; when that signature verifies,
+// the signer and its capabilities are returned too. An unsigned (certs-only)
+// or unverifiable blob still yields its certificates.
+func parseSMIMEBlob(der []byte) (certs []*x509.Certificate, signer *x509.Certificate, caps []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			certs, signer, caps, err = nil, nil, nil, fmt.Errorf("malformed PKCS #7: %v", r)
+		}
+	}()
+	p7, err := pkcs7.Parse(der)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("PKCS #7: %w", err)
+	}
+	if len(p7.Certificates) == 0 {
+		return nil, nil, nil, errors.New("PKCS #7 without certificates")
+	}
+	if len(p7.Signers) != 1 || p7.Verify() != nil {
+		return p7.Certificates, nil, nil, nil
+	}
+	var raw asn1.RawValue
+	if err := p7.UnmarshalSignedAttribute(oidSMIMECapabilities, &raw); err != nil {
+		return p7.Certificates, nil, nil, nil
+	}
+	return p7.Certificates, p7.GetOnlySigner(), raw.FullBytes, nil
 }
 
 // pemBlockBytes returns the bytes of the first PEM block of type typ.

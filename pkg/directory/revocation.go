@@ -30,6 +30,9 @@ type revocationChecker struct {
 type crlSet struct {
 	list    *x509.RevocationList
 	revoked map[string]x509.RevocationListEntry // by serial (decimal)
+	// sigOK remembers issuers (by fingerprint) whose signature on this
+	// CRL verified, so a cached CRL is not re-verified per lookup.
+	sigOK sync.Map
 }
 
 func newRevocationChecker(c *http.Client, timeout time.Duration, now func() time.Time) *revocationChecker {
@@ -37,8 +40,33 @@ func newRevocationChecker(c *http.Client, timeout time.Duration, now func() time
 		crls: newFetchCache[*crlSet](now), ocsps: newFetchCache[*ocsp.Response](now)}
 }
 
-// check returns whether leaf may be used and why.
+// Revocation states of one certificate.
+type revState int
+
+const (
+	revGood revState = iota
+	revRevoked
+	revUnknown
+)
+
+// check returns whether leaf may be used and why, applying mode to an
+// unknown status.
 func (r *revocationChecker) check(ctx context.Context, leaf, issuer *x509.Certificate, mode string) (bool, string) {
+	st, why := r.status(ctx, leaf, issuer)
+	switch st {
+	case revGood:
+		return true, why
+	case revRevoked:
+		return false, why
+	}
+	if mode == RevocationHardFail {
+		return false, "status unknown, refused (trust.revocation = hard-fail): " + why
+	}
+	return true, "status unknown, accepted (trust.revocation = soft-fail): " + why
+}
+
+// status asks OCSP, then the CRL, for cert issued by issuer.
+func (r *revocationChecker) status(ctx context.Context, leaf, issuer *x509.Certificate) (revState, string) {
 	var unknown []string
 	for _, u := range leaf.OCSPServer {
 		if !isHTTP(u) {
@@ -51,9 +79,9 @@ func (r *revocationChecker) check(ctx context.Context, leaf, issuer *x509.Certif
 		}
 		switch resp.Status {
 		case ocsp.Good:
-			return true, fmt.Sprintf("not revoked (OCSP %s, thisUpdate %s)", u, resp.ThisUpdate.UTC().Format(time.RFC3339))
+			return revGood, fmt.Sprintf("not revoked (OCSP %s, thisUpdate %s)", u, resp.ThisUpdate.UTC().Format(time.RFC3339))
 		case ocsp.Revoked:
-			return false, fmt.Sprintf("revoked at %s, reason %s (OCSP %s)", resp.RevokedAt.UTC().Format(time.RFC3339), reasonName(resp.RevocationReason), u)
+			return revRevoked, fmt.Sprintf("revoked at %s, reason %s (OCSP %s)", resp.RevokedAt.UTC().Format(time.RFC3339), reasonName(resp.RevocationReason), u)
 		default:
 			unknown = append(unknown, fmt.Sprintf("OCSP %s: status unknown", u))
 		}
@@ -71,18 +99,14 @@ func (r *revocationChecker) check(ctx context.Context, leaf, issuer *x509.Certif
 			continue
 		}
 		if e, ok := set.revoked[leaf.SerialNumber.String()]; ok {
-			return false, fmt.Sprintf("revoked at %s, reason %s (CRL %s)", e.RevocationTime.UTC().Format(time.RFC3339), reasonName(e.ReasonCode), u)
+			return revRevoked, fmt.Sprintf("revoked at %s, reason %s (CRL %s)", e.RevocationTime.UTC().Format(time.RFC3339), reasonName(e.ReasonCode), u)
 		}
-		return true, fmt.Sprintf("not revoked (CRL %s, thisUpdate %s)", u, set.list.ThisUpdate.UTC().Format(time.RFC3339))
+		return revGood, fmt.Sprintf("not revoked (CRL %s, thisUpdate %s)", u, set.list.ThisUpdate.UTC().Format(time.RFC3339))
 	}
 	if len(unknown) == 0 {
 		unknown = append(unknown, "the certificate names no HTTP OCSP responder or CRL distribution point")
 	}
-	why := strings.Join(unknown, "; ")
-	if mode == RevocationHardFail {
-		return false, "status unknown, refused (trust.revocation = hard-fail): " + why
-	}
-	return true, "status unknown, accepted (trust.revocation = soft-fail): " + why
+	return revUnknown, strings.Join(unknown, "; ")
 }
 
 func (r *revocationChecker) crl(ctx context.Context, url string) (*crlSet, error) {
@@ -113,8 +137,12 @@ func (r *revocationChecker) verifyCRL(set *crlSet, issuer *x509.Certificate) err
 	if !bytes.Equal(set.list.RawIssuer, issuer.RawSubject) {
 		return errors.New("CRL is from another issuer")
 	}
-	if err := set.list.CheckSignatureFrom(issuer); err != nil {
-		return fmt.Errorf("CRL signature: %w", err)
+	fp := Fingerprint(issuer)
+	if _, ok := set.sigOK.Load(fp); !ok {
+		if err := set.list.CheckSignatureFrom(issuer); err != nil {
+			return fmt.Errorf("CRL signature: %w", err)
+		}
+		set.sigOK.Store(fp, true)
 	}
 	if !set.list.NextUpdate.IsZero() && r.now().After(set.list.NextUpdate) {
 		return fmt.Errorf("CRL is stale (nextUpdate %s)", set.list.NextUpdate.UTC().Format(time.RFC3339))

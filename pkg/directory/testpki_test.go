@@ -115,6 +115,9 @@ type leafSpec struct {
 	eku       []x509.ExtKeyUsage
 	keyUsage  x509.KeyUsage
 	weakKey   bool
+	ocspURL   string // OCSP responder to name
+	aiaURL    string // caIssuers URL to name
+	noCRL     bool   // name no CRL distribution point
 }
 
 func (ca *testCA) issue(t testing.TB, s leafSpec) *x509.Certificate {
@@ -144,8 +147,14 @@ func (ca *testCA) issue(t testing.TB, s leafSpec) *x509.Certificate {
 		ExtKeyUsage:    s.eku,
 		KeyUsage:       s.keyUsage,
 	}
-	if ca.crlURL != "" {
+	if ca.crlURL != "" && !s.noCRL {
 		tmpl.CRLDistributionPoints = []string{ca.crlURL}
+	}
+	if s.ocspURL != "" {
+		tmpl.OCSPServer = []string{s.ocspURL}
+	}
+	if s.aiaURL != "" {
+		tmpl.IssuingCertificateURL = []string{s.aiaURL}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
 	if err != nil {
@@ -177,4 +186,33 @@ func poolOf(certs ...*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// subCA makes an intermediate CA under ca (no CRL of its own).
+func (ca *testCA) subCA(t testing.TB, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(ca.serial.Add(1)),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-24 * time.Hour),
+		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	if ca.crlURL != "" {
+		tmpl.CRLDistributionPoints = []string{ca.crlURL}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	sub := &testCA{cert: cert, key: key}
+	sub.serial.Store(1000)
+	return sub
 }

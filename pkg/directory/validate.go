@@ -177,6 +177,14 @@ func (v *Validator) Evaluate(ctx context.Context, c Candidate, email string) Eva
 		add(CheckRevocation, false, "not checked: no chain to a trusted anchor, so no issuer to check against")
 	} else {
 		ok, detail := v.rev.check(ctx, leaf, chain[1], v.o.Revocation)
+		// A revoked intermediate voids everything under it. Its unknown
+		// status is not held against the leaf: CAs rarely publish one
+		// for their own intermediates, and hard-fail would refuse them all.
+		for i := 1; ok && i < len(chain)-1; i++ {
+			if st, why := v.rev.status(ctx, chain[i], chain[i+1]); st == revRevoked {
+				ok, detail = false, fmt.Sprintf("issuing CA %q %s", chain[i].Subject.CommonName, why)
+			}
+		}
 		add(CheckRevocation, ok, "%s", detail)
 	}
 
@@ -262,11 +270,9 @@ func (v *Validator) fetchIssuers(ctx context.Context, c *x509.Certificate) []*x5
 func describeVerifyError(err error) error {
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		issuer := "unknown"
-		if ua.Cert != nil {
-			issuer = ua.Cert.Issuer.String()
-		}
-		return fmt.Errorf("untrusted: no chain to a trusted anchor (issuer %s)", issuer)
+		// Its text names the issuer and, when a candidate CA was found but
+		// refused (say, for a SHA-1 signature), why.
+		return fmt.Errorf("untrusted: no chain to a trusted anchor: %w", err)
 	}
 	var ia x509.InsecureAlgorithmError
 	if errors.As(err, &ia) {
