@@ -2,9 +2,12 @@ package pki_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +17,8 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/pki"
+	"github.com/sealgate/sealgate/pkg/pki/internal/pkitest"
+	"github.com/sealgate/sealgate/pkg/pki/stepca"
 )
 
 const suffix = "dc=example,dc=test"
@@ -73,8 +78,63 @@ func directoryLDIF() (ldif string, eligible map[string]bool, aliases map[string]
 	return b.String(), eligible, aliases
 }
 
+// issuerKit is an issuer under test with what openssl needs to check it.
+type issuerKit struct {
+	issuer  pki.Issuer
+	rootPEM string
+	chain   string
+	crl     func(t *testing.T) []byte // DER
+}
+
+func embeddedKit(t *testing.T) issuerKit {
+	tc := newTestCA(t)
+	return issuerKit{issuer: tc.ca, rootPEM: tc.rootPEM, chain: tc.chain, crl: func(t *testing.T) []byte {
+		der, err := tc.ca.CRL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}}
+}
+
+func stepcaKit(t *testing.T) issuerKit {
+	srv := pkitest.StartStepCA(t, stepca.SMIMETemplate, 2160*time.Hour)
+	iss, err := stepca.New(context.Background(), stepca.Config{URL: srv.URL, RootFile: srv.RootFile, Provisioner: srv.Provisioner, Password: srv.Password, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	return issuerKit{issuer: iss, rootPEM: writePEM(t, filepath.Join(dir, "root.pem"), srv.Root.Raw),
+		chain: writePEM(t, filepath.Join(dir, "int.pem"), srv.Issuing.Raw), crl: func(t *testing.T) []byte {
+			pool := x509.NewCertPool()
+			pool.AddCert(srv.Root)
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+			resp, err := hc.Get(srv.URL + "/1.0/crl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			der, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return der
+		}}
+}
+
+// TestRolloutLDAP is the acceptance suite, run against the
+// embedded CA and against a real step-ca on loopback.
 func TestRolloutLDAP(t *testing.T) {
 	testpeer.Require(t, "openssl")
+	for _, tc := range []struct {
+		name string
+		kit  func(*testing.T) issuerKit
+	}{{"embedded", embeddedKit}, {"stepca", stepcaKit}} {
+		t.Run(tc.name, func(t *testing.T) { rolloutLDAPSuite(t, tc.kit(t)) })
+	}
+}
+
+func rolloutLDAPSuite(t *testing.T, kit issuerKit) {
 	ctx := context.Background()
 	ldif, eligible, aliases := directoryLDIF()
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: ldif})
@@ -86,9 +146,8 @@ func TestRolloutLDAP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := newTestCA(t)
 	st := newStore(t)
-	m := &pki.Manager{Store: st, Issuer: tc.ca, Users: dirSrc, Publisher: dirSrc, KeyType: pki.RSA2048,
+	m := &pki.Manager{Store: st, Issuer: kit.issuer, Users: dirSrc, Publisher: dirSrc, KeyType: pki.RSA2048,
 		Validity: 365 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
 
 	plan, err := m.Plan(ctx)
@@ -151,7 +210,7 @@ func TestRolloutLDAP(t *testing.T) {
 		}
 	}
 	for _, purpose := range []string{"smimesign", "smimeencrypt"} {
-		out := string(testpeer.MustRun(t, nil, "openssl", append([]string{"verify", "-CAfile", tc.rootPEM, "-untrusted", tc.chain, "-purpose", purpose}, files...)...))
+		out := string(testpeer.MustRun(t, nil, "openssl", append([]string{"verify", "-CAfile", kit.rootPEM, "-untrusted", kit.chain, "-purpose", purpose}, files...)...))
 		if n := strings.Count(out, ": OK"); n != len(files) {
 			t.Fatalf("openssl verify -purpose %s: %d of %d OK\n%s", purpose, n, len(files), out)
 		}
@@ -181,7 +240,7 @@ func TestRolloutLDAP(t *testing.T) {
 	if out := slapd.Search(t, userDN(20), "(objectClass=*)", "userCertificate;binary", "userSMIMECertificate"); strings.Contains(out, "ertificate") {
 		t.Fatalf("u020 still published:\n%s", out)
 	}
-	crl, _ := tc.ca.CRL()
+	crl := kit.crl(t)
 	crlPEM := filepath.Join(dir, "crl.pem")
 	os.WriteFile(crlPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl}), 0o644)
 	out := testpeer.MustRun(t, nil, "openssl", "crl", "-in", crlPEM, "-noout", "-text")
