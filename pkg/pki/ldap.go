@@ -274,7 +274,9 @@ func normDN(dn string) string {
 	for _, rdn := range p.RDNs {
 		var as []string
 		for _, a := range rdn.Attributes {
-			as = append(as, strings.ToLower(a.Type)+"="+strings.ToLower(a.Value))
+			// Values re-escaped: "uid=a\\,dc=x" (one RDN) must not
+			// collide with "uid=a,dc=x" (two RDNs).
+			as = append(as, ldap.EscapeDN(strings.ToLower(a.Type))+"="+ldap.EscapeDN(strings.ToLower(a.Value)))
 		}
 		slices.Sort(as)
 		parts = append(parts, strings.Join(as, "+"))
