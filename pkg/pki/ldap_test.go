@@ -2,6 +2,7 @@ package pki_test
 
 import (
 	"context"
+	"encoding/base64"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -246,5 +247,31 @@ func rolloutLDAPSuite(t *testing.T, kit issuerKit) {
 	out := testpeer.MustRun(t, nil, "openssl", "crl", "-in", crlPEM, "-noout", "-text")
 	if !strings.Contains(strings.ToUpper(string(out)), strings.ToUpper(u20.Serial)) {
 		t.Fatalf("serial %s not on the CRL:\n%s", u20.Serial, out)
+	}
+
+	// What was published is what clients read: userSMIMECertificate is a
+	// PKCS#7 certs-only that openssl opens.
+	var p7b64 string
+	for _, line := range strings.Split(slapd.Search(t, userDN(10), "(objectClass=*)", "userSMIMECertificate"), "\n") {
+		if v, ok := strings.CutPrefix(line, "userSMIMECertificate:: "); ok {
+			p7b64 = v
+		}
+	}
+	p7, err := base64.StdEncoding.DecodeString(p7b64)
+	if err != nil || len(p7) == 0 {
+		t.Fatalf("userSMIMECertificate of u010: %q %v", p7b64, err)
+	}
+	p7File := filepath.Join(dir, "u010.p7c")
+	os.WriteFile(p7File, p7, 0o644)
+	if out := testpeer.MustRun(t, nil, "openssl", "pkcs7", "-inform", "DER", "-in", p7File, "-print_certs", "-noout"); !strings.Contains(string(out), "u010@example.test") {
+		t.Fatalf("openssl pkcs7 -print_certs: %s", out)
+	}
+
+	// A hanging directory: the plan fails with a clear error instead of
+	// revoking everybody.
+	slapd.Freeze(t)
+	defer slapd.Thaw(t)
+	if _, err := m.Plan(ctx); err == nil || !strings.Contains(err.Error(), "reading users") {
+		t.Fatalf("plan against a hanging directory: %v", err)
 	}
 }
