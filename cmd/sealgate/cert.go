@@ -47,6 +47,11 @@ func newCertCmd(a *app) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
+				unlock, err := lockPKI(rt)
+				if err != nil {
+					return err
+				}
+				defer unlock()
 				c, err := rt.Manager.IssueUser(ctxOf(cmd), args[0])
 				if err != nil {
 					return err
@@ -61,6 +66,11 @@ func newCertCmd(a *app) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
+				unlock, err := lockPKI(rt)
+				if err != nil {
+					return err
+				}
+				defer unlock()
 				c, err := rt.Manager.RenewUser(ctxOf(cmd), args[0])
 				if err != nil {
 					return err
@@ -86,6 +96,11 @@ func newCertCmd(a *app) *cobra.Command {
 			}
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
 				rt.Manager.Actor = "cli"
+				unlock, err := lockPKI(rt)
+				if err != nil {
+					return err
+				}
+				defer unlock()
 				serials, err := rt.Manager.RevokeUser(ctxOf(cmd), args[0], code)
 				if err != nil && len(serials) == 0 {
 					return err

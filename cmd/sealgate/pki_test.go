@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
@@ -84,6 +85,17 @@ func TestPKICommands(t *testing.T) {
 	if res["unchanged"].(float64) != 2 || res["issued"].(float64) != 0 {
 		t.Fatalf("second rollout: %v", res)
 	}
+	// A rollout while another holds the PKI lock stops with a clear error.
+	lf, err := os.OpenFile(filepath.Join(dir, "data", "pki.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Flock(int(lf.Fd()), syscall.LOCK_EX)
+	if code, _, errs := sg(t, cfg, "pki", "rollout"); code != 1 || !strings.Contains(errs, "another rollout") {
+		t.Fatalf("rollout under lock: exit %d %s", code, errs)
+	}
+	lf.Close()
+
 	var status []map[string]string
 	json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "status")), &status)
 	if len(status) != 2 || status[0]["email"] != "alice@example.org" || status[0]["state"] != "active" || status[0]["serial"] == "" {
