@@ -90,6 +90,11 @@ func TestRolloutAgainstStepCA(t *testing.T) {
 	if res, _ := m.Sync(ctx, pki.ApplyOptions{}); res.Revoked != 1 || res.Failed != 0 {
 		t.Fatalf("revocation: %+v", res)
 	}
+	// Revoking again (a rollout retried after a crash) is not an error.
+	bobX, _ := x509.ParseCertificate(bob.DER)
+	if err := iss.Revoke(ctx, bobX, pki.ReasonAffiliationChanged); err != nil {
+		t.Fatalf("second revoke of the same certificate: %v", err)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Root)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
