@@ -13,6 +13,22 @@ import (
 
 func init() { register(newConfigCmd) }
 
+// configChecks are further checks of a loaded config that belong to other
+// packages (pkg/policy's unreachable rules, for instance): their command
+// files append to it in init(), and `config check` and loadConfig report
+// their problems together with Load's, with the same key/line/hint shape.
+// Use cfg.Line(keyPath) for the line.
+var configChecks []func(*config.Config) []config.Problem
+
+// runConfigChecks returns every problem the registered checks find.
+func runConfigChecks(cfg *config.Config) []config.Problem {
+	var ps []config.Problem
+	for _, check := range configChecks {
+		ps = append(ps, check(cfg)...)
+	}
+	return ps
+}
+
 func newConfigCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
@@ -39,7 +55,12 @@ type configCheckResult struct {
 }
 
 func (a *app) configCheck() error {
-	_, err := config.Load(a.configPath)
+	cfg, err := config.Load(a.configPath)
+	if err == nil {
+		if ps := runConfigChecks(cfg); len(ps) > 0 {
+			err = &config.Errors{File: a.configPath, Problems: ps}
+		}
+	}
 	if err == nil {
 		return a.print(configCheckResult{OK: true, Path: a.configPath}, func(w io.Writer) error {
 			_, err := fmt.Fprintf(w, "config OK: %s\n", a.configPath)
@@ -90,6 +111,9 @@ func (a *app) loadConfig() (*config.Config, error) {
 			return nil, usageErrorf("config file %s does not exist (pass --config FILE or set SEALGATE_CONFIG): %w", a.configPath, err)
 		}
 		return nil, asUsage(err)
+	}
+	if ps := runConfigChecks(cfg); len(ps) > 0 {
+		return nil, asUsage(fmt.Errorf("invalid configuration (run `sealgate config check`):\n%w", &config.Errors{File: a.configPath, Problems: ps}))
 	}
 	return cfg, nil
 }

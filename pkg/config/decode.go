@@ -32,7 +32,7 @@ func (d *decoder) decodeTable(path string, m map[string]any, v reflect.Value) {
 	fields := make(map[string]int, t.NumField())
 	var names []string
 	for i := range t.NumField() {
-		tag := t.Field(i).Tag.Get("toml")
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
 		if tag == "" || tag == "-" || !t.Field(i).IsExported() {
 			continue
 		}
@@ -60,7 +60,7 @@ func (d *decoder) decodeValue(path, name string, raw any, v reflect.Value) {
 	case v.Type() == durationType:
 		s, ok := raw.(string)
 		if !ok {
-			d.ps.add(path, nil, fmt.Sprintf("%s is %s, not a duration", showValue(raw), tomlType(raw)), `write a quoted duration with a unit, e.g. "30s", "15m", "720h"`)
+			d.ps.add(path, nil, fmt.Sprintf("%s is %s, not a duration", d.show(name, raw), tomlType(raw)), `write a quoted duration with a unit, e.g. "30s", "15m", "720h"`)
 			return
 		}
 		dur, err := time.ParseDuration(s)
@@ -72,14 +72,14 @@ func (d *decoder) decodeValue(path, name string, raw any, v reflect.Value) {
 	case v.Kind() == reflect.String:
 		s, ok := raw.(string)
 		if !ok {
-			d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a string", showValue(raw), tomlType(raw)), "put the value in double quotes")
+			d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a string", d.show(name, raw), tomlType(raw)), "put the value in double quotes")
 			return
 		}
 		v.SetString(s)
 	case v.Kind() == reflect.Bool:
 		b, ok := raw.(bool)
 		if !ok {
-			d.ps.add(path, nil, fmt.Sprintf("%s is %s, want true or false", showValue(raw), tomlType(raw)), "write true or false without quotes")
+			d.ps.add(path, nil, fmt.Sprintf("%s is %s, want true or false", d.show(name, raw), tomlType(raw)), "write true or false without quotes")
 			return
 		}
 		v.SetBool(b)
@@ -90,7 +90,11 @@ func (d *decoder) decodeValue(path, name string, raw any, v reflect.Value) {
 	case v.Kind() == reflect.Struct:
 		m, ok := raw.(map[string]any)
 		if !ok {
-			d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a table", showValue(raw), tomlType(raw)), fmt.Sprintf("write it as a section: [%s]", path))
+			hint := fmt.Sprintf("write it as a section: [%s]", path)
+			if strings.HasSuffix(path, "]") {
+				hint = fmt.Sprintf("write each entry as a [[%s]] section", parentPath(path))
+			}
+			d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a table", d.show(name, raw), tomlType(raw)), hint)
 			return
 		}
 		d.decodeTable(path, m, v)
@@ -122,7 +126,7 @@ func (d *decoder) decodeInt(path, name string, raw any, v reflect.Value) {
 		if sizeKeys[name] {
 			hint = `write bytes as a number, or e.g. "50MiB"`
 		}
-		d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a whole number", showValue(raw), tomlType(raw)), hint)
+		d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a whole number", d.show(name, raw), tomlType(raw)), hint)
 		return
 	}
 	if v.Kind() == reflect.Int && (n > math.MaxInt32 || n < math.MinInt32) {
@@ -140,7 +144,11 @@ func (d *decoder) decodeSlice(path, name string, raw any, v reflect.Value) {
 			d.ps.add(path, nil, "is a single table, want an array of tables", fmt.Sprintf("write each entry under its own [[%s]] header", path))
 			return
 		}
-		d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a list", showValue(raw), tomlType(raw)), fmt.Sprintf("write a list in brackets, e.g. %s = [%s]", name, showValue(raw)))
+		hint := fmt.Sprintf("write a list in brackets, e.g. %s = [%s]", name, d.show(name, raw))
+		if elemType.Kind() == reflect.Struct {
+			hint = fmt.Sprintf("write each entry as a [[%s]] section", path)
+		}
+		d.ps.add(path, nil, fmt.Sprintf("%s is %s, want a list", d.show(name, raw), tomlType(raw)), hint)
 		return
 	}
 	out := reflect.MakeSlice(v.Type(), len(list), len(list))
@@ -152,6 +160,16 @@ func (d *decoder) decodeSlice(path, name string, raw any, v reflect.Value) {
 		d.decodeValue(indexKey(path, i), name, item, elem)
 	}
 	v.Set(out)
+}
+
+// show renders a value for a message, except under a key whose name says
+// it may hold a secret (pdf.password lists sources, but an admin may
+// mistake it for the password itself): secrets never reach output.
+func (d *decoder) show(name string, raw any) string {
+	if secretish(name) {
+		return "the value"
+	}
+	return showValue(raw)
 }
 
 // tomlType names the TOML type of a decoded value, with its article, for
@@ -193,14 +211,33 @@ func showValue(raw any) string {
 // secretWords mark keys that would hold a secret in the file itself.
 var secretWords = []string{"password", "passwd", "secret", "token", "passphrase", "private_key", "api_key", "credential"}
 
+// secretish reports whether a key name suggests a secret value.
+func secretish(name string) bool {
+	name = strings.ToLower(name)
+	if strings.HasSuffix(name, "_file") {
+		return false
+	}
+	if name == "key" || strings.HasSuffix(name, "_key") {
+		return true
+	}
+	for _, w := range secretWords {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // unknownKeyHint explains an unknown key: where a secret belongs if it
 // looks like one, else the closest known key, else the list of known keys.
 func unknownKeyHint(section, key string, known []string) string {
 	lower := strings.ToLower(key)
-	for _, w := range secretWords {
-		if !strings.Contains(lower, w) {
-			continue
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return fmt.Sprintf("keys are case-sensitive: write %q", k)
 		}
+	}
+	if secretish(lower) {
 		if f := secretFileKey(lower, known); f != "" {
 			return "secrets go in files: use " + f + ", the path of a file readable only by sealgate"
 		}

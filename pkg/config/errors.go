@@ -67,8 +67,28 @@ type problems struct {
 // add records a problem at key. The line is the first of key, then the
 // alternatives in near, then the key's ancestors that appear in the file,
 // so a missing key still points at the section or the key that needs it.
+//
+// A problem under a key that already has one is dropped: an entry that
+// could not be decoded would otherwise also be reported for each of its
+// keys that validation then finds missing.
 func (ps *problems) add(key string, near []string, message, hint string) {
+	for _, p := range ps.list {
+		if p.Key == key || strings.HasPrefix(key, p.Key+".") || strings.HasPrefix(key, p.Key+"[") {
+			return
+		}
+	}
 	ps.list = append(ps.list, Problem{Key: key, Line: ps.lineNear(key, near...), Message: message, Hint: hint})
+}
+
+// has reports whether key already has a problem (its value could not be
+// decoded, so it still holds the default).
+func (ps *problems) has(key string) bool {
+	for _, p := range ps.list {
+		if p.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 func (ps *problems) lineNear(key string, near ...string) int {

@@ -38,6 +38,8 @@ func keyLines(doc []byte) map[string]int {
 						path = indexKey(path, n-1)
 					}
 				}
+				// Tables a header creates implicitly start on its line too.
+				b.record(path, first)
 			}
 			if e.Kind == unstable.ArrayTable {
 				b.record(path, first)

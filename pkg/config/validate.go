@@ -39,8 +39,14 @@ type validator struct {
 
 func (v *validator) add(key string, near []string, msg, hint string) { v.ps.add(key, near, msg, hint) }
 
-// oneOf checks an enum value.
+// oneOf checks an enum value. It is false, and checks that depend on the
+// value are skipped, when the key could not be decoded: the default it
+// still holds is not what the admin wrote, so "relay.mode = 5" must not
+// also bring "relay.smarthost is required".
 func (v *validator) oneOf(key, val string, allowed ...string) bool {
+	if v.ps.has(key) {
+		return false
+	}
 	if slices.Contains(allowed, val) {
 		return true
 	}
@@ -282,7 +288,7 @@ func (v *validator) pki() {
 	v.oneOf("pki.key_type", p.KeyType, "rsa2048", "rsa3072", "rsa4096", "p256", "p384")
 	v.positive("pki.validity", p.Validity)
 	v.positive("pki.renew_before", p.RenewBefore)
-	if p.Validity.Duration > 0 && p.RenewBefore.Duration >= p.Validity.Duration {
+	if p.Validity.Duration > 0 && p.RenewBefore.Duration >= p.Validity.Duration && !v.ps.has("pki.validity") {
 		v.add("pki.renew_before", []string{"pki.validity"}, fmt.Sprintf("%s is not shorter than pki.validity (%s): every certificate would be renewed at once", p.RenewBefore.Duration, p.Validity.Duration), "make renew_before a fraction of validity, e.g. 720h for 8760h")
 	}
 	// The master key file may be absent: it is created on first start.
@@ -436,7 +442,8 @@ func (v *validator) pdf() {
 	for i, m := range p.Password {
 		key := indexKey("pdf.password", i)
 		if !slices.Contains([]string{"subject", "preset", "generated-to-sender", "portal"}, m) {
-			v.add(key, []string{"pdf.password"}, fmt.Sprintf("%q is not a password source", m), "use subject, preset, generated-to-sender or portal (this key lists sources, never a password)")
+			// The value is not repeated: it may be a password written here by mistake.
+			v.add(key, []string{"pdf.password"}, "is not a password source", "use subject, preset, generated-to-sender or portal (this key lists where passwords come from, never a password itself)")
 			continue
 		}
 		if seen[m] {

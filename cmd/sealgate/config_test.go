@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sealgate/sealgate/pkg/config"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestConfigCheck(t *testing.T) {
+	const example = "../../config.example.toml"
+	const mistakes = "../../pkg/config/testdata/three-mistakes.toml"
+	missing := filepath.Join(t.TempDir(), "absent.toml")
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string
+		wantStderr []string
+	}{
+		{name: "example is valid", args: []string{"config", "check", "--config", example},
+			wantCode: 0, wantStdout: []string{"config OK: " + example}},
+		{name: "three mistakes, all with lines", args: []string{"config", "check", "--config", mistakes},
+			wantCode: 2, wantStderr: []string{
+				"3 problem(s)",
+				mistakes + ":6: smtp.colour: unknown key",
+				mistakes + `:9: relay.smarthost: is required when relay.mode is "smarthost"`,
+				mistakes + `:12: pki.validity: "8760" is not a duration`,
+			}},
+		{name: "missing file", args: []string{"config", "check", "--config", missing},
+			wantCode: 2, wantStderr: []string{missing + ": config file " + missing + " does not exist", "--config"}},
+		{name: "extra argument is a usage error", args: []string{"config", "check", "extra", "--config", example},
+			wantCode: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tt.args...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, stdout, stderr)
+			}
+			for _, w := range tt.wantStdout {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout %q lacks %q", stdout, w)
+				}
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q lacks %q", stderr, w)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigCheckJSON(t *testing.T) {
+	type result struct {
+		OK       bool   `json:"ok"`
+		Path     string `json:"path"`
+		Problems []struct {
+			Key     string `json:"key"`
+			Line    int    `json:"line"`
+			Message string `json:"message"`
+			Hint    string `json:"hint"`
+		} `json:"problems"`
+	}
+	decode := func(t *testing.T, s string) result {
+		t.Helper()
+		var r result
+		if err := json.Unmarshal([]byte(s), &r); err != nil {
+			t.Fatalf("stdout is not JSON: %v\n%s", err, s)
+		}
+		return r
+	}
+
+	code, stdout, _ := runCLI(t, "config", "check", "--config", "../../config.example.toml", "--output", "json")
+	if r := decode(t, stdout); code != 0 || !r.OK || r.Path != "../../config.example.toml" || len(r.Problems) != 0 {
+		t.Errorf("valid: exit %d, %+v", code, r)
+	}
+
+	code, stdout, _ = runCLI(t, "config", "check", "--config", "../../pkg/config/testdata/three-mistakes.toml", "-o", "json")
+	r := decode(t, stdout)
+	var got []string
+	for _, p := range r.Problems {
+		if p.Message == "" || p.Hint == "" {
+			t.Errorf("problem without message or hint: %+v", p)
+		}
+		got = append(got, fmt.Sprintf("%s:%d", p.Key, p.Line))
+	}
+	if code != 2 || r.OK || strings.Join(got, " ") != "smtp.colour:6 relay.smarthost:9 pki.validity:12" {
+		t.Errorf("three mistakes: exit %d, problems %v", code, got)
+	}
+
+	code, stdout, _ = runCLI(t, "config", "check", "--config", filepath.Join(t.TempDir(), "x.toml"), "-o", "json")
+	if r := decode(t, stdout); code != 2 || r.OK || len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Message, "does not exist") {
+		t.Errorf("missing: exit %d, %+v", code, r)
+	}
+}
+
+// Commands that need the config get every problem as one usage error.
+func TestLoadConfigIsUsageError(t *testing.T) {
+	a := &app{configPath: "../../pkg/config/testdata/three-mistakes.toml"}
+	_, err := a.loadConfig()
+	var ue *usageError
+	if err == nil || !errors.As(err, &ue) || strings.Count(err.Error(), "three-mistakes.toml:") != 3 {
+		t.Fatalf("err = %v", err)
+	}
+	a.configPath = filepath.Join(t.TempDir(), "absent.toml")
+	if _, err := a.loadConfig(); err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing: err = %v", err)
+	}
+	a.configPath = "../../config.example.toml"
+	if cfg, err := a.loadConfig(); err != nil || cfg.Relay.Mode != "dir" {
+		t.Fatalf("example: %v", err)
+	}
+}
+
+// Checks registered by other command groups are reported by `config check`
+// like Load's own problems.
+func TestConfigCheckRunsRegisteredChecks(t *testing.T) {
+	saved := configChecks
+	t.Cleanup(func() { configChecks = saved })
+	configChecks = append(configChecks, func(cfg *config.Config) []config.Problem {
+		return []config.Problem{{Key: "policy.rules[2]", Line: cfg.Line("policy.rules[2]"), Message: "rule is never reached", Hint: "move it up"}}
+	})
+	example, err := config.Load("../../config.example.toml")
+	if err != nil || example.Line("policy.rules[2]") == 0 {
+		t.Fatalf("example: %v", err)
+	}
+	want := fmt.Sprintf("config.example.toml:%d: policy.rules[2]: rule is never reached (move it up)", example.Line("policy.rules[2]"))
+	code, _, stderr := runCLI(t, "config", "check", "--config", "../../config.example.toml")
+	if code != 2 || !strings.Contains(stderr, want) {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	a := &app{configPath: "../../config.example.toml"}
+	if _, err := a.loadConfig(); err == nil || !strings.Contains(err.Error(), "never reached") {
+		t.Fatalf("loadConfig: %v", err)
+	}
+}
