@@ -105,6 +105,8 @@ func newCertCmd(a *app) *cobra.Command {
 				if err != nil && len(serials) == 0 {
 					return err
 				}
+				// Partly done (e.g. revoked but not unpublished): say what
+				// was revoked, then fail with the rest.
 				perr := a.print(map[string]any{"email": strings.ToLower(args[0]), "revoked": serials, "reason": reason}, func(w io.Writer) error {
 					_, err := fmt.Fprintf(w, "revoked %s: %s (%s)\n", args[0], strings.Join(serials, ", "), reason)
 					return err
