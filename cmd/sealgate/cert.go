@@ -47,6 +47,11 @@ func newCertCmd(a *app) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
+				unlock, err := lockPKI(rt)
+				if err != nil {
+					return err
+				}
+				defer unlock()
 				c, err := rt.Manager.IssueUser(ctxOf(cmd), args[0])
 				if err != nil {
 					return err
@@ -61,6 +66,11 @@ func newCertCmd(a *app) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
+				unlock, err := lockPKI(rt)
+				if err != nil {
+					return err
+				}
+				defer unlock()
 				c, err := rt.Manager.RenewUser(ctxOf(cmd), args[0])
 				if err != nil {
 					return err
@@ -86,10 +96,17 @@ func newCertCmd(a *app) *cobra.Command {
 			}
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
 				rt.Manager.Actor = "cli"
+				unlock, err := lockPKI(rt)
+				if err != nil {
+					return err
+				}
+				defer unlock()
 				serials, err := rt.Manager.RevokeUser(ctxOf(cmd), args[0], code)
 				if err != nil && len(serials) == 0 {
 					return err
 				}
+				// Partly done (e.g. revoked but not unpublished): say what
+				// was revoked, then fail with the rest.
 				perr := a.print(map[string]any{"email": strings.ToLower(args[0]), "revoked": serials, "reason": reason}, func(w io.Writer) error {
 					_, err := fmt.Fprintf(w, "revoked %s: %s (%s)\n", args[0], strings.Join(serials, ", "), reason)
 					return err

@@ -307,6 +307,13 @@ func (a *app) pkiRollout(ctx context.Context, dryRun bool, parallel int) error {
 	}
 	return a.withPKI(ctx, func(rt *pkiRuntime) error {
 		rt.Manager.Actor = "rollout"
+		if !dryRun {
+			unlock, err := lockPKI(rt)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+		}
 		plan, err := rt.Manager.Plan(ctx)
 		if err != nil {
 			return err

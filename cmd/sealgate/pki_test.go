@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
@@ -84,6 +86,17 @@ func TestPKICommands(t *testing.T) {
 	if res["unchanged"].(float64) != 2 || res["issued"].(float64) != 0 {
 		t.Fatalf("second rollout: %v", res)
 	}
+	// A rollout while another holds the PKI lock stops with a clear error.
+	lf, err := os.OpenFile(filepath.Join(dir, "data", "pki.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Flock(int(lf.Fd()), syscall.LOCK_EX)
+	if code, _, errs := sg(t, cfg, "pki", "rollout"); code != 1 || !strings.Contains(errs, "another rollout") {
+		t.Fatalf("rollout under lock: exit %d %s", code, errs)
+	}
+	lf.Close()
+
 	var status []map[string]string
 	json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "status")), &status)
 	if len(status) != 2 || status[0]["email"] != "alice@example.org" || status[0]["state"] != "active" || status[0]["serial"] == "" {
@@ -202,4 +215,47 @@ func lastCert(t *testing.T, bundle string) string {
 	f := bundle + ".root.pem"
 	os.WriteFile(f, pem.EncodeToMemory(last), 0o644)
 	return f
+}
+
+// TestPKIRolloutLDAPConfig checks the wiring from [users.ldap] to a real
+// slapd: bind password from its file, groups, publishing.
+func TestPKIRolloutLDAPConfig(t *testing.T) {
+	testpeer.Require(t, "openssl")
+	const suffix = "dc=example,dc=test"
+	ldif := "dn: ou=people," + suffix + "\nobjectClass: organizationalUnit\nou: people\n\n"
+	for _, u := range []string{"ann", "ben", "cid"} {
+		ldif += fmt.Sprintf("dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: %s\nmail: %s@example.test\n\n", u, suffix, u, u, u, u)
+	}
+	ldif += "dn: cn=smime-users," + suffix + "\nobjectClass: groupOfNames\ncn: smime-users\nmember: uid=ann,ou=people," + suffix + "\nmember: uid=ben,ou=people," + suffix + "\n"
+	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: ldif})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bind.pw"), []byte(slapd.RootPW+"\n"), 0o600)
+	cfg := filepath.Join(dir, "sealgate.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir = "./data"
+[relay]
+mode = "dir"
+dir = "./data/outbox"
+[users]
+source = "ldap"
+groups = ["smime-users"]
+[users.ldap]
+url = %q
+bind_dn = %q
+bind_password_file = "bind.pw"
+base_dn = %q
+publish_certificates = true
+`, slapd.URL, slapd.RootDN, suffix)), 0o600)
+	mustSG(t, cfg, "pki", "init")
+	var res map[string]any
+	json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "rollout")), &res)
+	if res["issued"].(float64) != 2 || res["published"].(float64) != 2 {
+		t.Fatalf("rollout: %v", res)
+	}
+	if out := slapd.Search(t, "uid=ben,ou=people,"+suffix, "(objectClass=*)", "userCertificate;binary"); !strings.Contains(out, "userCertificate;binary::") {
+		t.Fatalf("ben not published:\n%s", out)
+	}
+	json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "rollout")), &res)
+	if res["unchanged"].(float64) != 2 || res["published"].(float64) != 0 {
+		t.Fatalf("second rollout: %v", res)
+	}
 }

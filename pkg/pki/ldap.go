@@ -121,11 +121,7 @@ func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
 	filter := d.cfg.UserFilter
 	var members map[string]bool
 	if isAD {
-		var ors strings.Builder
-		for _, g := range groupDNs {
-			fmt.Fprintf(&ors, "(memberOf:%s:=%s)", ruleInChain, ldap.EscapeFilter(g))
-		}
-		filter = fmt.Sprintf("(&%s(|%s))", d.cfg.UserFilter, ors.String())
+		filter = adMembersFilter(d.cfg.UserFilter, groupDNs)
 	} else if members, err = d.nestedMembers(conn, groupDNs); err != nil {
 		return nil, err
 	}
@@ -158,6 +154,18 @@ func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
 	}
 	slices.SortFunc(out, func(a, b User) int { return strings.Compare(a.Email, b.Email) })
 	return out, nil
+}
+
+// adMembersFilter restricts userFilter to members of any of the groups,
+// nested at any depth (LDAP_MATCHING_RULE_IN_CHAIN) and enabled (AD's
+// bitwise-AND rule on userAccountControl ACCOUNTDISABLE), so AD does the
+// whole walk in one paged search.
+func adMembersFilter(userFilter string, groupDNs []string) string {
+	var ors strings.Builder
+	for _, g := range groupDNs {
+		fmt.Fprintf(&ors, "(memberOf:%s:=%s)", ruleInChain, ldap.EscapeFilter(g))
+	}
+	return fmt.Sprintf("(&%s(|%s)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", userFilter, ors.String())
 }
 
 func userFromEntry(e *ldap.Entry) (User, bool) {
@@ -274,7 +282,9 @@ func normDN(dn string) string {
 	for _, rdn := range p.RDNs {
 		var as []string
 		for _, a := range rdn.Attributes {
-			as = append(as, strings.ToLower(a.Type)+"="+strings.ToLower(a.Value))
+			// Values re-escaped: "uid=a\\,dc=x" (one RDN) must not
+			// collide with "uid=a,dc=x" (two RDNs).
+			as = append(as, ldap.EscapeDN(strings.ToLower(a.Type))+"="+ldap.EscapeDN(strings.ToLower(a.Value)))
 		}
 		slices.Sort(as)
 		parts = append(parts, strings.Join(as, "+"))

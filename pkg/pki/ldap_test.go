@@ -2,9 +2,13 @@ package pki_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +18,8 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/pki"
+	"github.com/sealgate/sealgate/pkg/pki/internal/pkitest"
+	"github.com/sealgate/sealgate/pkg/pki/stepca"
 )
 
 const suffix = "dc=example,dc=test"
@@ -73,8 +79,63 @@ func directoryLDIF() (ldif string, eligible map[string]bool, aliases map[string]
 	return b.String(), eligible, aliases
 }
 
+// issuerKit is an issuer under test with what openssl needs to check it.
+type issuerKit struct {
+	issuer  pki.Issuer
+	rootPEM string
+	chain   string
+	crl     func(t *testing.T) []byte // DER
+}
+
+func embeddedKit(t *testing.T) issuerKit {
+	tc := newTestCA(t)
+	return issuerKit{issuer: tc.ca, rootPEM: tc.rootPEM, chain: tc.chain, crl: func(t *testing.T) []byte {
+		der, err := tc.ca.CRL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}}
+}
+
+func stepcaKit(t *testing.T) issuerKit {
+	srv := pkitest.StartStepCA(t, stepca.SMIMETemplate, 2160*time.Hour)
+	iss, err := stepca.New(context.Background(), stepca.Config{URL: srv.URL, RootFile: srv.RootFile, Provisioner: srv.Provisioner, Password: srv.Password, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	return issuerKit{issuer: iss, rootPEM: writePEM(t, filepath.Join(dir, "root.pem"), srv.Root.Raw),
+		chain: writePEM(t, filepath.Join(dir, "int.pem"), srv.Issuing.Raw), crl: func(t *testing.T) []byte {
+			pool := x509.NewCertPool()
+			pool.AddCert(srv.Root)
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+			resp, err := hc.Get(srv.URL + "/1.0/crl")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			der, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return der
+		}}
+}
+
+// TestRolloutLDAP is the acceptance suite, run against the
+// embedded CA and against a real step-ca on loopback.
 func TestRolloutLDAP(t *testing.T) {
 	testpeer.Require(t, "openssl")
+	for _, tc := range []struct {
+		name string
+		kit  func(*testing.T) issuerKit
+	}{{"embedded", embeddedKit}, {"stepca", stepcaKit}} {
+		t.Run(tc.name, func(t *testing.T) { rolloutLDAPSuite(t, tc.kit(t)) })
+	}
+}
+
+func rolloutLDAPSuite(t *testing.T, kit issuerKit) {
 	ctx := context.Background()
 	ldif, eligible, aliases := directoryLDIF()
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: ldif})
@@ -86,9 +147,8 @@ func TestRolloutLDAP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := newTestCA(t)
 	st := newStore(t)
-	m := &pki.Manager{Store: st, Issuer: tc.ca, Users: dirSrc, Publisher: dirSrc, KeyType: pki.RSA2048,
+	m := &pki.Manager{Store: st, Issuer: kit.issuer, Users: dirSrc, Publisher: dirSrc, KeyType: pki.RSA2048,
 		Validity: 365 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
 
 	plan, err := m.Plan(ctx)
@@ -151,7 +211,7 @@ func TestRolloutLDAP(t *testing.T) {
 		}
 	}
 	for _, purpose := range []string{"smimesign", "smimeencrypt"} {
-		out := string(testpeer.MustRun(t, nil, "openssl", append([]string{"verify", "-CAfile", tc.rootPEM, "-untrusted", tc.chain, "-purpose", purpose}, files...)...))
+		out := string(testpeer.MustRun(t, nil, "openssl", append([]string{"verify", "-CAfile", kit.rootPEM, "-untrusted", kit.chain, "-purpose", purpose}, files...)...))
 		if n := strings.Count(out, ": OK"); n != len(files) {
 			t.Fatalf("openssl verify -purpose %s: %d of %d OK\n%s", purpose, n, len(files), out)
 		}
@@ -181,11 +241,37 @@ func TestRolloutLDAP(t *testing.T) {
 	if out := slapd.Search(t, userDN(20), "(objectClass=*)", "userCertificate;binary", "userSMIMECertificate"); strings.Contains(out, "ertificate") {
 		t.Fatalf("u020 still published:\n%s", out)
 	}
-	crl, _ := tc.ca.CRL()
+	crl := kit.crl(t)
 	crlPEM := filepath.Join(dir, "crl.pem")
 	os.WriteFile(crlPEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl}), 0o644)
 	out := testpeer.MustRun(t, nil, "openssl", "crl", "-in", crlPEM, "-noout", "-text")
 	if !strings.Contains(strings.ToUpper(string(out)), strings.ToUpper(u20.Serial)) {
 		t.Fatalf("serial %s not on the CRL:\n%s", u20.Serial, out)
+	}
+
+	// What was published is what clients read: userSMIMECertificate is a
+	// PKCS#7 certs-only that openssl opens.
+	var p7b64 string
+	for _, line := range strings.Split(slapd.Search(t, userDN(10), "(objectClass=*)", "userSMIMECertificate"), "\n") {
+		if v, ok := strings.CutPrefix(line, "userSMIMECertificate:: "); ok {
+			p7b64 = v
+		}
+	}
+	p7, err := base64.StdEncoding.DecodeString(p7b64)
+	if err != nil || len(p7) == 0 {
+		t.Fatalf("userSMIMECertificate of u010: %q %v", p7b64, err)
+	}
+	p7File := filepath.Join(dir, "u010.p7c")
+	os.WriteFile(p7File, p7, 0o644)
+	if out := testpeer.MustRun(t, nil, "openssl", "pkcs7", "-inform", "DER", "-in", p7File, "-print_certs", "-noout"); !strings.Contains(string(out), "u010@example.test") {
+		t.Fatalf("openssl pkcs7 -print_certs: %s", out)
+	}
+
+	// A hanging directory: the plan fails with a clear error instead of
+	// revoking everybody.
+	slapd.Freeze(t)
+	defer slapd.Thaw(t)
+	if _, err := m.Plan(ctx); err == nil || !strings.Contains(err.Error(), "reading users") {
+		t.Fatalf("plan against a hanging directory: %v", err)
 	}
 }

@@ -300,3 +300,36 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// Identity is what the gateway needs to sign as (and decrypt for) a user.
+type Identity struct {
+	Key   crypto.Signer // also a crypto.Decrypter for RSA keys
+	Cert  *x509.Certificate
+	Chain []*x509.Certificate // issuing CA(s), to send along with signatures
+}
+
+// Identity returns the user's current key, certificate and chain. It fails
+// with store.ErrNotFound (wrapped) when the user has no active certificate,
+// so callers can apply "sign = if-key".
+func (m *Manager) Identity(ctx context.Context, email string) (Identity, error) {
+	c, err := m.Current(ctx, email)
+	if err != nil {
+		return Identity{}, err
+	}
+	cert, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return Identity{}, fmt.Errorf("certificate %s in the store is damaged: %w", c.Serial, err)
+	}
+	key, err := m.Key(ctx, c)
+	if err != nil {
+		return Identity{}, err
+	}
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
+		return Identity{}, fmt.Errorf("key %s does not match certificate %s", c.KeyID, c.Serial)
+	}
+	chain, err := m.Issuer.Intermediates(ctx)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Key: key, Cert: cert, Chain: chain}, nil
+}

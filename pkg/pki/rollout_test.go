@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,6 +123,15 @@ func TestRolloutStaticEmbedded(t *testing.T) {
 		if email == "alice@example.org" && !strings.Contains(text, "email:alice.example@example.org") {
 			t.Errorf("alias missing from SANs:\n%s", text)
 		}
+	}
+
+	// The gateway's view: key, certificate and chain for signing.
+	id, err := m.Identity(ctx, "alice@example.org")
+	if err != nil || len(id.Chain) != 1 || id.Cert.CheckSignatureFrom(id.Chain[0]) != nil {
+		t.Fatalf("identity: %+v %v", id, err)
+	}
+	if _, err := m.Identity(ctx, "mallory@example.org"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("identity of a user without certificate: %v", err)
 	}
 
 	// Second rollout: nothing to do.
