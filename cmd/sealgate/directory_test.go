@@ -85,13 +85,6 @@ revocation = "soft-fail"
 	return p
 }
 
-func runDirCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code = run(args, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestDirectoryLookupCLI(t *testing.T) {
 	p := newOpensslPKI(t)
 	p.issue(t, "good", "good@example.test", "emailProtection")
@@ -131,7 +124,7 @@ userCertificate;binary:< file://%s
 	conf := writeDirectoryConfig(t, dir, slapd.URL, p.caPEM)
 
 	// Found in the key server: JSON as INTERFACE.md promises.
-	code, out, errOut := runDirCLI(t, "--config", conf, "--output", "json", "directory", "lookup", "good@example.test")
+	code, out, errOut := runCLI(t, "--config", conf, "--output", "json", "directory", "lookup", "good@example.test")
 	if code != 0 {
 		t.Fatalf("lookup good: exit %d\n%s%s", code, out, errOut)
 	}
@@ -160,25 +153,25 @@ userCertificate;binary:< file://%s
 	}
 
 	// Wrong EKU: exit 1 and --explain says why.
-	code, out, _ = runDirCLI(t, "--config", conf, "directory", "lookup", "--explain", "wrongeku@example.test")
+	code, out, _ = runCLI(t, "--config", conf, "directory", "lookup", "--explain", "wrongeku@example.test")
 	if code != 1 || !strings.Contains(out, "not found (no valid certificate)") ||
 		!strings.Contains(out, "FAIL  extended-key-usage") || !strings.Contains(out, "lacks emailProtection (has serverAuth)") {
 		t.Fatalf("explain wrongeku: exit %d\n%s", code, out)
 	}
 
 	// An openssl certificate signed with SHA-1 is refused, and says so.
-	code, out, _ = runDirCLI(t, "--config", conf, "directory", "lookup", "--explain", "sha1@example.test")
+	code, out, _ = runCLI(t, "--config", conf, "directory", "lookup", "--explain", "sha1@example.test")
 	if code != 1 || !strings.Contains(out, "FAIL  signature-algorithm  the certificate is signed with ECDSA-SHA1") ||
 		!strings.Contains(out, "insecure algorithm") {
 		t.Fatalf("explain sha1: exit %d\n%s", code, out)
 	}
 
 	// Import a PEM; the next lookup finds it in the store.
-	code, out, errOut = runDirCLI(t, "--config", conf, "directory", "import", p.path("alice.pem"))
+	code, out, errOut = runCLI(t, "--config", conf, "directory", "import", p.path("alice.pem"))
 	if code != 0 || !strings.Contains(out, "alice@partner.test") {
 		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, _ = runDirCLI(t, "--config", conf, "directory", "lookup", "--explain", "alice@partner.test")
+	code, out, _ = runCLI(t, "--config", conf, "directory", "lookup", "--explain", "alice@partner.test")
 	if code != 0 || !strings.Contains(out, "found in store") || !strings.Contains(out, "CHOSEN") {
 		t.Fatalf("lookup after import: exit %d\n%s", code, out)
 	}
@@ -186,19 +179,19 @@ userCertificate;binary:< file://%s
 	// A file that holds no certificate fails with exit 1, naming the file.
 	junk := filepath.Join(dir, "junk.txt")
 	_ = os.WriteFile(junk, []byte("not a certificate"), 0o600)
-	if code, _, errOut = runDirCLI(t, "--config", conf, "directory", "import", junk); code != 1 || !strings.Contains(errOut, "junk.txt") {
+	if code, _, errOut = runCLI(t, "--config", conf, "directory", "import", junk); code != 1 || !strings.Contains(errOut, "junk.txt") {
 		t.Fatalf("import junk: exit %d, stderr %s", code, errOut)
 	}
 
 	// The key server down: the answer says so, exit 1.
 	slapd.Stop()
-	code, out, _ = runDirCLI(t, "--config", conf, "directory", "lookup", "good@example.test")
+	code, out, _ = runCLI(t, "--config", conf, "directory", "lookup", "good@example.test")
 	if code != 1 || !strings.Contains(out, "not found (source unavailable)") || !strings.Contains(out, "unavailable: keyserver partners") {
 		t.Fatalf("down keyserver: exit %d\n%s", code, out)
 	}
 
 	// A bad address is a usage error.
-	if code, _, _ = runDirCLI(t, "--config", conf, "directory", "lookup", "not-an-address"); code != 2 {
+	if code, _, _ = runCLI(t, "--config", conf, "directory", "lookup", "not-an-address"); code != 2 {
 		t.Fatalf("bad address: exit %d, want 2", code)
 	}
 }
@@ -222,20 +215,20 @@ func TestDirectoryHarvestOpensslSignedMail(t *testing.T) {
 	tampered := bytes.Replace(eml, []byte("Hello from a partner."), []byte("Hello from an attacker"), 1)
 	badFile := filepath.Join(dir, "tampered.eml")
 	_ = os.WriteFile(badFile, tampered, 0o600)
-	if code, out, errOut := runDirCLI(t, "--config", conf, "directory", "import", badFile); code != 1 || !strings.Contains(errOut, "nothing harvested") {
+	if code, out, errOut := runCLI(t, "--config", conf, "directory", "import", badFile); code != 1 || !strings.Contains(errOut, "nothing harvested") {
 		t.Fatalf("tampered message: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, out, _ := runDirCLI(t, "--config", conf, "directory", "lookup", "signer@partner.test"); code != 1 || strings.Contains(out, "found in store") {
+	if code, out, _ := runCLI(t, "--config", conf, "directory", "lookup", "signer@partner.test"); code != 1 || strings.Contains(out, "found in store") {
 		t.Fatalf("tampered message stored something: exit %d\n%s", code, out)
 	}
 
 	emlFile := filepath.Join(dir, "signed.eml")
 	_ = os.WriteFile(emlFile, eml, 0o600)
-	code, out, errOut := runDirCLI(t, "--config", conf, "directory", "import", emlFile)
+	code, out, errOut := runCLI(t, "--config", conf, "directory", "import", emlFile)
 	if code != 0 || !strings.Contains(out, "signer@partner.test") || !strings.Contains(out, "harvest") || !strings.Contains(out, "capabilities") {
 		t.Fatalf("harvest: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, _ = runDirCLI(t, "--config", conf, "--output", "json", "directory", "lookup", "signer@partner.test")
+	code, out, _ = runCLI(t, "--config", conf, "--output", "json", "directory", "lookup", "signer@partner.test")
 	var res struct {
 		Found        bool
 		Source       string

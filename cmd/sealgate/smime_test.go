@@ -12,20 +12,13 @@ import (
 
 const cliMsg = "From: alice@example.org\nTo: bob@partner.test\nSubject: cli\n\nHello from the CLI.\n"
 
-func runCLI(t *testing.T, stdin []byte, args ...string) (int, []byte, []byte) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(args, bytes.NewReader(stdin), &out, &errb)
-	return code, out.Bytes(), errb.Bytes()
-}
-
 func TestSMIMECommands(t *testing.T) {
 	pki := testpeer.NewPKI(t)
 	alice := pki.Issue(t, "alice@example.org", testpeer.IssueOptions{})
 	bob := pki.Issue(t, "bob@partner.test", testpeer.IssueOptions{KeyType: "p256"})
 	dir := t.TempDir()
 
-	code, signed, stderr := runCLI(t, []byte(cliMsg), "smime", "sign", "--cert", alice.CertFile, "--key", alice.KeyFile, "--chain", pki.ChainFile)
+	code, signed, stderr := runCLIInput(t, []byte(cliMsg), "smime", "sign", "--cert", alice.CertFile, "--key", alice.KeyFile, "--chain", pki.ChainFile)
 	if code != 0 {
 		t.Fatalf("sign: exit %d: %s", code, stderr)
 	}
@@ -36,11 +29,11 @@ func TestSMIMECommands(t *testing.T) {
 	}
 
 	t.Run("verify-good", func(t *testing.T) {
-		code, out, stderr := runCLI(t, signed, "smime", "verify", "--ca", pki.RootFile)
+		code, out, stderr := runCLIInput(t, signed, "smime", "verify", "--ca", pki.RootFile)
 		if code != 0 || !strings.Contains(string(out), "Good signature from alice@example.org") {
 			t.Fatalf("exit %d\n%s\n%s", code, out, stderr)
 		}
-		code, out, _ = runCLI(t, signed, "-o", "json", "smime", "verify", "--ca", pki.RootFile)
+		code, out, _ = runCLIInput(t, signed, "-o", "json", "smime", "verify", "--ca", pki.RootFile)
 		var res map[string]any
 		if code != 0 || json.Unmarshal(out, &res) != nil || res["signer"] != "alice@example.org" {
 			t.Fatalf("json: exit %d %s", code, out)
@@ -48,13 +41,13 @@ func TestSMIMECommands(t *testing.T) {
 	})
 	t.Run("verify-bad-exit-1", func(t *testing.T) {
 		bad := bytes.Replace(signed, []byte("Hello"), []byte("Jello"), 1)
-		code, _, stderr := runCLI(t, bad, "smime", "verify", "--ca", pki.RootFile)
+		code, _, stderr := runCLIInput(t, bad, "smime", "verify", "--ca", pki.RootFile)
 		if code != 1 || !strings.Contains(string(stderr), "bad signature") {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
 	})
 	t.Run("encrypt-decrypt", func(t *testing.T) {
-		code, enc, stderr := runCLI(t, signed, "smime", "encrypt", "--recipient-cert", bob.CertFile, "--recipient-cert", alice.CertFile)
+		code, enc, stderr := runCLIInput(t, signed, "smime", "encrypt", "--recipient-cert", bob.CertFile, "--recipient-cert", alice.CertFile)
 		if code != 0 {
 			t.Fatalf("encrypt: exit %d: %s", code, stderr)
 		}
@@ -63,11 +56,11 @@ func TestSMIMECommands(t *testing.T) {
 		if !bytes.Contains(plain, []byte("Hello from the CLI.")) {
 			t.Fatalf("openssl decrypted:\n%s", plain)
 		}
-		code, dec, stderr := runCLI(t, enc, "smime", "decrypt", "--cert", bob.CertFile, "--key", bob.KeyFile)
+		code, dec, stderr := runCLIInput(t, enc, "smime", "decrypt", "--cert", bob.CertFile, "--key", bob.KeyFile)
 		if code != 0 || !bytes.Contains(dec, []byte("Hello from the CLI.")) {
 			t.Fatalf("decrypt: exit %d: %s", code, stderr)
 		}
-		code, _, stderr = runCLI(t, enc, "smime", "decrypt", "--cert", pki.InterFile, "--key", alice.KeyFile)
+		code, _, stderr = runCLIInput(t, enc, "smime", "decrypt", "--cert", pki.InterFile, "--key", alice.KeyFile)
 		if code != 1 || !strings.Contains(string(stderr), "not encrypted for this certificate") {
 			t.Fatalf("wrong cert: exit %d: %s", code, stderr)
 		}
@@ -79,7 +72,7 @@ func TestSMIMECommands(t *testing.T) {
 			{"smime", "sign", "--cert", filepath.Join(dir, "missing.pem"), "--key", alice.KeyFile},
 			{"smime", "encrypt", "--recipient-cert", bob.CertFile, "--cipher", "rc2"},
 		} {
-			if code, _, stderr := runCLI(t, []byte(cliMsg), args...); code != 2 {
+			if code, _, stderr := runCLIInput(t, []byte(cliMsg), args...); code != 2 {
 				t.Errorf("%v: exit %d (%s), want 2", args, code, stderr)
 			}
 		}
