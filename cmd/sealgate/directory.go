@@ -121,10 +121,11 @@ func (a *app) directoryLookup(ctx context.Context, email string, explain bool) e
 		return err
 	}
 	defer env.store.Close()
-	d, err := directory.NewFromConfig(env.cfg, directory.Deps{Store: env.store})
+	d, err := openRecipientDirectory(env)
 	if err != nil {
-		return asUsage(err)
+		return err
 	}
+	defer d.Close()
 	r, err := d.Explain(ctx, email)
 	if err != nil {
 		return asUsage(err)

@@ -176,6 +176,18 @@ userCertificate;binary:< file://%s
 		t.Fatalf("lookup after import: exit %d\n%s", code, out)
 	}
 
+	// `policy explain` looks the recipient up through the same directory:
+	// the imported certificate makes the method S/MIME; an address with no
+	// certificate (its key server answers nothing) falls back to PDF.
+	code, out, errOut = runCLI(t, "--config", conf, "-o", "json", "policy", "explain", "--from", "alice@example.org", "--to", "alice@partner.test")
+	if code != 0 || !strings.Contains(out, `"method": "smime"`) || !strings.Contains(out, `"certificate": true`) {
+		t.Fatalf("policy explain with certificate: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "--config", conf, "-o", "json", "policy", "explain", "--from", "alice@example.org", "--to", "nobody@example.test")
+	if code != 0 || !strings.Contains(out, `"method": "pdf"`) || !strings.Contains(out, `"certificate": false`) {
+		t.Fatalf("policy explain without certificate: exit %d\n%s%s", code, out, errOut)
+	}
+
 	// A file that holds no certificate fails with exit 1, naming the file.
 	junk := filepath.Join(dir, "junk.txt")
 	_ = os.WriteFile(junk, []byte("not a certificate"), 0o600)

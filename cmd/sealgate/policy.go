@@ -38,15 +38,10 @@ func policyConfigCheck(cfg *config.Config) []config.Problem {
 }
 
 // lookupRecipientCert tells `policy explain` whether the gateway would find
-// a valid certificate for the recipient, and where.
-//
-// INTEGRATOR: wire this to pkg/directory (the lookup `directory lookup`
-// does: cache, harvested, LDAP key servers, all validation checks) once
-// that package is merged. Until then no lookup is configured and every
-// recipient counts as having no certificate.
-var lookupRecipientCert = func(ctx context.Context, cfg *config.Config, email string) (found bool, source string, err error) {
-	return false, "no lookup configured", nil
-}
+// a valid certificate for the recipient, and where. It is a variable so
+// tests can inject the answer; recipients.go sets it to the real directory
+// lookup (cache, store, own users, key servers, every validation check).
+var lookupRecipientCert func(ctx context.Context, cfg *config.Config, email string) (found bool, source string, err error)
 
 // lookupSenderGroups returns the sender's directory groups for rules with
 // sender_group. The static user list is in the file; LDAP groups are the
