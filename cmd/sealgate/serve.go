@@ -395,7 +395,8 @@ func buildPipeline(cfg *config.Config, rt *runtime, ca *embeddedca.CA, mgr *pki.
 		Decider:   policyDecider{p: pol, groups: groups},
 		Finder:    dirFinder{d: dir},
 		Signer:    &pkiSigner{m: mgr, ca: ca, ttl: time.Minute},
-		Encrypter: smimeEncrypter{}}
+		Encrypter: smimeEncrypter{},
+		StripTag:  policy.StripTag}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
 		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength,
 		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}})
@@ -404,6 +405,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, ca *embeddedca.CA, mgr *pki.
 	} else {
 		p.PDF = &pdfSealer{pw: pw, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
+		p.CleanSubject = pw.CleanSubject
 	}
 	return p, nil
 }
@@ -428,6 +430,9 @@ func (d policyDecider) Decide(_ context.Context, m *gateway.MessageFacts, rcpt s
 		g.Action = gateway.ActionBounce
 	default:
 		g.Action = gateway.ActionHold
+	}
+	if pd.StripSubjectTag {
+		g.StripSubjectTag = pd.SubjectTag
 	}
 	switch pd.Sign {
 	case policy.SignIfKey:

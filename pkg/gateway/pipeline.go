@@ -57,6 +57,9 @@ type Decision struct {
 	Bounce bool
 	// RequireTLS: the copy may travel to the next hop only over TLS.
 	RequireTLS bool
+	// StripSubjectTag is the policy tag to remove from the outgoing
+	// subject ("" keeps the subject as it is).
+	StripSubjectTag string
 }
 
 // MessageFacts are what the policy may look at.
@@ -115,6 +118,11 @@ type Pipeline struct {
 	Signer    Signer
 	Encrypter Encrypter
 	PDF       PDFSealer // nil: PDF impossible (fails closed per policy)
+	// CleanSubject removes the PDF password tag from a subject; StripTag
+	// removes a policy subject tag. Both are applied to every copy that
+	// leaves except internal pass-through (see outgoingSubject).
+	CleanSubject func(subject string) string
+	StripTag     func(subject, tag string) string
 }
 
 type rcptPlan struct {
@@ -154,6 +162,12 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		plans = append(plans, rp)
 	}
 
+	// The original message goes to internal pass-through recipients and,
+	// with its original subject, to the PDF sealer (which reads the
+	// password tag from it); every other copy leaves with a cleaned subject.
+	orig := msg
+	msg = withSubject(msg, facts.Subject, p.outgoingSubject(facts.Subject, plans))
+
 	// signed is the message signed once for every recipient that wants it.
 	var signed []byte
 	var signErr error
@@ -186,7 +200,7 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 	}
 	var smimeGroups [2]*group // [unsigned, signed]
 	var plainGroups [2]*group
-	var passthrough []string
+	var passthrough, asIs []string
 	var pdfs []rcptPlan
 
 	for _, rp := range plans {
@@ -202,7 +216,9 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			continue
 		}
 		if alreadyEncrypted {
-			passthrough = append(passthrough, rp.rcpt)
+			// The sender's client encrypted it already: relayed as it is,
+			// but with the cleaned outer subject like every copy that leaves.
+			asIs = append(asIs, rp.rcpt)
 			continue
 		}
 		if rp.lookErr != nil && (rp.d.MustEncrypt || rp.d.Method == MethodSMIME) {
@@ -245,8 +261,11 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		}
 	}
 
+	if len(asIs) > 0 {
+		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: asIs, Data: p.mark(msg), Method: "passthrough", Signed: alreadySigned, Rule: rulesOf(plans, asIs)})
+	}
 	if len(passthrough) > 0 {
-		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: passthrough, Data: p.mark(msg), Method: "passthrough", Signed: alreadySigned, Rule: rulesOf(plans, passthrough)})
+		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: passthrough, Data: p.mark(orig), Method: "passthrough", Signed: alreadySigned, Rule: rulesOf(plans, passthrough)})
 	}
 	for i, g := range smimeGroups {
 		if g == nil {
@@ -291,7 +310,7 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			fail(rp, "PDF mail is not available")
 			continue
 		}
-		res, err := p.PDF.SealPDF(ctx, facts.Sender, rp.rcpt, facts.Subject, msg)
+		res, err := p.PDF.SealPDF(ctx, facts.Sender, rp.rcpt, facts.Subject, withSubject(orig, facts.Subject, p.stripPolicyTags(facts.Subject, plans)))
 		if err != nil {
 			fail(rp, "PDF sealing failed: "+err.Error())
 			continue
