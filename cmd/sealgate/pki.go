@@ -150,39 +150,13 @@ func (a *app) openPKI(ctx context.Context, cfg *config.Config) (*pkiRuntime, err
 	default:
 		return fail(usageErrorf("pki.issuer %q is not embedded or stepca", cfg.PKI.Issuer))
 	}
-	switch cfg.Users.Source {
-	case "", "static":
-		src := pki.StaticSource{Groups: cfg.Users.Groups}
-		for _, u := range cfg.Users.Static {
-			src.List = append(src.List, pki.StaticUser{Email: u.Email, Name: u.Name, Aliases: u.Aliases, Groups: u.Groups})
-		}
-		m.Users = src
-	case "ldap":
-		l := cfg.Users.LDAP
-		var pw string
-		if l.BindPasswordFile != "" {
-			b, err := os.ReadFile(cfg.Path(l.BindPasswordFile))
-			if err != nil {
-				return fail(asUsage(fmt.Errorf("users.ldap.bind_password_file: %w", err)))
-			}
-			pw = strings.TrimRight(string(b), "\r\n")
-		}
-		tlsCfg, err := ldapTLS(cfg)
-		if err != nil {
-			return fail(err)
-		}
-		d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: l.URL, BindDN: l.BindDN, BindPassword: pw, BaseDN: l.BaseDN,
-			UserFilter: l.UserFilter, GroupBaseDN: l.GroupBaseDN, Groups: cfg.Users.Groups, Timeout: l.Timeout.Duration,
-			TLS: tlsCfg, ReadPublished: l.PublishCertificates})
-		if err != nil {
-			return fail(asUsage(fmt.Errorf("users.ldap: %w", err)))
-		}
-		m.Users = d
-		if l.PublishCertificates {
-			m.Publisher = d
-		}
-	default:
-		return fail(usageErrorf("users.source %q is not static or ldap", cfg.Users.Source))
+	users, ldapDir, err := newUserSource(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	m.Users = users
+	if ldapDir != nil && cfg.Users.LDAP.PublishCertificates {
+		m.Publisher = ldapDir
 	}
 	rt.Manager = m
 	return rt, nil

@@ -43,13 +43,25 @@ func policyConfigCheck(cfg *config.Config) []config.Problem {
 // lookup (cache, store, own users, key servers, every validation check).
 var lookupRecipientCert func(ctx context.Context, cfg *config.Config, email string) (found bool, source string, err error)
 
-// lookupSenderGroups returns the sender's directory groups for rules with
-// sender_group. The static user list is in the file; LDAP groups are the
-// directory package's to read (INTEGRATOR: wire users.source = "ldap"
-// here too), so until then they are reported as not looked up.
+// lookupSenderGroups returns the sender's groups for rules with
+// sender_group, from where serve takes them: the static user list, or the
+// directory of [users.ldap] (every group under group_base_dn containing
+// the sender, nested groups resolved, by cn and by DN).
 var lookupSenderGroups = func(ctx context.Context, cfg *config.Config, email string) (groups []string, source string, err error) {
 	if cfg.Users.Source == "ldap" {
-		return nil, "users.source is ldap: groups not looked up (pass --group)", nil
+		_, dir, err := newUserSource(cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		members, err := dir.GroupMemberships(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		source = "users.ldap " + cfg.Users.LDAP.URL
+		if groups = members[strings.ToLower(email)]; groups == nil {
+			source += ": in no group"
+		}
+		return groups, source, nil
 	}
 	for _, u := range cfg.Users.Static {
 		if strings.EqualFold(u.Email, email) {

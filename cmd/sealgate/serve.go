@@ -85,6 +85,8 @@ type runtime struct {
 	store   *store.Store
 	spool   *gateway.Spool
 	node    string
+	// groups answers sender_group for the pipeline (set by openPKI).
+	groups senderGroupSource
 }
 
 func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
@@ -198,7 +200,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}()
 	}
 	if mgr != nil && cfg.PKI.SyncInterval.Duration > 0 {
-		go pkiSync(ctx, mgr, &pipeline.Signer.(*pkiSigner).issuing, cfg.PKI.SyncInterval.Duration, log)
+		go pkiSync(ctx, mgr, &pipeline.Signer.(*pkiSigner).issuing, rt.groups, cfg.PKI.SyncInterval.Duration, log)
 	}
 
 	select {
@@ -221,11 +223,15 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	return nil
 }
 
-// pkiSync runs the rollout periodically. It holds issuing, which the
-// signer's on-demand issuance also takes: the manager supports one
-// writer at a time, and two issuances for one user would conflict.
-func pkiSync(ctx context.Context, m *pki.Manager, issuing *sync.Mutex, every time.Duration, log *slog.Logger) {
+// pkiSync runs the rollout periodically, then refreshes the sender groups
+// (directory sources). It holds issuing, which the signer's on-demand
+// issuance also takes: the manager supports one writer at a time, and two
+// issuances for one user would conflict.
+func pkiSync(ctx context.Context, m *pki.Manager, issuing *sync.Mutex, groups senderGroupSource, every time.Duration, log *slog.Logger) {
 	run := func() {
+		if dg, ok := groups.(*directoryGroups); ok {
+			_ = dg.Refresh(ctx) // logged there; the cache keeps the last good read
+		}
 		issuing.Lock()
 		defer issuing.Unlock()
 		res, err := m.Sync(ctx, pki.ApplyOptions{})
@@ -330,20 +336,21 @@ func buildRelay(cfg *config.Config) (gateway.Relay, error) {
 }
 
 // openPKI opens (creating on first start) the embedded CA and the
-// certificate manager. Other issuers are not wired yet: the gateway then
-// signs only with certificates already in the store.
+// certificate manager, with the user source the pki commands use
+// (newUserSource), and sets rt.groups: the static list's groups, or the
+// directory's memberships cached by directoryGroups. Other issuers are not
+// wired yet: the gateway then signs only with certificates already issued.
 func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, error) {
 	cfg := rt.cfg
-	var users pki.UserSource
-	switch cfg.Users.Source {
-	case "static", "":
-		var list []pki.StaticUser
-		for _, u := range cfg.Users.Static {
-			list = append(list, pki.StaticUser{Email: u.Email, Name: u.Name, Aliases: u.Aliases, Groups: u.Groups})
-		}
-		users = pki.StaticSource{Groups: cfg.Users.Groups, List: list}
-	default:
-		rt.log.Warn("users.source is not wired into serve yet; signing uses certificates already issued", "source", cfg.Users.Source)
+	users, ldapDir, err := newUserSource(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt.groups = staticGroupsFromConfig(cfg)
+	if ldapDir != nil {
+		// Not read here: a directory down at start must not stop the
+		// gateway; the first message (or sync) reads it.
+		rt.groups = newDirectoryGroups(ldapDir.GroupMemberships, rt.log)
 	}
 	var ca *embeddedca.CA
 	if cfg.PKI.Issuer == "embedded" {
@@ -366,6 +373,9 @@ func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, er
 	}
 	m := &pki.Manager{Store: rt.store, Users: users, KeyType: kt, Validity: cfg.PKI.Validity.Duration,
 		RenewBefore: cfg.PKI.RenewBefore.Duration, Actor: "serve", Logger: rt.log}
+	if ldapDir != nil && cfg.Users.LDAP.PublishCertificates {
+		m.Publisher = ldapDir
+	}
 	if ca != nil {
 		m.Issuer = ca
 	}
@@ -385,14 +395,12 @@ func buildPipeline(cfg *config.Config, rt *runtime, ca *embeddedca.CA, mgr *pki.
 	if err != nil {
 		return nil, err
 	}
-	groups := map[string][]string{}
-	for _, u := range cfg.Users.Static {
-		for _, a := range append([]string{u.Email}, u.Aliases...) {
-			groups[strings.ToLower(a)] = u.Groups
-		}
+	groups := rt.groups
+	if groups == nil {
+		groups = staticGroupsFromConfig(cfg)
 	}
 	p := &gateway.Pipeline{Hostname: cfg.SMTP.Hostname,
-		Decider:   policyDecider{p: pol, groups: groups},
+		Decider:   policyDecider{p: pol, groups: groups, log: rt.log},
 		Finder:    dirFinder{d: dir},
 		Signer:    &pkiSigner{m: mgr, ca: ca, ttl: time.Minute},
 		Encrypter: smimeEncrypter{},
@@ -413,12 +421,29 @@ func buildPipeline(cfg *config.Config, rt *runtime, ca *embeddedca.CA, mgr *pki.
 // policyDecider adapts pkg/policy to the gateway's Decision.
 type policyDecider struct {
 	p      *policy.Policy
-	groups map[string][]string
+	groups senderGroupSource
+	log    *slog.Logger
 }
 
-func (d policyDecider) Decide(_ context.Context, m *gateway.MessageFacts, rcpt string, hasCert bool) gateway.Decision {
-	f := policy.Facts{Sender: m.Sender, SenderGroups: d.groups[m.Sender], Subject: m.Subject, Size: m.Size, Headers: headerFields(m.Header)}
-	pd := d.p.Decide(f, policy.Recipient{Address: rcpt, HasCert: hasCert})
+// Decide decides with the sender's groups when they are known. When the
+// directory cannot say, the policy decides as if the sender were in no
+// group, and that stands only if no sender_group rule comes before the
+// deciding one; otherwise the recipient is held (groupsHold), because the
+// rule that did not get its chance may be the one demanding encryption.
+func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt string, hasCert bool) gateway.Decision {
+	f := policy.Facts{Sender: m.Sender, Subject: m.Subject, Size: m.Size, Headers: headerFields(m.Header)}
+	var groupsErr error
+	if m.Sender != "" && d.groups != nil {
+		f.SenderGroups, groupsErr = d.groups.SenderGroups(ctx, m.Sender)
+	}
+	r := policy.Recipient{Address: rcpt, HasCert: hasCert}
+	pd := d.p.Decide(f, r)
+	if groupsErr != nil && groupRuleUndecided(d.p, f, r) {
+		if d.log != nil {
+			d.log.Warn("holding: a sender_group rule cannot be evaluated", "rule", pd.Rule, "err", groupsErr)
+		}
+		return groupsHold(pd.Rule)
+	}
 	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS == policy.TLSRequired,
 		MustEncrypt: pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired}
 	switch pd.Action {

@@ -1,0 +1,80 @@
+package pki
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// GroupMemberships reads, for every entry matching the user filter, the
+// groups under the group base that contain it directly or through nested
+// groups, so policy rules with sender_group can be evaluated for any sender
+// (not only members of users.groups). The map is keyed by every address of
+// the entry (mail and smtp: proxyAddresses, lower case); each value lists
+// the groups' cn values and DNs, sorted. A sender absent from the map is in
+// no group.
+//
+// The whole group graph is read in one paged search and walked here, on AD
+// as elsewhere: one read per refresh serves every sender. (AD returns at
+// most 1,500 values of member per group without range retrieval, the same
+// limit Users has on directories without LDAP_MATCHING_RULE_IN_CHAIN.)
+func (d *LDAPDirectory) GroupMemberships(ctx context.Context) (map[string][]string, error) {
+	conn, closeFn, err := d.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer closeFn()
+	gres, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, groupObjectClassAny, []string{"cn", "member", "uniqueMember"}, nil), ldapPageSize)
+	if err != nil {
+		return nil, fmt.Errorf("reading groups under %s: %w", d.cfg.GroupBaseDN, err)
+	}
+	// parents: normalised DN of a member -> normalised DNs of the groups
+	// listing it; names: normalised group DN -> its cn values and DN.
+	parents := map[string][]string{}
+	names := map[string][]string{}
+	for _, e := range gres.Entries {
+		g := normDN(e.DN)
+		names[g] = append(e.GetAttributeValues("cn"), e.DN)
+		for _, m := range append(e.GetAttributeValues("member"), e.GetAttributeValues("uniqueMember")...) {
+			n := normDN(m)
+			parents[n] = append(parents[n], g)
+		}
+	}
+	ures, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+		0, 0, false, d.cfg.UserFilter, []string{"mail", "proxyAddresses"}, nil), ldapPageSize)
+	if err != nil {
+		return nil, fmt.Errorf("searching users under %s with %s: %w", d.cfg.BaseDN, d.cfg.UserFilter, err)
+	}
+	out := map[string][]string{}
+	for _, e := range ures.Entries {
+		u, ok := userFromEntry(e)
+		if !ok {
+			continue
+		}
+		var groups []string
+		seen := map[string]bool{}
+		queue := slices.Clone(parents[normDN(e.DN)])
+		for len(queue) > 0 {
+			g := queue[0]
+			queue = queue[1:]
+			if seen[g] {
+				continue // cycles in the group graph end here
+			}
+			seen[g] = true
+			groups = append(groups, names[g]...)
+			queue = append(queue, parents[g]...)
+		}
+		if len(groups) == 0 {
+			continue
+		}
+		slices.Sort(groups)
+		groups = slices.Compact(groups)
+		for _, a := range u.Addresses() {
+			out[a] = groups
+		}
+	}
+	return out, nil
+}
