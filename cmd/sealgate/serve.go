@@ -20,7 +20,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -90,18 +89,18 @@ type runtime struct {
 }
 
 func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	if err := os.MkdirAll(cfg.DataPath(""), 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataPath(""), err)
 	}
 	kr, err := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("pki.master_key_file: %w", err)
 	}
-	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: filepath.Join(cfg.DataDir, "sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
+	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	sp, err := gateway.OpenSpool(filepath.Join(cfg.DataDir, "spool"), kr)
+	sp, err := gateway.OpenSpool(cfg.DataPath("spool"), kr)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -170,7 +169,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("smtp.listen %s: %w", cfg.SMTP.Listen, err)
 	}
-	log.Info("listening", "smtp", ln.Addr().String(), "relay", cfg.Relay.Mode, "data_dir", cfg.DataDir)
+	log.Info("listening", "smtp", ln.Addr().String(), "relay", cfg.Relay.Mode, "data_dir", cfg.DataPath(""))
 
 	var wg sync.WaitGroup
 	qctx, qcancel := context.WithCancel(context.Background())
@@ -275,8 +274,8 @@ func parseNetworks(list []string) ([]netip.Prefix, error) {
 func smtpTLS(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
 	certFile, keyFile := cfg.SMTP.TLSCertFile, cfg.SMTP.TLSKeyFile
 	if certFile == "" {
-		certFile = filepath.Join(cfg.DataDir, "smtp-tls.crt")
-		keyFile = filepath.Join(cfg.DataDir, "smtp-tls.key")
+		certFile = cfg.DataPath("smtp-tls.crt")
+		keyFile = cfg.DataPath("smtp-tls.key")
 		if _, err := os.Stat(certFile); errors.Is(err, os.ErrNotExist) {
 			if err := writeSelfSigned(certFile, keyFile, cfg.SMTP.Hostname); err != nil {
 				return nil, fmt.Errorf("smtp: creating a self-signed certificate: %w", err)
@@ -354,7 +353,7 @@ func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, er
 	}
 	var ca *embeddedca.CA
 	if cfg.PKI.Issuer == "embedded" {
-		dir := filepath.Join(cfg.DataDir, "ca")
+		dir := cfg.DataPath("ca")
 		if _, err := embeddedca.Init(dir, rt.keyring, embeddedca.InitOptions{}); err != nil {
 			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
 		}

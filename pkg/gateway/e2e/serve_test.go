@@ -69,6 +69,7 @@ type gw struct {
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	logMu  *sync.Mutex
+	cwd    string // working directory of serve; "" = the test's
 }
 
 type syncWriter struct {
@@ -143,6 +144,7 @@ subject_tag = "[pw:"
 func (g *gw) start() {
 	g.t.Helper()
 	cmd := exec.Command(sealgateBinary(g.t), "serve", "--config", g.config)
+	cmd.Dir = g.cwd
 	cmd.Stdout = syncWriter{g.logMu, g.log}
 	cmd.Stderr = syncWriter{g.logMu, g.log}
 	if err := cmd.Start(); err != nil {
