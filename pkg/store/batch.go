@@ -28,7 +28,10 @@ type GroupCommit struct {
 	ops     chan *batchOp
 	stop    chan struct{}
 	stopped chan struct{}
-	closed  sync.Once
+	// mu makes Close and sending an op exclusive: once Close holds it,
+	// nothing more enters ops, so the writer's final drain sees all.
+	mu      sync.RWMutex
+	closing bool
 }
 
 // NewGroupCommit returns a group committer writing to s; it starts its
@@ -91,16 +94,16 @@ func (g *GroupCommit) submit(ctx context.Context, op *batchOp) error {
 	g.start()
 	op.ctx = context.WithoutCancel(ctx) // once queued, the write is finished
 	op.done = make(chan error, 1)
-	select {
-	case <-g.stop:
+	g.mu.RLock()
+	if g.closing {
+		g.mu.RUnlock()
 		return g.single(op.ctx, op)
-	default:
 	}
 	select {
 	case g.ops <- op:
-	case <-g.stop:
-		return g.single(op.ctx, op)
+		g.mu.RUnlock()
 	case <-ctx.Done():
+		g.mu.RUnlock()
 		return ctx.Err()
 	}
 	// Not ctx.Done here: the write may already be committed, and the
@@ -110,10 +113,13 @@ func (g *GroupCommit) submit(ctx context.Context, op *batchOp) error {
 
 // Close commits what is waiting and stops the writer.
 func (g *GroupCommit) Close() error {
-	g.closed.Do(func() {
+	g.start()
+	g.mu.Lock()
+	if !g.closing {
+		g.closing = true
 		close(g.stop)
-		g.start()
-	})
+	}
+	g.mu.Unlock()
 	<-g.stopped
 	return nil
 }

@@ -140,3 +140,41 @@ func BenchmarkGroupCommitPut(b *testing.B) {
 		})
 	}
 }
+
+// TestGroupCommitCloseWhileWriting: writes racing Close all return, and
+// every write reported done is in the database (the serve shutdown case).
+func TestGroupCommitCloseWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	s := sqliteBackend().open(t, testKeyring(t))
+	g := NewGroupCommit(s)
+	const n = 30
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = g.PutQueueEntry(ctx, QueueEntry{ID: fmt.Sprintf("c%02d", i), Node: "n1", State: "queued"})
+		}()
+		if i == n/2 {
+			wg.Add(1)
+			go func() { defer wg.Done(); g.Close() }()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("writers or Close hang")
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("writer %d: %v", i, err)
+			continue
+		}
+		if _, err := s.QueueEntry(ctx, fmt.Sprintf("c%02d", i)); err != nil {
+			t.Errorf("writer %d reported success but: %v", i, err)
+		}
+	}
+}
