@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Load run for the gateway (issue 7), not part of the tests:
 # smtp-source (Postfix) → sealgate (sign + S/MIME encrypt, RSA-2048, fsync
-# on) → smtp-sink, then the same load straight into smtp-sink as the
-# no-crypto baseline. Prints messages/s and sealgate's peak RSS.
+# on) → smtp-sink, then the same load through Postfix relaying to the same
+# smtp-sink without crypto (the baseline of the issue; needs root, else it
+# is skipped), then straight into smtp-sink. Prints messages/s, the p50/p99
+# latency each relay added (sealgate: MAIL FROM → next hop's 250, from the
+# delivery events' received/time; Postfix: its delay= per message, 10 ms
+# resolution) and sealgate's peak RSS.
 #   scripts/bench-gateway.sh [MESSAGES=10000] [SESSIONS=20] [SIZE=10240]
 # The memory run of the issue: scripts/bench-gateway.sh 50 50 10485760
 set -euo pipefail
@@ -14,7 +18,14 @@ for p in smtp-source smtp-sink openssl; do
   command -v "$p" >/dev/null || { echo "bench: $p missing (scripts/install-peers.sh)" >&2; exit 1; }
 done
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+PFDIR=""
+cleanup() {
+  [ -n "$PFDIR" ] && postfix -c "$PFDIR" stop >/dev/null 2>&1 || true
+  kill $(jobs -p) 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$work" ${PFDIR:+"$PFDIR"}
+}
+trap cleanup EXIT
 go build -o "$work/sealgate" ./cmd/sealgate
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 GW=$(freeport); SINK=$(freeport)
@@ -82,9 +93,67 @@ s, a, d, n, rss = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), in
 print(f"accepted: {n/(a-s):.0f} msg/s   end to end (relayed): {n/(d-s):.0f} msg/s   peak RSS {rss}")
 PY
 grep -c '"outcome":"held"\|outcome=held' "$work/serve.log" | sed 's/^/held lines: /' || true
+# Added latency per message from the stored delivery events.
+python3 - "$work/data/sealgate.db" <<'PY'
+import json, sqlite3, sys
+from datetime import datetime, timezone
+def ts(s):
+    base, _, frac = s.rstrip("Z").partition(".")
+    return datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp() + float("0." + (frac or "0"))
+db = sqlite3.connect(sys.argv[1])
+lat = sorted(ts(d["time"]) - ts(d["received"]) for d in
+             (json.loads(r[0]) for r in db.execute("SELECT detail FROM audit_log WHERE action = 'delivery.delivered'"))
+             if d.get("received"))
+if lat:
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+    print(f"sealgate added latency (MAIL FROM -> next hop 250, {len(lat)} msgs): p50 {q(0.5):.0f} ms  p99 {q(0.99):.0f} ms  max {lat[-1]*1000:.0f} ms")
+PY
+kill "$GWPID"; wait "$GWPID" 2>/dev/null || true
 
-echo "== baseline: the same load straight into smtp-sink (no gateway)"
+echo "== baseline: Postfix relaying the same load to smtp-sink (no crypto; queue fsync as shipped)"
+if [ "$(id -u)" = 0 ] && command -v postfix >/dev/null; then
+  PFDIR=$(mktemp -d /tmp/pfbench.XXXXXX); chmod 755 "$PFDIR"
+  PF=$(freeport)
+  mkdir -p "$PFDIR/queue" "$PFDIR/data"; chown postfix:postfix "$PFDIR/data"
+  cp /etc/postfix/master.cf "$PFDIR/master.cf"
+  printf '127.0.0.1:%s inet n - n - - smtpd\npostlog unix-dgram n - n - 1 postlogd\n' "$PF" >>"$PFDIR/master.cf"
+  cat >"$PFDIR/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $PFDIR/queue
+data_directory = $PFDIR/data
+mail_owner = postfix
+myhostname = mta.sealgate.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$SINK
+maillog_file = $PFDIR/log
+maillog_file_prefixes = $PFDIR
+CF
+  postconf -c "$PFDIR" -M# smtp/inet; postconf -c "$PFDIR" -F '*/*/chroot = n'
+  postfix -c "$PFDIR" start >/dev/null 2>&1
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$PF) 2>/dev/null && break; sleep 0.2; done
+  start=$(date +%s.%N)
+  smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f alice@example.org -t bob@partner.test "127.0.0.1:$PF"
+  accepted=$(date +%s.%N)
+  for _ in $(seq 3000); do [ "$(grep -c 'status=sent' "$PFDIR/log" 2>/dev/null)" -ge "$MESSAGES" ] && break; sleep 0.2; done
+  done_t=$(date +%s.%N)
+  python3 - "$start" "$accepted" "$done_t" "$MESSAGES" "$PFDIR/log" <<'PY'
+import re, sys
+s, a, d, n = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+lat = sorted(float(m.group(1)) for m in re.finditer(r"delay=([0-9.]+),.*status=sent", open(sys.argv[5]).read()))
+print(f"postfix accepted: {n/(a-s):.0f} msg/s   end to end (relayed): {n/(d-s):.0f} msg/s   ({len(lat)} sent)")
+if lat:
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+    print(f"postfix added latency (delay=, {len(lat)} msgs): p50 {q(0.5):.0f} ms  p99 {q(0.99):.0f} ms  max {lat[-1]*1000:.0f} ms")
+PY
+else
+  echo "skipped: needs root and postfix"
+fi
+
+echo "== reference: the same load straight into smtp-sink (no relay)"
 start=$(date +%s.%N)
 smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f alice@example.org -t bob@partner.test "127.0.0.1:$SINK"
 end=$(date +%s.%N)
-python3 -c "print(f'baseline: {$MESSAGES/($end-$start):.0f} msg/s')"
+python3 -c "print(f'smtp-sink direct: {$MESSAGES/($end-$start):.0f} msg/s')"

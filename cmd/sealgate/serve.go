@@ -147,9 +147,11 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	q := &gateway.Queue{Spool: rt.spool, Store: rt.store, Node: rt.node, Hostname: cfg.SMTP.Hostname,
+	gc := store.NewGroupCommit(rt.store) // queue and audit writes share commits (fsyncs)
+	defer gc.Close()
+	q := &gateway.Queue{Spool: rt.spool, Store: gc, Node: rt.node, Hostname: cfg.SMTP.Hostname,
 		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
-		Events:          &events.Recorder{Store: rt.store, Logger: log},
+		Events:          &events.Recorder{Store: gc, Logger: log},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes}
 	if v := os.Getenv("SEALGATE_RETRY_BACKOFF"); v != "" {
 		// For tests and drills: a fixed, short retry interval.

@@ -34,6 +34,10 @@ type Delivery struct {
 	Rule      string    `json:"rule,omitempty"`
 	Attempt   int       `json:"attempt,omitempty"`
 	Reason    string    `json:"reason,omitempty"` // why held/deferred/bounced; never secrets
+	// Received is when the gateway took the message (MAIL FROM); with Time
+	// it gives the latency the gateway added, which the benchmark and an
+	// operator watching a backlog both want.
+	Received time.Time `json:"received,omitzero"`
 }
 
 // Auditor stores events; *store.Store satisfies it.
@@ -83,6 +87,9 @@ func (r *Recorder) Record(ctx context.Context, d Delivery) {
 	}
 	if d.Reason != "" {
 		attrs = append(attrs, slog.String("reason", d.Reason))
+	}
+	if !d.Received.IsZero() {
+		attrs = append(attrs, slog.Int64("latency_ms", d.Time.Sub(d.Received).Milliseconds()))
 	}
 	log.LogAttrs(ctx, level, "delivery", attrs...)
 	if r.Store == nil {

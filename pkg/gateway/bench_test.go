@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/sealgate/sealgate/pkg/store"
 )
 
 // BenchmarkSpoolWrite10KB: encrypt + fsync (file and directory) of one
@@ -37,5 +39,35 @@ func BenchmarkAccept10KB(b *testing.B) {
 		case <-q.wake:
 		default:
 		}
+	}
+}
+
+// BenchmarkAcceptParallel10KB: the durable-accept path behind a 250 with
+// 20 sessions at once (the load run's -s 20), with the queue metadata
+// written by the plain store (one commit and fsync per message) and by
+// store.GroupCommit (concurrent accepts share a commit).
+func BenchmarkAcceptParallel10KB(b *testing.B) {
+	for _, mode := range []string{"plain", "group"} {
+		b.Run(mode, func(b *testing.B) {
+			q, _ := testQueue(b, passAll{}, &recordingRelay{})
+			if mode == "group" {
+				gc := store.NewGroupCommit(q.Store.(*store.Store))
+				defer gc.Close()
+				q.Store = gc
+			}
+			q.init() // not running: once the wake channel is full, Accept skips it
+			msg := strings.Repeat("0123456789abcdef\r\n", 10240/18)
+			b.SetBytes(int64(len(msg)))
+			b.SetParallelism(10) // 20 sessions on 2 CPUs
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					env := &Envelope{From: "a@org.test", Recipients: []Recipient{{Addr: "b@ext.test"}}}
+					if err := q.Accept(context.Background(), env, strings.NewReader(msg)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

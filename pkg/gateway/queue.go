@@ -447,7 +447,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	for r, why := range plan.Deferred {
 		deferred[r] = why
 	}
-	base := events.Delivery{QueueID: id, MessageID: msgID, Sender: env.From, Attempt: attempt}
+	base := events.Delivery{QueueID: id, MessageID: msgID, Sender: env.From, Attempt: attempt, Received: env.Received}
 	for i, p := range plan.Parcels {
 		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data, UTF8: env.UTF8, RequireTLS: p.RequireTLS})
 		for j, r := range p.Rcpts {
