@@ -190,6 +190,22 @@ func TestServePipelineLDAPUsers(t *testing.T) {
 		t.Fatalf("signer is not ann: %s", r.Stdout)
 	}
 
+	// The signer caches ann's unsealed key per certificate serial; after a
+	// renewal the next message is signed with the new certificate at once.
+	renewed, err := mgr.RenewUser(ctx, "ann@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan = process(pipeline, "ann@example.test")
+	os.WriteFile(in, plan.Parcels[0].Data, 0o644)
+	if r := testpeer.Run(t, nil, "openssl", "cms", "-verify", "-in", in, "-CAfile", root, "-purpose", "smimesign", "-signer", filepath.Join(dir, "signer2.pem")); r.ExitCode != 0 {
+		t.Fatalf("openssl rejects the signature after renewal: %s", r.Stderr)
+	}
+	signer2, _ := os.ReadFile(filepath.Join(dir, "signer2.pem"))
+	if b, _ := pem.Decode(signer2); b == nil || !bytes.Equal(b.Bytes, renewed.DER) {
+		t.Fatalf("after renewal the message is not signed with the new certificate (serial %s)", renewed.Serial)
+	}
+
 	// dee is not in users.groups: no certificate, and sign = "always" holds.
 	if plan := process(pipeline, "dee@example.test"); len(plan.Parcels) != 0 || !strings.Contains(plan.Held["x@partner.test"], "not a known user") {
 		t.Fatalf("dee (not in users.groups) must not be signed for: %+v", plan)
