@@ -218,7 +218,42 @@ func (s *Slapd) Freeze(t testing.TB) {
 	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatalf("freeze slapd: %v", err)
 	}
+	// SIGSTOP takes effect asynchronously: until every thread has
+	// stopped, a worker thread can still answer a query. Wait for it.
+	waitStopped(t, s.cmd.Process.Pid)
 	s.frozen = true
+}
+
+// waitStopped waits until every thread of pid is in the stopped state
+// ("T" in /proc/PID/task/TID/stat).
+func waitStopped(t testing.TB, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		if err != nil || len(tasks) == 0 {
+			t.Fatalf("freeze slapd: cannot read its threads: %v", err)
+		}
+		stopped := true
+		for _, task := range tasks {
+			b, err := os.ReadFile(task)
+			if err != nil {
+				stopped = false // thread exiting; look again
+				break
+			}
+			// The state follows the command name in parentheses.
+			i := bytes.LastIndexByte(b, ')')
+			if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("freeze slapd: threads still running after SIGSTOP")
 }
 
 // Thaw resumes a frozen slapd.
