@@ -15,7 +15,6 @@ import (
 
 	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/directory"
-	"github.com/sealgate/sealgate/pkg/secret"
 	"github.com/sealgate/sealgate/pkg/smime"
 	"github.com/sealgate/sealgate/pkg/store"
 )
@@ -70,14 +69,7 @@ func (a *app) openDirectoryEnv(ctx context.Context) (*directoryEnv, error) {
 	if err != nil {
 		return nil, asUsage(err)
 	}
-	kr, err := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("pki.master_key_file: %w", err)
-	}
-	if err := os.MkdirAll(cfg.Path(cfg.DataDir), 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
+	st, _, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealgate/sealgate/pkg/pdfmail"
-	"github.com/sealgate/sealgate/pkg/secret"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -141,13 +140,9 @@ func (a *app) pdfPasswordSet(ctx context.Context, email, pwFile string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	kr, err := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
+	st, _, err := openStore(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("master key (pki.master_key_file): %w", err)
-	}
-	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
-	if err != nil {
-		return fmt.Errorf("opening the store: %w", err)
+		return err
 	}
 	defer st.Close()
 	if err := st.SetPDFPassword(ctx, addr.Address, pw, pdfmail.ModePreset); err != nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/pki"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
-	"github.com/sealgate/sealgate/pkg/secret"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -92,18 +91,6 @@ func (r *pkiRuntime) Close() {
 	}
 }
 
-// openKeyring loads (creating on first use) pki.master_key_file.
-func openKeyring(cfg *config.Config) (*secret.Keyring, error) {
-	if err := os.MkdirAll(cfg.Path(cfg.DataDir), 0o700); err != nil {
-		return nil, fmt.Errorf("creating data_dir: %w", err)
-	}
-	kr, err := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("pki.master_key_file: %w", err)
-	}
-	return kr, nil
-}
-
 // crlURL is pki.crl_url or the one derived from http.listen.
 func crlURL(cfg *config.Config) string {
 	if cfg.PKI.CRLURL != "" {
@@ -117,13 +104,9 @@ func crlURL(cfg *config.Config) string {
 
 // openPKI wires store, issuer, user source and publisher from the config.
 func (a *app) openPKI(ctx context.Context, cfg *config.Config) (*pkiRuntime, error) {
-	kr, err := openKeyring(cfg)
+	st, kr, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
-	}
-	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
-	if err != nil {
-		return nil, fmt.Errorf("opening the store: %w", err)
 	}
 	rt := &pkiRuntime{Config: cfg, Store: st}
 	rt.closers = append(rt.closers, func() { st.Close() })

@@ -90,16 +90,9 @@ type runtime struct {
 }
 
 func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
-	if err := os.MkdirAll(cfg.DataPath(""), 0o700); err != nil {
-		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataPath(""), err)
-	}
-	kr, err := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
+	st, kr, err := openStore(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pki.master_key_file: %w", err)
-	}
-	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err
 	}
 	sp, err := gateway.OpenSpool(cfg.DataPath("spool"), kr)
 	if err != nil {
