@@ -46,9 +46,31 @@ func NewGpgsm(t testing.TB, pki *PKI, ids ...*Identity) *Gpgsm {
 	}
 	writeFile(t, home, "trustlist.txt", strings.Join(hexParts, ":")+" S relax\n")
 	for _, id := range ids {
-		g.mustRun(t, []byte(id.P12Password+"\n"), "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", id.P12File)
+		g.importP12(t, pki, id)
 	}
 	return g
+}
+
+// importP12 imports id's PKCS#12. gpgsm 2.2 derives a wrong 3DES key for
+// some salts (about 1 export in 25 is refused with "decryption failed",
+// whatever the password); a fresh export draws a new salt, so retry a few
+// times before calling it a failure.
+func (g *Gpgsm) importP12(t testing.TB, pki *PKI, id *Identity) {
+	t.Helper()
+	var r Result
+	for attempt := 0; attempt < 6; attempt++ {
+		if attempt > 0 {
+			pki.exportP12(t, id)
+		}
+		r = g.Run(t, []byte(id.P12Password+"\n"), "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import", id.P12File)
+		if r.ExitCode == 0 {
+			return
+		}
+		if !strings.Contains(string(r.Stderr), "decryption failed") {
+			break
+		}
+	}
+	t.Fatalf("gpgsm --import %s: exit %d\n%s", id.P12File, r.ExitCode, r.Stderr)
 }
 
 func (g *Gpgsm) env() []string { return []string{"GNUPGHOME=" + g.Home} }

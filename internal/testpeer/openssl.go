@@ -113,9 +113,7 @@ func (p *PKI) Issue(t testing.TB, email string, opts IssueOptions) *Identity {
 		"subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
 	MustRun(t, nil, "openssl", "x509", "-req", "-in", csr, "-CA", p.InterFile, "-CAkey", p.interKey,
 		"-set_serial", fmt.Sprint(n), "-days", fmt.Sprint(opts.Days), "-extfile", ext, "-out", id.CertFile)
-	MustRun(t, nil, "openssl", "pkcs12", "-export", "-inkey", id.KeyFile, "-in", id.CertFile, "-certfile", p.ChainFile,
-		"-name", email, "-passout", "pass:"+id.P12Password, "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES",
-		"-macalg", "sha1", "-out", id.P12File)
+	p.exportP12(t, id)
 	id.Cert = ReadCert(t, id.CertFile)
 	id.Key = ReadKey(t, id.KeyFile)
 	return id
@@ -174,4 +172,13 @@ func writeFile(t testing.TB, dir, name, content string) string {
 func WriteFile(t testing.TB, dir, name string, data []byte) string {
 	t.Helper()
 	return writeFile(t, dir, name, string(data))
+}
+
+// exportP12 writes id's key and chain as a legacy (3DES, SHA-1 MAC)
+// PKCS#12, the profile gpgsm reads. Each export draws a new random salt.
+func (p *PKI) exportP12(t testing.TB, id *Identity) {
+	t.Helper()
+	MustRun(t, nil, "openssl", "pkcs12", "-export", "-inkey", id.KeyFile, "-in", id.CertFile, "-certfile", p.ChainFile,
+		"-name", id.Email, "-passout", "pass:"+id.P12Password, "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES",
+		"-macalg", "sha1", "-out", id.P12File)
 }
