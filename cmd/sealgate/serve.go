@@ -663,11 +663,11 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 	if res.Pending {
 		return gateway.PDFResult{Pending: true}, nil
 	}
-	var out strings.Builder
+	var out bytes.Buffer
 	if _, err := p.s.Seal(ctx, bytes.NewReader(msg), res.Password, &out); err != nil {
 		return gateway.PDFResult{}, err
 	}
-	r := gateway.PDFResult{Carrier: []byte(out.String())}
+	r := gateway.PDFResult{Carrier: out.Bytes()}
 	if res.Notification != nil {
 		r.Notice = &gateway.ExtraMessage{From: "", To: []string{sender}, Data: res.Notification}
 	}

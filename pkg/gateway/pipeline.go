@@ -236,6 +236,13 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 				fail(rp, "no certificate for S/MIME")
 				continue
 			}
+		default:
+			// The last line of defence: whatever a decider says, a rule
+			// that demands encryption never yields a plain copy.
+			if rp.d.MustEncrypt {
+				fail(rp, "policy rule "+rp.d.Rule+" demands encryption but no encryption method applies")
+				continue
+			}
 		}
 		data, isSigned, err := body(rp)
 		if err != nil {
@@ -305,12 +312,19 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		}
 		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: g.rcpts, Data: p.mark(src), Method: method, Signed: g.signed, Rule: rulesOf(plans, g.rcpts)})
 	}
+	// The PDF sealer gets the original message (it reads the password tag
+	// from its subject) with the policy tags stripped: built once for all
+	// PDF recipients.
+	var pdfSrc []byte
+	if len(pdfs) > 0 {
+		pdfSrc = withSubject(orig, facts.Subject, p.stripPolicyTags(facts.Subject, plans))
+	}
 	for _, rp := range pdfs {
 		if p.PDF == nil {
 			fail(rp, "PDF mail is not available")
 			continue
 		}
-		res, err := p.PDF.SealPDF(ctx, facts.Sender, rp.rcpt, facts.Subject, withSubject(orig, facts.Subject, p.stripPolicyTags(facts.Subject, plans)))
+		res, err := p.PDF.SealPDF(ctx, facts.Sender, rp.rcpt, facts.Subject, pdfSrc)
 		if err != nil {
 			fail(rp, "PDF sealing failed: "+err.Error())
 			continue

@@ -177,3 +177,18 @@ func TestPipelineCarriesTLSRequirement(t *testing.T) {
 		t.Fatalf("the shared envelope must demand TLS when one recipient's policy does: %+v %v", plan, err)
 	}
 }
+
+// A decision that demands encryption but names no method (a decider bug,
+// or a future exemption wired wrongly) holds, never sends plain.
+func TestPipelineMustEncryptWithoutMethodHolds(t *testing.T) {
+	d := Decision{Rule: "confidential", Action: ActionDeliver, Method: MethodNone, MustEncrypt: true}
+	p := &Pipeline{Hostname: "gw.test", Decider: fakeDecider{"*": d}, Finder: fakeFinder{}, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}, PDF: fakePDF{}}
+	plan, err := p.Process(context.Background(), &Envelope{From: "alice@org.test"}, []string{"x@ext.test"},
+		[]byte("From: alice@org.test\r\nSubject: s\r\n\r\nSECRET\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Parcels) != 0 || !strings.Contains(plan.Held["x@ext.test"], "demands encryption") {
+		t.Fatalf("want held, got parcels %d held %v", len(plan.Parcels), plan.Held)
+	}
+}
