@@ -41,44 +41,15 @@ func newCertCmd(a *app) *cobra.Command {
 			})
 		},
 	})
-	cmd.AddCommand(&cobra.Command{
-		Use:   "issue EMAIL",
-		Short: "issue a certificate for one eligible user who has none",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
-				unlock, err := lockPKI(rt)
-				if err != nil {
-					return err
-				}
-				defer unlock()
-				c, err := rt.Manager.IssueUser(ctxOf(cmd), args[0])
-				if err != nil {
-					return err
-				}
-				return a.printCert(c)
-			})
-		},
-	})
-	cmd.AddCommand(&cobra.Command{
-		Use:   "renew EMAIL",
-		Short: "replace a user's certificate now (new key), whatever its expiry",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
-				unlock, err := lockPKI(rt)
-				if err != nil {
-					return err
-				}
-				defer unlock()
-				c, err := rt.Manager.RenewUser(ctxOf(cmd), args[0])
-				if err != nil {
-					return err
-				}
-				return a.printCert(c)
-			})
-		},
-	})
+	cmd.AddCommand(
+		a.certChangeCmd("issue", "issue a certificate for one eligible user who has none",
+			func(rt *pkiRuntime) func(context.Context, string) (store.Certificate, error) {
+				return rt.Manager.IssueUser
+			}),
+		a.certChangeCmd("renew", "replace a user's certificate now (new key), whatever its expiry",
+			func(rt *pkiRuntime) func(context.Context, string) (store.Certificate, error) {
+				return rt.Manager.RenewUser
+			}))
 	var reason string
 	revoke := &cobra.Command{
 		Use:   "revoke EMAIL [--reason R]",
@@ -243,4 +214,28 @@ func (a *app) printCert(c store.Certificate) error {
 		_, err := io.WriteString(w, j.Certificate)
 		return err
 	})
+}
+
+// certChangeCmd is `cert issue` / `cert renew`: one user's certificate
+// changed under the PKI lock, then printed.
+func (a *app) certChangeCmd(use, short string, change func(*pkiRuntime) func(context.Context, string) (store.Certificate, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " EMAIL",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
+				unlock, err := lockPKI(rt)
+				if err != nil {
+					return err
+				}
+				defer unlock()
+				c, err := change(rt)(ctxOf(cmd), args[0])
+				if err != nil {
+					return err
+				}
+				return a.printCert(c)
+			})
+		},
+	}
 }

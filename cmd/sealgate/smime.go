@@ -100,6 +100,22 @@ func loadKey(path string) (crypto.Signer, error) {
 	return nil, usageErrorf("--key %s: not a PKCS#8, PKCS#1 or EC private key", path)
 }
 
+// loadIdentity reads the --cert and --key pair that sign and decrypt need.
+func loadIdentity(certFile, keyFile string) ([]*x509.Certificate, crypto.Signer, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, nil, usageErrorf("--cert and --key are required")
+	}
+	certs, err := loadCerts("cert", certFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := loadKey(keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certs, key, nil
+}
+
 func newSMIMESignCmd(a *app) *cobra.Command {
 	var certFile, keyFile, chainFile, hash string
 	var pss bool
@@ -108,14 +124,7 @@ func newSMIMESignCmd(a *app) *cobra.Command {
 		Short: "sign the message on stdin (multipart/signed, detached)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if certFile == "" || keyFile == "" {
-				return usageErrorf("--cert and --key are required")
-			}
-			certs, err := loadCerts("cert", certFile)
-			if err != nil {
-				return err
-			}
-			key, err := loadKey(keyFile)
+			certs, key, err := loadIdentity(certFile, keyFile)
 			if err != nil {
 				return err
 			}
@@ -219,14 +228,7 @@ func newSMIMEDecryptCmd(a *app) *cobra.Command {
 		Short: "decrypt the S/MIME message on stdin",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if certFile == "" || keyFile == "" {
-				return usageErrorf("--cert and --key are required")
-			}
-			certs, err := loadCerts("cert", certFile)
-			if err != nil {
-				return err
-			}
-			key, err := loadKey(keyFile)
+			certs, key, err := loadIdentity(certFile, keyFile)
 			if err != nil {
 				return err
 			}
