@@ -235,8 +235,11 @@ func (a *app) directoryImport(ctx context.Context, files []string) error {
 			failed++
 		}
 		for _, s := range stored {
-			_ = env.store.Audit(ctx, store.AuditEvent{Time: time.Now(), Actor: "cli", Action: "directory.import",
-				Subject: s.Email, Detail: fmt.Sprintf("%s %s from %s", s.Source, s.Fingerprint, f)})
+			if err := env.store.Audit(ctx, store.AuditEvent{Time: time.Now(), Actor: "cli", Action: "directory.import",
+				Subject: s.Email, Detail: fmt.Sprintf("%s %s from %s", s.Source, s.Fingerprint, f)}); err != nil && res.Error == "" {
+				res.Error = fmt.Sprintf("imported, but the audit record was not written: %v", err)
+				failed++
+			}
 		}
 		results = append(results, res)
 	}

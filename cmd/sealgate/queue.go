@@ -149,7 +149,10 @@ func newQueueCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_ = rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.retry", Subject: args[0]})
+			if err := rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.retry", Subject: args[0]}); err != nil {
+				// The change stands; the admin must know the audit trail missed it.
+				return fmt.Errorf("queue retry %s done, but its audit record was not written: %w", args[0], err)
+			}
 			return a.print(map[string]string{"id": args[0], "state": gateway.StateQueued}, func(w io.Writer) error {
 				_, err := fmt.Fprintf(w, "%s queued for delivery now (a running sealgate serve picks it up)\n", args[0])
 				return err
@@ -173,7 +176,10 @@ func newQueueCmd(a *app) *cobra.Command {
 			if err := rt.store.DeleteQueueEntry(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			_ = rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.delete", Subject: args[0]})
+			if err := rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.delete", Subject: args[0]}); err != nil {
+				// The change stands; the admin must know the audit trail missed it.
+				return fmt.Errorf("queue delete %s done, but its audit record was not written: %w", args[0], err)
+			}
 			return a.print(map[string]string{"id": args[0], "state": "deleted"}, func(w io.Writer) error {
 				_, err := fmt.Fprintf(w, "%s deleted\n", args[0])
 				return err

@@ -426,7 +426,7 @@ type policyDecider struct {
 // deciding one; otherwise the recipient is held (groupsHold), because the
 // rule that did not get its chance may be the one demanding encryption.
 func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt string, hasCert bool) gateway.Decision {
-	f := policy.Facts{Sender: m.Sender, Subject: m.Subject, Size: m.Size, Headers: headerFields(m.Header)}
+	f := m.Policy
 	var groupsErr error
 	if m.Sender != "" && d.groups != nil {
 		f.SenderGroups, groupsErr = d.groups.SenderGroups(ctx, m.Sender)
@@ -440,7 +440,9 @@ func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt
 		return groupsHold(pd.Rule)
 	}
 	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS == policy.TLSRequired,
-		MustEncrypt: pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired}
+		// A meeting request the rule exempts leaves signed only (the
+		// policy decided so), so it is not a must-encrypt message.
+		MustEncrypt: !pd.CalendarExempt && (pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired)}
 	switch pd.Action {
 	case policy.ActionDeliver:
 		g.Action = gateway.ActionDeliver
@@ -473,24 +475,6 @@ func gatewayMethod(m policy.Method) gateway.Method {
 		return gateway.MethodPDF
 	}
 	return gateway.MethodNone
-}
-
-func headerFields(h []byte) []policy.Header {
-	var out []policy.Header
-	for _, line := range strings.Split(string(h), "\r\n") {
-		if line == "" {
-			continue
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(out) > 0 {
-			out[len(out)-1].Value += " " + strings.TrimSpace(line)
-			continue
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if ok {
-			out = append(out, policy.Header{Name: strings.TrimSpace(k), Value: strings.TrimSpace(v)})
-		}
-	}
-	return out
 }
 
 // dirFinder adapts pkg/directory. A lookup that found nothing while a

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"strings"
 
+	"github.com/sealgate/sealgate/pkg/policy"
 	"github.com/sealgate/sealgate/pkg/smime"
 )
 
@@ -65,9 +66,13 @@ type Decision struct {
 // MessageFacts are what the policy may look at.
 type MessageFacts struct {
 	Sender  string // header From address, lower case ("" if unparseable)
-	Subject string
+	Subject string // decoded (RFC 2047): a tag inside an encoded word counts
 	Header  []byte // raw top-level header section
 	Size    int64
+	// Policy is what pkg/policy reads from the message: the header fields
+	// decoded, and whether it is a meeting request. The decider adds the
+	// sender's groups. Read once per message, not per recipient.
+	Policy policy.Facts
 }
 
 // Decider decides per recipient; hasCert says a valid certificate exists.
@@ -137,9 +142,18 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 	plan := &Plan{Held: map[string]string{}, Bounced: map[string]string{}, Deferred: map[string]string{}}
 	hdr := headerOf(msg)
 	facts := &MessageFacts{Subject: headerValue(msg, "Subject"), Header: hdr, Size: int64(len(msg))}
+	if pf, err := policy.ReadFacts(bytes.NewReader(msg), facts.Size); err == nil {
+		facts.Policy, facts.Subject = pf, pf.Subject
+	} else {
+		// A header net/mail cannot read: the policy sees the raw subject
+		// and no header fields, so header and tag rules cannot match and
+		// the rule for everything else decides.
+		facts.Policy = policy.Facts{Subject: facts.Subject, Size: facts.Size}
+	}
 	if a, err := mail.ParseAddress(headerValue(msg, "From")); err == nil {
 		facts.Sender = strings.ToLower(a.Address)
 	}
+	facts.Policy.Sender = facts.Sender
 	kind := smime.Classify(msg)
 	alreadyEncrypted := kind == smime.KindEnveloped || kind == smime.KindAuthEnveloped
 	alreadySigned := kind == smime.KindSigned || kind == smime.KindOpaqueSigned

@@ -83,9 +83,30 @@ func (s syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
+// defaultRules: a confidential label demands S/MIME, everything else goes
+// S/MIME or PDF.
+const defaultRules = `[[policy.rules]]
+name = "confidential"
+header = ["X-Classification: Confidential"]
+sign = "always"
+encrypt = "smime-required"
+on_failure = "hold"
+
+[[policy.rules]]
+name = "default"
+sign = "always"
+encrypt = "smime-or-pdf"
+on_failure = "hold"
+`
+
 // newGateway writes a config for a gateway in a temp dir; extra is
-// appended (trust, more rules).
+// appended (trust, key servers).
 func newGateway(t *testing.T, extra string) *gw {
+	return newGatewayRules(t, defaultRules, extra)
+}
+
+// newGatewayRules is newGateway with its own [[policy.rules]].
+func newGatewayRules(t *testing.T, rules, extra string) *gw {
 	dir := t.TempDir()
 	port := testpeer.FreePort(t)
 	g := &gw{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
@@ -117,23 +138,11 @@ groups = ["smime-users"]
 [policy]
 internal_domains = ["example.org"]
 
-[[policy.rules]]
-name = "confidential"
-header = ["X-Classification: Confidential"]
-sign = "always"
-encrypt = "smime-required"
-on_failure = "hold"
-
-[[policy.rules]]
-name = "default"
-sign = "always"
-encrypt = "smime-or-pdf"
-on_failure = "hold"
-
+%s
 [pdf]
 password = ["subject", "preset"]
 subject_tag = "[pw:"
-%s`, filepath.Join(dir, "data"), g.addr, filepath.Join(dir, "outbox"), extra)
+%s`, filepath.Join(dir, "data"), g.addr, filepath.Join(dir, "outbox"), rules, extra)
 	g.config = filepath.Join(dir, "sealgate.toml")
 	if err := os.WriteFile(g.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/store"
+
+	_ "modernc.org/sqlite"
+)
+
+// TestQueueRetryDeleteAudit: retry and delete change the queue and leave
+// an audit row; when the audit row cannot be written the change stands but
+// the command fails and says so, rather than leaving a silent gap in the
+// trail.
+func TestQueueRetryDeleteAudit(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(cfgPath, []byte(pkiTestConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, _, err := openStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a1", "b2"} {
+		if err := st.PutQueueEntry(ctx, store.QueueEntry{ID: id, Node: "n", Sender: "alice@example.org",
+			Recipients: []string{"x@other.test"}, State: "held", HoldReason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	mustSG(t, cfgPath, "queue", "retry", "a1")
+	var shown queueEntryJSON
+	if err := json.Unmarshal([]byte(mustSG(t, cfgPath, "queue", "show", "a1", "-o", "json")), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown.State != "queued" || shown.HoldReason != "" {
+		t.Fatalf("after retry: %+v", shown)
+	}
+
+	// Make every audit insert fail, as a full disk or a revoked grant would.
+	db, err := sql.Open("sqlite", cfg.DataPath("sealgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(FAIL, 'audit log unwritable'); END`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	code, _, errs := sg(t, cfgPath, "queue", "delete", "b2")
+	if code != 1 || !strings.Contains(errs, "b2") || !strings.Contains(errs, "audit record was not written") {
+		t.Fatalf("delete with a broken audit log: exit %d, stderr %q", code, errs)
+	}
+	if code, _, _ := sg(t, cfgPath, "queue", "show", "b2"); code != 1 {
+		t.Fatalf("b2 still in the queue after delete (show exit %d)", code)
+	}
+
+	st, _, err = openStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	events, err := st.AuditEvents(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range events {
+		actions = append(actions, e.Action+" "+e.Subject)
+	}
+	if strings.Join(actions, ",") != "queue.retry a1" {
+		t.Fatalf("audit trail %q, want the retry only", actions)
+	}
+}
