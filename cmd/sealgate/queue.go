@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -56,12 +55,29 @@ func newQueueCmd(a *app) *cobra.Command {
 		}
 		return openRuntime(cmd.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
-	get := func(ctx context.Context, rt *runtime, id string) (store.QueueEntry, error) {
-		e, err := rt.store.QueueEntry(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return e, fmt.Errorf("no message %s in the queue (see sealgate queue list)", id)
+	// withEntry opens the runtime, finds message id and hands both to fn.
+	withEntry := func(cmd *cobra.Command, id string, fn func(rt *runtime, e store.QueueEntry) error) error {
+		rt, err := open(cmd)
+		if err != nil {
+			return err
 		}
-		return e, err
+		defer rt.store.Close()
+		e, err := rt.store.QueueEntry(cmd.Context(), id)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no message %s in the queue (see sealgate queue list)", id)
+		}
+		if err != nil {
+			return err
+		}
+		return fn(rt, e)
+	}
+	// audited records an admin's change to message id; the change stands
+	// either way, but the admin must know when the audit trail missed it.
+	audited := func(cmd *cobra.Command, rt *runtime, action, id string) error {
+		if err := rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue." + action, Subject: id}); err != nil {
+			return fmt.Errorf("queue %s %s done, but its audit record was not written: %w", action, id, err)
+		}
+		return nil
 	}
 	var state string
 	list := &cobra.Command{
@@ -105,84 +121,63 @@ func newQueueCmd(a *app) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show ID", Short: "one message's envelope and state (never its content)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer rt.store.Close()
-			e, err := get(cmd.Context(), rt, args[0])
-			if err != nil {
-				return err
-			}
-			j := toQueueJSON(e)
-			return a.print(j, func(w io.Writer) error {
-				fmt.Fprintf(w, "id:           %s\nstate:        %s\nnode:         %s\nsender:       %s\nrecipients:   %s\nsize:         %d\nattempts:     %d\ncreated:      %s\n",
-					j.ID, j.State, j.Node, j.Sender, strings.Join(j.Recipients, ", "), j.Size, j.Attempts, j.CreatedAt)
-				if j.NextAttempt != "" {
-					fmt.Fprintf(w, "next attempt: %s\n", j.NextAttempt)
-				}
-				if j.HoldReason != "" {
-					fmt.Fprintf(w, "held because: %s\n", j.HoldReason)
-				}
-				if j.LastError != "" {
-					fmt.Fprintf(w, "last error:   %s\n", j.LastError)
-				}
-				return nil
+			return withEntry(cmd, args[0], func(_ *runtime, e store.QueueEntry) error {
+				j := toQueueJSON(e)
+				return a.print(j, func(w io.Writer) error {
+					fmt.Fprintf(w, "id:           %s\nstate:        %s\nnode:         %s\nsender:       %s\nrecipients:   %s\nsize:         %d\nattempts:     %d\ncreated:      %s\n",
+						j.ID, j.State, j.Node, j.Sender, strings.Join(j.Recipients, ", "), j.Size, j.Attempts, j.CreatedAt)
+					if j.NextAttempt != "" {
+						fmt.Fprintf(w, "next attempt: %s\n", j.NextAttempt)
+					}
+					if j.HoldReason != "" {
+						fmt.Fprintf(w, "held because: %s\n", j.HoldReason)
+					}
+					if j.LastError != "" {
+						fmt.Fprintf(w, "last error:   %s\n", j.LastError)
+					}
+					return nil
+				})
 			})
 		},
 	}
 	retry := &cobra.Command{
 		Use: "retry ID", Short: "release a held message or retry a deferred one now (policy is applied again)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer rt.store.Close()
-			if _, err := get(cmd.Context(), rt, args[0]); err != nil {
-				return err
-			}
-			err = rt.store.UpdateQueueEntry(cmd.Context(), args[0], func(e *store.QueueEntry) error {
-				e.State, e.NextAttempt, e.HoldReason = gateway.StateQueued, time.Now(), ""
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if err := rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.retry", Subject: args[0]}); err != nil {
-				// The change stands; the admin must know the audit trail missed it.
-				return fmt.Errorf("queue retry %s done, but its audit record was not written: %w", args[0], err)
-			}
-			return a.print(map[string]string{"id": args[0], "state": gateway.StateQueued}, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "%s queued for delivery now (a running sealgate serve picks it up)\n", args[0])
-				return err
+			return withEntry(cmd, args[0], func(rt *runtime, e store.QueueEntry) error {
+				err := rt.store.UpdateQueueEntry(cmd.Context(), e.ID, func(e *store.QueueEntry) error {
+					e.State, e.NextAttempt, e.HoldReason = gateway.StateQueued, time.Now(), ""
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				if err := audited(cmd, rt, "retry", e.ID); err != nil {
+					return err
+				}
+				return a.print(map[string]string{"id": e.ID, "state": gateway.StateQueued}, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "%s queued for delivery now (a running sealgate serve picks it up)\n", e.ID)
+					return err
+				})
 			})
 		},
 	}
 	del := &cobra.Command{
 		Use: "delete ID", Short: "remove a message from the queue without delivering it", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer rt.store.Close()
-			if _, err := get(cmd.Context(), rt, args[0]); err != nil {
-				return err
-			}
-			if err := rt.spool.Discard(args[0]); err != nil {
-				return err
-			}
-			if err := rt.store.DeleteQueueEntry(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			if err := rt.store.Audit(cmd.Context(), store.AuditEvent{Time: time.Now().UTC(), Actor: "cli", Action: "queue.delete", Subject: args[0]}); err != nil {
-				// The change stands; the admin must know the audit trail missed it.
-				return fmt.Errorf("queue delete %s done, but its audit record was not written: %w", args[0], err)
-			}
-			return a.print(map[string]string{"id": args[0], "state": "deleted"}, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "%s deleted\n", args[0])
-				return err
+			return withEntry(cmd, args[0], func(rt *runtime, e store.QueueEntry) error {
+				if err := rt.spool.Discard(e.ID); err != nil {
+					return err
+				}
+				if err := rt.store.DeleteQueueEntry(cmd.Context(), e.ID); err != nil {
+					return err
+				}
+				if err := audited(cmd, rt, "delete", e.ID); err != nil {
+					return err
+				}
+				return a.print(map[string]string{"id": e.ID, "state": "deleted"}, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "%s deleted\n", e.ID)
+					return err
+				})
 			})
 		},
 	}

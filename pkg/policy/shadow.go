@@ -1,6 +1,9 @@
 package policy
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // maxShadowCheck bounds the pairwise search for shadowed rules (it is
 // quadratic); larger policies still get the catch-all check.
@@ -18,9 +21,9 @@ func shadows(a, b *rule) bool {
 		(a.subjectTag == "" || strings.Contains(b.subjectTag, a.subjectTag)) &&
 		(a.minSize == 0 || b.minSize >= a.minSize) &&
 		(a.maxSize == 0 || (b.maxSize != 0 && b.maxSize <= a.maxSize)) &&
-		coversStrings(a.senderGroup, b.senderGroup) &&
-		coversHeaders(a.header, b.header) &&
-		coversMatches(a.headerMatch, b.headerMatch) &&
+		covers(a.senderGroup, b.senderGroup, sameString) &&
+		covers(a.header, b.header, sameHeader) &&
+		covers(a.headerMatch, b.headerMatch, sameMatch) &&
 		coversAddrs(a.sender, b.sender) &&
 		coversAddrs(a.recipient, b.recipient) &&
 		coversDomains(&a.senderDomain, &b.senderDomain) &&
@@ -109,7 +112,11 @@ func (s *domainSet) containsSuffixOf(d string) bool {
 	return false
 }
 
-func coversStrings(a, b []string) bool {
+// covers reports whether condition list a (any-of) matches whenever b
+// does: a is empty (no condition), or every entry of b is also in a. The
+// test is syntactic, so it may miss a covering pattern but never claims
+// one that does not cover.
+func covers[T any](a, b []T, same func(x, y T) bool) bool {
 	if len(a) == 0 {
 		return true
 	}
@@ -117,60 +124,15 @@ func coversStrings(a, b []string) bool {
 		return false
 	}
 	for _, x := range b {
-		found := false
-		for _, y := range a {
-			if x == y {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !slices.ContainsFunc(a, func(y T) bool { return same(x, y) }) {
 			return false
 		}
 	}
 	return true
 }
 
-func coversHeaders(a, b []headerEquals) bool {
-	if len(a) == 0 {
-		return true
-	}
-	if len(b) == 0 {
-		return false
-	}
-	for _, x := range b {
-		found := false
-		for _, y := range a {
-			if x.name == y.name && x.value == y.value {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
+func sameString(x, y string) bool { return x == y }
 
-func coversMatches(a, b []headerMatches) bool {
-	if len(a) == 0 {
-		return true
-	}
-	if len(b) == 0 {
-		return false
-	}
-	for _, x := range b {
-		found := false
-		for _, y := range a {
-			if x.name == y.name && x.re.String() == y.re.String() {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
+func sameHeader(x, y headerEquals) bool { return x.name == y.name && x.value == y.value }
+
+func sameMatch(x, y headerMatches) bool { return x.name == y.name && x.re.String() == y.re.String() }
