@@ -11,7 +11,22 @@ import (
 	"github.com/sealgate/sealgate/pkg/config"
 )
 
-func init() { register(newConfigCmd) }
+func init() {
+	register(newConfigCmd)
+	configChecks = append(configChecks, relayModeCheck)
+}
+
+// relayModeCheck: "mx" is a valid name in the file format, but this build
+// cannot deliver to MX hosts yet (that comes with per-domain TLS policy).
+// Saying so in `config check` beats a gateway that refuses to start.
+func relayModeCheck(cfg *config.Config) []config.Problem {
+	if cfg.Relay.Mode != "mx" {
+		return nil
+	}
+	return []config.Problem{{Key: "relay.mode", Line: cfg.Line("relay.mode"),
+		Message: `"mx" (direct delivery to the recipients' MX hosts) is not available in this version`,
+		Hint:    `relay through your mail server with mode = "smarthost" and relay.smarthost = "host:port"`}}
+}
 
 // configChecks are further checks of a loaded config that belong to other
 // packages (pkg/policy's unreachable rules, for instance): their command

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,5 +139,18 @@ func TestConfigCheckRunsRegisteredChecks(t *testing.T) {
 	a := &app{configPath: "../../config.example.toml"}
 	if _, err := a.loadConfig(); err == nil || !strings.Contains(err.Error(), "never reached") {
 		t.Fatalf("loadConfig: %v", err)
+	}
+}
+
+// relay.mode = "mx" passes the file format but this build cannot deliver
+// that way: config check says so with the line, before serve would fail.
+func TestConfigCheckRelayModeMX(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sealgate.toml")
+	if err := os.WriteFile(file, []byte("data_dir = \"./data\"\n[relay]\nmode = \"mx\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "config", "check", "--config", file)
+	if code != 2 || !strings.Contains(stderr, "sealgate.toml:3: relay.mode:") || !strings.Contains(stderr, "smarthost") {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
 	}
 }
