@@ -241,6 +241,14 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			fail(rp, "certificate lookup failed: "+rp.lookErr.Error())
 			continue
 		}
+		if rp.lookErr != nil && p.Decider.Decide(ctx, facts, rp.rcpt, true).Method == MethodSMIME {
+			// Opportunistic S/MIME: had the lookup found a certificate,
+			// this copy would be encrypted. A plain copy now could be one
+			// the rule would have encrypted, so wait and look again; the
+			// queue retries and bounces once retry_for is over.
+			plan.Deferred[rp.rcpt] = "certificate lookup failed, will look again: " + rp.lookErr.Error()
+			continue
+		}
 		switch rp.d.Method {
 		case MethodPDF:
 			pdfs = append(pdfs, rp)

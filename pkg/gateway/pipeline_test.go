@@ -192,3 +192,37 @@ func TestPipelineMustEncryptWithoutMethodHolds(t *testing.T) {
 		t.Fatalf("want held, got parcels %d held %v", len(plan.Parcels), plan.Held)
 	}
 }
+
+// opportunisticDecider is pkg/policy's encrypt = "smime": S/MIME with a
+// certificate, signed-only without.
+type opportunisticDecider struct{}
+
+func (opportunisticDecider) Decide(_ context.Context, _ *MessageFacts, _ string, hasCert bool) Decision {
+	d := Decision{Rule: "opportunistic", Action: ActionDeliver}
+	if hasCert {
+		d.Method = MethodSMIME
+	}
+	return d
+}
+
+// An opportunistic rule and a failed certificate lookup: the recipient
+// waits for the directory instead of getting a copy that, with the
+// directory up, would have been encrypted. A rule that never encrypts
+// is not held up by the outage.
+func TestPipelineOpportunisticWaitsForDirectory(t *testing.T) {
+	msg := []byte("From: alice@org.test\r\nSubject: s\r\n\r\nSECRET\r\n")
+	down := fakeFinder{err: errors.New("keyserver partners: connection refused")}
+	p := &Pipeline{Hostname: "gw.test", Decider: opportunisticDecider{}, Finder: down, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}}
+	plan, err := p.Process(context.Background(), &Envelope{From: "alice@org.test"}, []string{"x@ext.test"}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Parcels) != 0 || !strings.Contains(plan.Deferred["x@ext.test"], "connection refused") {
+		t.Fatalf("want deferred, got parcels %d deferred %v held %v", len(plan.Parcels), plan.Deferred, plan.Held)
+	}
+	p.Decider = fakeDecider{"*": {Rule: "sign-only", Action: ActionDeliver, Method: MethodNone}}
+	plan, err = p.Process(context.Background(), &Envelope{From: "alice@org.test"}, []string{"x@ext.test"}, msg)
+	if err != nil || len(plan.Parcels) != 1 || plan.Parcels[0].Method != "signed" {
+		t.Fatalf("sign-only rule: %+v %v", plan, err)
+	}
+}

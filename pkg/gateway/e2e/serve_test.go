@@ -478,3 +478,33 @@ func TestServeHoldsWhenDirectoryDown(t *testing.T) {
 		t.Fatalf("held without the reason:\n%s", g.logText())
 	}
 }
+
+// With an opportunistic rule (encrypt = "smime") and the key server down,
+// the message waits (deferred, retried) instead of leaving signed-only:
+// with the server up it might have been encrypted.
+func TestServeOpportunisticWaitsWhenDirectoryDown(t *testing.T) {
+	testpeer.Require(t, "swaks")
+	dead := testpeer.FreePort(t)
+	rules := "[[policy.rules]]\nname = \"opportunistic\"\nsign = \"always\"\nencrypt = \"smime\"\n"
+	g := newGatewayRules(t, rules, fmt.Sprintf("\n[[keyservers]]\nname = \"partners\"\nurl = \"ldap://127.0.0.1:%d\"\nbase_dn = \"dc=example,dc=test\"\ntimeout = \"1s\"\n", dead))
+	g.start()
+	swaks(t, g.addr, "alice@example.org", "frank@other.test", []string{"Subject: contract"}, "must not leak")
+	var entries []struct {
+		State     string `json:"state"`
+		LastError string `json:"last_error"`
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(entries) == 0 || entries[0].State != "deferred" {
+		if time.Now().After(deadline) {
+			t.Fatalf("not deferred: %+v\n%s", entries, g.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+		json.Unmarshal(g.cli("queue", "list", "-o", "json"), &entries)
+	}
+	if !strings.Contains(entries[0].LastError, "certificate lookup failed") {
+		t.Fatalf("deferred without the reason: %+v", entries[0])
+	}
+	if len(g.outbox()) != 0 {
+		t.Fatal("delivered although whether it should be encrypted was unknown")
+	}
+}
