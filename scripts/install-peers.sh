@@ -32,6 +32,8 @@ if [ -n "$need_exim" ]; then
 	getent passwd "$EXIM_USER" >/dev/null ||
 		$SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$EXIM_USER"
 	debs=$(mktemp -d)
+	# apt downloads as _apt when it can write there (else it warns).
+	[ "$(id -u)" -eq 0 ] && getent passwd _apt >/dev/null && chown _apt "$debs"
 	(cd "$debs" && apt-get download exim4-daemon-light exim4-base >/dev/null)
 	$SUDO mkdir -p "$EXIM_DIR"
 	for deb in "$debs"/*.deb; do

@@ -45,9 +45,10 @@ type EximOptions struct {
 	User, Password string
 }
 
-// eximBinary finds the unpacked exim (or $SEALGATE_EXIM, or an installed
-// exim4), or skips the test (fails it under CI=true).
-func eximBinary(t testing.TB) string {
+// RequireExim returns the path of the unpacked exim (or $SEALGATE_EXIM,
+// or an installed exim4), or skips the test (fails it under CI=true) when
+// exim cannot run here. Call it before any costly setup.
+func RequireExim(t testing.TB) string {
 	t.Helper()
 	cands := []string{filepath.Join(EximCacheDir, "usr/sbin/exim4")}
 	if p := os.Getenv("SEALGATE_EXIM"); p != "" {
@@ -88,7 +89,7 @@ func eximBinary(t testing.TB) string {
 // temp directory. Nothing runs until Send.
 func NewExim(t testing.TB, opts EximOptions) *Exim {
 	t.Helper()
-	bin := eximBinary(t)
+	bin := RequireExim(t)
 	// The delivery subprocess runs as Debian-exim: the directory must be
 	// reachable and its spool writable by that user, which t.TempDir's
 	// 0700 parents are not.

@@ -21,6 +21,7 @@ import (
 // message larger than exim's write buffer checks that several BDAT chunks
 // make one message.
 func TestEximSendsBDATThroughSealgate(t *testing.T) {
+	testpeer.RequireExim(t)
 	g, carol := newRelayGateway(t)
 	ex := testpeer.NewExim(t, testpeer.EximOptions{RelayHost: g.addr, TLS: true, User: relayUser, Password: relayPassword})
 	g.start()
