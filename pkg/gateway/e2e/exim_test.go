@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,26 +34,41 @@ func TestEximSendsBDATThroughSealgate(t *testing.T) {
 		subject    string
 		body       string
 		multiChunk bool
+		internal   bool // bob@example.org in the same transaction: his copy passes untouched
 	}{
 		{name: "small message, one BDAT LAST", subject: "via exim", body: "the exim secret\n"},
+		{name: "partner and colleague in one transaction", subject: "shared via exim", body: "the shared exim secret\n", internal: true},
 		{name: "2 MB message, several chunks", subject: "large via exim", body: "the large exim secret\n" + strings.Repeat(line, 2<<20/len(line)), multiChunk: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := "From: Alice <alice@example.org>\nTo: carol@partner.test\nSubject: " + tc.subject + "\n\n" + tc.body
-			d := ex.Send(t, "alice@example.org", []string{"carol@partner.test"}, []byte(msg))
+			rcpts := []string{"carol@partner.test"}
+			if tc.internal {
+				rcpts = append(rcpts, "bob@example.org")
+			}
+			msg := "From: Alice <alice@example.org>\nTo: " + strings.Join(rcpts, ", ") + "\nSubject: " + tc.subject + "\n\n" + tc.body
+			d := ex.Send(t, "alice@example.org", rcpts, []byte(msg))
 			if len(d.BDAT) == 0 || !strings.HasSuffix(d.BDAT[len(d.BDAT)-1], " LAST") {
 				t.Fatalf("exim did not send BDAT ... LAST; dialogue:\n%s", d.Dialogue)
 			}
 			if d.DATA {
 				t.Fatalf("exim fell back to DATA:\n%s", d.Dialogue)
 			}
+			if n := strings.Count(d.Dialogue, "> RCPT TO:"); n != len(rcpts) {
+				t.Fatalf("want one transaction with %d RCPT, exim sent %d:\n%s", len(rcpts), n, d.Dialogue)
+			}
 			if tc.multiChunk && len(d.BDAT) < 2 {
 				t.Fatalf("want several BDAT chunks, exim sent %v", d.BDAT)
 			}
 			t.Logf("exim sent %d BDAT: %s ... %s", len(d.BDAT), d.BDAT[0], d.BDAT[len(d.BDAT)-1])
 
-			enc := findOutbox(t, g, tc.subject)
+			if tc.internal {
+				b := findOutbox(t, g, tc.subject, "bob@example.org")
+				if !bytes.Contains(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte(tc.body)) || bytes.Contains(b, []byte("pkcs7")) {
+					t.Errorf("internal copy changed:\n%s", b)
+				}
+			}
+			enc := findOutbox(t, g, tc.subject, "carol@partner.test")
 			if !bytes.Contains(enc, []byte("application/pkcs7-mime")) {
 				t.Fatalf("not S/MIME:\n%s", enc[:min(len(enc), 800)])
 			}
@@ -126,9 +142,9 @@ func (g *gw) editConfig(old, new string) {
 	}
 }
 
-// findOutbox waits for the delivered file whose message has subject (the
-// outer header: sealgate keeps Subject on the S/MIME envelope).
-func findOutbox(t *testing.T, g *gw, subject string) []byte {
+// findOutbox waits for the file delivered to rcpt whose message has
+// subject (the outer header: sealgate keeps Subject on the S/MIME envelope).
+func findOutbox(t *testing.T, g *gw, subject, rcpt string) []byte {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -138,12 +154,13 @@ func findOutbox(t *testing.T, g *gw, subject string) []byte {
 			if err != nil {
 				continue
 			}
-			if m, err := mail.ReadMessage(bytes.NewReader(b)); err == nil && m.Header.Get("Subject") == subject {
+			m, err := mail.ReadMessage(bytes.NewReader(b))
+			if err == nil && m.Header.Get("Subject") == subject && slices.Contains(strings.Split(m.Header.Get("X-Sealgate-Rcpt-To"), ", "), rcpt) {
 				return b
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no delivered message with subject %q; log:\n%s", subject, tail(g.logText(), 20))
+			t.Fatalf("no message with subject %q delivered to %s; log:\n%s", subject, rcpt, tail(g.logText(), 20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
