@@ -75,6 +75,8 @@ func RequireExim(t testing.TB) string {
 	if bin == "" {
 		missing("not found")
 	}
+	// exim_path and the re-exec need an absolute path.
+	bin, _ = filepath.Abs(bin)
 	if _, err := user.Lookup(eximUser); err != nil {
 		missing("user " + eximUser + " does not exist")
 	}
