@@ -130,6 +130,8 @@ mynetworks = 127.0.0.0/8
 relayhost = [127.0.0.1]:$SINK
 maillog_file = $PFDIR/log
 maillog_file_prefixes = $PFDIR
+# The memory run sends 10 MB messages; Postfix's default limit is 10,240,000.
+message_size_limit = 52428800
 CF
   postconf -c "$PFDIR" -M# smtp/inet; postconf -c "$PFDIR" -F '*/*/chroot = n'
   postfix -c "$PFDIR" start >/dev/null 2>&1

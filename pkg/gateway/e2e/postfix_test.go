@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 )
@@ -17,22 +14,12 @@ import (
 // TestPostfixRelaysThroughSealgate: Postfix as the sending MTA (the
 // Exchange role) relays over STARTTLS with AUTH through sealgate to a sink.
 func TestPostfixRelaysThroughSealgate(t *testing.T) {
-	testpeer.Require(t, "openssl")
-	partners := testpeer.NewPKI(t)
-	carol := partners.Issue(t, "carol@partner.test", testpeer.IssueOptions{})
 	sink := testpeer.StartSink(t, testpeer.SinkOptions{})
-	g := newGateway(t, fmt.Sprintf("\n[trust]\nca_files = [%q, %q]\nsystem_roots = false\n", partners.RootFile, partners.InterFile))
-	hash, _ := bcrypt.GenerateFromPassword([]byte("relay-pw"), bcrypt.MinCost)
-	users := filepath.Join(g.dir, "users")
-	os.WriteFile(users, []byte("exchange:"+string(hash)+"\n"), 0o600)
-	cfg, _ := os.ReadFile(g.config)
-	s := strings.Replace(string(cfg), "mode = \"dir\"", fmt.Sprintf("mode = \"smarthost\"\nsmarthost = %q\ntls = \"none\"", sink.Addr), 1)
-	s = strings.Replace(s, "allowed_networks = [\"127.0.0.0/8\"]", fmt.Sprintf("allowed_networks = [\"127.0.0.0/8\"]\nauth_users_file = %q", users), 1)
-	os.WriteFile(g.config, []byte(s), 0o600)
-	g.cli("directory", "import", carol.CertFile)
+	g, carol := newRelayGateway(t)
+	g.editConfig(`mode = "dir"`, fmt.Sprintf("mode = \"smarthost\"\nsmarthost = %q\ntls = \"none\"", sink.Addr))
 	g.start()
 
-	pf := testpeer.StartPostfix(t, testpeer.PostfixOptions{RelayHost: g.addr, TLSEncrypt: true, User: "exchange", Password: "relay-pw"})
+	pf := testpeer.StartPostfix(t, testpeer.PostfixOptions{RelayHost: g.addr, TLSEncrypt: true, User: relayUser, Password: relayPassword})
 	testpeer.MustRun(t, nil, "swaks", "--server", pf.SMTPAddr, "--from", "alice@example.org", "--to", "carol@partner.test",
 		"--header", "Subject: via postfix", "--body", "relayed secret", "--hide-all")
 	testpeer.MustRun(t, nil, "swaks", "--server", pf.SMTPAddr, "--from", "alice@example.org", "--to", "bob@example.org",
