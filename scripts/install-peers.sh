@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages whose programs check sealgate in tests
-# (openssl, gpgsm, NSS tools, qpdf, poppler, slapd, swaks, postfix, PostgreSQL),
+# (openssl, gpgsm, NSS tools, qpdf, poppler, slapd, Samba AD DC, swaks, postfix, PostgreSQL),
 # only those missing, without prompts and without starting any service.
 set -euo pipefail
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in openssl gpgsm libnss3-tools qpdf poppler-utils swaks postfix slapd ldap-utils postgresql fonts-dejavu-core; do
+for pkg in openssl gpgsm libnss3-tools qpdf poppler-utils swaks postfix slapd ldap-utils postgresql fonts-dejavu-core samba-ad-dc samba-ad-provision; do
 	have "$pkg" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
