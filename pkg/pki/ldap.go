@@ -7,10 +7,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -19,14 +19,17 @@ import (
 
 // LDAP attribute names and OIDs (AD's where AD differs).
 const (
-	attrUserCert        = "userCertificate;binary"
-	attrSMIMECert       = "userSMIMECertificate"
-	oidADCapability     = "1.2.840.113556.1.4.800"  // LDAP_CAP_ACTIVE_DIRECTORY_OID
-	ruleInChain         = "1.2.840.113556.1.4.1941" // LDAP_MATCHING_RULE_IN_CHAIN
-	uacAccountDisable   = 0x2
-	ldapPageSize        = 500
-	defaultLDAPTimeout  = 10 * time.Second
-	groupObjectClassAny = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+	attrUserCert      = "userCertificate;binary"
+	attrUserCertAD    = "userCertificate"
+	attrSMIMECert     = "userSMIMECertificate"
+	oidADCapability   = "1.2.840.113556.1.4.800"  // LDAP_CAP_ACTIVE_DIRECTORY_OID
+	ruleInChain       = "1.2.840.113556.1.4.1941" // LDAP_MATCHING_RULE_IN_CHAIN
+	uacAccountDisable = 0x2
+	// samNormalUserAccount is sAMAccountType SAM_NORMAL_USER_ACCOUNT.
+	samNormalUserAccount = 0x30000000
+	ldapPageSize         = 500
+	defaultLDAPTimeout   = 10 * time.Second
+	groupObjectClassAny  = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 )
 
 // LDAPConfig is [users.ldap] with the password already read from its file.
@@ -47,8 +50,20 @@ type LDAPConfig struct {
 
 // LDAPDirectory is the LDAP/AD user source and certificate publisher.
 type LDAPDirectory struct {
-	cfg LDAPConfig
+	cfg  LDAPConfig
+	pool *connPool
+	// kind caches what the server is (serverUnknown until asked): a
+	// directory does not change product between two operations, and AD
+	// differs in attribute names and in how nesting is resolved.
+	kind atomic.Int32
 }
+
+// Server kinds cached in LDAPDirectory.kind.
+const (
+	serverUnknown int32 = iota
+	serverLDAP
+	serverAD
+)
 
 // NewLDAPDirectory checks the configuration and returns the directory.
 func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
@@ -70,29 +85,9 @@ func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = defaultLDAPTimeout
 	}
-	return &LDAPDirectory{cfg: cfg}, nil
-}
-
-// connect dials and binds; the connection closes when ctx ends.
-func (d *LDAPDirectory) connect(ctx context.Context) (*ldap.Conn, func(), error) {
-	opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.cfg.Timeout})}
-	if d.cfg.TLS != nil {
-		opts = append(opts, ldap.DialWithTLSConfig(d.cfg.TLS))
-	}
-	conn, err := ldap.DialURL(d.cfg.URL, opts...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to %s: %w", d.cfg.URL, err)
-	}
-	conn.SetTimeout(d.cfg.Timeout)
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	closeFn := func() { stop(); conn.Close() }
-	if d.cfg.BindDN != "" {
-		if err := conn.Bind(d.cfg.BindDN, d.cfg.BindPassword); err != nil {
-			closeFn()
-			return nil, nil, fmt.Errorf("binding to %s as %s: %w", d.cfg.URL, d.cfg.BindDN, err)
-		}
-	}
-	return conn, closeFn, nil
+	d := &LDAPDirectory{cfg: cfg}
+	d.pool = &connPool{dial: d.dial}
+	return d, nil
 }
 
 // Users returns enabled members (direct or through nested groups) of the
@@ -101,11 +96,16 @@ func (d *LDAPDirectory) connect(ctx context.Context) (*ldap.Conn, func(), error)
 // walked here (cycles are harmless). A configured group that does not
 // exist is an error: an empty result would revoke everybody.
 func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
-	conn, closeFn, err := d.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer closeFn()
+	var out []User
+	err := d.withConn(ctx, func(conn *ldap.Conn) error {
+		var err error
+		out, err = d.users(conn)
+		return err
+	})
+	return out, err
+}
+
+func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 	isAD, err := d.isActiveDirectory(conn)
 	if err != nil {
 		return nil, err
@@ -114,9 +114,10 @@ func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
 	if err != nil {
 		return nil, err
 	}
+	certAttr := certAttribute(isAD)
 	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", "userAccountControl"}
 	if d.cfg.ReadPublished {
-		attrs = append(attrs, attrUserCert)
+		attrs = append(attrs, certAttr)
 	}
 	filter := d.cfg.UserFilter
 	var members map[string]bool
@@ -145,7 +146,7 @@ func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
 		}
 		seen[u.Email] = true
 		if d.cfg.ReadPublished {
-			u.Published = e.GetRawAttributeValues(attrUserCert)
+			u.Published = e.GetRawAttributeValues(certAttr)
 			if u.Published == nil {
 				u.Published = [][]byte{}
 			}
@@ -156,16 +157,20 @@ func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
 	return out, nil
 }
 
-// adMembersFilter restricts userFilter to members of any of the groups,
-// nested at any depth (LDAP_MATCHING_RULE_IN_CHAIN) and enabled (AD's
-// bitwise-AND rule on userAccountControl ACCOUNTDISABLE), so AD does the
-// whole walk in one paged search.
+// adMembersFilter restricts userFilter to user accounts (sAMAccountType
+// SAM_NORMAL_USER_ACCOUNT: not contacts, which are people outside the
+// organisation whose keys we must not hold, nor computers) that are
+// members of any of the groups, nested at any depth
+// (LDAP_MATCHING_RULE_IN_CHAIN), and enabled (AD's bitwise-AND rule on
+// userAccountControl ACCOUNTDISABLE), so AD does the whole walk in one
+// paged search.
 func adMembersFilter(userFilter string, groupDNs []string) string {
 	var ors strings.Builder
 	for _, g := range groupDNs {
 		fmt.Fprintf(&ors, "(memberOf:%s:=%s)", ruleInChain, ldap.EscapeFilter(g))
 	}
-	return fmt.Sprintf("(&%s(|%s)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", userFilter, ors.String())
+	return fmt.Sprintf("(&%s(sAMAccountType=%d)(|%s)(!(userAccountControl:1.2.840.113556.1.4.803:=%d)))",
+		userFilter, samNormalUserAccount, ors.String(), uacAccountDisable)
 }
 
 func userFromEntry(e *ldap.Entry) (User, bool) {
@@ -197,18 +202,40 @@ func userFromEntry(e *ldap.Entry) (User, bool) {
 	return User{Email: primary, Aliases: cleanAliases(primary, aliases), Name: name, DN: e.DN}, true
 }
 
+// isActiveDirectory asks the root DSE once per directory whether the
+// server announces LDAP_CAP_ACTIVE_DIRECTORY_OID (Windows and Samba DCs).
 func (d *LDAPDirectory) isActiveDirectory(conn *ldap.Conn) (bool, error) {
+	switch d.kind.Load() {
+	case serverAD:
+		return true, nil
+	case serverLDAP:
+		return false, nil
+	}
 	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
 		"(objectClass=*)", []string{"supportedCapabilities"}, nil))
 	if err != nil {
 		return false, fmt.Errorf("reading the root DSE of %s: %w", d.cfg.URL, err)
 	}
+	kind := serverLDAP
 	for _, e := range res.Entries {
 		if slices.Contains(e.GetAttributeValues("supportedCapabilities"), oidADCapability) {
-			return true, nil
+			kind = serverAD
 		}
 	}
-	return false, nil
+	d.kind.Store(kind)
+	return kind == serverAD, nil
+}
+
+// certAttribute is where certificates are published: AD's schema has
+// userCertificate as an octet string and rejects the ;binary transfer
+// option (Samba: "attribute 'userCertificate;binary' ... was not found in
+// the schema"), and a search for userCertificate;binary returns nothing
+// there; RFC 4523 directories (OpenLDAP) require ;binary.
+func certAttribute(isAD bool) string {
+	if isAD {
+		return attrUserCertAD
+	}
+	return attrUserCert
 }
 
 // resolveGroups turns users.groups entries (a CN or a full DN) into DNs.
@@ -292,21 +319,23 @@ func normDN(dn string) string {
 	return strings.Join(parts, ",")
 }
 
-// Publish replaces the entry's userCertificate;binary and
-// userSMIMECertificate (PKCS#7 certs-only, what Outlook reads) with certs.
+// Publish replaces the entry's userCertificate;binary (userCertificate on
+// AD) and userSMIMECertificate (PKCS#7 certs-only, what Outlook reads)
+// with certs.
 func (d *LDAPDirectory) Publish(ctx context.Context, u User, certs []*x509.Certificate) error {
 	if u.DN == "" {
 		return fmt.Errorf("%s has no directory entry to publish to", u.Email)
 	}
-	conn, closeFn, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	return d.writeCerts(conn, u.DN, certs)
+	return d.withConn(ctx, func(conn *ldap.Conn) error {
+		isAD, err := d.isActiveDirectory(conn)
+		if err != nil {
+			return err
+		}
+		return writeCerts(conn, certAttribute(isAD), u.DN, certs)
+	})
 }
 
-func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Certificate) error {
+func writeCerts(conn *ldap.Conn, certAttr, dn string, certs []*x509.Certificate) error {
 	req := ldap.NewModifyRequest(dn, nil)
 	var ders []string
 	var concat []byte
@@ -314,7 +343,7 @@ func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Cer
 		ders = append(ders, string(c.Raw))
 		concat = append(concat, c.Raw...)
 	}
-	req.Replace(attrUserCert, ders)
+	req.Replace(certAttr, ders)
 	if len(certs) > 0 {
 		p7, err := pkcs7.DegenerateCertificate(concat)
 		if err != nil {
@@ -333,38 +362,40 @@ func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Cer
 // Unpublish removes certs from the entry (or entries) holding email as
 // mail or smtp: proxy address, keeping any other certificate there.
 func (d *LDAPDirectory) Unpublish(ctx context.Context, email string, certs []*x509.Certificate) error {
-	conn, closeFn, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	e := ldap.EscapeFilter(email)
-	res, err := conn.Search(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-		fmt.Sprintf("(|(mail=%s)(proxyAddresses=smtp:%s))", e, e), []string{attrUserCert}, nil))
-	if err != nil {
-		return fmt.Errorf("finding %s to unpublish: %w", email, err)
-	}
-	for _, entry := range res.Entries {
-		have := entry.GetRawAttributeValues(attrUserCert)
-		var keep []*x509.Certificate
-		changed := false
-		for _, der := range have {
-			if slices.ContainsFunc(certs, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, der) }) {
-				changed = true
-				continue
-			}
-			if c, err := x509.ParseCertificate(der); err == nil {
-				keep = append(keep, c)
-			}
-		}
-		if !changed {
-			continue
-		}
-		if err := d.writeCerts(conn, entry.DN, keep); err != nil {
+	return d.withConn(ctx, func(conn *ldap.Conn) error {
+		isAD, err := d.isActiveDirectory(conn)
+		if err != nil {
 			return err
 		}
-	}
-	return nil
+		certAttr := certAttribute(isAD)
+		e := ldap.EscapeFilter(email)
+		res, err := conn.Search(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+			fmt.Sprintf("(|(mail=%s)(proxyAddresses=smtp:%s))", e, e), []string{certAttr}, nil))
+		if err != nil {
+			return fmt.Errorf("finding %s to unpublish: %w", email, err)
+		}
+		for _, entry := range res.Entries {
+			have := entry.GetRawAttributeValues(certAttr)
+			var keep []*x509.Certificate
+			changed := false
+			for _, der := range have {
+				if slices.ContainsFunc(certs, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, der) }) {
+					changed = true
+					continue
+				}
+				if c, err := x509.ParseCertificate(der); err == nil {
+					keep = append(keep, c)
+				}
+			}
+			if !changed {
+				continue
+			}
+			if err := writeCerts(conn, certAttr, entry.DN, keep); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 var (

@@ -21,11 +21,16 @@ import (
 // most 1,500 values of member per group without range retrieval, the same
 // limit Users has on directories without LDAP_MATCHING_RULE_IN_CHAIN.)
 func (d *LDAPDirectory) GroupMemberships(ctx context.Context) (map[string][]string, error) {
-	conn, closeFn, err := d.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer closeFn()
+	var out map[string][]string
+	err := d.withConn(ctx, func(conn *ldap.Conn) error {
+		var err error
+		out, err = d.groupMemberships(conn)
+		return err
+	})
+	return out, err
+}
+
+func (d *LDAPDirectory) groupMemberships(conn *ldap.Conn) (map[string][]string, error) {
 	gres, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		0, 0, false, groupObjectClassAny, []string{"cn", "member", "uniqueMember"}, nil), ldapPageSize)
 	if err != nil {

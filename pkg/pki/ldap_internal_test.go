@@ -7,7 +7,8 @@ import (
 )
 
 // On AD the server resolves nested groups; the filter must say so with the
-// in-chain rule, escape DNs and drop disabled accounts. (slapd knows no
+// in-chain rule, escape DNs, keep to user accounts (no contacts) and drop disabled
+// accounts. (slapd knows no
 // in-chain rule, so this path is checked for shape here and compiles with
 // go-ldap's filter parser.)
 func TestADMembersFilter(t *testing.T) {
@@ -16,9 +17,9 @@ func TestADMembersFilter(t *testing.T) {
 		want   string
 	}{
 		{[]string{"CN=S/MIME Users,OU=Groups,DC=corp,DC=example"},
-			"(&(objectClass=user)(|(memberOf:1.2.840.113556.1.4.1941:=CN=S/MIME Users,OU=Groups,DC=corp,DC=example))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"},
+			"(&(objectClass=user)(sAMAccountType=805306368)(|(memberOf:1.2.840.113556.1.4.1941:=CN=S/MIME Users,OU=Groups,DC=corp,DC=example))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"},
 		{[]string{"CN=a(1),DC=x", "CN=b*,DC=x"},
-			`(&(objectClass=user)(|(memberOf:1.2.840.113556.1.4.1941:=CN=a\281\29,DC=x)(memberOf:1.2.840.113556.1.4.1941:=CN=b\2a,DC=x))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))`},
+			`(&(objectClass=user)(sAMAccountType=805306368)(|(memberOf:1.2.840.113556.1.4.1941:=CN=a\281\29,DC=x)(memberOf:1.2.840.113556.1.4.1941:=CN=b\2a,DC=x))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))`},
 	} {
 		got := adMembersFilter("(objectClass=user)", tc.groups)
 		if got != tc.want {
