@@ -22,7 +22,7 @@ func TestSambaAD(t *testing.T) {
 		GroupLDIF("CN=Outer,"+ou, "outer", "CN=Inner,"+ou, "CN=Alice,"+ou))
 
 	for _, tc := range []struct {
-		name, filter string
+		name, filter  string
 		want, notWant []string
 	}{
 		{"in chain reaches the nested member", "(memberOf:1.2.840.113556.1.4.1941:=CN=Outer," + ou + ")",
