@@ -222,6 +222,42 @@ func TestActiveDirectory(t *testing.T) {
 		}
 	})
 
+	t.Run("group memberships", func(t *testing.T) {
+		// Read from memberOf on AD (member is capped at 1,500 values).
+		got, err := adDirectory(t, ad, ad.BaseDN, false).GroupMemberships(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := func(groups ...string) []string {
+			var out []string
+			for _, g := range groups {
+				cn, _, _ := strings.Cut(strings.TrimPrefix(g, "CN="), ",")
+				out = append(out, cn, g)
+			}
+			slices.Sort(out)
+			return out
+		}
+		sales, eng := adGroupDN("S/MIME Sales", adGroups), adGroupDN("S/MIME Eng", adGroups)
+		contractors, temps := adGroupDN("Contractors", adNested), adGroupDN("Temps", adNested)
+		for _, tc := range []struct {
+			email string
+			want  []string
+		}{
+			{adMail(1), names(sales)},
+			{adMail(3), names(sales)}, // disabled: still a member for policy
+			{adAlias(10), names(sales)},
+			{adMail(13), names(eng)},
+			{adMail(21), names(contractors, eng)},
+			{adAlias(27), names(temps, contractors, eng)},
+			{adMail(29), names(adGroupDN("Others", adGroups))},
+			{"nobody@example.test", nil},
+		} {
+			if g := got[tc.email]; !slices.Equal(g, tc.want) {
+				t.Errorf("%s: groups %v, want %v", tc.email, g, tc.want)
+			}
+		}
+	})
+
 	t.Run("rollout", func(t *testing.T) { adRollout(t, ad) })
 }
 
