@@ -222,6 +222,37 @@ func TestActiveDirectory(t *testing.T) {
 		}
 	})
 
+	t.Run("errors say what to do", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			cfg  func(*pki.LDAPConfig)
+			want string
+		}{
+			{"simple bind without TLS", func(c *pki.LDAPConfig) { c.URL, c.TLS = ad.URL, nil }, "use ldaps://HOST:636"},
+			{"DC certificate not trusted", func(c *pki.LDAPConfig) { c.TLS = nil }, "certificate"},
+			{"wrong password", func(c *pki.LDAPConfig) { c.BindPassword = "wrong" }, "Invalid Credentials"},
+			{"group missing", func(c *pki.LDAPConfig) { c.Groups = []string{"S/MIME Sales", "No Such Group"} }, `group "No Such Group" (users.groups) not found`},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg := pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: ad.AdminDN, BindPassword: ad.AdminPW, BaseDN: ad.BaseDN,
+					GroupBaseDN: adGroups, Groups: []string{"S/MIME Sales"}, Timeout: 10 * time.Second, TLS: ad.TLSConfig(t)}
+				tc.cfg(&cfg)
+				d, err := pki.NewLDAPDirectory(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer d.Close()
+				_, err = d.Users(ctx)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error %v, want it to say %q", err, tc.want)
+				}
+				if strings.Contains(err.Error(), ad.AdminPW) || (cfg.BindPassword == "wrong" && strings.Contains(err.Error(), "wrong")) {
+					t.Fatalf("error reveals the password: %v", err)
+				}
+			})
+		}
+	})
+
 	t.Run("group memberships", func(t *testing.T) {
 		// Read from memberOf on AD (member is capped at 1,500 values).
 		got, err := adDirectory(t, ad, ad.BaseDN, false).GroupMemberships(ctx)

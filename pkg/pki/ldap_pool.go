@@ -133,6 +133,11 @@ func (d *LDAPDirectory) dial() (*ldap.Conn, error) {
 	if d.cfg.BindDN != "" {
 		if err := conn.Bind(d.cfg.BindDN, d.cfg.BindPassword); err != nil {
 			conn.Close()
+			if ldap.IsErrorAnyOf(err, ldap.LDAPResultStrongAuthRequired, ldap.LDAPResultConfidentialityRequired) {
+				// What AD answers a simple bind without TLS.
+				return nil, fmt.Errorf("binding to %s as %s: the server requires an encrypted connection: "+
+					"use ldaps://HOST:636 in users.ldap.url and its CA in users.ldap.ca_file: %w", d.cfg.URL, d.cfg.BindDN, err)
+			}
 			return nil, fmt.Errorf("binding to %s as %s: %w", d.cfg.URL, d.cfg.BindDN, err)
 		}
 	}
