@@ -160,23 +160,22 @@ func (d *LDAPDirectory) withConn(ctx context.Context, op func(*ldap.Conn) error)
 		}
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
 		err = op(conn)
-		cut := !stop()
-		if err == nil && !cut {
-			d.pool.put(conn)
-			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("LDAP %s: %w", d.cfg.URL, ctx.Err())
-		}
-		dropped := conn.IsClosing() && !cut
-		if cut || ldap.IsErrorWithCode(err, ldap.ErrorNetwork) || conn.IsClosing() {
+		cut := !stop() // ctx ended and closed the connection
+		dropped := !cut && conn.IsClosing()
+		if cut || dropped || ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
 			conn.Close() // state unknown after a network error or timeout
 		} else {
-			d.pool.put(conn) // an LDAP result (no such object, ...): the connection is fine
+			d.pool.put(conn) // success or an LDAP result (no such object, ...): the connection is fine
 		}
-		if !(reused && dropped && attempt == 0) {
-			return err
+		switch {
+		case err == nil:
+			return nil
+		case cut:
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		case reused && dropped && attempt == 0:
+			continue
 		}
+		return err
 	}
 }
 
