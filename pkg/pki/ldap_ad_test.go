@@ -301,7 +301,7 @@ func adRollout(t *testing.T, ad *testpeer.SambaAD) {
 	kit := embeddedKit(t)
 	d := adDirectory(t, ad, adGroups, true)
 	st := newStore(t)
-	m := &pki.Manager{Store: st, Issuer: kit.issuer, Users: d, Publisher: d, KeyType: pki.RSA2048,
+	m := &pki.Manager{Store: st, Issuer: kit.issuer, Users: d, Publisher: d, KeyType: pki.P256,
 		Validity: 365 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
 	plan, err := m.Plan(ctx)
 	if err != nil {
@@ -337,11 +337,12 @@ func adRollout(t *testing.T, ad *testpeer.SambaAD) {
 		}
 		files = append(files, writePEM(t, filepath.Join(dir, email+".pem"), c.DER))
 	}
-	for _, purpose := range []string{"smimesign", "smimeencrypt"} {
-		out := string(testpeer.MustRun(t, nil, "openssl", append([]string{"verify", "-CAfile", kit.rootPEM, "-untrusted", kit.chain, "-purpose", purpose}, files...)...))
-		if n := strings.Count(out, ": OK"); n != len(files) {
-			t.Fatalf("openssl verify -purpose %s: %d of %d OK\n%s", purpose, n, len(files), out)
-		}
+	// P-256 keeps the test fast. openssl's smimeencrypt purpose wants
+	// keyEncipherment, an RSA usage (EC certificates carry keyAgreement),
+	// so only smimesign is asked here; TestRolloutLDAP checks both on RSA.
+	out := string(testpeer.MustRun(t, nil, "openssl", append([]string{"verify", "-CAfile", kit.rootPEM, "-untrusted", kit.chain, "-purpose", "smimesign"}, files...)...))
+	if n := strings.Count(out, ": OK"); n != len(files) {
+		t.Fatalf("openssl verify -purpose smimesign: %d of %d OK\n%s", n, len(files), out)
 	}
 	c27, _ := m.Current(ctx, adMail(27))
 	x27, err := x509.ParseCertificate(c27.DER)
