@@ -32,10 +32,13 @@ func TestSenderGroupsActiveDirectory(t *testing.T) {
 		testpeer.GroupLDIF("CN=Litigation,"+groups, "litigation", "CN=Cid,"+people)+
 		testpeer.GroupLDIF("CN=Legal,"+groups, "legal", "CN=Litigation,"+groups, "CN=Dee,"+people)+
 		testpeer.GroupLDIF("CN=S/MIME Users,"+groups, "smime-users", "CN=Eve,"+people))
+	// Reading groups needs no rights beyond an ordinary account's.
+	reader := "CN=svc-reader,CN=Users," + ad.BaseDN
+	ad.Apply(t, testpeer.UserLDIF(testpeer.ADUser{DN: reader, SAMAccountName: "svc-reader"}))
 
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "bindpw")
-	if err := os.WriteFile(pwFile, []byte(ad.AdminPW+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pwFile, []byte(testpeer.SambaUserPW+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "sealgate.toml")
@@ -61,7 +64,7 @@ encrypt = "smime-required"
 [[policy.rules]]
 name = "default"
 encrypt = "smime"
-`, ad.LDAPSURL, ad.AdminDN, pwFile, ad.BaseDN, ad.CAFile)
+`, ad.LDAPSURL, reader, pwFile, ad.BaseDN, ad.CAFile)
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}

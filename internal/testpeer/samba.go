@@ -369,6 +369,42 @@ func (s *SambaAD) Search(t testing.TB, base, filter string, attrs ...string) str
 	return strings.TrimSpace(strings.Join(out, "\n"))
 }
 
+// AD schema GUIDs for delegation ACEs.
+const (
+	guidUserSMIMECertificate = "e16a9db2-403c-11d1-a9c0-0000f80367c1" // attribute userSMIMECertificate
+	guidUserClass            = "bf967aba-0de6-11d0-a285-00aa003049e2" // class user
+)
+
+// AddCertPublisher creates the service account a customer gives sealgate
+// (CN=<cn>,CN=Users; password SambaUserPW) and returns its DN. Like on
+// Windows, membership in the built-in Cert Publishers group lets it write
+// userCertificate of every user (the user class's default security
+// descriptor says so) and nothing else; userSMIMECertificate needs a
+// delegation, granted domain-wide when delegateSMIME is set (what the
+// admin guide asks: "Write userSMIMECertificate" on user objects).
+// Reading users and groups needs nothing: Authenticated Users may.
+func (s *SambaAD) AddCertPublisher(t testing.TB, cn string, delegateSMIME bool) string {
+	t.Helper()
+	dn := "CN=" + cn + ",CN=Users," + s.BaseDN
+	s.Apply(t, UserLDIF(ADUser{DN: dn, SAMAccountName: cn})+
+		"dn: CN=Cert Publishers,CN=Users,"+s.BaseDN+"\nchangetype: modify\nadd: member\nmember: "+dn+"\n\n")
+	if delegateSMIME {
+		// CA is SDDL for the domain's Cert Publishers group; CI makes
+		// the ACE inherit to every user below, existing ones included.
+		s.Tool(t, "dsacl", "set", "--objectdn="+s.BaseDN,
+			fmt.Sprintf("--sddl=(OA;CI;WP;%s;%s;CA)", guidUserSMIMECertificate, guidUserClass))
+	}
+	return dn
+}
+
+// Tool runs samba-tool on the DC's database (its smb.conf, sam.ldb
+// directly: no network credentials needed) and returns its output.
+func (s *SambaAD) Tool(t testing.TB, args ...string) string {
+	t.Helper()
+	args = append(args, "-s", filepath.Join(s.Dir, "etc", "smb.conf"), "-H", filepath.Join(s.Dir, "private", "sam.ldb"))
+	return string(MustRun(t, nil, "samba-tool", args...))
+}
+
 // ADUser is an AD user account for UserLDIF.
 type ADUser struct {
 	DN             string // e.g. CN=Alice,OU=People,DC=example,DC=test

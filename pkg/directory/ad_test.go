@@ -13,8 +13,8 @@ import (
 
 // TestKeyserverActiveDirectory: a corporate AD (a real Samba DC) as a
 // keyserver, configured as a customer would: ldaps:// with the DC's
-// certificate in ca_file and a bind account (AD refuses anonymous
-// searches). AD stores certificates in userCertificate without the
+// certificate in ca_file and an ordinary account to bind (AD refuses
+// anonymous searches). AD stores certificates in userCertificate without the
 // ;binary option; lookups by mail and by an smtp: proxy address find them,
 // and a certificate only in userSMIMECertificate (PKCS#7 made by openssl)
 // is found too.
@@ -35,6 +35,9 @@ func TestKeyserverActiveDirectory(t *testing.T) {
 		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Bob," + ou, SAMAccountName: "bob", Mail: "bob@example.test"})+
 		fmt.Sprintf("dn: CN=Alice,%s\nchangetype: modify\nadd: userCertificate\nuserCertificate:: %s\n\n", ou, base64.StdEncoding.EncodeToString(alice.Raw))+
 		fmt.Sprintf("dn: CN=Bob,%s\nchangetype: modify\nadd: userSMIMECertificate\nuserSMIMECertificate:: %s\n\n", ou, base64.StdEncoding.EncodeToString(bobP7)))
+	// Searching needs no rights beyond an ordinary account's.
+	reader := "CN=svc-reader,CN=Users," + ad.BaseDN
+	ad.Apply(t, testpeer.UserLDIF(testpeer.ADUser{DN: reader, SAMAccountName: "svc-reader"}))
 
 	toml := fmt.Sprintf(`data_dir = %q
 [relay]
@@ -51,8 +54,8 @@ ca_file = %q
 ca_files = [%q]
 system_roots = false
 revocation = "hard-fail"
-`, filepath.Join(dir, "data"), filepath.Join(dir, "out"), ad.LDAPSURL, ad.BaseDN, ad.AdminDN,
-		writeFile(t, dir, "bindpw", []byte(ad.AdminPW)), ad.CAFile, writeFile(t, dir, "mail-ca.pem", certPEM(mailCA.cert)))
+`, filepath.Join(dir, "data"), filepath.Join(dir, "out"), ad.LDAPSURL, ad.BaseDN, reader,
+		writeFile(t, dir, "bindpw", []byte(testpeer.SambaUserPW)), ad.CAFile, writeFile(t, dir, "mail-ca.pem", certPEM(mailCA.cert)))
 	cfg, err := config.Parse([]byte(toml), filepath.Join(dir, "sealgate.toml"))
 	if err != nil {
 		t.Fatal(err)

@@ -331,11 +331,12 @@ func (d *LDAPDirectory) Publish(ctx context.Context, u User, certs []*x509.Certi
 		if err != nil {
 			return err
 		}
-		return writeCerts(conn, certAttribute(isAD), u.DN, certs)
+		return writeCerts(conn, isAD, u.DN, certs)
 	})
 }
 
-func writeCerts(conn *ldap.Conn, certAttr, dn string, certs []*x509.Certificate) error {
+func writeCerts(conn *ldap.Conn, isAD bool, dn string, certs []*x509.Certificate) error {
+	certAttr := certAttribute(isAD)
 	req := ldap.NewModifyRequest(dn, nil)
 	var ders []string
 	var concat []byte
@@ -354,6 +355,15 @@ func writeCerts(conn *ldap.Conn, certAttr, dn string, certs []*x509.Certificate)
 		req.Replace(attrSMIMECert, nil)
 	}
 	if err := conn.Modify(req); err != nil {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights) {
+			hint := "grant users.ldap.bind_dn write access to " + certAttr + " and " + attrSMIMECert + " of user entries"
+			if isAD {
+				// Cert Publishers may write userCertificate by AD's
+				// defaults; userSMIMECertificate is never granted.
+				hint = "add users.ldap.bind_dn to the Cert Publishers group and delegate it \"Write userSMIMECertificate\" on user objects"
+			}
+			return fmt.Errorf("writing certificates to %s: not allowed: %s: %w", dn, hint, err)
+		}
 		return fmt.Errorf("writing certificates to %s: %w", dn, err)
 	}
 	return nil
@@ -390,7 +400,7 @@ func (d *LDAPDirectory) Unpublish(ctx context.Context, email string, certs []*x5
 			if !changed {
 				continue
 			}
-			if err := writeCerts(conn, certAttr, entry.DN, keep); err != nil {
+			if err := writeCerts(conn, isAD, entry.DN, keep); err != nil {
 				return err
 			}
 		}

@@ -72,10 +72,11 @@ func adDirectoryLDIF() string {
 
 // adDirectory is the users source as a customer configures it for AD:
 // LDAPS on 636, the DC's certificate trusted through the CA file, a
-// simple bind (AD refuses it without TLS), the default user filter.
-func adDirectory(t *testing.T, ad *testpeer.SambaAD, groupBase string, readPublished bool) *pki.LDAPDirectory {
+// simple bind (AD refuses it without TLS) as a service account
+// (password testpeer.SambaUserPW), the default user filter.
+func adDirectory(t *testing.T, ad *testpeer.SambaAD, bindDN, groupBase string, readPublished bool) *pki.LDAPDirectory {
 	t.Helper()
-	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: ad.AdminDN, BindPassword: ad.AdminPW,
+	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: bindDN, BindPassword: testpeer.SambaUserPW,
 		BaseDN: ad.BaseDN, GroupBaseDN: groupBase, Groups: []string{"S/MIME Sales", "S/MIME Eng"},
 		UserFilter: "(&(objectClass=person)(mail=*))", Timeout: 10 * time.Second, TLS: ad.TLSConfig(t),
 		ReadPublished: readPublished})
@@ -93,6 +94,9 @@ func TestActiveDirectory(t *testing.T) {
 	start := time.Now()
 	ad := testpeer.StartSambaAD(t)
 	ad.Apply(t, adDirectoryLDIF())
+	// Least privilege, as the admin guide asks: reads as any user,
+	// writes only the two certificate attributes.
+	svc := ad.AddCertPublisher(t, "svc-sealgate", true)
 	t.Logf("Samba AD DC up and populated in %v", time.Since(start).Round(time.Millisecond))
 	ctx := context.Background()
 
@@ -127,7 +131,7 @@ func TestActiveDirectory(t *testing.T) {
 		// base (the path for other servers) cannot reach users 21-28;
 		// only the server's IN_CHAIN evaluation does. Their presence
 		// proves the AD path was taken.
-		users, err := adDirectory(t, ad, adGroups, false).Users(ctx)
+		users, err := adDirectory(t, ad, svc, adGroups, false).Users(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +188,7 @@ func TestActiveDirectory(t *testing.T) {
 	})
 
 	t.Run("publish and unpublish", func(t *testing.T) {
-		d := adDirectory(t, ad, adGroups, true)
+		d := adDirectory(t, ad, svc, adGroups, true)
 		u := pki.User{Email: adMail(30), DN: adUserDN(30)}
 		old, cur := selfSigned(t, u.Email), selfSigned(t, u.Email)
 		if err := d.Publish(ctx, u, []*x509.Certificate{old, cur}); err != nil {
@@ -253,9 +257,22 @@ func TestActiveDirectory(t *testing.T) {
 		}
 	})
 
+	t.Run("publishing without the rights says which", func(t *testing.T) {
+		plain := "CN=svc-plain,CN=Users," + ad.BaseDN
+		ad.Apply(t, testpeer.UserLDIF(testpeer.ADUser{DN: plain, SAMAccountName: "svc-plain"}))
+		d := adDirectory(t, ad, plain, adGroups, true)
+		if users, err := d.Users(ctx); err != nil || len(users) == 0 {
+			t.Fatalf("reading as a plain account: %d users, %v", len(users), err)
+		}
+		err := d.Publish(ctx, pki.User{Email: adMail(30), DN: adUserDN(30)}, []*x509.Certificate{selfSigned(t, adMail(30))})
+		if err == nil || !strings.Contains(err.Error(), "Cert Publishers") || !strings.Contains(err.Error(), "Write userSMIMECertificate") {
+			t.Fatalf("publish as an account without rights: %v", err)
+		}
+	})
+
 	t.Run("group memberships", func(t *testing.T) {
 		// Read from memberOf on AD (member is capped at 1,500 values).
-		got, err := adDirectory(t, ad, ad.BaseDN, false).GroupMemberships(ctx)
+		got, err := adDirectory(t, ad, svc, ad.BaseDN, false).GroupMemberships(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,17 +306,17 @@ func TestActiveDirectory(t *testing.T) {
 		}
 	})
 
-	t.Run("rollout", func(t *testing.T) { adRollout(t, ad) })
+	t.Run("rollout", func(t *testing.T) { adRollout(t, ad, svc) })
 }
 
 // adRollout: the embedded CA issues exactly the eligible set from AD,
 // openssl accepts every certificate for S/MIME, the certificates land in
 // AD, a second run changes nothing, and disabling an account or removing
 // it from a nested group revokes and unpublishes.
-func adRollout(t *testing.T, ad *testpeer.SambaAD) {
+func adRollout(t *testing.T, ad *testpeer.SambaAD, svc string) {
 	ctx := context.Background()
 	kit := embeddedKit(t)
-	d := adDirectory(t, ad, adGroups, true)
+	d := adDirectory(t, ad, svc, adGroups, true)
 	st := newStore(t)
 	m := &pki.Manager{Store: st, Issuer: kit.issuer, Users: d, Publisher: d, KeyType: pki.P256,
 		Validity: 365 * 24 * time.Hour, RenewBefore: 30 * 24 * time.Hour}
