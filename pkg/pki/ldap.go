@@ -43,12 +43,15 @@ type LDAPConfig struct {
 	Groups       []string
 	Timeout      time.Duration
 	TLS          *tls.Config
-	// ReadPublished makes Users fetch userCertificate;binary so rollouts
-	// can repair entries whose published certificate is out of date.
+	// ReadPublished makes Users fetch userCertificate;binary
+	// (userCertificate on AD) so rollouts can repair entries whose
+	// published certificate is out of date.
 	ReadPublished bool
 }
 
-// LDAPDirectory is the LDAP/AD user source and certificate publisher.
+// LDAPDirectory is the LDAP/AD user source and certificate publisher. It
+// is safe for concurrent use and keeps bound connections between
+// operations (see ldap_pool.go); Close releases them.
 type LDAPDirectory struct {
 	cfg  LDAPConfig
 	pool *connPool
