@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,12 +18,19 @@ import (
 	"github.com/sealgate/sealgate/pkg/policy"
 )
 
-// TestSenderGroupsActiveDirectory: serve's sender_group lookup, wired
-// from a config file as serve wires it (newUserSource, directoryGroups,
-// policyDecider), against a real Samba AD DC over LDAPS: membership
-// through a nested group, by alias too, decides the rule.
-func TestSenderGroupsActiveDirectory(t *testing.T) {
+// TestActiveDirectoryCLI runs the commands against a real Samba AD DC
+// (one for both subtests), configured from a file as an admin does.
+func TestActiveDirectoryCLI(t *testing.T) {
 	ad := testpeer.StartSambaAD(t)
+	t.Run("sender groups", func(t *testing.T) { adSenderGroups(t, ad) })
+	t.Run("pki rollout", func(t *testing.T) { adPKIRollout(t, ad) })
+}
+
+// adSenderGroups: serve's sender_group lookup, wired from a config file as
+// serve wires it (newUserSource, directoryGroups, policyDecider), over
+// LDAPS: membership through a nested group, by alias too, decides the
+// rule.
+func adSenderGroups(t *testing.T, ad *testpeer.SambaAD) {
 	people, groups := "OU=People,"+ad.BaseDN, "OU=Groups,"+ad.BaseDN
 	user := func(cn, mail string, proxy ...string) string {
 		return testpeer.UserLDIF(testpeer.ADUser{DN: "CN=" + cn + "," + people, SAMAccountName: strings.ToLower(cn), Mail: mail, ProxyAddresses: proxy})
@@ -110,5 +120,85 @@ encrypt = "smime"
 				t.Fatalf("decision %v rule %q, want %v %q", d.Action, d.Rule, tc.action, tc.rule)
 			}
 		})
+	}
+}
+
+// adPKIRollout: pki init + pki rollout with users.source = "ldap" on AD:
+// LDAPS with users.ldap.ca_file, a least-privilege service account,
+// publish_certificates. The certificate read back from AD verifies
+// against pki ca-cert for S/MIME signing; a second rollout is a no-op.
+func adPKIRollout(t *testing.T, ad *testpeer.SambaAD) {
+	testpeer.Require(t, "openssl")
+	people := "OU=Staff," + ad.BaseDN
+	ad.Apply(t, fmt.Sprintf("dn: %s\nobjectClass: organizationalUnit\n\n", people)+
+		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Ann," + people, SAMAccountName: "ann", Mail: "ann@example.test"})+
+		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Ben," + people, SAMAccountName: "ben", Mail: "ben@example.test",
+			ProxyAddresses: []string{"SMTP:ben@example.test", "smtp:b.alias@example.test"}})+
+		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Cy," + people, SAMAccountName: "cy", Mail: "cy@example.test", Disabled: true})+
+		testpeer.GroupLDIF("CN=Crew,"+people, "crew", "CN=Ben,"+people, "CN=Cy,"+people)+
+		testpeer.GroupLDIF("CN=Mail Signers,"+people, "mail-signers", "CN=Ann,"+people, "CN=Crew,"+people))
+	svc := ad.AddCertPublisher(t, "svc-pki", true)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bind.pw"), []byte(testpeer.SambaUserPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir = "./data"
+[relay]
+mode = "dir"
+dir = "./data/outbox"
+[pki]
+key_type = "p256"
+[users]
+source = "ldap"
+groups = ["Mail Signers"]
+[users.ldap]
+url = %q
+bind_dn = %q
+bind_password_file = "bind.pw"
+base_dn = %q
+ca_file = %q
+publish_certificates = true
+`, ad.LDAPSURL, svc, ad.BaseDN, ad.CAFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustSG(t, cfg, "pki", "init")
+	var res map[string]any
+	if err := json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "rollout")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["issued"].(float64) != 2 || res["published"].(float64) != 2 || res["failed"].(float64) != 0 {
+		t.Fatalf("rollout (ann, and ben through Crew; cy disabled): %v", res)
+	}
+	var ben string
+	for _, line := range strings.Split(ad.Search(t, "CN=Ben,"+people, "(objectClass=*)", "userCertificate"), "\n") {
+		if v, ok := strings.CutPrefix(line, "userCertificate:: "); ok {
+			ben = v
+		}
+	}
+	der, err := base64.StdEncoding.DecodeString(ben)
+	if err != nil || len(der) == 0 {
+		t.Fatalf("ben's userCertificate in AD: %q %v", ben, err)
+	}
+	benFile := filepath.Join(dir, "ben.pem")
+	chain := filepath.Join(dir, "chain.pem")
+	if err := os.WriteFile(benFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(chain, []byte(mustSG(t, cfg, "pki", "ca-cert")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.MustRun(t, nil, "openssl", "verify", "-CAfile", chain, "-purpose", "smimesign", benFile)
+	if out := testpeer.MustRun(t, nil, "openssl", "x509", "-in", benFile, "-noout", "-ext", "subjectAltName"); !strings.Contains(string(out), "b.alias@example.test") {
+		t.Fatalf("ben's certificate lacks the proxyAddresses alias:\n%s", out)
+	}
+	if out := ad.Search(t, "CN=Cy,"+people, "(objectClass=*)", "userCertificate"); strings.Contains(out, "userCertificate") {
+		t.Fatalf("disabled cy got a certificate:\n%s", out)
+	}
+	if err := json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "rollout")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["unchanged"].(float64) != 2 || res["published"].(float64) != 0 || res["issued"].(float64) != 0 {
+		t.Fatalf("second rollout: %v", res)
 	}
 }
