@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages whose programs check sealgate in tests
-# (openssl, gpgsm, NSS tools, qpdf, poppler, slapd, Samba AD DC, swaks, postfix, PostgreSQL),
+# (openssl, gpgsm, NSS tools, qpdf, poppler, slapd, swaks, postfix, PostgreSQL),
 # only those missing, without prompts and without starting any service.
 set -euo pipefail
 
