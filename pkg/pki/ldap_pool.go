@@ -32,6 +32,7 @@ const (
 // never returned.
 type connPool struct {
 	dial func() (*ldap.Conn, error)
+	now  func() time.Time // time.Now; tests move it
 
 	mu     sync.Mutex
 	idle   []idleConn // most recently used last
@@ -50,8 +51,9 @@ func (p *connPool) get() (conn *ldap.Conn, reused bool, err error) {
 	p.mu.Lock()
 	for len(p.idle) > 0 {
 		ic := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = idleConn{}
 		p.idle = p.idle[:len(p.idle)-1]
-		if ic.conn.IsClosing() || time.Since(ic.since) > ldapIdleTimeout {
+		if ic.conn.IsClosing() || p.clock().Sub(ic.since) >= ldapIdleTimeout {
 			go ic.conn.Close()
 			continue
 		}
@@ -67,6 +69,13 @@ func (p *connPool) get() (conn *ldap.Conn, reused bool, err error) {
 	return conn, false, err
 }
 
+func (p *connPool) clock() time.Time {
+	if p.now != nil {
+		return p.now()
+	}
+	return time.Now()
+}
+
 // put keeps a healthy connection for the next operation.
 func (p *connPool) put(conn *ldap.Conn) {
 	p.mu.Lock()
@@ -75,7 +84,7 @@ func (p *connPool) put(conn *ldap.Conn) {
 		go conn.Close()
 		return
 	}
-	p.idle = append(p.idle, idleConn{conn: conn, since: time.Now()})
+	p.idle = append(p.idle, idleConn{conn: conn, since: p.clock()})
 	if p.reaper == nil {
 		p.reaper = time.AfterFunc(ldapIdleTimeout, p.reap)
 	}
@@ -89,7 +98,7 @@ func (p *connPool) reap() {
 	p.reaper = nil
 	keep := p.idle[:0]
 	for _, ic := range p.idle {
-		if time.Since(ic.since) >= ldapIdleTimeout {
+		if p.clock().Sub(ic.since) >= ldapIdleTimeout {
 			go ic.conn.Close()
 		} else {
 			keep = append(keep, ic)
