@@ -113,7 +113,7 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 	if err != nil {
 		return nil, err
 	}
-	groupDNs, err := d.resolveGroups(conn)
+	groupDNs, err := d.resolveGroups(conn, isAD)
 	if err != nil {
 		return nil, err
 	}
@@ -241,11 +241,17 @@ func certAttribute(isAD bool) string {
 	return attrUserCert
 }
 
-// resolveGroups turns users.groups entries (a CN or a full DN) into DNs.
-func (d *LDAPDirectory) resolveGroups(conn *ldap.Conn) ([]string, error) {
+// resolveGroups turns users.groups entries (a CN or a full DN; on AD also
+// the sAMAccountName, the "pre-Windows 2000" name admins see next to the
+// CN) into DNs.
+func (d *LDAPDirectory) resolveGroups(conn *ldap.Conn, isAD bool) ([]string, error) {
 	var dns []string
 	for _, g := range d.cfg.Groups {
-		base, scope, filter := d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, fmt.Sprintf("(&%s(cn=%s))", groupObjectClassAny, ldap.EscapeFilter(g))
+		name := fmt.Sprintf("(cn=%s)", ldap.EscapeFilter(g))
+		if isAD {
+			name = fmt.Sprintf("(|(cn=%s)(sAMAccountName=%s))", ldap.EscapeFilter(g), ldap.EscapeFilter(g))
+		}
+		base, scope, filter := d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, fmt.Sprintf("(&%s%s)", groupObjectClassAny, name)
 		if strings.Contains(g, "=") {
 			base, scope, filter = g, ldap.ScopeBaseObject, groupObjectClassAny
 		}

@@ -187,6 +187,26 @@ func TestActiveDirectory(t *testing.T) {
 		}
 	})
 
+	t.Run("groups named by sAMAccountName", func(t *testing.T) {
+		byCN, err := adDirectory(t, ad, svc, adGroups, false).Users(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: svc, BindPassword: testpeer.SambaUserPW,
+			BaseDN: ad.BaseDN, GroupBaseDN: adGroups, Groups: []string{"smime-sales", "SMIME-ENG"}, Timeout: 10 * time.Second, TLS: ad.TLSConfig(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		bySAM, err := d.Users(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bySAM) == 0 || !slices.EqualFunc(byCN, bySAM, func(a, b pki.User) bool { return a.Email == b.Email }) {
+			t.Fatalf("by sAMAccountName: %d users, by CN: %d", len(bySAM), len(byCN))
+		}
+	})
+
 	t.Run("publish and unpublish", func(t *testing.T) {
 		d := adDirectory(t, ad, svc, adGroups, true)
 		u := pki.User{Email: adMail(30), DN: adUserDN(30)}
@@ -276,11 +296,12 @@ func TestActiveDirectory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		sam := map[string]string{"S/MIME Sales": "smime-sales", "S/MIME Eng": "smime-eng", "Contractors": "contractors", "Temps": "temps", "Others": "others"}
 		names := func(groups ...string) []string {
 			var out []string
 			for _, g := range groups {
 				cn, _, _ := strings.Cut(strings.TrimPrefix(g, "CN="), ",")
-				out = append(out, cn, g)
+				out = append(out, cn, g, sam[cn])
 			}
 			slices.Sort(out)
 			return out

@@ -13,8 +13,8 @@ import (
 // groups, so policy rules with sender_group can be evaluated for any sender
 // (not only members of users.groups). The map is keyed by every address of
 // the entry (mail and smtp: proxyAddresses, lower case); each value lists
-// the groups' cn values and DNs, sorted. A sender absent from the map is in
-// no group.
+// the groups' cn values (and sAMAccountName on AD) and DNs, sorted. A
+// sender absent from the map is in no group.
 //
 // The whole group graph is read in one paged search and walked here: one
 // read per refresh serves every sender. On AD the edges come from memberOf
@@ -42,7 +42,7 @@ func (d *LDAPDirectory) groupMemberships(conn *ldap.Conn) (map[string][]string, 
 	groupAttrs := []string{"cn", "member", "uniqueMember"}
 	userAttrs := []string{"mail", "proxyAddresses"}
 	if isAD {
-		groupAttrs = []string{"cn", "memberOf"}
+		groupAttrs = []string{"cn", "sAMAccountName", "memberOf"}
 		userAttrs = append(userAttrs, "memberOf")
 	}
 	gres, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
@@ -58,6 +58,7 @@ func (d *LDAPDirectory) groupMemberships(conn *ldap.Conn) (map[string][]string, 
 		g := normDN(e.DN)
 		names[g] = append(e.GetAttributeValues("cn"), e.DN)
 		if isAD {
+			names[g] = append(names[g], e.GetAttributeValues("sAMAccountName")...)
 			for _, p := range e.GetAttributeValues("memberOf") {
 				parents[g] = append(parents[g], normDN(p))
 			}
