@@ -122,7 +122,7 @@ func TestLDAPPublishReusesConnections(t *testing.T) {
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: publishLDIF(users)})
 	proxy := startCountingProxy(t, slapd.Addr)
 	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: proxy.URL(), BindDN: slapd.RootDN, BindPassword: slapd.RootPW,
-		BaseDN: suffix, Groups: []string{"unused"}, Timeout: time.Second})
+		BaseDN: suffix, Groups: []string{"unused"}, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
