@@ -7,10 +7,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -19,14 +19,17 @@ import (
 
 // LDAP attribute names and OIDs (AD's where AD differs).
 const (
-	attrUserCert        = "userCertificate;binary"
-	attrSMIMECert       = "userSMIMECertificate"
-	oidADCapability     = "1.2.840.113556.1.4.800"  // LDAP_CAP_ACTIVE_DIRECTORY_OID
-	ruleInChain         = "1.2.840.113556.1.4.1941" // LDAP_MATCHING_RULE_IN_CHAIN
-	uacAccountDisable   = 0x2
-	ldapPageSize        = 500
-	defaultLDAPTimeout  = 10 * time.Second
-	groupObjectClassAny = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
+	attrUserCert      = "userCertificate;binary"
+	attrUserCertAD    = "userCertificate"
+	attrSMIMECert     = "userSMIMECertificate"
+	oidADCapability   = "1.2.840.113556.1.4.800"  // LDAP_CAP_ACTIVE_DIRECTORY_OID
+	ruleInChain       = "1.2.840.113556.1.4.1941" // LDAP_MATCHING_RULE_IN_CHAIN
+	uacAccountDisable = 0x2
+	// samNormalUserAccount is sAMAccountType SAM_NORMAL_USER_ACCOUNT.
+	samNormalUserAccount = 0x30000000
+	ldapPageSize         = 500
+	defaultLDAPTimeout   = 10 * time.Second
+	groupObjectClassAny  = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group))"
 )
 
 // LDAPConfig is [users.ldap] with the password already read from its file.
@@ -40,15 +43,30 @@ type LDAPConfig struct {
 	Groups       []string
 	Timeout      time.Duration
 	TLS          *tls.Config
-	// ReadPublished makes Users fetch userCertificate;binary so rollouts
-	// can repair entries whose published certificate is out of date.
+	// ReadPublished makes Users fetch userCertificate;binary
+	// (userCertificate on AD) so rollouts can repair entries whose
+	// published certificate is out of date.
 	ReadPublished bool
 }
 
-// LDAPDirectory is the LDAP/AD user source and certificate publisher.
+// LDAPDirectory is the LDAP/AD user source and certificate publisher. It
+// is safe for concurrent use and keeps bound connections between
+// operations (see ldap_pool.go); Close releases them.
 type LDAPDirectory struct {
-	cfg LDAPConfig
+	cfg  LDAPConfig
+	pool *connPool
+	// kind caches what the server is (serverUnknown until asked): a
+	// directory does not change product between two operations, and AD
+	// differs in attribute names and in how nesting is resolved.
+	kind atomic.Int32
 }
+
+// Server kinds cached in LDAPDirectory.kind.
+const (
+	serverUnknown int32 = iota
+	serverLDAP
+	serverAD
+)
 
 // NewLDAPDirectory checks the configuration and returns the directory.
 func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
@@ -70,29 +88,9 @@ func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = defaultLDAPTimeout
 	}
-	return &LDAPDirectory{cfg: cfg}, nil
-}
-
-// connect dials and binds; the connection closes when ctx ends.
-func (d *LDAPDirectory) connect(ctx context.Context) (*ldap.Conn, func(), error) {
-	opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.cfg.Timeout})}
-	if d.cfg.TLS != nil {
-		opts = append(opts, ldap.DialWithTLSConfig(d.cfg.TLS))
-	}
-	conn, err := ldap.DialURL(d.cfg.URL, opts...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to %s: %w", d.cfg.URL, err)
-	}
-	conn.SetTimeout(d.cfg.Timeout)
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	closeFn := func() { stop(); conn.Close() }
-	if d.cfg.BindDN != "" {
-		if err := conn.Bind(d.cfg.BindDN, d.cfg.BindPassword); err != nil {
-			closeFn()
-			return nil, nil, fmt.Errorf("binding to %s as %s: %w", d.cfg.URL, d.cfg.BindDN, err)
-		}
-	}
-	return conn, closeFn, nil
+	d := &LDAPDirectory{cfg: cfg}
+	d.pool = &connPool{dial: d.dial}
+	return d, nil
 }
 
 // Users returns enabled members (direct or through nested groups) of the
@@ -101,22 +99,28 @@ func (d *LDAPDirectory) connect(ctx context.Context) (*ldap.Conn, func(), error)
 // walked here (cycles are harmless). A configured group that does not
 // exist is an error: an empty result would revoke everybody.
 func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
-	conn, closeFn, err := d.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer closeFn()
+	var out []User
+	err := d.withConn(ctx, func(conn *ldap.Conn) error {
+		var err error
+		out, err = d.users(conn)
+		return err
+	})
+	return out, err
+}
+
+func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 	isAD, err := d.isActiveDirectory(conn)
 	if err != nil {
 		return nil, err
 	}
-	groupDNs, err := d.resolveGroups(conn)
+	groupDNs, err := d.resolveGroups(conn, isAD)
 	if err != nil {
 		return nil, err
 	}
+	certAttr := certAttribute(isAD)
 	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", "userAccountControl"}
 	if d.cfg.ReadPublished {
-		attrs = append(attrs, attrUserCert)
+		attrs = append(attrs, certAttr)
 	}
 	filter := d.cfg.UserFilter
 	var members map[string]bool
@@ -145,7 +149,7 @@ func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
 		}
 		seen[u.Email] = true
 		if d.cfg.ReadPublished {
-			u.Published = e.GetRawAttributeValues(attrUserCert)
+			u.Published = e.GetRawAttributeValues(certAttr)
 			if u.Published == nil {
 				u.Published = [][]byte{}
 			}
@@ -156,16 +160,20 @@ func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
 	return out, nil
 }
 
-// adMembersFilter restricts userFilter to members of any of the groups,
-// nested at any depth (LDAP_MATCHING_RULE_IN_CHAIN) and enabled (AD's
-// bitwise-AND rule on userAccountControl ACCOUNTDISABLE), so AD does the
-// whole walk in one paged search.
+// adMembersFilter restricts userFilter to user accounts (sAMAccountType
+// SAM_NORMAL_USER_ACCOUNT: not contacts, which are people outside the
+// organisation whose keys we must not hold, nor computers) that are
+// members of any of the groups, nested at any depth
+// (LDAP_MATCHING_RULE_IN_CHAIN), and enabled (AD's bitwise-AND rule on
+// userAccountControl ACCOUNTDISABLE), so AD does the whole walk in one
+// paged search.
 func adMembersFilter(userFilter string, groupDNs []string) string {
 	var ors strings.Builder
 	for _, g := range groupDNs {
 		fmt.Fprintf(&ors, "(memberOf:%s:=%s)", ruleInChain, ldap.EscapeFilter(g))
 	}
-	return fmt.Sprintf("(&%s(|%s)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", userFilter, ors.String())
+	return fmt.Sprintf("(&%s(sAMAccountType=%d)(|%s)(!(userAccountControl:1.2.840.113556.1.4.803:=%d)))",
+		userFilter, samNormalUserAccount, ors.String(), uacAccountDisable)
 }
 
 func userFromEntry(e *ldap.Entry) (User, bool) {
@@ -197,25 +205,53 @@ func userFromEntry(e *ldap.Entry) (User, bool) {
 	return User{Email: primary, Aliases: cleanAliases(primary, aliases), Name: name, DN: e.DN}, true
 }
 
+// isActiveDirectory asks the root DSE once per directory whether the
+// server announces LDAP_CAP_ACTIVE_DIRECTORY_OID (Windows and Samba DCs).
 func (d *LDAPDirectory) isActiveDirectory(conn *ldap.Conn) (bool, error) {
+	switch d.kind.Load() {
+	case serverAD:
+		return true, nil
+	case serverLDAP:
+		return false, nil
+	}
 	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false,
 		"(objectClass=*)", []string{"supportedCapabilities"}, nil))
 	if err != nil {
 		return false, fmt.Errorf("reading the root DSE of %s: %w", d.cfg.URL, err)
 	}
+	kind := serverLDAP
 	for _, e := range res.Entries {
 		if slices.Contains(e.GetAttributeValues("supportedCapabilities"), oidADCapability) {
-			return true, nil
+			kind = serverAD
 		}
 	}
-	return false, nil
+	d.kind.Store(kind)
+	return kind == serverAD, nil
 }
 
-// resolveGroups turns users.groups entries (a CN or a full DN) into DNs.
-func (d *LDAPDirectory) resolveGroups(conn *ldap.Conn) ([]string, error) {
+// certAttribute is where certificates are published: AD's schema has
+// userCertificate as an octet string and rejects the ;binary transfer
+// option (Samba: "attribute 'userCertificate;binary' ... was not found in
+// the schema"), and a search for userCertificate;binary returns nothing
+// there; RFC 4523 directories (OpenLDAP) require ;binary.
+func certAttribute(isAD bool) string {
+	if isAD {
+		return attrUserCertAD
+	}
+	return attrUserCert
+}
+
+// resolveGroups turns users.groups entries (a CN or a full DN; on AD also
+// the sAMAccountName, the "pre-Windows 2000" name admins see next to the
+// CN) into DNs.
+func (d *LDAPDirectory) resolveGroups(conn *ldap.Conn, isAD bool) ([]string, error) {
 	var dns []string
 	for _, g := range d.cfg.Groups {
-		base, scope, filter := d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, fmt.Sprintf("(&%s(cn=%s))", groupObjectClassAny, ldap.EscapeFilter(g))
+		name := fmt.Sprintf("(cn=%s)", ldap.EscapeFilter(g))
+		if isAD {
+			name = fmt.Sprintf("(|(cn=%s)(sAMAccountName=%s))", ldap.EscapeFilter(g), ldap.EscapeFilter(g))
+		}
+		base, scope, filter := d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, fmt.Sprintf("(&%s%s)", groupObjectClassAny, name)
 		if strings.Contains(g, "=") {
 			base, scope, filter = g, ldap.ScopeBaseObject, groupObjectClassAny
 		}
@@ -292,21 +328,24 @@ func normDN(dn string) string {
 	return strings.Join(parts, ",")
 }
 
-// Publish replaces the entry's userCertificate;binary and
-// userSMIMECertificate (PKCS#7 certs-only, what Outlook reads) with certs.
+// Publish replaces the entry's userCertificate;binary (userCertificate on
+// AD) and userSMIMECertificate (PKCS#7 certs-only, what Outlook reads)
+// with certs.
 func (d *LDAPDirectory) Publish(ctx context.Context, u User, certs []*x509.Certificate) error {
 	if u.DN == "" {
 		return fmt.Errorf("%s has no directory entry to publish to", u.Email)
 	}
-	conn, closeFn, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	return d.writeCerts(conn, u.DN, certs)
+	return d.withConn(ctx, func(conn *ldap.Conn) error {
+		isAD, err := d.isActiveDirectory(conn)
+		if err != nil {
+			return err
+		}
+		return writeCerts(conn, isAD, u.DN, certs)
+	})
 }
 
-func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Certificate) error {
+func writeCerts(conn *ldap.Conn, isAD bool, dn string, certs []*x509.Certificate) error {
+	certAttr := certAttribute(isAD)
 	req := ldap.NewModifyRequest(dn, nil)
 	var ders []string
 	var concat []byte
@@ -314,7 +353,7 @@ func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Cer
 		ders = append(ders, string(c.Raw))
 		concat = append(concat, c.Raw...)
 	}
-	req.Replace(attrUserCert, ders)
+	req.Replace(certAttr, ders)
 	if len(certs) > 0 {
 		p7, err := pkcs7.DegenerateCertificate(concat)
 		if err != nil {
@@ -325,6 +364,15 @@ func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Cer
 		req.Replace(attrSMIMECert, nil)
 	}
 	if err := conn.Modify(req); err != nil {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights) {
+			hint := "grant users.ldap.bind_dn write access to " + certAttr + " and " + attrSMIMECert + " of user entries"
+			if isAD {
+				// Cert Publishers may write userCertificate by AD's
+				// defaults; userSMIMECertificate is never granted.
+				hint = "add users.ldap.bind_dn to the Cert Publishers group and delegate it \"Write userSMIMECertificate\" on user objects"
+			}
+			return fmt.Errorf("writing certificates to %s: not allowed: %s: %w", dn, hint, err)
+		}
 		return fmt.Errorf("writing certificates to %s: %w", dn, err)
 	}
 	return nil
@@ -333,38 +381,40 @@ func (d *LDAPDirectory) writeCerts(conn *ldap.Conn, dn string, certs []*x509.Cer
 // Unpublish removes certs from the entry (or entries) holding email as
 // mail or smtp: proxy address, keeping any other certificate there.
 func (d *LDAPDirectory) Unpublish(ctx context.Context, email string, certs []*x509.Certificate) error {
-	conn, closeFn, err := d.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	e := ldap.EscapeFilter(email)
-	res, err := conn.Search(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-		fmt.Sprintf("(|(mail=%s)(proxyAddresses=smtp:%s))", e, e), []string{attrUserCert}, nil))
-	if err != nil {
-		return fmt.Errorf("finding %s to unpublish: %w", email, err)
-	}
-	for _, entry := range res.Entries {
-		have := entry.GetRawAttributeValues(attrUserCert)
-		var keep []*x509.Certificate
-		changed := false
-		for _, der := range have {
-			if slices.ContainsFunc(certs, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, der) }) {
-				changed = true
-				continue
-			}
-			if c, err := x509.ParseCertificate(der); err == nil {
-				keep = append(keep, c)
-			}
-		}
-		if !changed {
-			continue
-		}
-		if err := d.writeCerts(conn, entry.DN, keep); err != nil {
+	return d.withConn(ctx, func(conn *ldap.Conn) error {
+		isAD, err := d.isActiveDirectory(conn)
+		if err != nil {
 			return err
 		}
-	}
-	return nil
+		certAttr := certAttribute(isAD)
+		e := ldap.EscapeFilter(email)
+		res, err := conn.Search(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+			fmt.Sprintf("(|(mail=%s)(proxyAddresses=smtp:%s))", e, e), []string{certAttr}, nil))
+		if err != nil {
+			return fmt.Errorf("finding %s to unpublish: %w", email, err)
+		}
+		for _, entry := range res.Entries {
+			have := entry.GetRawAttributeValues(certAttr)
+			var keep []*x509.Certificate
+			changed := false
+			for _, der := range have {
+				if slices.ContainsFunc(certs, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, der) }) {
+					changed = true
+					continue
+				}
+				if c, err := x509.ParseCertificate(der); err == nil {
+					keep = append(keep, c)
+				}
+			}
+			if !changed {
+				continue
+			}
+			if err := writeCerts(conn, isAD, entry.DN, keep); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 var (

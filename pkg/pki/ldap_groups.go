@@ -13,21 +13,40 @@ import (
 // groups, so policy rules with sender_group can be evaluated for any sender
 // (not only members of users.groups). The map is keyed by every address of
 // the entry (mail and smtp: proxyAddresses, lower case); each value lists
-// the groups' cn values and DNs, sorted. A sender absent from the map is in
-// no group.
+// the groups' cn values (and sAMAccountName on AD) and DNs, sorted. A
+// sender absent from the map is in no group.
 //
-// The whole group graph is read in one paged search and walked here, on AD
-// as elsewhere: one read per refresh serves every sender. (AD returns at
-// most 1,500 values of member per group without range retrieval, the same
-// limit Users has on directories without LDAP_MATCHING_RULE_IN_CHAIN.)
+// The whole group graph is read in one paged search and walked here: one
+// read per refresh serves every sender. On AD the edges come from memberOf
+// of the users and groups instead of member of the groups: AD returns at
+// most 1,500 values of a multi-valued attribute (MaxValRange) unless they
+// are fetched by range, so a 3,000-member group read through member would
+// silently lose half its members, and their sender_group rules with them.
+// Nobody is in 1,500 groups. (Other servers are read through member,
+// which has the same limit only where the server imposes one.)
 func (d *LDAPDirectory) GroupMemberships(ctx context.Context) (map[string][]string, error) {
-	conn, closeFn, err := d.connect(ctx)
+	var out map[string][]string
+	err := d.withConn(ctx, func(conn *ldap.Conn) error {
+		var err error
+		out, err = d.groupMemberships(conn)
+		return err
+	})
+	return out, err
+}
+
+func (d *LDAPDirectory) groupMemberships(conn *ldap.Conn) (map[string][]string, error) {
+	isAD, err := d.isActiveDirectory(conn)
 	if err != nil {
 		return nil, err
 	}
-	defer closeFn()
+	groupAttrs := []string{"cn", "member", "uniqueMember"}
+	userAttrs := []string{"mail", "proxyAddresses"}
+	if isAD {
+		groupAttrs = []string{"cn", "sAMAccountName", "memberOf"}
+		userAttrs = append(userAttrs, "memberOf")
+	}
 	gres, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.GroupBaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		0, 0, false, groupObjectClassAny, []string{"cn", "member", "uniqueMember"}, nil), ldapPageSize)
+		0, 0, false, groupObjectClassAny, groupAttrs, nil), ldapPageSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading groups under %s: %w", d.cfg.GroupBaseDN, err)
 	}
@@ -38,15 +57,30 @@ func (d *LDAPDirectory) GroupMemberships(ctx context.Context) (map[string][]stri
 	for _, e := range gres.Entries {
 		g := normDN(e.DN)
 		names[g] = append(e.GetAttributeValues("cn"), e.DN)
+		if isAD {
+			names[g] = append(names[g], e.GetAttributeValues("sAMAccountName")...)
+			for _, p := range e.GetAttributeValues("memberOf") {
+				parents[g] = append(parents[g], normDN(p))
+			}
+			continue
+		}
 		for _, m := range append(e.GetAttributeValues("member"), e.GetAttributeValues("uniqueMember")...) {
 			n := normDN(m)
 			parents[n] = append(parents[n], g)
 		}
 	}
 	ures, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		0, 0, false, d.cfg.UserFilter, []string{"mail", "proxyAddresses"}, nil), ldapPageSize)
+		0, 0, false, d.cfg.UserFilter, userAttrs, nil), ldapPageSize)
 	if err != nil {
 		return nil, fmt.Errorf("searching users under %s with %s: %w", d.cfg.BaseDN, d.cfg.UserFilter, err)
+	}
+	if isAD {
+		for _, e := range ures.Entries {
+			u := normDN(e.DN)
+			for _, p := range e.GetAttributeValues("memberOf") {
+				parents[u] = append(parents[u], normDN(p))
+			}
+		}
 	}
 	out := map[string][]string{}
 	for _, e := range ures.Entries {
