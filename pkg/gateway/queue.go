@@ -209,6 +209,7 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 func (q *Queue) Recover(ctx context.Context) error {
 	q.init()
 	q.recovered = true
+	q.Spool.removeTemps()
 	ids, err := q.Spool.IDs()
 	if err != nil {
 		return err
@@ -221,13 +222,24 @@ func (q *Queue) Recover(ctx context.Context) error {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if q.Spool.beingWritten(id) {
+			continue // being accepted right now (Recover after the listener started)
+		}
+		// Read it through: every chunk is authenticated, so a write a
+		// crash cut short fails here. The entry is written only after the
+		// file is complete and the 250 only after the entry, so such a
+		// file was never acknowledged and goes.
 		m, err := q.Spool.Open(id)
+		if err == nil {
+			_, err = io.Copy(io.Discard, m)
+			m.Close()
+		}
 		if err != nil {
-			q.Log.Error("spool file unreadable, left for an admin", "queue_id", id, "err", err)
+			q.Log.Warn("incomplete spool file without a queue entry removed (its write was interrupted before the 250)", "queue_id", id, "err", err)
+			_ = q.Spool.Remove(id)
 			continue
 		}
 		env := m.Envelope
-		m.Close()
 		if err := q.Store.PutQueueEntry(ctx, store.QueueEntry{ID: id, Node: q.Node, Sender: env.From,
 			Recipients: env.Addrs(), State: StateQueued, NextAttempt: time.Now(), CreatedAt: env.Received}); err != nil {
 			return err
