@@ -121,7 +121,11 @@ type Queue struct {
 	MemoryBudget int64
 	mem          *semaphore.Weighted
 
-	wake      chan string
+	wake chan string
+	// fresh hands the entry of a just accepted message to its delivery,
+	// which then need not read it back from the store (one query per
+	// message less). Only entries announced on wake are in it.
+	fresh     sync.Map // id → store.QueueEntry
 	recovered bool
 	mu        sync.Mutex
 	inflight  map[string]bool
@@ -188,13 +192,18 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 	}
 	e := store.QueueEntry{ID: env.ID, Node: q.Node, Sender: env.From, Recipients: env.Addrs(),
 		State: StateQueued, NextAttempt: env.Received, Size: size, CreatedAt: env.Received}
+	// Before the store write: once the entry is stored, the poller may
+	// start its delivery.
+	q.fresh.Store(env.ID, e)
 	if err := q.Store.PutQueueEntry(ctx, e); err != nil {
+		q.fresh.Delete(env.ID)
 		_ = q.Spool.Remove(env.ID)
 		return fmt.Errorf("queue: recording %s: %w", env.ID, err)
 	}
 	select {
 	case q.wake <- env.ID:
-	default: // the poller finds it
+	default: // the poller finds it (and reads the entry from the store)
+		q.fresh.Delete(env.ID)
 	}
 	return nil
 }
@@ -388,12 +397,17 @@ func (q *Queue) finish(ctx context.Context, id string) {
 
 // deliver makes one attempt for every pending recipient of message id.
 func (q *Queue) deliver(ctx context.Context, id string) {
-	entry, err := q.Store.QueueEntry(ctx, id)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			q.Log.Error("reading queue entry", "queue_id", id, "err", err)
+	var entry store.QueueEntry
+	if e, ok := q.fresh.LoadAndDelete(id); ok {
+		entry = e.(store.QueueEntry)
+	} else {
+		var err error
+		if entry, err = q.Store.QueueEntry(ctx, id); err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				q.Log.Error("reading queue entry", "queue_id", id, "err", err)
+			}
+			return
 		}
-		return
 	}
 	if entry.State == StateHeld {
 		return

@@ -244,3 +244,33 @@ func TestQueueRecoverRemovesInterruptedWrite(t *testing.T) {
 		t.Errorf("file of a write under way removed: %v", err)
 	}
 }
+
+// countingStore counts the queue entry reads.
+type countingStore struct {
+	QueueStore
+	reads atomic.Int32
+}
+
+func (c *countingStore) QueueEntry(ctx context.Context, id string) (store.QueueEntry, error) {
+	c.reads.Add(1)
+	return c.QueueStore.QueueEntry(ctx, id)
+}
+
+// TestQueueFreshMessageNotReadBack: the delivery of a message just
+// accepted takes its entry from Accept instead of reading it back.
+func TestQueueFreshMessageNotReadBack(t *testing.T) {
+	relay := &recordingRelay{}
+	q, _ := testQueue(t, passAll{}, relay)
+	cs := &countingStore{QueueStore: q.Store}
+	q.Store = cs
+	q.Poll = time.Hour // only the wake-up dispatches
+	if err := q.Recover(context.Background()); err != nil { // as serve does, before accepting
+		t.Fatal(err)
+	}
+	runQueue(t, q)
+	accept(t, q, "b@ext.test")
+	waitFor(t, "delivery", func() bool { return len(relay.deliveries()) == 1 && queueEmpty(q)() })
+	if n := cs.reads.Load(); n != 0 {
+		t.Fatalf("%d queue entry reads for a fresh message", n)
+	}
+}
