@@ -442,7 +442,10 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	if q.MaxMessageBytes > 0 {
 		src = io.LimitReader(m, q.MaxMessageBytes+1<<20)
 	}
-	msg, err := io.ReadAll(src)
+	// Sized from the entry: io.ReadAll would grow (and copy) its way up.
+	mb := bytes.NewBuffer(make([]byte, 0, max(entry.Size, 0)+bytes.MinRead))
+	_, err = mb.ReadFrom(src)
+	msg := mb.Bytes()
 	m.Close()
 	if err != nil {
 		holdUnreadable(err)

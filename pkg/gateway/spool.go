@@ -200,13 +200,18 @@ func (s *Spool) encode(w io.Writer, env *Envelope, r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
-	bw := bufio.NewWriterSize(w, spoolChunk+64)
+	bw := spoolWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() { bw.Reset(nil); spoolWriters.Put(bw) }()
+	bufp, sealedp := chunkBufs.Get().(*[]byte), chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bufp)
+	defer chunkBufs.Put(sealedp)
+	buf, sealed := (*bufp)[:spoolChunk], *sealedp
 	bw.WriteString(spoolMagic)
 	writeBlock(bw, wrapped)
 	// Chunk 0 is the envelope; the message follows in chunks 1..n, the
 	// last one flagged so truncation is detected.
 	writeBlock(bw, sealChunk(aead, 0, false, ej))
-	buf := make([]byte, spoolChunk)
 	var total int64
 	var idx uint64 = 1
 	for {
@@ -216,7 +221,7 @@ func (s *Spool) encode(w io.Writer, env *Envelope, r io.Reader) (int64, error) {
 		if rerr != nil && !last {
 			return total, rerr
 		}
-		writeBlock(bw, sealChunk(aead, idx, last, buf[:k]))
+		writeBlock(bw, aead.Seal(sealed[:0], chunkNonce(idx, last), buf[:k], nil))
 		idx++
 		if last {
 			break
@@ -227,6 +232,15 @@ func (s *Spool) encode(w io.Writer, env *Envelope, r io.Reader) (int64, error) {
 	}
 	return total, nil
 }
+
+// Buffers of the spool's streams, reused: a new set per message cost
+// ~200 KB of garbage each, a good part of the collector's work under load.
+var (
+	spoolWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, spoolChunk+64) }}
+	spoolReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, spoolChunk+64) }}
+	// chunkBufs hold a chunk, sealed or not (the seal adds 16 bytes).
+	chunkBufs = sync.Pool{New: func() any { b := make([]byte, spoolChunk+64); return &b }}
+)
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
 	b, err := aes.NewCipher(key)
@@ -256,6 +270,22 @@ func writeBlock(w *bufio.Writer, b []byte) {
 	w.Write(b)
 }
 
+// readBlockInto reads a block of at most len(buf) bytes into buf.
+func readBlockInto(r io.Reader, buf []byte) ([]byte, error) {
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(l[:]))
+	if n > len(buf) {
+		return nil, ErrSpoolCorrupt
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
 func readBlock(r io.Reader, max int) ([]byte, error) {
 	var l [4]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
@@ -280,8 +310,11 @@ type SpooledMessage struct {
 	r        *bufio.Reader
 	aead     cipher.AEAD
 	idx      uint64
-	buf      []byte
+	buf      []byte // the rest of the current chunk's plaintext
 	done     bool
+	closed   bool
+	// sealed and plain are the chunk buffers (pooled, returned by Close).
+	sealed, plain *[]byte
 }
 
 // Open reads the envelope of message id; the body follows through Read.
@@ -294,9 +327,11 @@ func (s *Spool) Open(id string) (*SpooledMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	m := &SpooledMessage{f: f, r: bufio.NewReaderSize(f, spoolChunk+64)}
+	r := spoolReaders.Get().(*bufio.Reader)
+	r.Reset(f)
+	m := &SpooledMessage{f: f, r: r, sealed: chunkBufs.Get().(*[]byte), plain: chunkBufs.Get().(*[]byte)}
 	if err := m.init(s.kr, id); err != nil {
-		f.Close()
+		m.Close()
 		return nil, fmt.Errorf("spool: message %s: %w", id, err)
 	}
 	return m, nil
@@ -342,15 +377,19 @@ func (m *SpooledMessage) Read(p []byte) (int, error) {
 		if m.done {
 			return 0, io.EOF
 		}
-		sealed, err := readBlock(m.r, spoolChunk+64)
+		if m.closed {
+			return 0, os.ErrClosed
+		}
+		sealed, err := readBlockInto(m.r, *m.sealed)
 		if err != nil {
 			return 0, ErrSpoolCorrupt // truncated before the last chunk
 		}
-		// Open into a fresh buffer: a failed Open clears its output, and
-		// the sealed chunk is needed again for the last-chunk nonce.
-		if pt, err := m.aead.Open(nil, chunkNonce(m.idx, false), sealed, nil); err == nil {
+		// Open into the other buffer: a failed Open clears its output,
+		// and the sealed chunk is needed again for the last-chunk nonce.
+		plain := (*m.plain)[:0]
+		if pt, err := m.aead.Open(plain, chunkNonce(m.idx, false), sealed, nil); err == nil {
 			m.buf = pt
-		} else if pt, err := m.aead.Open(nil, chunkNonce(m.idx, true), sealed, nil); err == nil {
+		} else if pt, err := m.aead.Open(plain, chunkNonce(m.idx, true), sealed, nil); err == nil {
 			m.buf = pt
 			m.done = true
 		} else {
@@ -363,8 +402,18 @@ func (m *SpooledMessage) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close releases the file.
-func (m *SpooledMessage) Close() error { return m.f.Close() }
+// Close releases the file and the buffers; Read fails after it.
+func (m *SpooledMessage) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed, m.buf = true, nil
+	m.r.Reset(nil)
+	spoolReaders.Put(m.r)
+	chunkBufs.Put(m.sealed)
+	chunkBufs.Put(m.plain)
+	return m.f.Close()
+}
 
 // Remove deletes message id (after delivery); a missing file is no error.
 // The directory is not fsynced: a removal lost in a crash only brings the
