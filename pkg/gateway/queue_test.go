@@ -263,7 +263,7 @@ func TestQueueFreshMessageNotReadBack(t *testing.T) {
 	q, _ := testQueue(t, passAll{}, relay)
 	cs := &countingStore{QueueStore: q.Store}
 	q.Store = cs
-	q.Poll = time.Hour // only the wake-up dispatches
+	q.Poll = time.Hour                                      // only the wake-up dispatches
 	if err := q.Recover(context.Background()); err != nil { // as serve does, before accepting
 		t.Fatal(err)
 	}
