@@ -263,8 +263,9 @@ func TestQueueFreshMessageNotReadBack(t *testing.T) {
 	q, _ := testQueue(t, passAll{}, relay)
 	cs := &countingStore{QueueStore: q.Store}
 	q.Store = cs
-	q.Poll = time.Hour                                      // only the wake-up dispatches
-	if err := q.Recover(context.Background()); err != nil { // as serve does, before accepting
+	q.Poll = time.Hour // only the wake-up dispatches
+	// Recovery first, as serve does, before accepting.
+	if err := q.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	runQueue(t, q)
