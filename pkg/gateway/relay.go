@@ -230,8 +230,16 @@ func (s *SMTPRelay) get(ctx context.Context, mode string) (*relayConn, error) {
 			break
 		}
 		s.setTimeouts(rc.c)
-		if err := rc.c.Reset(); err != nil {
+		stop := context.AfterFunc(ctx, func() { rc.raw.Close() })
+		err := rc.c.Reset()
+		if !stop() && err == nil {
+			err = ctx.Err() // closed under it
+		}
+		if err != nil {
 			rc.c.Close() // closed by the smart host, or it refuses more
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("smarthost %s: %w", s.Addr, ctx.Err())
+			}
 			continue
 		}
 		rc.reused = true

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -39,6 +40,10 @@ type scriptedHost struct {
 	rsets    int
 	messages []string
 }
+
+// hang as a scripted answer: say nothing and keep the connection open
+// until the client closes it.
+const hang = "hang"
 
 func startScriptedHost(t *testing.T, h *scriptedHost) *scriptedHost {
 	t.Helper()
@@ -77,6 +82,10 @@ func (h *scriptedHost) serve(c net.Conn, conn int) {
 	r := bufio.NewReader(c)
 	say := func(line string) bool {
 		if line == "" {
+			return false
+		}
+		if line == hang {
+			_, _ = io.Copy(io.Discard, r) // until the client closes
 			return false
 		}
 		_, err := fmt.Fprintf(c, "%s\r\n", line)
@@ -396,5 +405,55 @@ func TestSMTPRelayPoolPostfixSink(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSMTPRelayContextEndsDelivery: a smart host that never answers the
+// final dot holds a delivery only until its context ends (shutdown, the
+// worker's limit), not for relay.timeout per command.
+func TestSMTPRelayContextEndsDelivery(t *testing.T) {
+	h := startScriptedHost(t, &scriptedHost{afterDot: func(int) string { return hang }})
+	r := &SMTPRelay{Addr: h.addr, TLS: "none", Timeout: time.Minute}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan []error, 1)
+	go func() { done <- r.Deliver(ctx, poolDelivery(0)) }()
+	select {
+	case errs := <-done:
+		if errs[0] == nil || IsPermanent(errs[0]) {
+			t.Fatalf("err = %v, want a temporary failure", errs[0])
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("delivery still waiting 20 s after its context ended")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.idle) != 0 {
+		t.Fatal("the connection of a cancelled delivery went back to the pool")
+	}
+}
+
+// TestSMTPRelayContextEndsRSET: the check of a pooled connection is bound
+// by the delivery's context too.
+func TestSMTPRelayContextEndsRSET(t *testing.T) {
+	h := startScriptedHost(t, &scriptedHost{rset: func(int) string { return hang }})
+	r := &SMTPRelay{Addr: h.addr, TLS: "none", Timeout: time.Minute}
+	defer r.Close()
+	if errs := r.Deliver(context.Background(), poolDelivery(0)); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	errs := r.Deliver(ctx, poolDelivery(1))
+	if errs[0] == nil || IsPermanent(errs[0]) {
+		t.Fatalf("err = %v, want a temporary failure", errs[0])
+	}
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Fatalf("waited %v for an RSET after the context ended", waited)
+	}
+	if _, _, _, msgs := h.stats(); len(msgs) != 1 {
+		t.Fatalf("%d messages arrived, want 1", len(msgs))
 	}
 }
