@@ -29,7 +29,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/directory"
@@ -573,28 +572,6 @@ type pkiSigner struct {
 	// once (a new serial misses the cache).
 	idMu       sync.Mutex
 	identities map[string]senderIdentity // by serial
-
-	// lookups shares one store read of a sender's current certificate
-	// among the messages that ask while it is under way (one query per
-	// message was ~5% of the gateway's CPU under load). A read that began
-	// before a renewal may still answer with the old, valid certificate,
-	// as a message being signed at that moment would anyway; a lookup
-	// that begins later sees the new one.
-	lookups singleflight.Group
-}
-
-// current is m.Current(sender), shared with concurrent callers. The read
-// does not end with one caller's context: the others wait for it too.
-func (s *pkiSigner) current(ctx context.Context, sender string) (store.Certificate, error) {
-	v, err, _ := s.lookups.Do(sender, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		return s.m.Current(ctx, sender)
-	})
-	if err != nil {
-		return store.Certificate{}, err
-	}
-	return v.(store.Certificate), nil
 }
 
 type senderIdentity struct {
@@ -672,7 +649,7 @@ func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte
 	if !ok {
 		return nil, gateway.ErrNoSenderKey
 	}
-	c, err := s.current(ctx, sender)
+	c, err := s.m.Current(ctx, sender)
 	if errors.Is(err, store.ErrNotFound) && s.m.Issuer != nil {
 		c, err = s.issue(ctx, sender)
 	}
