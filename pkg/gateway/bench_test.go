@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -68,6 +69,31 @@ func BenchmarkAcceptParallel10KB(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkSMTPRelay10KB: one 10 KB message to a smart host (the test
+// sink, in process), on a new connection each time (connect, EHLO, QUIT)
+// and on a pooled one (RSET, EHLO again: go-smtp's client repeats EHLO
+// after RSET).
+func BenchmarkSMTPRelay10KB(b *testing.B) {
+	msg := bytes.Repeat([]byte("0123456789abcdef\r\n"), 10240/18)
+	for _, mode := range []struct {
+		name    string
+		maxIdle int
+	}{{"fresh", -1}, {"pooled", 0}} {
+		b.Run(mode.name, func(b *testing.B) {
+			sink := testpeer.StartSink(b, testpeer.SinkOptions{})
+			r := &SMTPRelay{Addr: sink.Addr, Hostname: "gw.test", TLS: "none", MaxIdle: mode.maxIdle}
+			defer r.Close()
+			b.SetBytes(int64(len(msg)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if errs := r.Deliver(context.Background(), Delivery{From: "a@org.test", Rcpts: []string{"b@ext.test"}, Data: msg}); errs[0] != nil {
+					b.Fatal(errs[0])
+				}
+			}
 		})
 	}
 }

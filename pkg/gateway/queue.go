@@ -121,7 +121,11 @@ type Queue struct {
 	MemoryBudget int64
 	mem          *semaphore.Weighted
 
-	wake      chan string
+	wake chan string
+	// fresh hands the entry of a just accepted message to its delivery,
+	// which then need not read it back from the store (one query per
+	// message less). Only entries announced on wake are in it.
+	fresh     sync.Map // id → store.QueueEntry
 	recovered bool
 	mu        sync.Mutex
 	inflight  map[string]bool
@@ -188,13 +192,18 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 	}
 	e := store.QueueEntry{ID: env.ID, Node: q.Node, Sender: env.From, Recipients: env.Addrs(),
 		State: StateQueued, NextAttempt: env.Received, Size: size, CreatedAt: env.Received}
+	// Before the store write: once the entry is stored, the poller may
+	// start its delivery.
+	q.fresh.Store(env.ID, e)
 	if err := q.Store.PutQueueEntry(ctx, e); err != nil {
+		q.fresh.Delete(env.ID)
 		_ = q.Spool.Remove(env.ID)
 		return fmt.Errorf("queue: recording %s: %w", env.ID, err)
 	}
 	select {
 	case q.wake <- env.ID:
-	default: // the poller finds it
+	default: // the poller finds it (and reads the entry from the store)
+		q.fresh.Delete(env.ID)
 	}
 	return nil
 }
@@ -209,6 +218,7 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 func (q *Queue) Recover(ctx context.Context) error {
 	q.init()
 	q.recovered = true
+	q.Spool.removeTemps()
 	ids, err := q.Spool.IDs()
 	if err != nil {
 		return err
@@ -221,13 +231,24 @@ func (q *Queue) Recover(ctx context.Context) error {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if q.Spool.beingWritten(id) {
+			continue // being accepted right now (Recover after the listener started)
+		}
+		// Read it through: every chunk is authenticated, so a write a
+		// crash cut short fails here. The entry is written only after the
+		// file is complete and the 250 only after the entry, so such a
+		// file was never acknowledged and goes.
 		m, err := q.Spool.Open(id)
+		if err == nil {
+			_, err = io.Copy(io.Discard, m)
+			m.Close()
+		}
 		if err != nil {
-			q.Log.Error("spool file unreadable, left for an admin", "queue_id", id, "err", err)
+			q.Log.Warn("incomplete spool file without a queue entry removed (its write was interrupted before the 250)", "queue_id", id, "err", err)
+			_ = q.Spool.Remove(id)
 			continue
 		}
 		env := m.Envelope
-		m.Close()
 		if err := q.Store.PutQueueEntry(ctx, store.QueueEntry{ID: id, Node: q.Node, Sender: env.From,
 			Recipients: env.Addrs(), State: StateQueued, NextAttempt: time.Now(), CreatedAt: env.Received}); err != nil {
 			return err
@@ -376,12 +397,17 @@ func (q *Queue) finish(ctx context.Context, id string) {
 
 // deliver makes one attempt for every pending recipient of message id.
 func (q *Queue) deliver(ctx context.Context, id string) {
-	entry, err := q.Store.QueueEntry(ctx, id)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			q.Log.Error("reading queue entry", "queue_id", id, "err", err)
+	var entry store.QueueEntry
+	if e, ok := q.fresh.LoadAndDelete(id); ok {
+		entry = e.(store.QueueEntry)
+	} else {
+		var err error
+		if entry, err = q.Store.QueueEntry(ctx, id); err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				q.Log.Error("reading queue entry", "queue_id", id, "err", err)
+			}
+			return
 		}
-		return
 	}
 	if entry.State == StateHeld {
 		return
@@ -416,7 +442,10 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	if q.MaxMessageBytes > 0 {
 		src = io.LimitReader(m, q.MaxMessageBytes+1<<20)
 	}
-	msg, err := io.ReadAll(src)
+	// Sized from the entry: io.ReadAll would grow (and copy) its way up.
+	mb := bytes.NewBuffer(make([]byte, 0, max(entry.Size, 0)+bytes.MinRead))
+	_, err = mb.ReadFrom(src)
+	msg := mb.Bytes()
 	m.Close()
 	if err != nil {
 		holdUnreadable(err)

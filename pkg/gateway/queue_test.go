@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -196,5 +197,81 @@ func TestQueueHeldExpiresIntoBounce(t *testing.T) {
 	}
 	if !strings.Contains(el.String(), `"outcome":"bounced"`) {
 		t.Fatal("no bounced event")
+	}
+}
+
+// TestQueueRecoverRemovesInterruptedWrite: a spool file cut short by a
+// crash has no queue entry (the entry is written after the file, the 250
+// after the entry), so Recover removes it; a damaged file that has an
+// entry is a message that got a 250 and stays for an admin, and so does
+// the file of a write under way.
+func TestQueueRecoverRemovesInterruptedWrite(t *testing.T) {
+	relay := &recordingRelay{}
+	q, _ := testQueue(t, passAll{}, relay)
+	q.init()
+	write := func() string {
+		env := &Envelope{ID: NewID(), From: "a@org.test", Recipients: toRecipients([]string{"b@ext.test"})}
+		if _, err := q.Spool.Write(env, strings.NewReader(testMsg)); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(q.Spool.path(env.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(q.Spool.path(env.ID), fi.Size()-10); err != nil {
+			t.Fatal(err)
+		}
+		return env.ID
+	}
+	interrupted := write()
+	acked := write()
+	inProgress := write()
+	q.Spool.writing.Store(inProgress, true) // a session is writing it now
+	if err := q.Store.PutQueueEntry(context.Background(), store.QueueEntry{ID: acked, Node: q.Node, Sender: "a@org.test",
+		Recipients: []string{"b@ext.test"}, State: StateQueued, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(q.Spool.path(interrupted)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("interrupted write left in the spool: %v", err)
+	}
+	if _, err := os.Stat(q.Spool.path(acked)); err != nil {
+		t.Errorf("damaged file of an acknowledged message removed: %v", err)
+	}
+	if _, err := os.Stat(q.Spool.path(inProgress)); err != nil {
+		t.Errorf("file of a write under way removed: %v", err)
+	}
+}
+
+// countingStore counts the queue entry reads.
+type countingStore struct {
+	QueueStore
+	reads atomic.Int32
+}
+
+func (c *countingStore) QueueEntry(ctx context.Context, id string) (store.QueueEntry, error) {
+	c.reads.Add(1)
+	return c.QueueStore.QueueEntry(ctx, id)
+}
+
+// TestQueueFreshMessageNotReadBack: the delivery of a message just
+// accepted takes its entry from Accept instead of reading it back.
+func TestQueueFreshMessageNotReadBack(t *testing.T) {
+	relay := &recordingRelay{}
+	q, _ := testQueue(t, passAll{}, relay)
+	cs := &countingStore{QueueStore: q.Store}
+	q.Store = cs
+	q.Poll = time.Hour // only the wake-up dispatches
+	// Recovery first, as serve does, before accepting.
+	if err := q.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	runQueue(t, q)
+	accept(t, q, "b@ext.test")
+	waitFor(t, "delivery", func() bool { return len(relay.deliveries()) == 1 && queueEmpty(q)() })
+	if n := cs.reads.Load(); n != 0 {
+		t.Fatalf("%d queue entry reads for a fresh message", n)
 	}
 }

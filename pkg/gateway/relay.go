@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -62,7 +64,15 @@ func (d DirRelay) write(p Delivery) error {
 	return nil
 }
 
-// SMTPRelay delivers to a smart host.
+// SMTPRelay delivers to a smart host. Connections are kept open between
+// deliveries (a small pool, like Postfix's connection cache): under load a
+// new connection per message (connect, EHLO, STARTTLS, AUTH, QUIT) costs
+// more than the transaction itself. A pooled connection is checked with
+// RSET before it carries the next message; one that fails before the
+// message's final dot was sent is discarded and the delivery is retried
+// once on a fresh connection. Nothing is retried after the final dot (the
+// next hop may have taken the message), so pooling neither loses nor
+// doubles a message.
 type SMTPRelay struct {
 	Addr     string
 	Hostname string      // our EHLO name
@@ -70,12 +80,96 @@ type SMTPRelay struct {
 	TLSConf  *tls.Config // for required: verification roots, ServerName
 	User     string
 	Password string
-	Timeout  time.Duration
+	// Timeout bounds the connect and each SMTP command (for the message
+	// data: sending it and the reply to its final dot).
+	Timeout time.Duration
+	// MaxIdle is how many idle connections are kept (default 16, about
+	// one per queue worker); negative: a new connection per delivery.
+	MaxIdle int
+	// IdleTimeout closes a connection idle this long (default 5 s).
+	IdleTimeout time.Duration
+	// MaxMessagesPerConn caps the messages one connection carries before
+	// it is closed (default 100), so a smart host that is replaced or
+	// reconfigured is seen again soon.
+	MaxMessagesPerConn int
+
+	mu     sync.Mutex
+	idle   []*relayConn // most recently used last
+	closed bool
 }
 
-// Deliver implements Relay: one SMTP transaction per parcel.
+// relayConn is one connection to the smart host.
+type relayConn struct {
+	c     *smtp.Client
+	raw   net.Conn // for Close when the context ends
+	mode  string   // the TLS mode it was opened with (the pool key)
+	used  int      // transactions begun on it
+	timer *time.Timer
+	// reused: it carried a message before; a failure before the final dot
+	// may then be a connection the smart host closed meanwhile.
+	reused bool
+}
+
+// Deliver implements Relay: one SMTP transaction per parcel, on a pooled
+// connection when one is idle.
 func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
-	errs := make([]error, len(p.Rcpts))
+	mode := s.TLS
+	if p.RequireTLS {
+		// Policy demands TLS for this copy, whatever relay.tls says.
+		mode = "required"
+	}
+	rc, err := s.get(ctx, mode)
+	if err != nil {
+		return allFailed(len(p.Rcpts), err)
+	}
+	errs, broken, retry := s.transact(ctx, rc, p)
+	s.release(rc, broken)
+	if retry && rc.reused {
+		// The pooled connection broke before the message was complete,
+		// so nothing was delivered: once more on a fresh connection,
+		// whose own failure stands (the queue retries later).
+		if rc, err = s.dial(ctx, mode); err != nil {
+			return allFailed(len(p.Rcpts), err)
+		}
+		errs, broken, _ = s.transact(ctx, rc, p)
+		s.release(rc, broken)
+	}
+	return errs
+}
+
+// release pools rc, or closes it when broken.
+func (s *SMTPRelay) release(rc *relayConn, broken bool) {
+	if broken {
+		rc.c.Close()
+		return
+	}
+	s.put(rc)
+}
+
+func allFailed(n int, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// transact runs MAIL, RCPT, DATA on rc. broken says rc must not be used
+// again; retry says the failure happened before the message's final dot
+// on a connection that failed (not by an answer of the smart host), so
+// the message can be sent again on another connection without a
+// duplicate.
+func (s *SMTPRelay) transact(ctx context.Context, rc *relayConn, p Delivery) (errs []error, broken, retry bool) {
+	errs = make([]error, len(p.Rcpts))
+	rc.used++
+	// A cancelled delivery (shutdown, the worker's limit) closes the
+	// connection, which ends any command waiting on it.
+	stop := context.AfterFunc(ctx, func() { rc.raw.Close() })
+	defer func() {
+		if !stop() {
+			broken, retry = true, false
+		}
+	}()
 	fail := func(err error) []error {
 		for i := range errs {
 			if errs[i] == nil {
@@ -84,85 +178,231 @@ func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
 		}
 		return errs
 	}
-	timeout := s.Timeout
-	if timeout <= 0 {
-		timeout = 60 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	mode := s.TLS
-	if p.RequireTLS {
-		// Policy demands TLS for this copy, whatever relay.tls says.
-		mode = "required"
-	}
-	c, err := s.connect(ctx, mode)
-	if err != nil {
-		return fail(err)
-	}
-	defer c.Close()
-	if s.User != "" {
-		if err := c.Auth(sasl.NewPlainClient("", s.User, s.Password)); err != nil {
-			// %v, not %w: a refused login is our configuration, not the
-			// recipient's fault, so it is retried (and alerts) instead of bouncing.
-			return fail(fmt.Errorf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file): %v", s.Addr, s.User, err))
-		}
-	}
-	if err := c.Mail(p.From, &smtp.MailOptions{Body: smtp.Body8BitMIME, Size: int64(len(p.Data)), UTF8: p.UTF8}); err != nil {
-		return fail(fmt.Errorf("smarthost %s: MAIL FROM: %w", s.Addr, err))
+	if err := rc.c.Mail(p.From, &smtp.MailOptions{Body: smtp.Body8BitMIME, Size: int64(len(p.Data)), UTF8: p.UTF8}); err != nil {
+		return fail(fmt.Errorf("smarthost %s: MAIL FROM: %w", s.Addr, err)), connFailed(err), connFailed(err)
 	}
 	accepted := 0
 	for i, r := range p.Rcpts {
-		if err := c.Rcpt(r, nil); err != nil {
+		if err := rc.c.Rcpt(r, nil); err != nil {
+			if connFailed(err) {
+				return fail(fmt.Errorf("smarthost %s: RCPT TO: %w", s.Addr, err)), true, true
+			}
 			errs[i] = fmt.Errorf("smarthost %s: RCPT TO: %w", s.Addr, err)
 			continue
 		}
 		accepted++
 	}
 	if accepted == 0 {
-		return errs
+		return errs, false, false // RSET before the next use clears the transaction
 	}
-	w, err := c.Data()
+	w, err := rc.c.Data()
 	if err != nil {
-		return fail(fmt.Errorf("smarthost %s: DATA: %w", s.Addr, err))
+		return fail(fmt.Errorf("smarthost %s: DATA: %w", s.Addr, err)), connFailed(err), connFailed(err)
 	}
 	if _, err := w.Write(p.Data); err != nil {
-		w.Close()
-		return fail(fmt.Errorf("smarthost %s: DATA: %w", s.Addr, err))
+		// The final dot was not sent: the smart host cannot have taken
+		// the message.
+		return fail(fmt.Errorf("smarthost %s: DATA: %w", s.Addr, err)), true, true
 	}
 	if err := w.Close(); err != nil {
-		return fail(fmt.Errorf("smarthost %s: end of DATA: %w", s.Addr, err))
+		// From here on the smart host may have the message: a failure is
+		// retried by the queue later (a duplicate at worst), never now.
+		return fail(fmt.Errorf("smarthost %s: end of DATA: %w", s.Addr, err)), connFailed(err), false
 	}
-	if err := c.Quit(); err != nil && !errors.Is(err, net.ErrClosed) {
-		_ = err // the message was accepted; a failed QUIT does not matter
+	return errs, false, false
+}
+
+// connFailed says err is the connection failing rather than an answer of
+// the smart host; 421 is the smart host closing the connection.
+func connFailed(err error) bool {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code == 421
 	}
-	return errs
+	return true
+}
+
+// get returns an idle connection for mode that answers RSET, or a new one.
+func (s *SMTPRelay) get(ctx context.Context, mode string) (*relayConn, error) {
+	for {
+		rc := s.takeIdle(mode)
+		if rc == nil {
+			break
+		}
+		s.setTimeouts(rc.c)
+		stop := context.AfterFunc(ctx, func() { rc.raw.Close() })
+		err := rc.c.Reset()
+		if !stop() && err == nil {
+			err = ctx.Err() // closed under it
+		}
+		if err != nil {
+			rc.c.Close() // closed by the smart host, or it refuses more
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("smarthost %s: %w", s.Addr, ctx.Err())
+			}
+			continue
+		}
+		rc.reused = true
+		return rc, nil
+	}
+	return s.dial(ctx, mode)
+}
+
+func (s *SMTPRelay) takeIdle(mode string) *relayConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.idle) - 1; i >= 0; i-- {
+		rc := s.idle[i]
+		if rc.mode != mode {
+			continue
+		}
+		s.idle = append(s.idle[:i], s.idle[i+1:]...)
+		rc.timer.Stop() // under mu: its func then finds rc gone from idle
+		return rc
+	}
+	return nil
+}
+
+// put returns rc to the pool, or closes it when it is used up or the pool
+// is full or closed.
+func (s *SMTPRelay) put(rc *relayConn) {
+	maxIdle, perConn, idleFor := s.MaxIdle, s.MaxMessagesPerConn, s.IdleTimeout
+	if maxIdle == 0 {
+		maxIdle = 16
+	}
+	if perConn <= 0 {
+		perConn = 100
+	}
+	if idleFor <= 0 {
+		idleFor = 5 * time.Second
+	}
+	s.mu.Lock()
+	if s.closed || len(s.idle) >= maxIdle || rc.used >= perConn {
+		s.mu.Unlock()
+		quit(rc.c)
+		return
+	}
+	rc.timer = time.AfterFunc(idleFor, func() { s.expire(rc) })
+	s.idle = append(s.idle, rc)
+	s.mu.Unlock()
+}
+
+// expire closes rc if it is still idle.
+func (s *SMTPRelay) expire(rc *relayConn) {
+	s.mu.Lock()
+	i := slices.Index(s.idle, rc)
+	if i >= 0 {
+		s.idle = slices.Delete(s.idle, i, i+1)
+	}
+	s.mu.Unlock()
+	if i >= 0 {
+		quit(rc.c)
+	}
+}
+
+// Close says QUIT on the idle connections; later deliveries still work
+// but keep no connection open.
+func (s *SMTPRelay) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	idle := s.idle
+	s.idle = nil
+	for _, rc := range idle {
+		rc.timer.Stop()
+	}
+	s.mu.Unlock()
+	for _, rc := range idle {
+		quit(rc.c)
+	}
+	return nil
+}
+
+// quit ends a connection politely, waiting a few seconds at most.
+func quit(c *smtp.Client) {
+	c.CommandTimeout = 5 * time.Second
+	if err := c.Quit(); err != nil {
+		c.Close()
+	}
+}
+
+func (s *SMTPRelay) timeout() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return 60 * time.Second
+}
+
+func (s *SMTPRelay) setTimeouts(c *smtp.Client) {
+	c.CommandTimeout, c.SubmissionTimeout = s.timeout(), s.timeout()
+}
+
+// dial opens a connection for mode: connect, EHLO, STARTTLS, AUTH.
+func (s *SMTPRelay) dial(ctx context.Context, mode string) (*relayConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	c, raw, err := s.connect(ctx, mode)
+	if err != nil {
+		return nil, err
+	}
+	s.setTimeouts(c)
+	if s.User != "" {
+		if err := c.Auth(sasl.NewPlainClient("", s.User, s.Password)); err != nil {
+			c.Close()
+			// %v, not %w: a refused login is our configuration, not the
+			// recipient's fault, so it is retried (and alerts) instead of bouncing.
+			return nil, fmt.Errorf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file): %v", s.Addr, s.User, err)
+		}
+	}
+	return &relayConn{c: c, raw: raw, mode: mode}, nil
 }
 
 var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
 
 // connect dials the smart host and says EHLO, with STARTTLS as relay.tls
 // asks. go-smtp only upgrades right after the greeting, so opportunistic
-// TLS against a host without STARTTLS costs a second connection.
-func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, error) {
+// TLS against a host without STARTTLS costs a second connection. ctx
+// bounds it all: go-smtp clears a connection's deadline after each
+// command, so the end of ctx closes the connection instead.
+func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net.Conn, error) {
 	helo := s.Hostname
 	if helo == "" {
 		helo = "localhost"
 	}
+	var (
+		mu  sync.Mutex
+		cur net.Conn
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if cur != nil {
+			cur.Close()
+		}
+	})
+	defer stop()
 	dial := func() (net.Conn, error) {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", s.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("smarthost %s: %w", s.Addr, err)
 		}
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetDeadline(dl)
-		}
+		mu.Lock()
+		cur = conn
+		mu.Unlock()
 		return conn, nil
+	}
+	// done hands over c unless ctx ended meanwhile (and closed it).
+	done := func(c *smtp.Client, conn net.Conn) (*smtp.Client, net.Conn, error) {
+		if !stop() {
+			c.Close()
+			return nil, nil, fmt.Errorf("smarthost %s: %w", s.Addr, ctx.Err())
+		}
+		return c, conn, nil
 	}
 	if mode != "none" {
 		conn, err := dial()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		conf := s.TLSConf
 		if conf == nil {
@@ -183,25 +423,25 @@ func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, err
 		if err == nil {
 			if err := c.Hello(helo); err != nil {
 				c.Close()
-				return nil, fmt.Errorf("smarthost %s: EHLO after STARTTLS: %v", s.Addr, err)
+				return nil, nil, fmt.Errorf("smarthost %s: EHLO after STARTTLS: %v", s.Addr, err)
 			}
-			return c, nil
+			return done(c, conn)
 		}
 		if err.Error() != errNoStartTLS.Error() || mode == "required" {
 			if mode == "required" && err.Error() == errNoStartTLS.Error() {
-				return nil, fmt.Errorf("smarthost %s does not offer STARTTLS and relay.tls is required", s.Addr)
+				return nil, nil, fmt.Errorf("smarthost %s does not offer STARTTLS and relay.tls is required", s.Addr)
 			}
-			return nil, fmt.Errorf("smarthost %s: STARTTLS: %v", s.Addr, err)
+			return nil, nil, fmt.Errorf("smarthost %s: STARTTLS: %v", s.Addr, err)
 		}
 	}
 	conn, err := dial()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := smtp.NewClient(conn)
 	if err := c.Hello(helo); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("smarthost %s: EHLO: %v", s.Addr, err)
+		return nil, nil, fmt.Errorf("smarthost %s: EHLO: %v", s.Addr, err)
 	}
-	return c, nil
+	return done(c, conn)
 }

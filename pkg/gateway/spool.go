@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -65,8 +66,12 @@ func (e *Envelope) Addrs() []string {
 // 50 MB message never sits in memory, and a torn or altered file fails to
 // open instead of yielding silently truncated mail.
 type Spool struct {
-	dir string
-	kr  Keyring
+	dir  string
+	kr   Keyring
+	sync dirSyncer
+	// writing holds the ids whose Write is under way: their files are
+	// incomplete and no business of Queue.Recover.
+	writing sync.Map
 }
 
 const (
@@ -85,14 +90,25 @@ func OpenSpool(dir string, kr Keyring) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: creating %s: %w", dir, err)
 	}
-	// Temp files are writes a crash interrupted: never answered 250, so
-	// they go. Only here, before anything can be writing.
-	if old, err := filepath.Glob(filepath.Join(dir, "tmp-*")); err == nil {
+	return &Spool{dir: dir, kr: kr}, nil
+}
+
+// removeTemps removes the temporary files of earlier versions, which wrote
+// to tmp-* and renamed: writes a crash interrupted, never answered 250.
+// Only Queue.Recover calls it, before the listener runs (the queue
+// commands open the spool while serve may be writing).
+func (s *Spool) removeTemps() {
+	if old, err := filepath.Glob(filepath.Join(s.dir, "tmp-*")); err == nil {
 		for _, f := range old {
 			os.Remove(f)
 		}
 	}
-	return &Spool{dir: dir, kr: kr}, nil
+}
+
+// beingWritten says a Write of id is under way in this process.
+func (s *Spool) beingWritten(id string) bool {
+	_, ok := s.writing.Load(id)
+	return ok
 }
 
 // Dir is the spool directory.
@@ -124,37 +140,44 @@ func (s *Spool) path(id string) string { return filepath.Join(s.dir, id+spoolExt
 // the directory entry are fsynced: the caller may then answer 250. On any
 // error nothing is left behind. r's error (e.g. bare LF, size) is returned
 // unchanged (wrapped) so that the SMTP layer can answer it.
+//
+// The file is written under its final name, without a temporary file and
+// a rename (a create, a rename and a cleanup less per message): a crash
+// mid-write leaves a file that fails to open (its last chunk is missing)
+// and has no queue entry, since the entry is written only after Write
+// returns; Queue.Recover removes such files. The directory fsync is shared
+// with the sessions that finish at the same moment (dirSyncer).
 func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
 	if !validID(env.ID) {
 		return 0, fmt.Errorf("spool: invalid id %q", env.ID)
 	}
-	tmp, err := os.CreateTemp(s.dir, "tmp-*")
+	s.writing.Store(env.ID, true)
+	defer s.writing.Delete(env.ID)
+	path := s.path(env.ID)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			f.Close()
+			os.Remove(path)
 		}
 	}()
-	n, err := s.encode(tmp, env, r)
+	n, err := s.encode(f, env, r)
 	if err != nil {
 		return n, err
 	}
-	if err := tmp.Sync(); err != nil {
+	if err := f.Sync(); err != nil {
 		return n, fmt.Errorf("spool: fsync: %w", err)
 	}
-	if err := tmp.Close(); err != nil {
-		return n, fmt.Errorf("spool: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path(env.ID)); err != nil {
+	if err := f.Close(); err != nil {
 		return n, fmt.Errorf("spool: %w", err)
 	}
 	ok = true
-	if err := syncDir(s.dir); err != nil {
-		os.Remove(s.path(env.ID))
+	if err := s.sync.sync(s.dir); err != nil {
+		os.Remove(path)
 		return n, err
 	}
 	return n, nil
@@ -177,13 +200,18 @@ func (s *Spool) encode(w io.Writer, env *Envelope, r io.Reader) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("spool: %w", err)
 	}
-	bw := bufio.NewWriterSize(w, spoolChunk+64)
+	bw := spoolWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() { bw.Reset(nil); spoolWriters.Put(bw) }()
+	bufp, sealedp := chunkBufs.Get().(*[]byte), chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bufp)
+	defer chunkBufs.Put(sealedp)
+	buf, sealed := (*bufp)[:spoolChunk], *sealedp
 	bw.WriteString(spoolMagic)
 	writeBlock(bw, wrapped)
 	// Chunk 0 is the envelope; the message follows in chunks 1..n, the
 	// last one flagged so truncation is detected.
 	writeBlock(bw, sealChunk(aead, 0, false, ej))
-	buf := make([]byte, spoolChunk)
 	var total int64
 	var idx uint64 = 1
 	for {
@@ -193,7 +221,7 @@ func (s *Spool) encode(w io.Writer, env *Envelope, r io.Reader) (int64, error) {
 		if rerr != nil && !last {
 			return total, rerr
 		}
-		writeBlock(bw, sealChunk(aead, idx, last, buf[:k]))
+		writeBlock(bw, aead.Seal(sealed[:0], chunkNonce(idx, last), buf[:k], nil))
 		idx++
 		if last {
 			break
@@ -204,6 +232,15 @@ func (s *Spool) encode(w io.Writer, env *Envelope, r io.Reader) (int64, error) {
 	}
 	return total, nil
 }
+
+// Buffers of the spool's streams, reused: a new set per message cost
+// ~200 KB of garbage each, a good part of the collector's work under load.
+var (
+	spoolWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, spoolChunk+64) }}
+	spoolReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, spoolChunk+64) }}
+	// chunkBufs hold a chunk, sealed or not (the seal adds 16 bytes).
+	chunkBufs = sync.Pool{New: func() any { b := make([]byte, spoolChunk+64); return &b }}
+)
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
 	b, err := aes.NewCipher(key)
@@ -233,6 +270,22 @@ func writeBlock(w *bufio.Writer, b []byte) {
 	w.Write(b)
 }
 
+// readBlockInto reads a block of at most len(buf) bytes into buf.
+func readBlockInto(r io.Reader, buf []byte) ([]byte, error) {
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(l[:]))
+	if n > len(buf) {
+		return nil, ErrSpoolCorrupt
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
 func readBlock(r io.Reader, max int) ([]byte, error) {
 	var l [4]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
@@ -257,8 +310,11 @@ type SpooledMessage struct {
 	r        *bufio.Reader
 	aead     cipher.AEAD
 	idx      uint64
-	buf      []byte
+	buf      []byte // the rest of the current chunk's plaintext
 	done     bool
+	closed   bool
+	// sealed and plain are the chunk buffers (pooled, returned by Close).
+	sealed, plain *[]byte
 }
 
 // Open reads the envelope of message id; the body follows through Read.
@@ -271,9 +327,11 @@ func (s *Spool) Open(id string) (*SpooledMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	m := &SpooledMessage{f: f, r: bufio.NewReaderSize(f, spoolChunk+64)}
+	r := spoolReaders.Get().(*bufio.Reader)
+	r.Reset(f)
+	m := &SpooledMessage{f: f, r: r, sealed: chunkBufs.Get().(*[]byte), plain: chunkBufs.Get().(*[]byte)}
 	if err := m.init(s.kr, id); err != nil {
-		f.Close()
+		m.Close()
 		return nil, fmt.Errorf("spool: message %s: %w", id, err)
 	}
 	return m, nil
@@ -319,15 +377,19 @@ func (m *SpooledMessage) Read(p []byte) (int, error) {
 		if m.done {
 			return 0, io.EOF
 		}
-		sealed, err := readBlock(m.r, spoolChunk+64)
+		if m.closed {
+			return 0, os.ErrClosed
+		}
+		sealed, err := readBlockInto(m.r, *m.sealed)
 		if err != nil {
 			return 0, ErrSpoolCorrupt // truncated before the last chunk
 		}
-		// Open into a fresh buffer: a failed Open clears its output, and
-		// the sealed chunk is needed again for the last-chunk nonce.
-		if pt, err := m.aead.Open(nil, chunkNonce(m.idx, false), sealed, nil); err == nil {
+		// Open into the other buffer: a failed Open clears its output,
+		// and the sealed chunk is needed again for the last-chunk nonce.
+		plain := (*m.plain)[:0]
+		if pt, err := m.aead.Open(plain, chunkNonce(m.idx, false), sealed, nil); err == nil {
 			m.buf = pt
-		} else if pt, err := m.aead.Open(nil, chunkNonce(m.idx, true), sealed, nil); err == nil {
+		} else if pt, err := m.aead.Open(plain, chunkNonce(m.idx, true), sealed, nil); err == nil {
 			m.buf = pt
 			m.done = true
 		} else {
@@ -340,8 +402,18 @@ func (m *SpooledMessage) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close releases the file.
-func (m *SpooledMessage) Close() error { return m.f.Close() }
+// Close releases the file and the buffers; Read fails after it.
+func (m *SpooledMessage) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed, m.buf = true, nil
+	m.r.Reset(nil)
+	spoolReaders.Put(m.r)
+	chunkBufs.Put(m.sealed)
+	chunkBufs.Put(m.plain)
+	return m.f.Close()
+}
 
 // Remove deletes message id (after delivery); a missing file is no error.
 // The directory is not fsynced: a removal lost in a crash only brings the
@@ -385,11 +457,85 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// dirSyncer shares fsyncs of one directory among concurrent callers (group
+// fsync): a caller joins the batch that has not started yet, and that
+// batch's single fsync, which begins after every member's change, makes
+// all of them durable. Each caller still returns only after an fsync that
+// began after its own change has finished, with that fsync's error. The
+// directory stays open between fsyncs.
+type dirSyncer struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	pending *syncBatch // joined by new callers; not started
+	running bool       // a batch's fsync is in progress
+	waiting int        // callers waiting for a batch (for tests)
+	d       *os.File   // touched only by the caller running a batch
+	// beforeFsync, if set, runs before each fsync (tests hold it there).
+	beforeFsync func()
+}
+
+type syncBatch struct {
+	finished bool
+	err      error
+}
+
+// sync makes the entries of dir changed before the call durable.
+func (ds *dirSyncer) sync(dir string) error {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.cond == nil {
+		ds.cond = sync.NewCond(&ds.mu)
+	}
+	if ds.pending == nil {
+		ds.pending = &syncBatch{}
+	}
+	b := ds.pending
+	for !b.finished {
+		if ds.running {
+			ds.waiting++
+			ds.cond.Wait()
+			ds.waiting--
+			continue
+		}
+		// Nothing running and b not finished: b has not started, so it
+		// is still the pending batch; this caller runs it.
+		ds.running = true
+		ds.pending = nil
+		ds.mu.Unlock()
+		err := ds.fsync(dir)
+		ds.mu.Lock()
+		b.finished, b.err = true, err
+		ds.running = false
+		ds.cond.Broadcast()
+	}
+	return b.err
+}
+
+func (ds *dirSyncer) fsync(dir string) error {
+	if ds.beforeFsync != nil {
+		ds.beforeFsync()
+	}
+	if ds.d == nil {
+		d, err := os.Open(dir)
+		if err != nil {
+			return fmt.Errorf("spool: fsync dir: %w", err)
+		}
+		ds.d = d
+	}
+	if err := ds.d.Sync(); err != nil {
+		// Reopen next time: the error may belong to this descriptor.
+		ds.d.Close()
+		ds.d = nil
+		return fmt.Errorf("spool: fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
 // Discard removes message id durably (directory fsynced): for an admin's
 // `queue delete`, which must not come back after a crash.
 func (s *Spool) Discard(id string) error {
 	if err := s.Remove(id); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return s.sync.sync(s.dir)
 }

@@ -3,9 +3,12 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -76,5 +79,99 @@ func TestSpoolWriteFailureLeavesNothing(t *testing.T) {
 	ents, _ := os.ReadDir(sp.dir)
 	if len(ids) != 0 || len(ents) != 0 {
 		t.Fatalf("left behind: %v %v", ids, ents)
+	}
+}
+
+// TestSpoolConcurrentWrites: sessions finishing together share directory
+// fsyncs; every message is complete and readable.
+func TestSpoolConcurrentWrites(t *testing.T) {
+	sp := testSpool(t)
+	const sessions, each = 20, 5
+	ids := make(chan string, sessions*each)
+	errs := make(chan error, sessions*each)
+	var wg sync.WaitGroup
+	for s := 0; s < sessions; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				env := &Envelope{ID: NewID(), From: "a@x.test", Recipients: []Recipient{{Addr: "b@y.test"}}}
+				if _, err := sp.Write(env, strings.NewReader(fmt.Sprintf("Subject: %d-%d\r\n\r\nbody\r\n", s, i))); err != nil {
+					errs <- err
+					return
+				}
+				ids <- env.ID
+			}
+		}(s)
+	}
+	wg.Wait()
+	close(ids)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n := 0
+	for id := range ids {
+		m, err := sp.Open(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, m); !bytes.HasPrefix(got, []byte("Subject: ")) {
+			t.Fatalf("%s: %q", id, got)
+		}
+		m.Close()
+		n++
+	}
+	if n != sessions*each {
+		t.Fatalf("%d messages, want %d", n, sessions*each)
+	}
+}
+
+// TestDirSyncerWaitsForAnFsyncThatBeganAfterTheCall: a caller that arrives
+// while an fsync is running is not answered by that fsync (it may have
+// begun before the caller's change) but by the next one; callers that
+// arrive together share it.
+func TestDirSyncerWaitsForAnFsyncThatBeganAfterTheCall(t *testing.T) {
+	dir := t.TempDir()
+	var ds dirSyncer
+	started := make(chan struct{}, 10)
+	release := make(chan struct{})
+	ds.beforeFsync = func() { started <- struct{}{}; <-release }
+
+	first := make(chan error, 1)
+	go func() { first <- ds.sync(dir) }()
+	<-started // the first fsync is running
+	later := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() { later <- ds.sync(dir) }()
+	}
+	waitFor(t, "three callers waiting", func() bool {
+		ds.mu.Lock()
+		defer ds.mu.Unlock()
+		return ds.pending != nil && ds.waiting == 3
+	})
+	release <- struct{}{} // the first fsync ends
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-later:
+		t.Fatalf("a later caller was answered by the fsync that began before it (err %v)", err)
+	case <-started: // the second fsync began: one for all three
+	}
+	release <- struct{}{}
+	for i := 0; i < 3; i++ {
+		if err := <-later; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(started) != 0 {
+		t.Fatalf("%d more fsyncs; the three callers should have shared one", len(started))
+	}
+
+	// An fsync error reaches the caller.
+	var missing dirSyncer
+	if err := missing.sync(filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("fsync of a missing directory succeeded")
 	}
 }
