@@ -62,7 +62,7 @@ func newPKICmd(a *app) *cobra.Command {
 		},
 	}
 	rollout.Flags().BoolVar(&dryRun, "dry-run", false, "show the plan, change nothing")
-	rollout.Flags().IntVar(&parallel, "parallel", 4, "users worked on at once")
+	rollout.Flags().IntVar(&parallel, "parallel", pki.DefaultParallel(), "users worked on at once (default: 16 per CPU, at most 64)")
 	cmd.AddCommand(rollout)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status",
@@ -102,6 +102,11 @@ func crlURL(cfg *config.Config) string {
 	return "http://" + cfg.HTTP.Listen + "/crl"
 }
 
+// rolloutLinger is how long a rollout's commit waits for more writes: its
+// workers' writes arrive one by one, and commits of ~1.4 rows spent ~10%
+// of a P-256 rollout on fsyncs (BenchmarkRollout: 447 -> 501 users/s).
+const rolloutLinger = 5 * time.Millisecond
+
 // openPKI wires store, issuer, user source and publisher from the config.
 func (a *app) openPKI(ctx context.Context, cfg *config.Config) (*pkiRuntime, error) {
 	st, kr, err := openStore(ctx, cfg)
@@ -110,13 +115,18 @@ func (a *app) openPKI(ctx context.Context, cfg *config.Config) (*pkiRuntime, err
 	}
 	rt := &pkiRuntime{Config: cfg, Store: st}
 	rt.closers = append(rt.closers, func() { st.Close() })
+	// A rollout's workers write keys, certificates and audit events in
+	// shared commits (one fsync each) instead of three commits per user.
+	gc := store.NewGroupCommit(st)
+	gc.Linger = rolloutLinger
+	rt.closers = append(rt.closers, func() { gc.Close() })
 	fail := func(err error) (*pkiRuntime, error) { rt.Close(); return nil, err }
 
 	keyType, err := pki.ParseKeyType(cfg.PKI.KeyType)
 	if err != nil {
 		return fail(asUsage(fmt.Errorf("pki.key_type: %w", err)))
 	}
-	m := &pki.Manager{Store: st, KeyType: keyType, Validity: cfg.PKI.Validity.Duration, RenewBefore: cfg.PKI.RenewBefore.Duration, Actor: "cli"}
+	m := &pki.Manager{Store: gc, KeyType: keyType, Validity: cfg.PKI.Validity.Duration, RenewBefore: cfg.PKI.RenewBefore.Duration, Actor: "cli"}
 	switch cfg.PKI.Issuer {
 	case "", "embedded":
 		ca, err := embeddedca.Open(cfg.DataPath("ca"), kr, embeddedca.Options{CRLURL: crlURL(cfg)})
@@ -138,6 +148,9 @@ func (a *app) openPKI(ctx context.Context, cfg *config.Config) (*pkiRuntime, err
 		return fail(err)
 	}
 	m.Users = users
+	if ldapDir != nil {
+		rt.closers = append(rt.closers, func() { ldapDir.Close() })
+	}
 	if ldapDir != nil && cfg.Users.LDAP.PublishCertificates {
 		m.Publisher = ldapDir
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -23,7 +24,12 @@ func (s *Store) Audit(ctx context.Context, e AuditEvent) error {
 	if e.Action == "" {
 		return errors.New("store: Audit: empty action")
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)`,
+	return s.insertAudit(ctx, nil, e)
+}
+
+// insertAudit writes e inside tx, or on its own when tx is nil.
+func (s *Store) insertAudit(ctx context.Context, tx *sql.Tx, e AuditEvent) error {
+	_, err := s.exec(ctx, tx, `INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)`,
 		s.orNow(e.Time).UnixMicro(), e.Actor, e.Action, e.Subject, e.Detail)
 	if err != nil {
 		return fmt.Errorf("store: writing audit event %s on %s: %w", e.Action, e.Subject, err)

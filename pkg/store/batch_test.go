@@ -178,3 +178,88 @@ func TestGroupCommitCloseWhileWriting(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCommitPKIWrites: keys, certificates and their audit events
+// written through a lingering GroupCommit by concurrent workers are all in
+// the database when the calls return; a different key under an id in use
+// is refused without failing the writes committed with it; a certificate
+// that cannot be saved takes its audit event down with it.
+func TestGroupCommitPKIWrites(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		s := b.open(t, testKeyring(t))
+		g := NewGroupCommit(s)
+		g.Linger = 20 * time.Millisecond // long enough to batch the workers
+		defer g.Close()
+		const n = 24
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				email := fmt.Sprintf("u%02d@example.org", i)
+				keyID := "user/" + email + "/1"
+				key := []byte("pkcs8-" + email)
+				if err := g.PutKey(ctx, keyID, key); err != nil {
+					errs[i] = err
+					return
+				}
+				if err := g.PutKey(ctx, keyID, key); err != nil { // the same key again: no-op
+					errs[i] = fmt.Errorf("same key again: %w", err)
+					return
+				}
+				c := Certificate{Serial: fmt.Sprintf("%02x", i+1), Email: email, Addresses: []string{email}, DER: []byte("der"),
+					KeyID: keyID, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), State: CertActive}
+				errs[i] = g.RecordCertificate(ctx, c, AuditEvent{Actor: "test", Action: "certificate.issue", Subject: email, Detail: "serial=" + c.Serial})
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("worker %d: %v", i, err)
+			}
+		}
+		ids, err := s.KeyIDs(ctx, "user/")
+		if err != nil || len(ids) != n {
+			t.Fatalf("KeyIDs = %d ids, %v; want %d", len(ids), err, n)
+		}
+		if got, err := s.Key(ctx, "user/u03@example.org/1"); err != nil || string(got) != "pkcs8-u03@example.org" {
+			t.Errorf("Key = %q, %v", got, err)
+		}
+		certs, err := s.Certificates(ctx, "")
+		if err != nil || len(certs) != n {
+			t.Fatalf("Certificates = %d, %v; want %d", len(certs), err, n)
+		}
+		events, err := s.AuditEvents(ctx, time.Time{})
+		if err != nil || len(events) != n {
+			t.Fatalf("AuditEvents = %d, %v; want %d", len(events), err, n)
+		}
+
+		// A conflicting key fails alone; a write batched with it commits.
+		var conflict, other error
+		wg.Add(2)
+		go func() { defer wg.Done(); conflict = g.PutKey(ctx, "user/u03@example.org/1", []byte("another key")) }()
+		go func() { defer wg.Done(); other = g.PutKey(ctx, "user/new@example.org/1", []byte("new key")) }()
+		wg.Wait()
+		if !errors.Is(conflict, ErrConflict) {
+			t.Errorf("different key under a used id: %v, want ErrConflict", conflict)
+		}
+		if other != nil {
+			t.Errorf("key batched with the conflict: %v", other)
+		}
+		if got, _ := s.Key(ctx, "user/u03@example.org/1"); string(got) != "pkcs8-u03@example.org" {
+			t.Errorf("the stored key was overwritten: %q", got)
+		}
+
+		// An invalid certificate: neither it nor its event is written.
+		err = g.RecordCertificate(ctx, Certificate{Serial: "ff", Email: "x@example.org", DER: []byte("der"), State: "bogus"},
+			AuditEvent{Actor: "test", Action: "certificate.issue", Subject: "x@example.org"})
+		if err == nil {
+			t.Fatal("a certificate in an unknown state was recorded")
+		}
+		if events, _ := s.AuditEvents(ctx, time.Time{}); len(events) != n {
+			t.Errorf("%d audit events after the failed record, want %d", len(events), n)
+		}
+	})
+}

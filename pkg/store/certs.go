@@ -50,6 +50,27 @@ func (s *Store) PutCertificate(ctx context.Context, c Certificate) error {
 	return nil
 }
 
+// RecordCertificate is PutCertificate and Audit(e) in one transaction:
+// an issuance or revocation is never recorded without its audit event,
+// nor the event without it.
+func (s *Store) RecordCertificate(ctx context.Context, c Certificate, e AuditEvent) error {
+	if e.Action == "" {
+		return errors.New("store: RecordCertificate: empty audit action")
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.recordCertificate(ctx, tx, c, e) })
+}
+
+// recordCertificate writes c and, when e has an action, e inside tx.
+func (s *Store) recordCertificate(ctx context.Context, tx *sql.Tx, c Certificate, e AuditEvent) error {
+	if err := s.putCertificate(ctx, tx, c); err != nil {
+		return fmt.Errorf("store: saving certificate %s (%s): %w", c.Serial, c.Email, err)
+	}
+	if e.Action == "" {
+		return nil
+	}
+	return s.insertAudit(ctx, tx, e)
+}
+
 // putCertificate checks c and writes its row and address index inside tx.
 func (s *Store) putCertificate(ctx context.Context, tx *sql.Tx, c Certificate) error {
 	switch {
@@ -73,7 +94,7 @@ func (s *Store) putCertificate(ctx context.Context, tx *sql.Tx, c Certificate) e
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO certificates
+	_, err = s.txExec(ctx, tx, `INSERT INTO certificates
 			(serial, email, email_key, addresses, der, key_id, not_before, not_after, state, revoked_at, revocation_reason, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 			ON CONFLICT (serial) DO UPDATE SET
@@ -87,7 +108,7 @@ func (s *Store) putCertificate(ctx context.Context, tx *sql.Tx, c Certificate) e
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM certificate_addresses WHERE serial = $1`, c.Serial); err != nil {
+	if _, err := s.txExec(ctx, tx, `DELETE FROM certificate_addresses WHERE serial = $1`, c.Serial); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -97,7 +118,7 @@ func (s *Store) putCertificate(ctx context.Context, tx *sql.Tx, c Certificate) e
 			continue
 		}
 		seen[k] = true
-		if _, err := tx.ExecContext(ctx, `INSERT INTO certificate_addresses (serial, address_key) VALUES ($1, $2)`, c.Serial, k); err != nil {
+		if _, err := s.txExec(ctx, tx, `INSERT INTO certificate_addresses (serial, address_key) VALUES ($1, $2)`, c.Serial, k); err != nil {
 			return err
 		}
 	}
@@ -122,7 +143,7 @@ func (s *Store) Certificates(ctx context.Context, email string) ([]Certificate, 
 		// plans the OR as a scan of the whole table, the UNION as two
 		// index lookups (18 ms -> well under 1 ms with 10,000 rows).
 		k := normEmail(email)
-		rows, err = s.db.QueryContext(ctx, `SELECT `+certColumns+` FROM certificates
+		rows, err = s.query(ctx, `SELECT `+certColumns+` FROM certificates
 			WHERE serial IN (SELECT serial FROM certificates WHERE email_key = $1
 				UNION SELECT serial FROM certificate_addresses WHERE address_key = $1)`+order, k)
 	}
@@ -146,7 +167,7 @@ func (s *Store) Certificates(ctx context.Context, email string) ([]Certificate, 
 
 // CertificateBySerial returns one certificate, or ErrNotFound.
 func (s *Store) CertificateBySerial(ctx context.Context, serial string) (Certificate, error) {
-	c, err := scanCertificate(s.db.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
+	c, err := scanCertificate(s.queryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Certificate{}, fmt.Errorf("store: certificate %s: %w", serial, ErrNotFound)
 	}
@@ -247,7 +268,7 @@ func (s *Store) RecipientCerts(ctx context.Context, email string) ([]RecipientCe
 	if email == "" {
 		rows, err = s.db.QueryContext(ctx, cols+order)
 	} else {
-		rows, err = s.db.QueryContext(ctx, cols+` WHERE email_key = $1`+order, normEmail(email))
+		rows, err = s.query(ctx, cols+` WHERE email_key = $1`+order, normEmail(email))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: listing recipient certificates of %q: %w", email, err)

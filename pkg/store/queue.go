@@ -41,14 +41,11 @@ type QueueFilter struct {
 
 // PutQueueEntry inserts or replaces (by ID) a queue entry.
 func (s *Store) PutQueueEntry(ctx context.Context, e QueueEntry) error {
-	return s.putQueueEntry(ctx, s.db, e)
+	return s.putQueueEntry(ctx, nil, e)
 }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func (s *Store) putQueueEntry(ctx context.Context, x execer, e QueueEntry) error {
+// putQueueEntry writes e inside tx, or on its own when tx is nil.
+func (s *Store) putQueueEntry(ctx context.Context, tx *sql.Tx, e QueueEntry) error {
 	if e.ID == "" {
 		return errors.New("store: PutQueueEntry: empty id")
 	}
@@ -64,7 +61,7 @@ func (s *Store) putQueueEntry(ctx context.Context, x execer, e QueueEntry) error
 		return fmt.Errorf("store: PutQueueEntry %s: %w", e.ID, err)
 	}
 	now := s.now()
-	_, err = x.ExecContext(ctx, `INSERT INTO queue
+	_, err = s.exec(ctx, tx, `INSERT INTO queue
 		(id, node, sender, recipients, state, attempts, next_attempt, last_error, hold_reason, size, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO UPDATE SET
@@ -84,7 +81,7 @@ const queueColumns = `id, node, sender, recipients, state, attempts, next_attemp
 
 // QueueEntry returns one entry, or ErrNotFound.
 func (s *Store) QueueEntry(ctx context.Context, id string) (QueueEntry, error) {
-	e, err := scanQueueEntry(s.db.QueryRowContext(ctx, `SELECT `+queueColumns+` FROM queue WHERE id = $1`, id))
+	e, err := scanQueueEntry(s.queryRow(ctx, `SELECT `+queueColumns+` FROM queue WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return QueueEntry{}, fmt.Errorf("store: queue entry %s: %w", id, ErrNotFound)
 	}

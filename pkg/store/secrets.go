@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Additional data binding each sealed value to its row. A NUL separates
@@ -43,7 +44,7 @@ func (s *Store) SetPDFPassword(ctx context.Context, email string, password []byt
 func (s *Store) PDFPassword(ctx context.Context, email string) (password []byte, source string, err error) {
 	key := normEmail(email)
 	var sealed []byte
-	err = s.db.QueryRowContext(ctx, `SELECT sealed, source FROM pdf_passwords WHERE email_key = $1`, key).Scan(&sealed, &source)
+	err = s.queryRow(ctx, `SELECT sealed, source FROM pdf_passwords WHERE email_key = $1`, key).Scan(&sealed, &source)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", fmt.Errorf("store: PDF password for %s: %w", email, ErrNotFound)
 	}
@@ -72,45 +73,58 @@ func (s *Store) DeletePDFPassword(ctx context.Context, email string) error {
 // id in use fails with ErrConflict, because overwriting a private key
 // would lose it for good.
 func (s *Store) PutKey(ctx context.Context, id string, pkcs8DER []byte) error {
+	sealed, err := s.sealKey(id, pkcs8DER)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.putKey(ctx, tx, id, pkcs8DER, sealed) })
+}
+
+// sealKey checks a key for PutKey and seals it for its row.
+func (s *Store) sealKey(id string, pkcs8DER []byte) ([]byte, error) {
 	if id == "" {
-		return errors.New("store: PutKey: empty key id")
+		return nil, errors.New("store: PutKey: empty key id")
 	}
 	if len(pkcs8DER) == 0 {
-		return fmt.Errorf("store: PutKey %s: empty key", id)
+		return nil, fmt.Errorf("store: PutKey %s: empty key", id)
 	}
 	sealed, err := s.kr.Seal(pkcs8DER, privateKeyAAD(id))
 	if err != nil {
-		return fmt.Errorf("store: sealing key %s: %w", id, err)
+		return nil, fmt.Errorf("store: sealing key %s: %w", id, err)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		var existing []byte
-		err := tx.QueryRowContext(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&existing)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			_, err = tx.ExecContext(ctx, `INSERT INTO private_keys (id, sealed, created_at) VALUES ($1, $2, $3)`,
-				id, sealed, s.now().UnixMicro())
-			if err != nil {
-				return fmt.Errorf("store: saving key %s: %w", id, err)
-			}
-			return nil
-		case err != nil:
-			return fmt.Errorf("store: reading key %s: %w", id, err)
-		}
-		old, err := s.kr.Open(existing, privateKeyAAD(id))
+	return sealed, nil
+}
+
+// putKey writes a sealed key inside tx: a new row, or nothing if the same
+// key is already there, or ErrConflict if a different one is.
+func (s *Store) putKey(ctx context.Context, tx *sql.Tx, id string, pkcs8DER, sealed []byte) error {
+	var existing []byte
+	err := s.txQueryRow(ctx, tx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&existing)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err = s.txExec(ctx, tx, `INSERT INTO private_keys (id, sealed, created_at) VALUES ($1, $2, $3)`,
+			id, sealed, s.now().UnixMicro())
 		if err != nil {
-			return fmt.Errorf("store: key %s exists and cannot be opened to compare: %w", id, err)
-		}
-		if !bytes.Equal(old, pkcs8DER) {
-			return fmt.Errorf("store: key %s already holds a different private key; refusing to overwrite it: %w", id, ErrConflict)
+			return fmt.Errorf("store: saving key %s: %w", id, err)
 		}
 		return nil
-	})
+	case err != nil:
+		return fmt.Errorf("store: reading key %s: %w", id, err)
+	}
+	old, err := s.kr.Open(existing, privateKeyAAD(id))
+	if err != nil {
+		return fmt.Errorf("store: key %s exists and cannot be opened to compare: %w", id, err)
+	}
+	if !bytes.Equal(old, pkcs8DER) {
+		return fmt.Errorf("store: key %s already holds a different private key; refusing to overwrite it: %w", id, ErrConflict)
+	}
+	return nil
 }
 
 // Key returns the private key (PKCS#8 DER) stored under id, or ErrNotFound.
 func (s *Store) Key(ctx context.Context, id string) ([]byte, error) {
 	var sealed []byte
-	err := s.db.QueryRowContext(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&sealed)
+	err := s.queryRow(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: key %s: %w", id, ErrNotFound)
 	}
@@ -122,6 +136,30 @@ func (s *Store) Key(ctx context.Context, id string) ([]byte, error) {
 		return nil, fmt.Errorf("store: key %s: %w", id, err)
 	}
 	return der, nil
+}
+
+// KeyIDs lists the ids of the stored private keys that begin with prefix
+// (all of them for ""), in no particular order.
+func (s *Store) KeyIDs(ctx context.Context, prefix string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM private_keys`)
+	if err != nil {
+		return nil, fmt.Errorf("store: listing keys: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("store: listing keys: %w", err)
+		}
+		if strings.HasPrefix(id, prefix) {
+			ids = append(ids, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: listing keys: %w", err)
+	}
+	return ids, nil
 }
 
 // DeleteKey removes the private key under id; ErrNotFound if there was
