@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/pkg/store"
@@ -62,29 +60,6 @@ type Manager struct {
 	Logger *slog.Logger
 	// Now is the clock (tests move it); nil means time.Now.
 	Now func() time.Time
-
-	cpuOnce sync.Once
-	cpu     chan struct{}
-}
-
-// inProcessIssuer is implemented by issuers that sign in this process
-// (embeddedca): their Issue is CPU work like key generation.
-type inProcessIssuer interface{ InProcess() bool }
-
-// cpuSlot waits until fewer goroutines than CPUs do the manager's CPU
-// work (key generation, requests, an in-process CA's signature) and
-// returns the release. Without it a rollout's dozens of workers shared
-// the CPUs round-robin with the store's one commit writer, whose turn
-// then came late: every worker waited longer for its commit and the
-// CPUs idled (~15% of a P-256 rollout on 2 CPUs).
-func (m *Manager) cpuSlot(ctx context.Context) (release func(), err error) {
-	m.cpuOnce.Do(func() { m.cpu = make(chan struct{}, runtime.GOMAXPROCS(0)) })
-	select {
-	case m.cpu <- struct{}{}:
-		return func() { <-m.cpu }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 func (m *Manager) now() time.Time {
@@ -196,13 +171,7 @@ func (m *Manager) issue(ctx context.Context, u User, existing int, newKey bool) 
 		key, err = ks.Signer(ctx, keyID)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		release, err := m.cpuSlot(ctx)
-		if err != nil {
-			return store.Certificate{}, nil, err
-		}
-		key, err = m.KeyType.Generate()
-		release()
-		if err != nil {
+		if key, err = m.KeyType.Generate(); err != nil {
 			return store.Certificate{}, nil, fmt.Errorf("generating key: %w", err)
 		}
 		// Intent first: the key is on disk before the CA hears of it.
@@ -213,21 +182,11 @@ func (m *Manager) issue(ctx context.Context, u User, existing int, newKey bool) 
 		return store.Certificate{}, nil, err
 	}
 	addrs := u.Addresses()
-	release, err := m.cpuSlot(ctx)
-	if err != nil {
-		return store.Certificate{}, nil, err
-	}
 	csr, err := certificateRequest(u.Email, addrs, key)
 	if err != nil {
-		release()
 		return store.Certificate{}, nil, err
 	}
-	if ip, ok := m.Issuer.(inProcessIssuer); !ok || !ip.InProcess() {
-		release() // a remote CA: waiting on it is no CPU work
-		release = func() {}
-	}
 	issued, err := m.Issuer.Issue(ctx, IssueRequest{CSR: csr, Emails: addrs, Name: u.Name, Validity: m.Validity})
-	release()
 	if err != nil {
 		return store.Certificate{}, nil, fmt.Errorf("CA refused or unreachable: %w", err)
 	}

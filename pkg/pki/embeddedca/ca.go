@@ -202,10 +202,6 @@ func Open(dir string, sealer Sealer, opts Options) (*CA, error) {
 	return ca, nil
 }
 
-// InProcess reports that Issue signs here, on this machine's CPUs
-// (pki.Manager bounds it like key generation).
-func (c *CA) InProcess() bool { return true }
-
 // Issue signs an S/MIME certificate through the smallstep authority. The
 // profile is fixed here rather than in a template so that it cannot drift:
 // email SANs only, EKU emailProtection, key usage by key type, CRL DP.
