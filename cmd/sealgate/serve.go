@@ -88,6 +88,20 @@ type runtime struct {
 	node    string
 	// groups answers sender_group for the pipeline (set by openPKI).
 	groups senderGroupSource
+	// closers release what openPKI opened (the certificate manager's
+	// group committer, the directory's connection pool); Close runs them.
+	closers []func()
+	// ownCA are the issuer's root and intermediate certificates (set by
+	// openPKI).
+	ownCA []*x509.Certificate
+}
+
+// Close releases what openPKI opened; the store and spool stay open.
+func (rt *runtime) Close() {
+	for i := len(rt.closers) - 1; i >= 0; i-- {
+		rt.closers[i]()
+	}
+	rt.closers = nil
 }
 
 func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, error) {
@@ -142,10 +156,11 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}
 	}
 	ca, mgr, err := openPKI(ctx, rt)
+	defer rt.Close() // before the store's Close (deferred earlier)
 	if err != nil {
 		return err
 	}
-	pipeline, err := buildPipeline(cfg, rt, ca, mgr)
+	pipeline, err := buildPipeline(cfg, rt, mgr)
 	if err != nil {
 		return asUsage(err)
 	}
@@ -358,11 +373,12 @@ func buildRelay(cfg *config.Config) (gateway.Relay, error) {
 	return nil, fmt.Errorf("relay.mode %q is not supported by this build (use dir or smarthost)", cfg.Relay.Mode)
 }
 
-// openPKI opens (creating on first start) the embedded CA and the
-// certificate manager, with the user source the pki commands use
-// (newUserSource), and sets rt.groups: the static list's groups, or the
-// directory's memberships cached by directoryGroups. Other issuers are not
-// wired yet: the gateway then signs only with certificates already issued.
+// openPKI opens the issuer (the embedded CA, created on first start, or
+// the remote step-ca) and the certificate manager, with the user source
+// the pki commands use (newUserSource), and sets rt.groups: the static
+// list's groups, or the directory's memberships cached by
+// directoryGroups. The CA returned is nil unless the issuer is embedded
+// (its CRL is served here). What it opens, rt.Close releases.
 func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, error) {
 	cfg := rt.cfg
 	users, ldapDir, err := newUserSource(cfg)
@@ -371,50 +387,57 @@ func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, er
 	}
 	rt.groups = staticGroupsFromConfig(cfg)
 	if ldapDir != nil {
+		rt.closers = append(rt.closers, func() { ldapDir.Close() })
 		// Not read here: a directory down at start must not stop the
 		// gateway; the first message (or sync) reads it.
 		rt.groups = newDirectoryGroups(ldapDir.GroupMemberships, rt.log)
-	}
-	var ca *embeddedca.CA
-	if cfg.PKI.Issuer == "embedded" {
-		dir := cfg.DataPath("ca")
-		if _, err := embeddedca.Init(dir, rt.keyring, embeddedca.InitOptions{}); err != nil {
-			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
-		}
-		opts := embeddedca.Options{}
-		if cfg.HTTP.Listen != "" {
-			opts.CRLURL = "http://" + cfg.HTTP.Listen + "/crl"
-		}
-		var err error
-		if ca, err = embeddedca.Open(dir, rt.keyring, opts); err != nil {
-			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
-		}
 	}
 	kt, err := pki.ParseKeyType(cfg.PKI.KeyType)
 	if err != nil {
 		return nil, nil, asUsage(fmt.Errorf("pki.key_type: %w", err))
 	}
-	m := &pki.Manager{Store: rt.store, Users: users, KeyType: kt, Validity: cfg.PKI.Validity.Duration,
+	// The manager's writes share commits like a CLI rollout's; the
+	// gateway's queue has its own committer, which must not linger.
+	gc := store.NewGroupCommit(rt.store)
+	gc.Linger = rolloutLinger
+	rt.closers = append(rt.closers, func() { gc.Close() })
+	m := &pki.Manager{Store: gc, Users: users, KeyType: kt, Validity: cfg.PKI.Validity.Duration,
 		RenewBefore: cfg.PKI.RenewBefore.Duration, Actor: "serve", Logger: rt.log}
 	if ldapDir != nil && cfg.Users.LDAP.PublishCertificates {
 		m.Publisher = ldapDir
 	}
-	if ca != nil {
+	var ca *embeddedca.CA
+	switch cfg.PKI.Issuer {
+	case "", "embedded":
+		dir := cfg.DataPath("ca")
+		if _, err := embeddedca.Init(dir, rt.keyring, embeddedca.InitOptions{}); err != nil {
+			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
+		}
+		if ca, err = embeddedca.Open(dir, rt.keyring, embeddedca.Options{CRLURL: crlURL(cfg)}); err != nil {
+			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
+		}
 		m.Issuer = ca
+	case "stepca":
+		if m.Issuer, err = openStepCA(ctx, cfg); err != nil {
+			return nil, nil, fmt.Errorf("pki: step-ca: %w", err)
+		}
+	default:
+		return nil, nil, usageErrorf("pki.issuer %q is not embedded or stepca", cfg.PKI.Issuer)
+	}
+	// Our CA's certificates are trusted like [trust]'s, so that
+	// colleagues' certificates validate like anyone else's.
+	if rt.ownCA, err = issuerCertificates(ctx, m.Issuer); err != nil {
+		return nil, nil, err
 	}
 	return ca, m, nil
 }
 
-func buildPipeline(cfg *config.Config, rt *runtime, ca *embeddedca.CA, mgr *pki.Manager) (*gateway.Pipeline, error) {
+func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.Pipeline, error) {
 	pol, err := policy.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	var ownCA []*x509.Certificate
-	if ca != nil {
-		ownCA = []*x509.Certificate{ca.Root(), ca.IssuingCert()}
-	}
-	dir, err := directory.NewFromConfig(cfg, directory.Deps{Store: rt.store, OwnCA: ownCA, Logger: rt.log})
+	dir, err := directory.NewFromConfig(cfg, directory.Deps{Store: rt.store, OwnCA: rt.ownCA, Logger: rt.log})
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +448,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, ca *embeddedca.CA, mgr *pki.
 	p := &gateway.Pipeline{Hostname: cfg.SMTP.Hostname,
 		Decider:   policyDecider{p: pol, groups: groups, log: rt.log},
 		Finder:    dirFinder{d: dir},
-		Signer:    &pkiSigner{m: mgr, ca: ca, ttl: time.Minute},
+		Signer:    &pkiSigner{m: mgr, ttl: time.Minute},
 		Encrypter: smimeEncrypter{},
 		StripTag:  policy.StripTag}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
@@ -541,7 +564,6 @@ func (smimeEncrypter) Encrypt(_ context.Context, msg []byte, certs []any) ([]byt
 // user's current certificate (issued on demand for group members).
 type pkiSigner struct {
 	m   *pki.Manager
-	ca  *embeddedca.CA
 	ttl time.Duration
 
 	mu      sync.Mutex
@@ -581,10 +603,13 @@ func (s *pkiSigner) identity(ctx context.Context, sender string, c store.Certifi
 	if err != nil {
 		return senderIdentity{}, fmt.Errorf("sender certificate: %w", err)
 	}
-	id = senderIdentity{email: sender, key: key, chain: []*x509.Certificate{leaf}}
-	if s.ca != nil {
-		id.chain = append(id.chain, s.ca.IssuingCert())
+	// The intermediates go along so that recipients can build the path
+	// to the root they trust (step-ca's are read once and kept).
+	inter, err := s.m.Issuer.Intermediates(ctx)
+	if err != nil {
+		return senderIdentity{}, fmt.Errorf("sender certificate chain: %w", err)
 	}
+	id = senderIdentity{email: sender, key: key, chain: append([]*x509.Certificate{leaf}, inter...)}
 	s.idMu.Lock()
 	if s.identities == nil {
 		s.identities = map[string]senderIdentity{}
@@ -634,7 +659,7 @@ func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte
 		return nil, gateway.ErrNoSenderKey
 	}
 	c, err := s.m.Current(ctx, sender)
-	if errors.Is(err, store.ErrNotFound) && s.m.Issuer != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		c, err = s.issue(ctx, sender)
 	}
 	if errors.Is(err, store.ErrNotFound) {
@@ -659,6 +684,22 @@ func (s *pkiSigner) issue(ctx context.Context, sender string) (store.Certificate
 		return c, nil
 	}
 	return s.m.IssueUser(ctx, sender)
+}
+
+// issuerCertificates are the issuer's roots and intermediates; a remote
+// CA has 30 seconds to answer.
+func issuerCertificates(ctx context.Context, iss pki.Issuer) ([]*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	roots, err := iss.Roots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pki: reading the CA's root certificates: %w", err)
+	}
+	inter, err := iss.Intermediates(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pki: reading the CA's intermediate certificates: %w", err)
+	}
+	return append(roots, inter...), nil
 }
 
 // pdfSealer resolves the recipient's password and seals.

@@ -154,10 +154,11 @@ func TestServePipelineLDAPUsers(t *testing.T) {
 	}
 	defer rt.store.Close()
 	ca, mgr, err := openPKI(ctx, rt)
+	defer rt.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipeline, err := buildPipeline(cfg, rt, ca, mgr)
+	pipeline, err := buildPipeline(cfg, rt, mgr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,10 +218,13 @@ func TestServePipelineLDAPUsers(t *testing.T) {
 	// Directory down, nothing cached: a fresh pipeline (as after a restart).
 	slapd.Stop()
 	rt2 := *rt
-	if _, _, err := openPKI(ctx, &rt2); err != nil {
+	rt2.closers = nil
+	_, _, err = openPKI(ctx, &rt2)
+	defer rt2.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
-	down, err := buildPipeline(cfg, &rt2, ca, mgr)
+	down, err := buildPipeline(cfg, &rt2, mgr)
 	if err != nil {
 		t.Fatal(err)
 	}

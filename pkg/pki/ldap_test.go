@@ -18,7 +18,6 @@ import (
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/pki"
-	"github.com/sealgate/sealgate/pkg/pki/internal/pkitest"
 	"github.com/sealgate/sealgate/pkg/pki/stepca"
 )
 
@@ -99,7 +98,7 @@ func embeddedKit(t *testing.T) issuerKit {
 }
 
 func stepcaKit(t *testing.T) issuerKit {
-	srv := pkitest.StartStepCA(t, stepca.SMIMETemplate, 2160*time.Hour)
+	srv := testpeer.StartStepCA(t, stepca.SMIMETemplate, 2160*time.Hour)
 	iss, err := stepca.New(context.Background(), stepca.Config{URL: srv.URL, RootFile: srv.RootFile, Provisioner: srv.Provisioner, Password: srv.Password, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -234,7 +234,7 @@ func (c *Client) Intermediates(ctx context.Context) ([]*x509.Certificate, error)
 		return nil, fmt.Errorf("step-ca intermediates: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 { // step-ca answers 201 Created
 		return nil, fmt.Errorf("step-ca intermediates: HTTP %s", resp.Status)
 	}
 	var ir api.IntermediatesResponse

@@ -39,13 +39,18 @@ func writePEM(t *testing.T, path string, certs ...*x509.Certificate) string {
 func TestRolloutAgainstStepCA(t *testing.T) {
 	testpeer.Require(t, "openssl")
 	ctx := context.Background()
-	srv := pkitest.StartStepCA(t, stepca.SMIMETemplate, 2160*time.Hour)
+	srv := testpeer.StartStepCA(t, stepca.SMIMETemplate, 2160*time.Hour)
 	iss, err := stepca.New(ctx, stepca.Config{URL: srv.URL, RootFile: srv.RootFile, Provisioner: srv.Provisioner, Password: srv.Password, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if iss.MaxLifetime() != 2160*time.Hour {
 		t.Fatalf("max lifetime = %v, want the provisioner's 2160h", iss.MaxLifetime())
+	}
+	// Before any signature (nothing cached): GET /intermediates, which
+	// step-ca answers with 201 Created.
+	if ints, err := iss.Intermediates(ctx); err != nil || len(ints) != 1 || !ints[0].Equal(srv.Issuing) {
+		t.Fatalf("intermediates before the first signature: %v %v", ints, err)
 	}
 	st := pkitest.NewStore()
 	src := &pki.StaticSource{Groups: []string{"g"}, List: []pki.StaticUser{

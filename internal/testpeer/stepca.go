@@ -1,4 +1,4 @@
-package pkitest
+package testpeer
 
 import (
 	"crypto/ecdsa"
