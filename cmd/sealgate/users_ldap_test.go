@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/config"
@@ -191,12 +192,32 @@ func TestServePipelineLDAPUsers(t *testing.T) {
 		t.Fatalf("signer is not ann: %s", r.Stdout)
 	}
 
-	// The signer caches ann's unsealed key per certificate serial; after a
-	// renewal the next message is signed with the new certificate at once.
+	// The signer caches ann's current certificate for currentTTL and her
+	// unsealed key per certificate serial: after a renewal by another
+	// process the old (still valid) certificate may sign until the TTL is
+	// up, then the new one does.
+	signer := pipeline.Signer.(*pkiSigner)
+	clock := time.Now()
+	signer.now = func() time.Time { return clock }
+	process(pipeline, "ann@example.test") // fills the cache
+	old, err := mgr.Current(ctx, "ann@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	renewed, err := mgr.RenewUser(ctx, "ann@example.test")
 	if err != nil {
 		t.Fatal(err)
 	}
+	plan = process(pipeline, "ann@example.test")
+	os.WriteFile(in, plan.Parcels[0].Data, 0o644)
+	if r := testpeer.Run(t, nil, "openssl", "cms", "-verify", "-in", in, "-CAfile", root, "-purpose", "smimesign", "-signer", filepath.Join(dir, "signer1.pem")); r.ExitCode != 0 {
+		t.Fatalf("openssl rejects the signature right after renewal: %s", r.Stderr)
+	}
+	signer1, _ := os.ReadFile(filepath.Join(dir, "signer1.pem"))
+	if b, _ := pem.Decode(signer1); b == nil || !bytes.Equal(b.Bytes, old.DER) {
+		t.Fatalf("within the TTL the message is not signed with the cached certificate %s", old.Serial)
+	}
+	clock = clock.Add(currentTTL)
 	plan = process(pipeline, "ann@example.test")
 	os.WriteFile(in, plan.Parcels[0].Data, 0o644)
 	if r := testpeer.Run(t, nil, "openssl", "cms", "-verify", "-in", in, "-CAfile", root, "-purpose", "smimesign", "-signer", filepath.Join(dir, "signer2.pem")); r.ExitCode != 0 {
