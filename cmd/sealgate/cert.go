@@ -67,7 +67,7 @@ func newCertCmd(a *app) *cobra.Command {
 			}
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
 				rt.Manager.Actor = "cli"
-				unlock, err := lockPKI(rt)
+				unlock, err := lockPKI(ctxOf(cmd), rt.Config, rt.Store)
 				if err != nil {
 					return err
 				}
@@ -225,7 +225,7 @@ func (a *app) certChangeCmd(use, short string, change func(*pkiRuntime) func(con
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withPKI(cmd.Context(), func(rt *pkiRuntime) error {
-				unlock, err := lockPKI(rt)
+				unlock, err := lockPKI(ctxOf(cmd), rt.Config, rt.Store)
 				if err != nil {
 					return err
 				}

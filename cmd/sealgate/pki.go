@@ -278,7 +278,7 @@ func (a *app) pkiRollout(ctx context.Context, dryRun bool, parallel int) error {
 	return a.withPKI(ctx, func(rt *pkiRuntime) error {
 		rt.Manager.Actor = "rollout"
 		if !dryRun {
-			unlock, err := lockPKI(rt)
+			unlock, err := lockPKI(ctx, rt.Config, rt.Store)
 			if err != nil {
 				return err
 			}

@@ -227,7 +227,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}()
 	}
 	if mgr != nil && cfg.PKI.SyncInterval.Duration > 0 {
-		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, cfg.PKI.SyncInterval.Duration, log)
+		lock := func() (func(), error) { return lockPKI(ctx, cfg, rt.store) }
+		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log)
 	}
 
 	select {
@@ -269,12 +270,20 @@ func startCPUProfile(path string) (stop func(), err error) {
 // pkiSync runs the rollout periodically, then refreshes the sender groups
 // (directory sources). It holds the signer's issuing lock, which its
 // on-demand issuance also takes: the manager supports one writer at a
-// time, and two issuances for one user would conflict.
-func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups senderGroupSource, every time.Duration, log *slog.Logger) {
+// time, and two issuances for one user would conflict. It also takes
+// lock (lockPKI: a CLI rollout, another node's sync) and skips the round
+// while someone else holds it.
+func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups senderGroupSource, lock func() (func(), error), every time.Duration, log *slog.Logger) {
 	run := func() {
 		if dg, ok := groups.(*directoryGroups); ok {
 			_ = dg.Refresh(ctx) // logged there; the cache keeps the last good read
 		}
+		unlock, err := lock()
+		if err != nil {
+			log.Warn("pki sync skipped this round", "err", err, "next_in", every.String())
+			return
+		}
+		defer unlock()
 		signer.issuing.Lock()
 		defer signer.issuing.Unlock()
 		res, err := m.Sync(ctx, pki.ApplyOptions{})

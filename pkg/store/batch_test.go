@@ -263,3 +263,41 @@ func TestGroupCommitPKIWrites(t *testing.T) {
 		}
 	})
 }
+
+// TestTryLock: the named lock excludes a second holder through another
+// handle on the same database (another node) until it is released; on
+// SQLite it is a no-op (data_dir's file lock does the work).
+func TestTryLock(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		ctx := context.Background()
+		opts, kr := b.fresh(t), testKeyring(t)
+		s := openWith(t, opts, kr)
+		release, err := s.TryLock(ctx, "pki")
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := openWith(t, opts, kr)
+		_, err = other.TryLock(ctx, "pki")
+		if b.name == "sqlite" {
+			if err != nil {
+				t.Fatalf("SQLite: %v, want the no-op lock", err)
+			}
+			release()
+			return
+		}
+		if !errors.Is(err, ErrLocked) {
+			t.Fatalf("second holder: %v, want ErrLocked", err)
+		}
+		if r2, err := other.TryLock(ctx, "another"); err != nil {
+			t.Fatalf("a different name: %v", err)
+		} else {
+			r2()
+		}
+		release()
+		r3, err := other.TryLock(ctx, "pki")
+		if err != nil {
+			t.Fatalf("after release: %v", err)
+		}
+		r3()
+	})
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/config"
+)
+
+// TestServeSyncTakesThePKILock: serve's periodic sync takes the same lock
+// as `pki rollout`; while a rollout holds it the round is skipped with a
+// log line (nothing issued), and the next round, with the lock free,
+// issues.
+func TestServeSyncTakesThePKILock(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(cfgFile, []byte(pkiTestConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs bytes.Buffer
+	logw := &syncBuffer{b: &logs}
+	log := slog.New(slog.NewTextHandler(logw, nil))
+	rt, err := openRuntime(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.store.Close()
+	_, mgr, err := openPKI(ctx, rt)
+	defer rt.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeline, err := buildPipeline(cfg, rt, mgr)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A CLI rollout holds the lock.
+	unlock, err := lockPKI(ctx, cfg, rt.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := func() (func(), error) { return lockPKI(ctx, cfg, rt.store) }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, 300*time.Millisecond, log)
+	}()
+	waitFor(t, func() bool { return strings.Contains(logw.String(), "pki sync skipped this round") })
+	if all, _ := rt.store.Certificates(ctx, ""); len(all) != 0 {
+		t.Fatalf("the sync issued %d certificates while the rollout held the lock", len(all))
+	}
+	unlock()
+	waitFor(t, func() bool {
+		all, _ := rt.store.Certificates(ctx, "")
+		return len(all) == 2 // alice and bob; eve is not in users.groups
+	})
+	cancel()
+	<-done
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the logger and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
