@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/gateway"
+	"github.com/sealgate/sealgate/pkg/pki"
+	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 )
 
 // TestServeSyncTakesThePKILock: serve's periodic sync takes the same lock
@@ -30,23 +33,9 @@ func TestServeSyncTakesThePKILock(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs bytes.Buffer
-	logw := &syncBuffer{b: &logs}
+	logw := &syncBuffer{b: &bytes.Buffer{}}
 	log := slog.New(slog.NewTextHandler(logw, nil))
-	rt, err := openRuntime(ctx, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.store.Close()
-	_, mgr, err := openPKI(ctx, rt)
-	defer rt.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pipeline, err := buildPipeline(cfg, rt, mgr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, _, mgr, pipeline := servePieces(t, ctx, cfg, log)
 
 	// A CLI rollout holds the lock.
 	unlock, err := lockPKI(ctx, cfg, rt.store)
@@ -70,6 +59,27 @@ func TestServeSyncTakesThePKILock(t *testing.T) {
 	})
 	cancel()
 	<-done
+}
+
+// servePieces opens what serve opens from cfg (runtime, PKI, pipeline),
+// closed when the test ends.
+func servePieces(t *testing.T, ctx context.Context, cfg *config.Config, log *slog.Logger) (*runtime, *embeddedca.CA, *pki.Manager, *gateway.Pipeline) {
+	t.Helper()
+	rt, err := openRuntime(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.store.Close() })
+	ca, mgr, err := openPKI(ctx, rt)
+	t.Cleanup(rt.Close) // runs before the store's Close
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeline, err := buildPipeline(cfg, rt, mgr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, ca, mgr, pipeline
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -147,22 +147,8 @@ func TestServePipelineLDAPUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	rt, err := openRuntime(ctx, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.store.Close()
-	ca, mgr, err := openPKI(ctx, rt)
-	defer rt.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pipeline, err := buildPipeline(cfg, rt, mgr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logs := &syncBuffer{b: &bytes.Buffer{}}
+	rt, ca, mgr, pipeline := servePieces(t, ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	msg := func(from string) []byte {
 		return []byte("From: " + from + "\r\nTo: x@partner.test\r\nSubject: hello\r\nMessage-ID: <1@example.test>\r\n\r\nbody\r\n")
 	}
