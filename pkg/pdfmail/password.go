@@ -270,10 +270,28 @@ func (s *GeneratedSource) Lookup(ctx context.Context, q Query) (Found, error) {
 	if err != nil {
 		return Found{}, err
 	}
+	if adder, ok := s.Store.(passwordAdder); ok {
+		stored, added, err := adder.AddPDFPassword(ctx, q.Recipient, pw, ModeGeneratedToSender)
+		if err != nil {
+			return Found{}, fmt.Errorf("store generated password: %w", err)
+		}
+		if !added {
+			// Another gateway generated one first and told its sender.
+			return Found{Password: stored}, nil
+		}
+		return Found{Password: pw, Notification: note}, nil
+	}
 	if err := s.Store.SetPDFPassword(ctx, q.Recipient, pw, ModeGeneratedToSender); err != nil {
 		return Found{}, fmt.Errorf("store generated password: %w", err)
 	}
 	return Found{Password: pw, Notification: note}, nil
+}
+
+// passwordAdder is implemented by stores that add a password only where
+// none is stored, atomically across processes (pkg/store): the mutex of a
+// GeneratedSource covers one process, not several gateway nodes.
+type passwordAdder interface {
+	AddPDFPassword(ctx context.Context, email string, password []byte, source string) (stored []byte, added bool, err error)
 }
 
 // passwordAlphabet leaves out look-alikes (0 O o 1 l I) so the password

@@ -39,6 +39,41 @@ func (s *Store) SetPDFPassword(ctx context.Context, email string, password []byt
 	return nil
 }
 
+// AddPDFPassword stores password for recipient email unless one is stored
+// already, atomically for every process and node on this database, and
+// returns the password in force: password and added=true, or the earlier
+// one and added=false. Two gateways generating a first password for the
+// same recipient at once thus agree on one.
+func (s *Store) AddPDFPassword(ctx context.Context, email string, password []byte, source string) (stored []byte, added bool, err error) {
+	key := normEmail(email)
+	if key == "" {
+		return nil, false, errors.New("store: AddPDFPassword: empty email")
+	}
+	if len(password) == 0 {
+		return nil, false, fmt.Errorf("store: AddPDFPassword for %s: empty password", email)
+	}
+	sealed, err := s.kr.Seal(password, pdfPasswordAAD(key))
+	if err != nil {
+		return nil, false, fmt.Errorf("store: sealing PDF password for %s: %w", email, err)
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO pdf_passwords (email_key, sealed, source, updated_at)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (email_key) DO NOTHING`,
+		key, sealed, source, s.now().UnixMicro())
+	if err != nil {
+		return nil, false, fmt.Errorf("store: saving PDF password for %s: %w", email, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, false, fmt.Errorf("store: saving PDF password for %s: %w", email, err)
+	} else if n == 1 {
+		return password, true, nil
+	}
+	stored, _, err = s.PDFPassword(ctx, email)
+	if err != nil {
+		return nil, false, err
+	}
+	return stored, false, nil
+}
+
 // PDFPassword returns the recipient's PDF password and its source, or
 // ErrNotFound.
 func (s *Store) PDFPassword(ctx context.Context, email string) (password []byte, source string, err error) {

@@ -255,6 +255,26 @@ func TestPDFPasswords(t *testing.T) {
 			if err := s.SetPDFPassword(ctx, bad.email, bad.pw, "x"); err == nil {
 				t.Errorf("SetPDFPassword(%q, %q) accepted", bad.email, bad.pw)
 			}
+			if _, _, err := s.AddPDFPassword(ctx, bad.email, bad.pw, "x"); err == nil {
+				t.Errorf("AddPDFPassword(%q, %q) accepted", bad.email, bad.pw)
+			}
+		}
+		// Add only where none is: the first wins, later ones get it.
+		for _, tc := range []struct {
+			email, pw, want string
+			added           bool
+		}{
+			{"carol@example.com", "carol-1", "carol-1", true},
+			{"CAROL@example.com", "carol-2", "carol-1", false},
+			{"bob@example.com", "bob-2", "bob-pw", false},
+		} {
+			got, added, err := s.AddPDFPassword(ctx, tc.email, []byte(tc.pw), "generated")
+			if err != nil || string(got) != tc.want || added != tc.added {
+				t.Errorf("AddPDFPassword(%s, %s) = %q, %v, %v; want %q, %v", tc.email, tc.pw, got, added, err, tc.want, tc.added)
+			}
+		}
+		if pw, src, _ := s.PDFPassword(ctx, "carol@example.com"); string(pw) != "carol-1" || src != "generated" {
+			t.Errorf("after adds: %q %q", pw, src)
 		}
 	})
 }
