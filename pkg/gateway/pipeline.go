@@ -194,19 +194,21 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		}
 		return signed, signErr
 	}
-	// body returns what rp's copy starts from: signed when it should be.
-	body := func(rp rcptPlan) (data []byte, isSigned bool, err error) {
+	// signFor says whether rp's copy goes out signed, signing (once for
+	// all) when it should be. A signed group exists only after signing
+	// succeeded, so the groups below take signed as it is.
+	signFor := func(rp rcptPlan) (isSigned bool, err error) {
 		if alreadySigned || rp.d.Sign == SignNever {
-			return msg, alreadySigned, nil
+			return alreadySigned, nil
 		}
-		s, err := signOnce()
+		_, err = signOnce()
 		if err == nil {
-			return s, true, nil
+			return true, nil
 		}
 		if rp.d.Sign == SignIfKey && errors.Is(err, ErrNoSenderKey) {
-			return msg, false, nil
+			return false, nil
 		}
-		return nil, false, fmt.Errorf("signing as %q failed: %w", facts.Sender, err)
+		return false, fmt.Errorf("signing as %q failed: %w", facts.Sender, err)
 	}
 
 	type group struct {
@@ -269,12 +271,11 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 				continue
 			}
 		}
-		data, isSigned, err := body(rp)
+		isSigned, err := signFor(rp)
 		if err != nil {
 			fail(rp, err.Error())
 			continue
 		}
-		_ = data
 		i := 0
 		if isSigned {
 			i = 1
@@ -304,11 +305,8 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			continue
 		}
 		src := msg
-		if i == 1 {
-			src, _ = signOnce()
-			if alreadySigned {
-				src = msg
-			}
+		if i == 1 && !alreadySigned {
+			src = signed
 		}
 		enc, err := p.Encrypter.Encrypt(ctx, src, g.certs)
 		if err != nil {
@@ -331,7 +329,6 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		if i == 1 && !alreadySigned {
 			// The signed copy is the pipeline's own and this is its last
 			// use (the S/MIME groups are done, PDFs sign their carriers).
-			signed, _ := signOnce()
 			data = p.markOwned(signed)
 		} else {
 			data = p.mark(msg) // msg is the caller's: copied
