@@ -339,13 +339,12 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		}
 		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: g.rcpts, Data: data, Method: method, Signed: g.signed, Rule: rulesOf(plans, g.rcpts)})
 	}
-	// The PDF sealer gets the original message (it reads the password tag
-	// from its subject) with the policy tags stripped: built once for all
-	// PDF recipients.
-	var pdfSrc []byte
-	if len(pdfs) > 0 {
-		pdfSrc = withSubject(orig, facts.Subject, p.stripPolicyTags(facts.Subject, plans))
-	}
+	// The PDF sealer finds the password from the original subject
+	// (facts.Subject) and seals the message with the cleaned one, like
+	// every copy that leaves: with pdf.attach_original the whole message
+	// goes into the PDF, and the password must not be written inside the
+	// document it opens.
+	pdfSrc := msg
 	for _, rp := range pdfs {
 		if p.PDF == nil {
 			fail(rp, "PDF mail is not available")

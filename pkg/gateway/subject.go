@@ -18,9 +18,7 @@ func (p *Pipeline) outgoingSubject(subject string, plans []rcptPlan) string {
 }
 
 // stripPolicyTags removes the subject tags that the rules deciding for
-// non-internal recipients asked to strip. The PDF sealer gets the subject
-// after this step only: it still needs the password tag to find the
-// password, and removes it itself.
+// non-internal recipients asked to strip.
 func (p *Pipeline) stripPolicyTags(subject string, plans []rcptPlan) string {
 	if p.StripTag == nil {
 		return subject
