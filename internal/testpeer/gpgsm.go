@@ -2,6 +2,7 @@ package testpeer
 
 import (
 	"crypto/sha1"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,12 +40,7 @@ func NewGpgsm(t testing.TB, pki *PKI, ids ...*Identity) *Gpgsm {
 	writeFile(t, home, "gpg-agent.conf", "allow-loopback-pinentry\n")
 	g.mustRun(t, nil, "--batch", "--import", pki.RootFile)
 	g.mustRun(t, nil, "--batch", "--import", pki.InterFile)
-	fp := sha1.Sum(pki.Root.Raw)
-	var hexParts []string
-	for _, b := range fp {
-		hexParts = append(hexParts, fmt.Sprintf("%02X", b))
-	}
-	writeFile(t, home, "trustlist.txt", strings.Join(hexParts, ":")+" S relax\n")
+	writeFile(t, home, "trustlist.txt", trustLine(pki.Root))
 	for _, id := range ids {
 		g.importP12(t, pki, id)
 	}
@@ -100,6 +96,37 @@ func (g *Gpgsm) forgetKey(t testing.TB, id *Identity) {
 		}
 	}
 	RunEnv(t, g.env(), nil, "gpgconf", "--kill", "gpg-agent")
+}
+
+// trustLine is root's line in gpg-agent's trustlist.txt.
+func trustLine(root *x509.Certificate) string {
+	fp := sha1.Sum(root.Raw)
+	hexParts := make([]string, len(fp))
+	for i, b := range fp {
+		hexParts[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(hexParts, ":") + " S relax\n"
+}
+
+// TrustRoot imports another root certificate (PEM or DER file) and marks
+// it trusted. The agent reads trustlist.txt once, so it is told to reload.
+func (g *Gpgsm) TrustRoot(t testing.TB, file string) {
+	t.Helper()
+	g.mustRun(t, nil, "--batch", "--import", file)
+	f, err := os.OpenFile(filepath.Join(g.Home, "trustlist.txt"), os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString(trustLine(ReadCert(t, file)))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := RunEnv(t, g.env(), nil, "gpgconf", "--reload", "gpg-agent"); r.ExitCode != 0 {
+		t.Fatalf("gpgconf --reload gpg-agent: %s", r.Stderr)
+	}
 }
 
 func (g *Gpgsm) env() []string { return []string{"GNUPGHOME=" + g.Home} }

@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -310,20 +309,10 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 	t.Run("gpgsm decrypts and verifies (default profile)", func(t *testing.T) {
 		gs := testpeer.NewGpgsm(t, partners, carol)
-		for _, f := range []string{"root.crt", "issuing.crt"} {
-			if r := gs.Run(t, nil, "--batch", "--import", filepath.Join(g.dir, "data", "ca", f)); r.ExitCode != 0 {
-				t.Fatalf("import %s: %s", f, r.Stderr)
-			}
+		gs.TrustRoot(t, filepath.Join(g.dir, "data", "ca", "root.crt"))
+		if r := gs.Run(t, nil, "--batch", "--import", filepath.Join(g.dir, "data", "ca", "issuing.crt")); r.ExitCode != 0 {
+			t.Fatalf("import issuing.crt: %s", r.Stderr)
 		}
-		root := testpeer.ReadCert(t, filepath.Join(g.dir, "data", "ca", "root.crt"))
-		fp := sha1.Sum(root.Raw)
-		var hexParts []string
-		for _, b := range fp {
-			hexParts = append(hexParts, fmt.Sprintf("%02X", b))
-		}
-		tl, _ := os.OpenFile(filepath.Join(gs.Home, "trustlist.txt"), os.O_APPEND|os.O_WRONLY, 0o600)
-		fmt.Fprintf(tl, "%s S relax\n", strings.Join(hexParts, ":"))
-		tl.Close()
 
 		raw := stripEnvelopeFields(box["carol@partner.test"])
 		m, err := mail.ReadMessage(bytes.NewReader(raw))
