@@ -139,6 +139,14 @@ const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // with its schema_migrations row, so a crash leaves the schema at a step
 // boundary. It refuses a database written by a newer sealgate.
 func (s *Store) migrate(ctx context.Context) error {
+	// Up to date (the usual case) is settled by a read: the migration
+	// transactions take the write lock, which every CLI command would
+	// otherwise queue for behind a busy gateway or rollout.
+	var latest sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&latest); err == nil &&
+		latest.Valid && latest.Int64 == int64(SchemaVersion()) {
+		return nil
+	}
 	for _, m := range migrations {
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			if s.d.lockMigrations != "" {
