@@ -413,8 +413,9 @@ func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, er
 	if err != nil {
 		return nil, nil, asUsage(fmt.Errorf("pki.key_type: %w", err))
 	}
-	// The manager's writes share commits like a CLI rollout's; the
-	// gateway's queue has its own committer, which must not linger.
+	// The manager's writes share commits like a CLI rollout's (5 ms
+	// linger); the queue has its own committer with a shorter one, since
+	// its commits hold up the SMTP replies.
 	gc := store.NewGroupCommit(rt.store)
 	gc.Linger = rolloutLinger
 	rt.closers = append(rt.closers, func() { gc.Close() })

@@ -153,9 +153,10 @@ const userKeyPrefix = "user/"
 func userKeyID(email string, n int) string { return fmt.Sprintf("%s%s/%d", userKeyPrefix, email, n) }
 
 // issue generates (or, when a previous run died after storing it, reuses)
-// the key (newKey: the plan found none, skip the lookup), has it certified and records the certificate as active. The key
+// the key, has it certified and records the certificate as active. The key
 // id is derived from the number of certificates the user already has, so a
-// rerun after a crash finds the same key instead of leaving orphans.
+// rerun after a crash finds the same key instead of leaving orphans;
+// newKey says the plan found no key under that id, so none is looked up.
 func (m *Manager) issue(ctx context.Context, u User, existing int, newKey bool) (store.Certificate, *x509.Certificate, error) {
 	ks := m.keystore()
 	keyID := userKeyID(u.Email, existing+1)
