@@ -35,7 +35,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/secret"
 
 	// The pure-Go SQLite database/sql driver, registered as "sqlite".
-	_ "modernc.org/sqlite"
+	"modernc.org/sqlite"
 )
 
 // ErrNotFound is returned (wrapped) when a lookup or delete finds no row.
@@ -99,7 +99,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db, d); err != nil {
 		db.Close()
 		if d == postgresDialect {
 			return nil, fmt.Errorf("store: connecting to PostgreSQL (store.dsn): %w", err)
@@ -183,6 +183,30 @@ func (s *Store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args .
 	}
 	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 }
+
+// ping checks the connection. On SQLite, opening a connection runs the
+// pragmas, and switching a new file to WAL can meet another process's
+// lock with SQLITE_BUSY without the busy timeout applying (seen with
+// several gateways starting on one fresh data_dir): that is retried for
+// as long as the busy timeout would have waited.
+func ping(ctx context.Context, db *sql.DB, d *dialect) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := db.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || d != sqliteDialect || !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary result code.
+const sqliteBusy = 5
 
 // sqlitePragmas: WAL lets readers run beside the one writer; busy_timeout
 // makes a writer wait for the lock instead of failing at once; synchronous
