@@ -11,9 +11,9 @@ import (
 
 // GroupCommit shares one transaction, and so one fsync of the database,
 // among the queue, audit, key and certificate writes that arrive while
-// the previous commit is on disk. Every call still returns only after its own write is
-// committed, so a caller's durability is exactly that of the plain *Store
-// method: the gateway answers 250 after the commit as before, just no
+// the previous commit is on disk. Every call still returns only after its
+// own write is committed, so a caller's durability is exactly that of the
+// plain *Store method: the gateway answers 250 after the commit as before, just no
 // longer one commit per message. With synchronous=FULL a commit costs an
 // fsync, and the gateway used to pay three per message (queue put, queue
 // delete, audit event); under load a single commit now carries dozens.
@@ -117,12 +117,6 @@ func (g *GroupCommit) PutKey(ctx context.Context, id string, pkcs8DER []byte) er
 		return err
 	}
 	return g.submit(ctx, &batchOp{kind: opKey, id: id, key: pkcs8DER, sealed: sealed})
-}
-
-// PutCertificate is (*Store).PutCertificate, committed with whatever else
-// is waiting.
-func (g *GroupCommit) PutCertificate(ctx context.Context, c Certificate) error {
-	return g.submit(ctx, &batchOp{kind: opCert, cert: c})
 }
 
 // RecordCertificate is (*Store).RecordCertificate, committed with whatever
@@ -269,7 +263,7 @@ func (g *GroupCommit) exec(ctx context.Context, tx *sql.Tx, op *batchOp) error {
 	case opPut:
 		return g.Store.putQueueEntry(ctx, tx, op.entry)
 	case opDelete:
-		res, err := g.Store.txExec(ctx, tx, `DELETE FROM queue WHERE id = $1`, op.id)
+		res, err := g.Store.exec(ctx, tx, `DELETE FROM queue WHERE id = $1`, op.id)
 		if err != nil {
 			return fmt.Errorf("store: deleting queue entry %s: %w", op.id, err)
 		}

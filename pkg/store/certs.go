@@ -60,13 +60,10 @@ func (s *Store) RecordCertificate(ctx context.Context, c Certificate, e AuditEve
 	return s.tx(ctx, func(tx *sql.Tx) error { return s.recordCertificate(ctx, tx, c, e) })
 }
 
-// recordCertificate writes c and, when e has an action, e inside tx.
+// recordCertificate writes c and e inside tx.
 func (s *Store) recordCertificate(ctx context.Context, tx *sql.Tx, c Certificate, e AuditEvent) error {
 	if err := s.putCertificate(ctx, tx, c); err != nil {
 		return fmt.Errorf("store: saving certificate %s (%s): %w", c.Serial, c.Email, err)
-	}
-	if e.Action == "" {
-		return nil
 	}
 	return s.insertAudit(ctx, tx, e)
 }
@@ -94,7 +91,7 @@ func (s *Store) putCertificate(ctx context.Context, tx *sql.Tx, c Certificate) e
 	if err != nil {
 		return err
 	}
-	_, err = s.txExec(ctx, tx, `INSERT INTO certificates
+	_, err = s.exec(ctx, tx, `INSERT INTO certificates
 			(serial, email, email_key, addresses, der, key_id, not_before, not_after, state, revoked_at, revocation_reason, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 			ON CONFLICT (serial) DO UPDATE SET
@@ -108,7 +105,7 @@ func (s *Store) putCertificate(ctx context.Context, tx *sql.Tx, c Certificate) e
 	if err != nil {
 		return err
 	}
-	if _, err := s.txExec(ctx, tx, `DELETE FROM certificate_addresses WHERE serial = $1`, c.Serial); err != nil {
+	if _, err := s.exec(ctx, tx, `DELETE FROM certificate_addresses WHERE serial = $1`, c.Serial); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -118,7 +115,7 @@ func (s *Store) putCertificate(ctx context.Context, tx *sql.Tx, c Certificate) e
 			continue
 		}
 		seen[k] = true
-		if _, err := s.txExec(ctx, tx, `INSERT INTO certificate_addresses (serial, address_key) VALUES ($1, $2)`, c.Serial, k); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO certificate_addresses (serial, address_key) VALUES ($1, $2)`, c.Serial, k); err != nil {
 			return err
 		}
 	}
@@ -167,7 +164,7 @@ func (s *Store) Certificates(ctx context.Context, email string) ([]Certificate, 
 
 // CertificateBySerial returns one certificate, or ErrNotFound.
 func (s *Store) CertificateBySerial(ctx context.Context, serial string) (Certificate, error) {
-	c, err := scanCertificate(s.queryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
+	c, err := scanCertificate(s.queryRow(ctx, nil, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Certificate{}, fmt.Errorf("store: certificate %s: %w", serial, ErrNotFound)
 	}

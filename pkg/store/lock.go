@@ -37,9 +37,8 @@ func (s *Store) TryLock(ctx context.Context, name string) (release func(), err e
 		return nil, fmt.Errorf("%w: %s", ErrLocked, name)
 	}
 	return func() {
-		// Unlock explicitly: closing returns the connection to nobody
-		// (Conn.Close releases it to the pool, where the session and its
-		// lock would live on).
+		// Unlock explicitly: Conn.Close returns the connection to the
+		// pool, where its session, and so the lock, would live on.
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
 		conn.Close()
 	}, nil

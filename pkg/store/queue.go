@@ -81,7 +81,7 @@ const queueColumns = `id, node, sender, recipients, state, attempts, next_attemp
 
 // QueueEntry returns one entry, or ErrNotFound.
 func (s *Store) QueueEntry(ctx context.Context, id string) (QueueEntry, error) {
-	e, err := scanQueueEntry(s.queryRow(ctx, `SELECT `+queueColumns+` FROM queue WHERE id = $1`, id))
+	e, err := scanQueueEntry(s.queryRow(ctx, nil, `SELECT `+queueColumns+` FROM queue WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return QueueEntry{}, fmt.Errorf("store: queue entry %s: %w", id, ErrNotFound)
 	}

@@ -18,16 +18,9 @@ func privateKeyAAD(id string) []byte        { return []byte("sealgate/private-ke
 // recipient email, sealed at rest. source says where it came from (for
 // example "portal", "admin", "generated").
 func (s *Store) SetPDFPassword(ctx context.Context, email string, password []byte, source string) error {
-	key := normEmail(email)
-	if key == "" {
-		return errors.New("store: SetPDFPassword: empty email")
-	}
-	if len(password) == 0 {
-		return fmt.Errorf("store: SetPDFPassword for %s: empty password", email)
-	}
-	sealed, err := s.kr.Seal(password, pdfPasswordAAD(key))
+	key, sealed, err := s.sealPDFPassword("SetPDFPassword", email, password)
 	if err != nil {
-		return fmt.Errorf("store: sealing PDF password for %s: %w", email, err)
+		return err
 	}
 	_, err = s.db.ExecContext(ctx, `INSERT INTO pdf_passwords (email_key, sealed, source, updated_at)
 		VALUES ($1, $2, $3, $4)
@@ -39,22 +32,31 @@ func (s *Store) SetPDFPassword(ctx context.Context, email string, password []byt
 	return nil
 }
 
+// sealPDFPassword checks a password for op and seals it for its row.
+func (s *Store) sealPDFPassword(op, email string, password []byte) (key string, sealed []byte, err error) {
+	key = normEmail(email)
+	if key == "" {
+		return "", nil, fmt.Errorf("store: %s: empty email", op)
+	}
+	if len(password) == 0 {
+		return "", nil, fmt.Errorf("store: %s for %s: empty password", op, email)
+	}
+	sealed, err = s.kr.Seal(password, pdfPasswordAAD(key))
+	if err != nil {
+		return "", nil, fmt.Errorf("store: sealing PDF password for %s: %w", email, err)
+	}
+	return key, sealed, nil
+}
+
 // AddPDFPassword stores password for recipient email unless one is stored
 // already, atomically for every process and node on this database, and
 // returns the password in force: password and added=true, or the earlier
 // one and added=false. Two gateways generating a first password for the
 // same recipient at once thus agree on one.
 func (s *Store) AddPDFPassword(ctx context.Context, email string, password []byte, source string) (stored []byte, added bool, err error) {
-	key := normEmail(email)
-	if key == "" {
-		return nil, false, errors.New("store: AddPDFPassword: empty email")
-	}
-	if len(password) == 0 {
-		return nil, false, fmt.Errorf("store: AddPDFPassword for %s: empty password", email)
-	}
-	sealed, err := s.kr.Seal(password, pdfPasswordAAD(key))
+	key, sealed, err := s.sealPDFPassword("AddPDFPassword", email, password)
 	if err != nil {
-		return nil, false, fmt.Errorf("store: sealing PDF password for %s: %w", email, err)
+		return nil, false, err
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO pdf_passwords (email_key, sealed, source, updated_at)
 		VALUES ($1, $2, $3, $4) ON CONFLICT (email_key) DO NOTHING`,
@@ -79,7 +81,7 @@ func (s *Store) AddPDFPassword(ctx context.Context, email string, password []byt
 func (s *Store) PDFPassword(ctx context.Context, email string) (password []byte, source string, err error) {
 	key := normEmail(email)
 	var sealed []byte
-	err = s.queryRow(ctx, `SELECT sealed, source FROM pdf_passwords WHERE email_key = $1`, key).Scan(&sealed, &source)
+	err = s.queryRow(ctx, nil, `SELECT sealed, source FROM pdf_passwords WHERE email_key = $1`, key).Scan(&sealed, &source)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", fmt.Errorf("store: PDF password for %s: %w", email, ErrNotFound)
 	}
@@ -134,10 +136,10 @@ func (s *Store) sealKey(id string, pkcs8DER []byte) ([]byte, error) {
 // key is already there, or ErrConflict if a different one is.
 func (s *Store) putKey(ctx context.Context, tx *sql.Tx, id string, pkcs8DER, sealed []byte) error {
 	var existing []byte
-	err := s.txQueryRow(ctx, tx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&existing)
+	err := s.queryRow(ctx, tx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&existing)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		_, err = s.txExec(ctx, tx, `INSERT INTO private_keys (id, sealed, created_at) VALUES ($1, $2, $3)`,
+		_, err = s.exec(ctx, tx, `INSERT INTO private_keys (id, sealed, created_at) VALUES ($1, $2, $3)`,
 			id, sealed, s.now().UnixMicro())
 		if err != nil {
 			return fmt.Errorf("store: saving key %s: %w", id, err)
@@ -159,7 +161,7 @@ func (s *Store) putKey(ctx context.Context, tx *sql.Tx, id string, pkcs8DER, sea
 // Key returns the private key (PKCS#8 DER) stored under id, or ErrNotFound.
 func (s *Store) Key(ctx context.Context, id string) ([]byte, error) {
 	var sealed []byte
-	err := s.queryRow(ctx, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&sealed)
+	err := s.queryRow(ctx, nil, `SELECT sealed FROM private_keys WHERE id = $1`, id).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("store: key %s: %w", id, ErrNotFound)
 	}

@@ -136,32 +136,34 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// txExec runs a prepared query inside tx.
-func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+// stmt is the prepared statement for query, bound to tx when tx is set.
+func (s *Store) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
 	st, err := s.prepared(ctx, query)
-	if err != nil {
-		return nil, err
+	if err != nil || tx == nil {
+		return st, err
 	}
-	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	return tx.StmtContext(ctx, st), nil
 }
 
-// exec runs a prepared query inside tx, or on its own when tx is nil.
+// exec runs a prepared statement inside tx, or on its own when tx is nil.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	if tx != nil {
-		return s.txExec(ctx, tx, query, args...)
-	}
-	st, err := s.prepared(ctx, query)
+	st, err := s.stmt(ctx, tx, query)
 	if err != nil {
 		return nil, err
 	}
 	return st.ExecContext(ctx, args...)
 }
 
-// queryRow runs a prepared single-row query.
-func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	st, err := s.prepared(ctx, query)
+// queryRow runs a prepared single-row query inside tx, or on its own when
+// tx is nil.
+func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	st, err := s.stmt(ctx, tx, query)
 	if err != nil {
-		return s.db.QueryRowContext(ctx, query, args...) // its error surfaces at Scan
+		// Unprepared, so that the error surfaces at Scan like any other.
+		if tx != nil {
+			return tx.QueryRowContext(ctx, query, args...)
+		}
+		return s.db.QueryRowContext(ctx, query, args...)
 	}
 	return st.QueryRowContext(ctx, args...)
 }
@@ -173,15 +175,6 @@ func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows
 		return nil, err
 	}
 	return st.QueryContext(ctx, args...)
-}
-
-// txQueryRow runs a prepared single-row query inside tx.
-func (s *Store) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	st, err := s.prepared(ctx, query)
-	if err != nil {
-		return tx.QueryRowContext(ctx, query, args...) // its error surfaces at Scan
-	}
-	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 }
 
 // ping checks the connection. On SQLite, opening a connection runs the
