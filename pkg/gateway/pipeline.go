@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/mail"
 	"strings"
 
+	"github.com/sealgate/sealgate/pkg/message"
 	"github.com/sealgate/sealgate/pkg/policy"
 	"github.com/sealgate/sealgate/pkg/smime"
 )
@@ -63,15 +63,17 @@ type Decision struct {
 	StripSubjectTag string
 }
 
-// MessageFacts are what the policy may look at.
+// MessageFacts are what the policy may look at, read once per message
+// from the one parse of it (pkg/message).
 type MessageFacts struct {
-	Sender  string // header From address, lower case ("" if unparseable)
+	Message *message.Message
+	Sender  string // header From address, lower case
 	Subject string // decoded (RFC 2047): a tag inside an encoded word counts
 	Header  []byte // raw top-level header section
 	Size    int64
 	// Policy is what pkg/policy reads from the message: the header fields
 	// decoded, and whether it is a meeting request. The decider adds the
-	// sender's groups. Read once per message, not per recipient.
+	// sender's groups.
 	Policy policy.Facts
 }
 
@@ -114,8 +116,10 @@ type PDFSealer interface {
 // PDFResult is a sealed PDF mail, or a pending password.
 type PDFResult struct {
 	Carrier []byte
-	Notice  *ExtraMessage // a password notice to the sender, if one was made
-	Pending bool          // the recipient's password is not chosen yet
+	// Notice is a password notice to the sender, sent only once the
+	// carrier has left (its Queued marks the password announced).
+	Notice  *ExtraMessage
+	Pending bool // the recipient's password is not chosen yet
 }
 
 // Pipeline is the Processor that applies policy: sign, encrypt, seal, hold.
@@ -131,6 +135,9 @@ type Pipeline struct {
 	// leaves except internal pass-through (see outgoingSubject).
 	CleanSubject func(subject string) string
 	StripTag     func(subject, tag string) string
+	// SubjectPassword returns the PDF password written into a subject
+	// ("" if none): no copy that leaves may carry it in any header field.
+	SubjectPassword func(subject string) string
 }
 
 type rcptPlan struct {
@@ -141,23 +148,23 @@ type rcptPlan struct {
 }
 
 // Process implements Processor.
+//
+// The message is parsed once (pkg/message) and every decision reads that
+// one value. A message that cannot be read unambiguously is an error, and
+// the queue holds it: no rule is decided on a header that another reader
+// would see differently (the listener refuses such messages at DATA; this
+// covers what was spooled before).
 func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, msg []byte) (*Plan, error) {
 	plan := &Plan{Held: map[string]string{}, Bounced: map[string]string{}, Deferred: map[string]string{}}
-	hdr := headerOf(msg)
-	facts := &MessageFacts{Subject: headerValue(msg, "Subject"), Header: hdr, Size: int64(len(msg))}
-	if pf, err := policy.ReadFacts(bytes.NewReader(msg), facts.Size); err == nil {
-		facts.Policy, facts.Subject = pf, pf.Subject
-	} else {
-		// A header net/mail cannot read: the policy sees the raw subject
-		// and no header fields, so header and tag rules cannot match and
-		// the rule for everything else decides.
-		facts.Policy = policy.Facts{Subject: facts.Subject, Size: facts.Size}
+	m, err := message.Parse(msg)
+	if err != nil {
+		return nil, fmt.Errorf("the message cannot be read unambiguously: %w", err)
 	}
-	if a, err := mail.ParseAddress(headerValue(msg, "From")); err == nil {
-		facts.Sender = strings.ToLower(a.Address)
-	}
-	facts.Policy.Sender = facts.Sender
-	kind := smime.Classify(msg)
+	facts := &MessageFacts{Message: m, Sender: m.From.Lower(), Subject: m.Subject, Header: msg[:m.End],
+		Size: int64(len(msg)), Policy: policy.FactsOf(m)}
+	// Proof, not labels: "already encrypted" is a body that parses as a
+	// CMS envelope with recipients, whatever the Content-Type claims.
+	kind := smime.Prove(m.MediaType, m.Params, m.TransferEncoding, m.Body())
 	alreadyEncrypted := kind == smime.KindEnveloped || kind == smime.KindAuthEnveloped
 	alreadySigned := kind == smime.KindSigned || kind == smime.KindOpaqueSigned
 
@@ -175,15 +182,18 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		if p.Finder != nil && !alreadyEncrypted {
 			rp.cert, _, rp.lookErr = p.find(ctx, r)
 		}
-		rp.d = p.Decider.Decide(ctx, facts, r, rp.cert != nil)
+		// An envelope the sender's client made satisfies a rule that
+		// demands S/MIME: the policy decides as for a certificate holder.
+		rp.d = p.Decider.Decide(ctx, facts, r, rp.cert != nil || alreadyEncrypted)
 		plans = append(plans, rp)
 	}
 
 	// The original message goes to internal pass-through recipients and,
 	// with its original subject, to the PDF sealer (which reads the
-	// password tag from it); every other copy leaves with a cleaned subject.
+	// password tag from it); every other copy leaves with its text fields
+	// cleaned (Subject, Thread-Topic, X- fields: see outgoing).
 	orig := msg
-	msg = withSubject(msg, facts.Subject, p.outgoingSubject(facts.Subject, plans))
+	msg, leak := p.outgoing(m, msg, plans)
 
 	// signed is the message signed once for every recipient that wants it.
 	var signed []byte
@@ -211,14 +221,7 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		return false, fmt.Errorf("signing as %q failed: %w", facts.Sender, err)
 	}
 
-	type group struct {
-		rcpts  []string
-		certs  []any
-		signed bool
-		plans  []rcptPlan
-	}
-	var smimeGroups [2]*group // [unsigned, signed]
-	var plainGroups [2]*group
+	var smimeGroups, plainGroups groups
 	var passthrough, asIs []string
 	var pdfs []rcptPlan
 
@@ -234,9 +237,13 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			plan.Bounced[rp.rcpt] = "5.7.1 policy rule " + rp.d.Rule + " does not allow this message"
 			continue
 		}
+		if leak != "" {
+			fail(rp, leak)
+			continue
+		}
 		if alreadyEncrypted {
 			// The sender's client encrypted it already: relayed as it is,
-			// but with the cleaned outer subject like every copy that leaves.
+			// but with the cleaned outer header like every copy that leaves.
 			asIs = append(asIs, rp.rcpt)
 			continue
 		}
@@ -276,21 +283,17 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			fail(rp, err.Error())
 			continue
 		}
-		i := 0
-		if isSigned {
-			i = 1
-		}
-		gs := &plainGroups
 		if rp.d.Method == MethodSMIME {
-			gs = &smimeGroups
-		}
-		if gs[i] == nil {
-			gs[i] = &group{signed: isSigned}
-		}
-		gs[i].rcpts = append(gs[i].rcpts, rp.rcpt)
-		gs[i].plans = append(gs[i].plans, rp)
-		if rp.cert != nil {
-			gs[i].certs = append(gs[i].certs, rp.cert)
+			// A recipient the header does not name (a Bcc) gets an
+			// envelope of its own: the recipient infos of a shared one
+			// would show every other recipient who they are.
+			bcc := ""
+			if !m.IsVisible(rp.rcpt) {
+				bcc = strings.ToLower(rp.rcpt)
+			}
+			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc}, rp)
+		} else {
+			plainGroups.add(groupKey{signed: isSigned}, rp)
 		}
 	}
 
@@ -300,12 +303,9 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 	if len(passthrough) > 0 {
 		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: passthrough, Data: p.mark(orig), Method: "passthrough", Signed: alreadySigned, Rule: rulesOf(plans, passthrough)})
 	}
-	for i, g := range smimeGroups {
-		if g == nil {
-			continue
-		}
+	for _, g := range smimeGroups.list {
 		src := msg
-		if i == 1 && !alreadySigned {
+		if g.signed && !alreadySigned {
 			src = signed
 		}
 		enc, err := p.Encrypter.Encrypt(ctx, src, g.certs)
@@ -321,17 +321,14 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		}
 		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: g.rcpts, Data: p.markOwned(enc), Method: "smime", Signed: g.signed, Rule: rulesOf(plans, g.rcpts)})
 	}
-	for i, g := range plainGroups {
-		if g == nil {
-			continue
-		}
+	for _, g := range plainGroups.list {
 		var data []byte
-		if i == 1 && !alreadySigned {
+		if g.signed && !alreadySigned {
 			// The signed copy is the pipeline's own and this is its last
 			// use (the S/MIME groups are done, PDFs sign their carriers).
 			data = p.markOwned(signed)
 		} else {
-			data = p.mark(msg) // msg is the caller's: copied
+			data = p.mark(msg) // msg may be the caller's: copied
 		}
 		method := "plain"
 		if g.signed {
@@ -344,13 +341,12 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 	// every copy that leaves: with pdf.attach_original the whole message
 	// goes into the PDF, and the password must not be written inside the
 	// document it opens.
-	pdfSrc := msg
 	for _, rp := range pdfs {
 		if p.PDF == nil {
 			fail(rp, "PDF mail is not available")
 			continue
 		}
-		res, err := p.PDF.SealPDF(ctx, facts.Sender, rp.rcpt, facts.Subject, pdfSrc)
+		res, err := p.PDF.SealPDF(ctx, facts.Sender, rp.rcpt, facts.Subject, msg)
 		if err != nil {
 			fail(rp, "PDF sealing failed: "+err.Error())
 			continue
@@ -358,15 +354,6 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		if res.Pending {
 			plan.Deferred[rp.rcpt] = "waiting for the recipient to choose a PDF password"
 			continue
-		}
-		if res.Notice != nil {
-			// The password notice goes to our own sender; signed when the
-			// sender has a key, so that it cannot be mistaken for phishing.
-			n := *res.Notice
-			if signed, err := p.Signer.Sign(ctx, facts.Sender, n.Data); err == nil {
-				n.Data = signed
-			}
-			plan.Extra = append(plan.Extra, n)
 		}
 		carrier, isSigned := res.Carrier, false
 		if rp.d.Sign != SignNever {
@@ -380,7 +367,18 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 				continue
 			}
 		}
-		plan.Parcels = append(plan.Parcels, Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule})
+		parcel := Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule}
+		if res.Notice != nil {
+			// The password notice goes to our own sender once this copy
+			// has left (the queue sends After only then); signed when the
+			// sender has a key, so that it cannot be mistaken for phishing.
+			n := *res.Notice
+			if signed, err := p.Signer.Sign(ctx, facts.Sender, n.Data); err == nil {
+				n.Data = signed
+			}
+			parcel.After = append(parcel.After, n)
+		}
+		plan.Parcels = append(plan.Parcels, parcel)
 	}
 	tlsNeeded := map[string]bool{}
 	for _, rp := range plans {
@@ -394,6 +392,42 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		}
 	}
 	return plan, nil
+}
+
+// groupKey says which recipients share one copy.
+type groupKey struct {
+	signed bool
+	bcc    string // a Bcc recipient's own envelope
+}
+
+type group struct {
+	rcpts  []string
+	certs  []any
+	signed bool
+	plans  []rcptPlan
+}
+
+// groups keeps groups in the order their first recipient came.
+type groups struct {
+	list  []*group
+	index map[groupKey]*group
+}
+
+func (gs *groups) add(k groupKey, rp rcptPlan) {
+	g := gs.index[k]
+	if g == nil {
+		if gs.index == nil {
+			gs.index = map[groupKey]*group{}
+		}
+		g = &group{signed: k.signed}
+		gs.index[k] = g
+		gs.list = append(gs.list, g)
+	}
+	g.rcpts = append(g.rcpts, rp.rcpt)
+	g.plans = append(g.plans, rp)
+	if rp.cert != nil {
+		g.certs = append(g.certs, rp.cert)
+	}
 }
 
 func (p *Pipeline) find(ctx context.Context, r string) (cert any, found bool, err error) {

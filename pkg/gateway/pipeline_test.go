@@ -3,9 +3,18 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/smime"
 )
 
 type fakeDecider map[string]Decision // by recipient; "*" default
@@ -75,7 +84,7 @@ func TestPipeline(t *testing.T) {
 	required := Decision{Rule: "confidential", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true}
 	internal := Decision{Rule: "internal", Action: ActionPass}
 	msg := func(from string) []byte {
-		return []byte("From: " + from + "\r\nSubject: s\r\n\r\nSECRET\r\n")
+		return []byte("From: " + from + "\r\nTo: c1@ext.test, c2@ext.test\r\nSubject: s\r\n\r\nSECRET\r\n")
 	}
 	certs := map[string]string{"c1@ext.test": "C1", "c2@ext.test": "C2"}
 	tests := []struct {
@@ -155,14 +164,69 @@ func TestPipeline(t *testing.T) {
 	}
 }
 
+// realEnvelope is msg enveloped by smime.Encrypt for a throwaway
+// certificate: what a sender's own client would have made.
+func realEnvelope(t *testing.T, msg []byte) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "x"}, EmailAddresses: []string{"x@ext.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageKeyAgreement}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	out, err := smime.Encrypt(msg, []smime.Recipient{{Cert: cert}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte("From: alice@org.test\r\nTo: x@ext.test\r\n"), out...)
+}
+
+// Already encrypted is proven from the body, not read from the label
+// (issue #12 item 1): a real envelope passes through, also under a rule
+// that demands S/MIME; a label over plain text is plain and gets its rule.
 func TestPipelinePassesEncryptedThrough(t *testing.T) {
-	enc := []byte("From: alice@org.test\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\r\nMIIB\r\n")
+	required := fakeDecider{"*": {Rule: "confidential", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true}}
+	real := realEnvelope(t, []byte("Content-Type: text/plain\r\n\r\nSECRET\r\n"))
 	s := &fakeSigner{}
-	p := &Pipeline{Hostname: "gw.test", Decider: fakeDecider{"*": {Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true}},
-		Finder: fakeFinder{}, Signer: s, Encrypter: fakeEncrypter{err: errors.New("must not be called")}}
-	plan, err := p.Process(context.Background(), &Envelope{}, []string{"x@ext.test"}, enc)
-	if err != nil || len(plan.Parcels) != 1 || plan.Parcels[0].Method != "passthrough" || s.calls != 0 {
-		t.Fatalf("plan %+v, err %v, sign calls %d", plan, err, s.calls)
+	p := &Pipeline{Hostname: "gw.test", Decider: required, Finder: fakeFinder{}, Signer: s, Encrypter: fakeEncrypter{err: errors.New("must not be called")}}
+	plan, err := p.Process(context.Background(), &Envelope{}, []string{"x@ext.test"}, real)
+	if err != nil || len(plan.Parcels) != 1 || plan.Parcels[0].Method != "passthrough" || s.calls != 0 || len(plan.Held) != 0 {
+		t.Fatalf("real envelope: plan %+v, err %v, sign calls %d", plan, err, s.calls)
+	}
+
+	fake := []byte("From: alice@org.test\r\nTo: x@ext.test\r\nMIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\r\nSECRET\r\n")
+	must := fakeDecider{"*": {Rule: "secure", Action: ActionDeliver, Method: MethodSMIME, Fallback: MethodPDF, MustEncrypt: true}}
+	for _, tc := range []struct {
+		name    string
+		decider fakeDecider
+		want    string
+	}{
+		{"smime-required holds", required, ""},
+		{"smime-or-pdf seals a PDF", must, "pdf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pipeline{Hostname: "gw.test", Decider: tc.decider, Finder: fakeFinder{}, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}, PDF: fakePDF{}}
+			plan, err := p.Process(context.Background(), &Envelope{}, []string{"x@ext.test"}, fake)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pc := range plan.Parcels {
+				if bytes.Contains(pc.Data, []byte("SECRET")) || pc.Method != tc.want {
+					t.Fatalf("a labelled plain message left as %s:\n%s", pc.Method, pc.Data)
+				}
+			}
+			if tc.want == "" && plan.Held["x@ext.test"] == "" {
+				t.Fatalf("want held, got %+v", plan)
+			}
+			if tc.want != "" && len(plan.Parcels) != 1 {
+				t.Fatalf("want one %s parcel, got %+v", tc.want, plan)
+			}
+		})
 	}
 }
 
@@ -172,7 +236,7 @@ func TestPipelineCarriesTLSRequirement(t *testing.T) {
 			"c1@ext.test": {Rule: "conf", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true, RequireTLS: true},
 			"*":           {Rule: "default", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true},
 		}, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}}
-	plan, err := p.Process(context.Background(), &Envelope{}, []string{"c1@ext.test", "c2@ext.test"}, []byte("From: alice@org.test\r\n\r\nx\r\n"))
+	plan, err := p.Process(context.Background(), &Envelope{}, []string{"c1@ext.test", "c2@ext.test"}, []byte("From: alice@org.test\r\nCc: c1@ext.test, c2@ext.test\r\n\r\nx\r\n"))
 	if err != nil || len(plan.Parcels) != 1 || !plan.Parcels[0].RequireTLS {
 		t.Fatalf("the shared envelope must demand TLS when one recipient's policy does: %+v %v", plan, err)
 	}
@@ -224,5 +288,39 @@ func TestPipelineOpportunisticWaitsForDirectory(t *testing.T) {
 	plan, err = p.Process(context.Background(), &Envelope{From: "alice@org.test"}, []string{"x@ext.test"}, msg)
 	if err != nil || len(plan.Parcels) != 1 || plan.Parcels[0].Method != "signed" {
 		t.Fatalf("sign-only rule: %+v %v", plan, err)
+	}
+}
+
+// A recipient the header does not name (Bcc) gets an envelope of its own,
+// so that no recipient info in a shared envelope shows who else got the
+// message (issue #12 item 8); the named ones share one.
+func TestPipelineBccGetsOwnEnvelope(t *testing.T) {
+	certs := map[string]string{"c1@ext.test": "C1", "c2@ext.test": "C2", "b1@ext.test": "B1", "b2@ext.test": "B2"}
+	must := Decision{Rule: "default", Action: ActionDeliver, Method: MethodSMIME, Fallback: MethodPDF, MustEncrypt: true}
+	for _, tc := range []struct {
+		name, to string
+		want     []string
+	}{
+		{"named share, bcc alone", "To: C1@ext.test\r\nCc: c2@ext.test\r\n",
+			[]string{"C1,C2", "B1", "B2"}},
+		{"unparseable To: everyone alone", "To: c1@ext.test, <<\r\n",
+			[]string{"C1", "B1", "C2", "B2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pipeline{Hostname: "gw.test", Decider: fakeDecider{"*": must}, Finder: fakeFinder{certs: certs}, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}}
+			msg := []byte("From: alice@org.test\r\n" + tc.to + "Subject: s\r\n\r\nSECRET\r\n")
+			plan, err := p.Process(context.Background(), &Envelope{}, []string{"c1@ext.test", "b1@ext.test", "c2@ext.test", "b2@ext.test"}, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, pc := range plan.Parcels {
+				_, after, _ := bytes.Cut(pc.Data, []byte("X-Encrypted-For: "))
+				got = append(got, string(bytes.SplitN(after, []byte("\r\n"), 2)[0]))
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("envelopes %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

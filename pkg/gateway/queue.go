@@ -49,16 +49,16 @@ type Plan struct {
 	Held     map[string]string // recipient → reason (fail closed)
 	Bounced  map[string]string // recipient → reason (policy says bounce)
 	Deferred map[string]string // recipient → reason (try again later, e.g. a password is pending)
-	// Extra are messages the pipeline wants sent besides (password notices
-	// to the internal sender); they are queued as they are.
-	Extra []ExtraMessage
 }
 
-// ExtraMessage is a complete message with its envelope.
+// ExtraMessage is a complete message with its envelope, queued as it is.
 type ExtraMessage struct {
 	From string
 	To   []string
 	Data []byte
+	// Queued, if set, is called once the message is durably queued (the
+	// PDF password notice marks its password announced).
+	Queued func(ctx context.Context) error
 }
 
 // Parcel is one outgoing message for a group of recipients.
@@ -70,6 +70,10 @@ type Parcel struct {
 	Rule   string
 	// RequireTLS: some recipient's policy demands TLS to the next hop.
 	RequireTLS bool
+	// After are messages queued only once the next hop has accepted this
+	// parcel for all its recipients: a PDF password notice must not go
+	// out for a copy that was held, bounced or is still waiting.
+	After []ExtraMessage
 }
 
 // Delivery is one parcel handed to the relay.
@@ -479,10 +483,14 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	base := events.Delivery{QueueID: id, MessageID: msgID, Sender: env.From, Attempt: attempt, Received: env.Received}
 	for i, p := range plan.Parcels {
 		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data, UTF8: env.UTF8, RequireTLS: p.RequireTLS})
+		left := len(errs) == len(p.Rcpts)
 		for j, r := range p.Rcpts {
 			var e error
 			if j < len(errs) {
 				e = errs[j]
+			}
+			if e != nil {
+				left = false
 			}
 			ev := base
 			ev.Recipient, ev.Method, ev.Signed, ev.Rule = r, p.Method, p.Signed, p.Rule
@@ -496,10 +504,8 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 				deferred[r] = describe(e)
 			}
 		}
-	}
-	for _, x := range plan.Extra {
-		if err := q.Accept(ctx, &Envelope{From: x.From, Recipients: toRecipients(x.To), Raw: true}, bytes.NewReader(x.Data)); err != nil {
-			q.Log.Error("queueing notice", "queue_id", id, "err", err)
+		if left {
+			q.queueAfter(ctx, id, p.After)
 		}
 	}
 	// Temporary failures past RetryFor become bounces.
@@ -549,6 +555,21 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 		})
 	default:
 		q.finish(ctx, id)
+	}
+}
+
+// queueAfter queues the messages that wait for a parcel to leave.
+func (q *Queue) queueAfter(ctx context.Context, id string, after []ExtraMessage) {
+	for _, x := range after {
+		if err := q.Accept(ctx, &Envelope{From: x.From, Recipients: toRecipients(x.To), Raw: true}, bytes.NewReader(x.Data)); err != nil {
+			q.Log.Error("queueing a message that follows a delivery", "queue_id", id, "err", err)
+			continue
+		}
+		if x.Queued != nil {
+			if err := x.Queued(ctx); err != nil {
+				q.Log.Error("recording a queued notice", "queue_id", id, "err", err)
+			}
+		}
 	}
 }
 

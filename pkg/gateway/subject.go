@@ -2,19 +2,52 @@ package gateway
 
 import (
 	"bytes"
-	"mime"
 	"strings"
+
+	"github.com/sealgate/sealgate/pkg/message"
 )
 
-// outgoingSubject is the subject every copy that leaves the gateway carries
-// (all but internal pass-through): the PDF password tag removed (it is a
-// secret: it must not travel in the clear to anyone), and each policy tag
-// that a deciding rule asked to strip.
-func (p *Pipeline) outgoingSubject(subject string, plans []rcptPlan) string {
-	if p.CleanSubject != nil {
-		subject = p.CleanSubject(subject)
+// subjectCarriers are the fields that carry the subject: Exchange copies
+// it into Thread-Topic, so a policy tag or a password stripped only from
+// Subject would still travel there.
+var subjectCarriers = map[string]bool{"Subject": true, "Thread-Topic": true}
+
+// outgoing returns the message every copy that leaves the gateway carries
+// (all but internal pass-through): the PDF password tag removed from
+// every free-text header field (it is a secret and must not travel in the
+// clear to anyone), and each policy tag that a deciding rule asked to
+// strip removed from the subject and its copies. leak is a reason to hold
+// every such copy: the subject's password still appears in a header field
+// (written there a second time, or inside a structured field that is
+// never rewritten).
+func (p *Pipeline) outgoing(m *message.Message, msg []byte, plans []rcptPlan) (out []byte, leak string) {
+	out = m.RewriteText(msg, func(f *message.Field) string {
+		v := f.Decoded
+		if p.CleanSubject != nil && strings.Contains(v, "[") {
+			v = p.CleanSubject(v)
+		}
+		if subjectCarriers[f.Name] {
+			v = p.stripPolicyTags(v, plans)
+		}
+		return v
+	})
+	if p.SubjectPassword == nil {
+		return out, ""
 	}
-	return p.stripPolicyTags(subject, plans)
+	pw := p.SubjectPassword(m.Subject)
+	if pw == "" {
+		return out, ""
+	}
+	h, err := message.ParseHeader(out)
+	if err != nil {
+		return out, "the cleaned header does not parse: " + err.Error()
+	}
+	for _, f := range h.Fields {
+		if strings.Contains(f.Decoded, pw) || bytes.Contains(f.Raw, []byte(pw)) {
+			return out, "the PDF password from the subject also appears in header field " + f.Name + "; write it only once, in the subject tag"
+		}
+	}
+	return out, ""
 }
 
 // stripPolicyTags removes the subject tags that the rules deciding for
@@ -29,43 +62,4 @@ func (p *Pipeline) stripPolicyTags(subject string, plans []rcptPlan) string {
 		}
 	}
 	return subject
-}
-
-// withSubject returns msg with its Subject field replaced by subject
-// (folded continuation lines included), or msg itself when unchanged. The
-// Subject is an outer header: S/MIME signs the content below it, so the
-// rewrite happens before signing and does not touch the signed bytes.
-func withSubject(msg []byte, old, subject string) []byte {
-	if old == subject {
-		return msg
-	}
-	hdr := headerOf(msg)
-	start, end := -1, -1
-	for off := 0; off < len(hdr); {
-		nl := bytes.Index(hdr[off:], []byte("\r\n"))
-		if nl < 0 {
-			break
-		}
-		line := hdr[off : off+nl]
-		if start >= 0 {
-			if len(line) > 0 && (line[0] == ' ' || line[0] == '\t') {
-				end = off + nl + 2
-				off = end
-				continue
-			}
-			break
-		}
-		if k, _, ok := bytes.Cut(line, []byte(":")); ok && strings.EqualFold(strings.TrimSpace(string(k)), "Subject") {
-			start, end = off, off+nl+2
-		}
-		off += nl + 2
-	}
-	if start < 0 {
-		return msg
-	}
-	field := "Subject: " + mime.QEncoding.Encode("utf-8", subject) + "\r\n"
-	out := make([]byte, 0, len(msg)-(end-start)+len(field))
-	out = append(out, msg[:start]...)
-	out = append(out, field...)
-	return append(out, msg[end:]...)
 }

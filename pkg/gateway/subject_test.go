@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/pkg/message"
 	"github.com/sealgate/sealgate/pkg/pdfmail"
 	"github.com/sealgate/sealgate/pkg/policy"
 )
@@ -13,7 +14,10 @@ import (
 type recordingPDF struct{ subject, msgSubject string }
 
 func (r *recordingPDF) SealPDF(_ context.Context, _, rcpt, subject string, msg []byte) (PDFResult, error) {
-	r.subject, r.msgSubject = subject, headerValue(msg, "Subject")
+	r.subject = subject
+	if m, err := message.Parse(msg); err == nil {
+		r.msgSubject = m.Subject
+	}
 	return PDFResult{Carrier: []byte("Subject: carrier\r\n\r\nPDF")}, nil
 }
 
@@ -71,21 +75,57 @@ func TestPipelineCleansOutgoingSubject(t *testing.T) {
 	}
 }
 
-func TestWithSubject(t *testing.T) {
-	tests := []struct{ name, msg, want string }{
-		{"simple", "From: a\r\nSubject: old\r\nTo: b\r\n\r\nSubject: body line\r\n", "From: a\r\nSubject: new\r\nTo: b\r\n\r\nSubject: body line\r\n"},
-		{"folded", "Subject: old\r\n more\r\n\tmore\r\nTo: b\r\n\r\nx", "Subject: new\r\nTo: b\r\n\r\nx"},
-		{"none", "From: a\r\n\r\nSubject: x\r\n", "From: a\r\n\r\nSubject: x\r\n"},
-		{"unicode", "Subject: old\r\n\r\nx", "Subject: =?utf-8?q?n=C3=BCw?=\r\n\r\nx"},
+// The password and the policy tag are removed from every field that
+// carries the subject (Exchange's Thread-Topic), encoded words included;
+// a password written into a field that is never rewritten holds the copy
+// (issue #12 item 5).
+func TestPipelineCleansEveryCarrier(t *testing.T) {
+	tag, err := pdfmail.NewSubjectTag("[pw:")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			newSubj := "new"
-			if tt.name == "unicode" {
-				newSubj = "nüw"
+	clean := func(s string) string { _, c := tag.Extract(s); return c }
+	password := func(s string) string { pw, _ := tag.Extract(s); return pw }
+	secure := Decision{Rule: "secure-subject", Action: ActionDeliver, Method: MethodSMIME, Fallback: MethodPDF, MustEncrypt: true, StripSubjectTag: "[secure]"}
+	signedOnly := Decision{Rule: "default", Action: ActionDeliver, Method: MethodNone}
+	newPipeline := func() *Pipeline {
+		return &Pipeline{Hostname: "gw.test", Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}, PDF: &recordingPDF{},
+			CleanSubject: clean, StripTag: policy.StripTag, SubjectPassword: password,
+			Finder:  fakeFinder{certs: map[string]string{"c@ext.test": "C"}},
+			Decider: fakeDecider{"c@ext.test": secure, "s@ext.test": signedOnly}}
+	}
+	for _, tc := range []struct {
+		name, header string
+		wantHeld     bool
+	}{
+		{"thread-topic", "Subject: [secure] Offer [pw:Open-Sesame-42]\r\nThread-Topic: [secure] Offer [pw:Open-Sesame-42]\r\n", false},
+		{"encoded words", "Subject: =?utf-8?q?=5Bsecure=5D_Offer_=5Bpw=3AOpen-Sesame-42=5D?=\r\nThread-Topic: =?utf-8?b?W3NlY3VyZV0gT2ZmZXIgW3B3Ok9wZW4tU2VzYW1lLTQyXQ==?=\r\n", false},
+		{"x-field", "Subject: [secure] Offer [pw:Open-Sesame-42]\r\nX-Original-Subject: [pw:Open-Sesame-42]\r\n", false},
+		{"structured field", "Subject: [secure] Offer [pw:Open-Sesame-42]\r\nReply-To: \"Open-Sesame-42\" <a@org.test>\r\n", true},
+		{"written twice", "Subject: [secure] Offer [pw:Open-Sesame-42] Open-Sesame-42\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := []byte("From: alice@org.test\r\nTo: c@ext.test, s@ext.test\r\n" + tc.header + "\r\nbody\r\n")
+			plan, err := newPipeline().Process(context.Background(), &Envelope{From: "alice@org.test"}, []string{"c@ext.test", "s@ext.test"}, msg)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if got := string(withSubject([]byte(tt.msg), "old", newSubj)); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
+			if tc.wantHeld {
+				if len(plan.Parcels) != 0 || !strings.Contains(plan.Held["c@ext.test"], "PDF password") || !strings.Contains(plan.Held["s@ext.test"], "PDF password") {
+					t.Fatalf("want both held for the password, got parcels %d held %v", len(plan.Parcels), plan.Held)
+				}
+				return
+			}
+			if len(plan.Parcels) != 2 {
+				t.Fatalf("parcels %d held %v", len(plan.Parcels), plan.Held)
+			}
+			for _, parcel := range plan.Parcels {
+				data := string(parcel.Data)
+				for _, secret := range []string{"Open-Sesame-42", "T3Blbi1TZXNhbWUtNDI", "[secure]", "=5Bsecure"} {
+					if strings.Contains(data, secret) {
+						t.Errorf("%s copy carries %q:\n%s", parcel.Method, secret, data)
+					}
+				}
 			}
 		})
 	}

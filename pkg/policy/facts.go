@@ -1,13 +1,13 @@
 package policy
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
-	"net/mail"
 	"sort"
+
+	"github.com/sealgate/sealgate/pkg/message"
 )
 
 // calendarScanLimit bounds how much of a body ReadFacts reads looking for
@@ -19,55 +19,45 @@ const calendarScanLimit = 4 << 20
 const maxCalendarParts = 32
 
 // ReadFacts reads the facts the policy looks at from a message as the
-// gateway received it: the header fields (RFC 2047-decoded), the From
-// address as Sender, the decoded Subject, and whether it is a meeting
-// request. size is the message size the gateway counted; SenderGroups are
-// the directory's to fill in.
+// gateway received it (see FactsOf). size is the message size the gateway
+// counted; SenderGroups are the directory's to fill in. A message that
+// cannot be read unambiguously (pkg/message) is an error: no rule is
+// decided on a header that readers may see differently.
+func ReadFacts(r io.Reader, size int64) (Facts, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return Facts{}, fmt.Errorf("reading the message: %w", err)
+	}
+	m, err := message.Parse(raw)
+	if err != nil {
+		return Facts{}, fmt.Errorf("reading the message header: %w", err)
+	}
+	f := FactsOf(m)
+	f.Size = size
+	return f, nil
+}
+
+// FactsOf reads the policy's facts from a parsed message: the header
+// fields (RFC 2047-decoded, sorted by name), the From address as Sender,
+// the decoded Subject, the size, and whether it is a meeting request.
 //
 // A meeting request is a message whose content is text/calendar, or
 // whose body is a multipart/alternative (at the top, or first inside a
 // multipart/mixed) with a text/calendar alternative — Outlook's shape. An
 // .ics file merely attached is not one.
-func ReadFacts(r io.Reader, size int64) (Facts, error) {
-	msg, err := mail.ReadMessage(bufio.NewReader(r))
-	if err != nil {
-		return Facts{}, fmt.Errorf("reading the message header: %w", err)
+func FactsOf(m *message.Message) Facts {
+	f := Facts{Size: int64(len(m.Raw)), Subject: m.Subject, Sender: m.From.Lower()}
+	f.Headers = make([]Header, 0, len(m.Fields))
+	for _, fl := range m.Fields {
+		f.Headers = append(f.Headers, Header{Name: fl.Name, Value: fl.Decoded})
 	}
-	f := Facts{Size: size}
-	dec := &mime.WordDecoder{CharsetReader: passThroughCharset}
-	names := make([]string, 0, len(msg.Header))
-	for name := range msg.Header {
-		names = append(names, name)
+	sort.SliceStable(f.Headers, func(i, j int) bool { return f.Headers[i].Name < f.Headers[j].Name })
+	ct := m.Get("Content-Type")
+	if m.ContentTypeErr != nil {
+		ct = ""
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		for _, v := range msg.Header[name] {
-			f.Headers = append(f.Headers, Header{Name: name, Value: decodeHeader(dec, v)})
-		}
-	}
-	f.Subject = decodeHeader(dec, msg.Header.Get("Subject"))
-	if from, err := msg.Header.AddressList("From"); err == nil && len(from) > 0 {
-		f.Sender = from[0].Address
-	}
-	f.Calendar = isMeetingRequest(msg.Header.Get("Content-Type"), io.LimitReader(msg.Body, calendarScanLimit))
-	return f, nil
-}
-
-// decodeHeader decodes RFC 2047 encoded words (net/textproto has already
-// unfolded the field); a value that does not decode is kept as it
-// arrived, so conditions still see it.
-func decodeHeader(dec *mime.WordDecoder, v string) string {
-	if d, err := dec.DecodeHeader(v); err == nil {
-		return d
-	}
-	return v
-}
-
-// passThroughCharset lets charsets the standard library does not know
-// through undecoded rather than failing the whole field: policy
-// conditions are mostly ASCII (tags, labels) and still match.
-func passThroughCharset(charset string, input io.Reader) (io.Reader, error) {
-	return input, nil
+	f.Calendar = isMeetingRequest(ct, io.LimitReader(m.BodyReader(), calendarScanLimit))
+	return f
 }
 
 // isMeetingRequest looks at the MIME structure for a calendar alternative.
