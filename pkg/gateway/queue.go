@@ -104,6 +104,10 @@ type Queue struct {
 	Hostname string // for Received:, DSNs
 	Process  Processor
 	Relay    Relay
+	// Admit, if set, checks each message received over SMTP at the end of
+	// DATA, before the 250 (messages the gateway makes itself are not
+	// checked).
+	Admit Admitter
 	Events   *events.Recorder
 	Log      *slog.Logger
 	// Workers is how many messages are processed at once (default 16: a
@@ -190,9 +194,26 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 	if env.Received.IsZero() {
 		env.Received = time.Now().UTC()
 	}
+	var hc *headerCapture
+	if q.Admit != nil && !env.Raw {
+		hc = &headerCapture{r: r}
+		r = hc
+	}
 	size, err := q.Spool.Write(env, r)
 	if err != nil {
 		return err
+	}
+	if hc != nil {
+		hdr, err := hc.header()
+		if err == nil {
+			err = q.Admit.Admit(ctx, env, hdr)
+		}
+		if err != nil {
+			if rerr := q.Spool.Remove(env.ID); rerr != nil {
+				q.Log.Error("removing a refused message from the spool", "queue_id", env.ID, "err", rerr)
+			}
+			return err
+		}
 	}
 	e := store.QueueEntry{ID: env.ID, Node: q.Node, Sender: env.From, Recipients: env.Addrs(),
 		State: StateQueued, NextAttempt: env.Received, Size: size, CreatedAt: env.Received}

@@ -36,6 +36,10 @@ const (
 // read unambiguously (the gateway answers 554 5.6.0).
 var ErrMalformed = errors.New("malformed message")
 
+// ErrTooLarge is wrapped (with ErrMalformed) by the error for a header
+// section beyond MaxHeaderBytes or MaxHeaderFields.
+var ErrTooLarge = fmt.Errorf("%w: header section too large", ErrMalformed)
+
 // ErrMisleadingName is wrapped by the error for a display name that shows
 // another address than the mailbox it names (the gateway answers 550 5.7.1).
 var ErrMisleadingName = errors.New("display name shows another address")
@@ -179,7 +183,7 @@ func (h *Header) split(raw []byte) error {
 			return nil
 		}
 		if off > MaxHeaderBytes {
-			return malformed(0, "", "the header section is larger than %d bytes", MaxHeaderBytes)
+			return &Error{Reason: fmt.Sprintf("the header section is larger than %d bytes", MaxHeaderBytes), Err: ErrTooLarge}
 		}
 		nl := bytes.IndexByte(raw[off:], '\n')
 		end := len(raw)
@@ -211,7 +215,9 @@ func (h *Header) split(raw []byte) error {
 		}
 		colon := bytes.IndexByte(text, ':')
 		if colon < 0 {
-			return malformed(line, "", "is not a header field (no colon): %q", clip(text))
+			// The line itself is not quoted: errors reach logs, and a
+			// line of the header may hold a secret ([pw:…]).
+			return malformed(line, "", "is not a header field (no colon; a folded line must start with a space or tab)")
 		}
 		name := bytes.TrimRight(text[:colon], " \t")
 		if len(name) == 0 {
@@ -219,23 +225,16 @@ func (h *Header) split(raw []byte) error {
 		}
 		for _, c := range name {
 			if c < 33 || c > 126 {
-				return malformed(line, "", "field name %q has a character not allowed in names", clip(name))
+				return malformed(line, "", "the field name has a character not allowed in names (byte 0x%02x)", c)
 			}
 		}
 		if len(h.Fields) >= MaxHeaderFields {
-			return malformed(line, "", "more than %d header fields", MaxHeaderFields)
+			return &Error{Line: line, Reason: fmt.Sprintf("more than %d header fields", MaxHeaderFields), Err: ErrTooLarge}
 		}
 		h.Fields = append(h.Fields, Field{Name: textproto.CanonicalMIMEHeaderKey(string(name)),
 			Raw: raw[off:end], Value: strings.TrimSpace(string(text[colon+1:])), Line: line, Start: off})
 		off = end
 	}
-}
-
-func clip(b []byte) string {
-	if len(b) > 60 {
-		return string(b[:60]) + "…"
-	}
-	return string(b)
 }
 
 // Get returns the value (undecoded) of the first field named name.

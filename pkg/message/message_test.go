@@ -52,11 +52,11 @@ func TestParseHeaderRefuses(t *testing.T) {
 
 func TestParseHeaderHugeHeader(t *testing.T) {
 	msg := "From: a@example.org\nX-Big: " + strings.Repeat("a", MaxHeaderBytes+10) + "\nX-After: 1\n\nbody"
-	if _, err := ParseHeader(crlf(msg)); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseHeader(crlf(msg)); !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrMalformed) {
 		t.Fatalf("err = %v, want ErrMalformed", err)
 	}
 	many := "From: a@example.org\n" + strings.Repeat("X-A: 1\n", MaxHeaderFields+1) + "\n"
-	if _, err := ParseHeader(crlf(many)); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseHeader(crlf(many)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("many fields: err = %v, want ErrMalformed", err)
 	}
 }

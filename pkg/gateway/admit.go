@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/pkg/message"
+)
+
+// Admitter decides at the end of DATA, after the message is spooled and
+// before the 250, whether it may be accepted. An error is the reply (an
+// *smtp.SMTPError) and the spooled copy is removed: the sender learns at
+// once, and nothing that would later be refused sits in the queue.
+type Admitter interface {
+	Admit(ctx context.Context, env *Envelope, header []byte) error
+}
+
+// HeaderAdmission refuses at DATA what must not be decided by any rule: a
+// header section that does not parse unambiguously (554 5.6.0), a display
+// name that shows another address (550 5.7.1), and, through Authorize, a
+// sender the authenticated account may not send as.
+type HeaderAdmission struct {
+	// Authorize checks the authenticated account against the author
+	// (From) and Sender; nil accepts every author.
+	Authorize func(ctx context.Context, env *Envelope, h *message.Header) error
+}
+
+// Admit implements Admitter.
+func (a HeaderAdmission) Admit(ctx context.Context, env *Envelope, header []byte) error {
+	h, err := message.ParseHeader(header)
+	switch {
+	case errors.Is(err, message.ErrTooLarge):
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Refused: " + err.Error()}
+	case errors.Is(err, message.ErrMisleadingName):
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Refused: " + err.Error()}
+	case err != nil:
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+			Message: "Refused, the message cannot be read unambiguously: " + err.Error()}
+	}
+	if a.Authorize != nil {
+		return a.Authorize(ctx, env, h)
+	}
+	return nil
+}
+
+// headerCapture copies what is read through it until the end of the
+// header section (the empty line), up to message.MaxHeaderBytes.
+type headerCapture struct {
+	r        io.Reader
+	buf      bytes.Buffer
+	complete bool // the empty line (or the end of the message) was seen
+	full     bool // stopped capturing: the header is longer than the limit
+}
+
+func (c *headerCapture) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && !c.complete && !c.full {
+		start := max(c.buf.Len()-3, 0)
+		c.buf.Write(p[:n])
+		if i := bytes.Index(c.buf.Bytes()[start:], []byte("\r\n\r\n")); i >= 0 {
+			c.buf.Truncate(start + i + 4)
+			c.complete = true
+		} else if c.buf.Len() > message.MaxHeaderBytes {
+			c.full = true
+		}
+	}
+	if err == io.EOF && !c.full {
+		c.complete = true
+	}
+	return n, err
+}
+
+// header returns the captured header section, or an SMTP error when it
+// was larger than the limit.
+func (c *headerCapture) header() ([]byte, error) {
+	if !c.complete {
+		return nil, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: fmt.Sprintf("Refused: the header section is larger than %d bytes", message.MaxHeaderBytes)}
+	}
+	return c.buf.Bytes(), nil
+}
