@@ -107,9 +107,9 @@ type Queue struct {
 	// Admit, if set, checks each message received over SMTP at the end of
 	// DATA, before the 250 (messages the gateway makes itself are not
 	// checked).
-	Admit Admitter
-	Events   *events.Recorder
-	Log      *slog.Logger
+	Admit  Admitter
+	Events *events.Recorder
+	Log    *slog.Logger
 	// Workers is how many messages are processed at once (default 16: a
 	// delivery mostly waits on fsync and the next hop, not on the CPU).
 	Workers int
