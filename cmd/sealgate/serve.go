@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -178,7 +179,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	q := &gateway.Queue{Spool: rt.spool, Store: gc, Node: rt.node, Hostname: cfg.SMTP.Hostname,
 		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
 		Events:          &events.Recorder{Store: gc, Logger: log},
-		MaxMessageBytes: cfg.SMTP.MaxMessageBytes}
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		Admit:           gateway.HeaderAdmission{}}
 	if v := os.Getenv("SEALGATE_RETRY_BACKOFF"); v != "" {
 		// For tests and drills: a fixed, short retry interval.
 		if d, err := time.ParseDuration(v); err == nil {
@@ -478,6 +480,13 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		p.PDF = &pdfSealer{pw: pw, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
 		p.CleanSubject = pw.CleanSubject
+		p.SubjectPassword = func(subject string) string {
+			if pw.Tag == nil {
+				return ""
+			}
+			secret, _ := pw.Tag.Extract(subject)
+			return secret
+		}
 	}
 	return p, nil
 }
@@ -585,8 +594,8 @@ type pkiSigner struct {
 	ttl time.Duration
 
 	mu      sync.Mutex
-	issuing sync.Mutex // shared with pkiSync
-	users   map[string]bool
+	issuing sync.Mutex        // shared with pkiSync
+	users   map[string]string // every user address → primary address
 	fetched time.Time
 
 	// identities caches the unsealed key and parsed chain per certificate
@@ -698,42 +707,56 @@ func (s *pkiSigner) identity(ctx context.Context, sender string, c store.Certifi
 	return id, nil
 }
 
-func (s *pkiSigner) isUser(ctx context.Context, email string) (bool, error) {
+// Owner maps an address of the organisation's users (a primary address
+// or an alias) to the user's primary address; ok is false for anyone
+// else. The user list is read at most every ttl.
+func (s *pkiSigner) Owner(ctx context.Context, addr string) (primary string, ok bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.users == nil || time.Since(s.fetched) > s.ttl {
 		if s.m == nil || s.m.Users == nil {
-			return false, nil
+			return "", false, nil
 		}
 		list, err := s.m.Users.Users(ctx)
 		if err != nil {
-			return false, fmt.Errorf("reading the users: %w", err)
+			return "", false, fmt.Errorf("reading the users: %w", err)
 		}
-		s.users = map[string]bool{}
+		s.users = map[string]string{}
 		for _, u := range list {
 			for _, a := range u.Addresses() {
-				s.users[strings.ToLower(a)] = true
+				s.users[strings.ToLower(a)] = strings.ToLower(u.Email)
 			}
 		}
 		s.fetched = time.Now()
 	}
-	return s.users[email], nil
+	primary, ok = s.users[strings.ToLower(addr)]
+	return primary, ok, nil
 }
 
+// Sign signs as sender, a user of the organisation by any of the user's
+// addresses: an alias signs with the user's certificate, which carries
+// every address of the user (one that lacks the alias, issued before the
+// alias was added, is reissued first).
 func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte, error) {
 	if sender == "" || s.m == nil {
 		return nil, gateway.ErrNoSenderKey
 	}
-	ok, err := s.isUser(ctx, sender)
+	primary, ok, err := s.Owner(ctx, sender)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, gateway.ErrNoSenderKey
 	}
-	c, err := s.currentCert(ctx, sender)
+	c, err := s.currentCert(ctx, primary)
 	if errors.Is(err, store.ErrNotFound) {
-		c, err = s.issue(ctx, sender)
+		c, err = s.issue(ctx, primary, false)
+	}
+	if err == nil && !carries(c, sender) {
+		c, err = s.issue(ctx, primary, true)
+		if err == nil && !carries(c, sender) {
+			err = fmt.Errorf("the certificate of %s does not carry %s (check the user's aliases in the directory)", primary, sender)
+		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, gateway.ErrNoSenderKey
@@ -741,22 +764,41 @@ func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte
 	if err != nil {
 		return nil, fmt.Errorf("sender certificate: %w", err)
 	}
-	id, err := s.identity(ctx, sender, c)
+	id, err := s.identity(ctx, primary, c)
 	if err != nil {
 		return nil, err
 	}
 	return smime.Sign(msg, id.key, id.chain, nil)
 }
 
-// issue gives a group member without a certificate one on demand, once:
-// concurrent messages from the same new sender wait for the first issuance.
-func (s *pkiSigner) issue(ctx context.Context, sender string) (store.Certificate, error) {
+// carries says whether certificate c names addr.
+func carries(c store.Certificate, addr string) bool {
+	return slices.ContainsFunc(c.Addresses, func(a string) bool { return strings.EqualFold(a, addr) })
+}
+
+// issue gives a group member without a certificate one on demand (or,
+// with reissue, a certificate with the user's current addresses), once:
+// concurrent messages from the same sender wait for the first issuance.
+func (s *pkiSigner) issue(ctx context.Context, primary string, reissue bool) (store.Certificate, error) {
 	s.issuing.Lock()
 	defer s.issuing.Unlock()
-	if c, err := s.m.Current(ctx, sender); err == nil {
+	c, err := s.m.Current(ctx, primary)
+	switch {
+	case err == nil && !reissue:
 		return c, nil
+	case err == nil:
+		if c, err = s.m.RenewUser(ctx, primary); err != nil {
+			return c, err
+		}
+	case errors.Is(err, store.ErrNotFound):
+		if c, err = s.m.IssueUser(ctx, primary); err != nil {
+			return c, err
+		}
+	default:
+		return c, err
 	}
-	return s.m.IssueUser(ctx, sender)
+	s.remember(primary, c)
+	return c, nil
 }
 
 // issuerCertificates are the issuer's roots and intermediates; a remote
