@@ -141,7 +141,7 @@ func TestNextHopDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		if _, err := send(c, "alice@example.org", "bob@example.org", fmt.Sprintf("Subject: wait %d\r\n\r\nbody\r\n", i)); err != nil {
+		if _, err := send(c, "alice@example.org", "bob@example.org", fmt.Sprintf("From: alice@example.org\r\nSubject: wait %d\r\n\r\nbody\r\n", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
