@@ -160,6 +160,7 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 	if err != nil {
 		return nil, fmt.Errorf("the message cannot be read unambiguously: %w", err)
 	}
+	plan.MessageID = m.Get("Message-Id")
 	facts := &MessageFacts{Message: m, Sender: m.From.Lower(), Subject: m.Subject, Header: msg[:m.End],
 		Size: int64(len(msg)), Policy: policy.FactsOf(m)}
 	// Proof, not labels: "already encrypted" is a body that parses as a

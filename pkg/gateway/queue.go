@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/sealgate/sealgate/pkg/events"
+	"github.com/sealgate/sealgate/pkg/message"
 	"github.com/sealgate/sealgate/pkg/store"
 	"golang.org/x/sync/semaphore"
 )
@@ -45,10 +46,12 @@ type Processor interface {
 // Plan is the processor's answer: parcels to relay and the recipients that
 // cannot be sent now.
 type Plan struct {
-	Parcels  []Parcel
-	Held     map[string]string // recipient → reason (fail closed)
-	Bounced  map[string]string // recipient → reason (policy says bounce)
-	Deferred map[string]string // recipient → reason (try again later, e.g. a password is pending)
+	// MessageID is the message's Message-ID, for the delivery events.
+	MessageID string
+	Parcels   []Parcel
+	Held      map[string]string // recipient → reason (fail closed)
+	Bounced   map[string]string // recipient → reason (policy says bounce)
+	Deferred  map[string]string // recipient → reason (try again later, e.g. a password is pending)
 }
 
 // ExtraMessage is a complete message with its envelope, queued as it is.
@@ -478,11 +481,13 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	}
 	attempt := entry.Attempts + 1
 	pending := entry.Recipients
-	msgID := headerValue(msg, "Message-Id")
-
 	var plan *Plan
 	if env.Raw {
+		// The gateway's own message (a DSN, a notice): sent as it is.
 		plan = &Plan{Parcels: []Parcel{{Rcpts: pending, Data: msg, Method: "plain"}}}
+		if h, err := message.ParseHeader(msg); err == nil {
+			plan.MessageID = h.Get("Message-Id")
+		}
 	} else {
 		plan, err = q.Process.Process(ctx, &env, pending, msg)
 		if err != nil {
@@ -501,7 +506,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	for r, why := range plan.Deferred {
 		deferred[r] = why
 	}
-	base := events.Delivery{QueueID: id, MessageID: msgID, Sender: env.From, Attempt: attempt, Received: env.Received}
+	base := events.Delivery{QueueID: id, MessageID: plan.MessageID, Sender: env.From, Attempt: attempt, Received: env.Received}
 	for i, p := range plan.Parcels {
 		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data, UTF8: env.UTF8, RequireTLS: p.RequireTLS})
 		left := len(errs) == len(p.Rcpts)
@@ -708,24 +713,6 @@ func headerOf(msg []byte) []byte {
 		return msg[:i+2]
 	}
 	return msg
-}
-
-// headerValue returns the first value of header field name (unfolded).
-func headerValue(msg []byte, name string) string {
-	h := headerOf(msg)
-	lines := strings.Split(string(h), "\r\n")
-	for i := 0; i < len(lines); i++ {
-		k, v, ok := strings.Cut(lines[i], ":")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), name) {
-			continue
-		}
-		for i+1 < len(lines) && len(lines[i+1]) > 0 && (lines[i+1][0] == ' ' || lines[i+1][0] == '\t') {
-			i++
-			v += " " + strings.TrimSpace(lines[i])
-		}
-		return strings.TrimSpace(v)
-	}
-	return ""
 }
 
 // describe renders a relay error with the next hop's reply code, which the
