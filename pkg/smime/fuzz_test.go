@@ -7,8 +7,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/pkg/smime/cms"
 )
 
 // goIdentity is a self-signed P-256 identity made in Go for fuzzing, where
@@ -109,6 +112,36 @@ func FuzzParseCapabilities(f *testing.F) {
 		again, err := ParseCapabilities(caps.Marshal())
 		if err != nil || len(again) != len(caps) {
 			t.Fatalf("re-marshal changed the list: %v", err)
+		}
+	})
+}
+
+// FuzzProve: no panic on any body, and nothing is proven enveloped unless
+// the envelope parses with recipients and a ciphertext (the pipeline passes
+// such messages through as they are).
+func FuzzProve(f *testing.F) {
+	_, cert, _ := goIdentity(f, "bob@example.org")
+	enc, err := Encrypt([]byte(plainMsg), []Recipient{{Cert: cert}}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc)
+	f.Add([]byte("Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\nplain\r\n"))
+	f.Add([]byte("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b\r\nContent-Type: application/pkcs7-signature\r\n\r\nMIIB\r\n--b--\r\n"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		fields, body := splitMessage(msg)
+		mt, params := mediaType(fields)
+		cte := strings.ToLower(headerValue(fields, "content-transfer-encoding"))
+		switch Prove(mt, params, cte, body) {
+		case KindEnveloped, KindAuthEnveloped:
+			der, ok := provenDER(cte, body)
+			if !ok {
+				t.Fatal("proven enveloped without a CMS body")
+			}
+			env, err := cms.ParseEnvelope(der)
+			if err != nil || len(env.Recipients) == 0 || len(env.Ciphertext) == 0 {
+				t.Fatalf("proven enveloped: %v", err)
+			}
 		}
 	})
 }
