@@ -130,7 +130,7 @@ func dummyHashFor(accounts map[string]Account) []byte {
 
 // sameAddress compares two addresses ignoring ASCII case only: Unicode
 // case folding would let a personal account claim a different address
-// that merely folds to its own (e.g. the Kelvin sign K folds to k).
+// that merely folds to its own (e.g. the long s ſ folds to s).
 func sameAddress(a, b string) bool {
 	if len(a) != len(b) {
 		return false
