@@ -15,6 +15,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sealgate/sealgate/internal/testpeer"
 )
 
 func bcryptHash(t testing.TB, password string, cost int) []byte {
@@ -64,7 +66,7 @@ func TestLoadUsers(t *testing.T) {
 			got, err := LoadUsers(path)
 			if tc.wantErr != nil {
 				if err == nil {
-					t.Fatalf("loaded %v, want an error", got)
+					t.Fatalf("loaded %d accounts, want an error", len(got))
 				}
 				for _, w := range append(tc.wantErr, path) {
 					if !strings.Contains(err.Error(), w) {
@@ -431,5 +433,42 @@ func TestAuthNeedsTLSAndOwnIdentity(t *testing.T) {
 	}
 	if got := reply(c.Auth(sasl.NewPlainClient("ceo@org.test", "exchange", "s3cret"))); got != "535 5.7.8" {
 		t.Fatalf("AUTH with authzid ceo@org.test: %q, want 535 5.7.8", got)
+	}
+}
+
+// swaks, a real SMTP client, logs in over STARTTLS: as a personal account
+// it cannot send as another user, and a guessing client is turned away
+// with 454 once over the limit, even with the right password.
+func TestAuthWithSwaks(t *testing.T) {
+	testpeer.Require(t, "swaks")
+	q, _ := testQueue(t, passAll{}, &recordingRelay{})
+	accounts := map[string]Account{"alice@org.test": {Hash: bcryptHash(t, "alice-pw", bcrypt.MinCost), Role: RolePersonal}}
+	addr := startListener(t, ListenerConfig{TLS: selfSigned(t), Accounts: accounts}, q)
+	swaks := func(from, pass string) string {
+		res := testpeer.Run(t, nil, "swaks", "--server", addr, "--tls", "--auth", "LOGIN",
+			"--auth-user", "alice@org.test", "--auth-password", pass,
+			"--from", from, "--to", "partner@ext.test", "--body", "x", "--quit-after", "MAIL")
+		return string(res.Stdout)
+	}
+	steps := []struct {
+		name, from, pass string
+		want             string // in swaks' transcript
+	}{
+		{"own address", "alice@org.test", "alice-pw", "<~  250 2.0.0 Roger, accepting mail from <alice@org.test>"},
+		{"another user's address", "ceo@org.test", "alice-pw", "<~* 550 5.7.1 Account alice@org.test may send only as its own address"},
+		{"wrong password", "alice@org.test", "guess", "<~* 535 5.7.8"},
+		{"blocked, right password", "alice@org.test", "alice-pw", "<~* 454 4.7.0"},
+	}
+	for i, st := range steps {
+		if i == len(steps)-1 { // the rest of the guesses, quicker than swaks
+			for range authFailureLimit - 1 {
+				if got := reply(dialFrom(t, addr, "127.0.0.1").Auth(sasl.NewPlainClient("", "alice@org.test", "guess"))); got != "535 5.7.8" {
+					t.Fatalf("guess: %q", got)
+				}
+			}
+		}
+		if out := swaks(st.from, st.pass); !strings.Contains(out, st.want) {
+			t.Fatalf("%s: swaks transcript lacks %q:\n%s", st.name, st.want, out)
+		}
 	}
 }
