@@ -207,9 +207,26 @@ func TestAuthLimitLogin(t *testing.T) {
 			t.Fatalf("failure %d: %q", i+1, got)
 		}
 	}
-	if got := reply(dialFrom(t, addr, "127.0.0.1").Auth(sasl.NewLoginClient("exchange", "right"))); got != "454 4.7.0" {
-		t.Fatalf("blocked LOGIN: %q, want 454 4.7.0", got)
+	login := &countingLogin{user: "exchange", pass: "right"}
+	if got := reply(dialFrom(t, addr, "127.0.0.1").Auth(login)); got != "454 4.7.0" || login.prompts != 0 {
+		t.Fatalf("blocked LOGIN: %q after %d prompts, want 454 4.7.0 at once", got, login.prompts)
 	}
+}
+
+// countingLogin is a LOGIN client that counts the server's prompts.
+type countingLogin struct {
+	user, pass string
+	prompts    int
+}
+
+func (c *countingLogin) Start() (string, []byte, error) { return sasl.Login, nil, nil }
+
+func (c *countingLogin) Next([]byte) ([]byte, error) {
+	c.prompts++
+	if c.prompts == 1 {
+		return []byte(c.user), nil
+	}
+	return []byte(c.pass), nil
 }
 
 func TestAuthLimiterTable(t *testing.T) {
