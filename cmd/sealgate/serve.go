@@ -150,7 +150,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	var users map[string][]byte
+	var users map[string]gateway.Account
 	if cfg.SMTP.AuthUsersFile != "" {
 		if users, err = gateway.LoadUsers(cfg.Path(cfg.SMTP.AuthUsersFile)); err != nil {
 			return asUsage(err)
@@ -188,7 +188,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}
 	}
 	lst := gateway.NewListener(gateway.ListenerConfig{Hostname: cfg.SMTP.Hostname, TLS: tlsConf,
-		AllowedNetworks: nets, Users: users, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		AllowedNetworks: nets, Accounts: users, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnections: cfg.SMTP.MaxConnections,
 		ReadTimeout: cfg.SMTP.ReadTimeout.Duration, WriteTimeout: cfg.SMTP.WriteTimeout.Duration, Log: log}, q)
 	// Recovery first: it must not race the listener's first messages.

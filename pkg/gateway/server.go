@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -25,9 +24,13 @@ type ListenerConfig struct {
 	Hostname        string
 	TLS             *tls.Config // nil: no STARTTLS
 	AllowedNetworks []netip.Prefix
-	// Users are bcrypt hashes by user name; when non-empty, AUTH (over TLS
-	// only) is required before MAIL FROM.
-	Users           map[string][]byte
+	// Accounts are the SMTP AUTH accounts by name (LoadUsers); when
+	// non-empty, AUTH (over TLS only) is required before MAIL FROM.
+	Accounts map[string]Account
+	// OwnsAddress says whether a personal account may use addr as its
+	// envelope sender (its user's aliases). Nil: only the account's own
+	// address. An error defers the sender (451).
+	OwnsAddress     func(ctx context.Context, account, addr string) (bool, error)
 	MaxMessageBytes int64
 	MaxRecipients   int
 	MaxConnections  int
@@ -47,6 +50,10 @@ type Listener struct {
 	queue *Queue
 	srv   *smtp.Server
 	slots chan struct{}
+	// dummyHash is checked for unknown users, at the accounts' highest
+	// cost (see dummyHashFor).
+	dummyHash []byte
+	authLimit *authLimiter
 }
 
 // NewListener builds the SMTP server.
@@ -63,7 +70,8 @@ func NewListener(cfg ListenerConfig, q *Queue) *Listener {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 5 * time.Minute
 	}
-	l := &Listener{cfg: cfg, queue: q, slots: make(chan struct{}, cfg.MaxConnections)}
+	l := &Listener{cfg: cfg, queue: q, slots: make(chan struct{}, cfg.MaxConnections),
+		dummyHash: dummyHashFor(cfg.Accounts), authLimit: newAuthLimiter()}
 	s := smtp.NewServer(smtp.BackendFunc(l.newSession))
 	s.Domain = cfg.Hostname
 	s.TLSConfig = cfg.TLS
@@ -166,10 +174,12 @@ func (l *Listener) newSession(c *smtp.Conn) (smtp.Session, error) {
 }
 
 type session struct {
-	l        *Listener
-	conn     *smtp.Conn
-	authUser string
-	env      *Envelope
+	l    *Listener
+	conn *smtp.Conn
+	// account and role are set by a successful AUTH.
+	account string
+	role    AccountRole
+	env     *Envelope
 }
 
 var (
@@ -181,45 +191,70 @@ var (
 		Message: fmt.Sprintf("Line longer than %d octets; encode the content (quoted-printable or base64)", maxLineLength)}
 	errTempStore = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Message could not be stored; try again later"}
+	errAuthThrottled = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many failed authentication attempts; try again later"}
+	errSenderUncheckable = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Sender address could not be checked; try again later"}
 )
 
 func (s *session) AuthMechanisms() []string {
-	if len(s.l.cfg.Users) == 0 {
+	if len(s.l.cfg.Accounts) == 0 {
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
 }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
-	check := func(user, pass string) error {
-		hash, ok := s.l.cfg.Users[user]
-		if !ok {
-			// Spend the same time as for a known user.
-			_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(pass))
-			return errAuthFailed
-		}
-		if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
-			s.l.cfg.Log.Warn("authentication failed", "user", user, "remote", s.conn.Conn().RemoteAddr().String())
-			return errAuthFailed
-		}
-		s.authUser = user
-		return nil
+	client := clientKey(s.conn.Conn().RemoteAddr())
+	if s.l.authLimit.clientRefused(client) {
+		s.l.cfg.Log.Warn("authentication refused: too many failures from this client", "remote", s.conn.Conn().RemoteAddr().String())
+		return nil, errAuthThrottled
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
-			if identity != "" && identity != user {
-				return errAuthFailed
-			}
-			return check(user, pass)
+		return sasl.NewPlainServer(func(identity, name, pass string) error {
+			return s.authenticate(client, identity, name, pass)
 		}), nil
 	case sasl.Login:
-		return &loginServer{check: check}, nil
+		return &loginServer{check: func(name, pass string) error { return s.authenticate(client, "", name, pass) }}, nil
 	}
 	return nil, &smtp.SMTPError{Code: 504, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Unsupported authentication mechanism"}
 }
 
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("sealgate-dummy"), bcrypt.MinCost)
+// authenticate checks one AUTH attempt. Blocked attempts are refused
+// before the password is looked at; an unknown name costs the same bcrypt
+// work as a known one. The password and unknown names (often a password
+// typed into the wrong field) are never logged.
+func (s *session) authenticate(client, identity, name, pass string) error {
+	remote := s.conn.Conn().RemoteAddr().String()
+	acct, known := s.l.cfg.Accounts[name]
+	logName := ""
+	if known {
+		logName = name
+	}
+	if !s.l.authLimit.begin(client, name) {
+		s.l.cfg.Log.Warn("authentication refused: too many failures", "user", logName, "remote", remote)
+		return errAuthThrottled
+	}
+	ok := false
+	defer func() { s.l.authLimit.end(client, name, ok) }()
+	if identity != "" && identity != name {
+		// Acting for another identity (SASL authzid) is not offered.
+		s.l.cfg.Log.Warn("authentication failed: authorization identity differs", "user", logName, "remote", remote)
+		return errAuthFailed
+	}
+	hash := acct.Hash
+	if !known {
+		hash = s.l.dummyHash
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil || !known {
+		s.l.cfg.Log.Warn("authentication failed", "user", logName, "remote", remote)
+		return errAuthFailed
+	}
+	ok = true
+	s.account, s.role = name, acct.Role
+	return nil
+}
 
 // loginServer is the server side of the (obsolete but widely used, e.g. by
 // Exchange) LOGIN mechanism: username, then password, each base64 by SMTP.
@@ -251,10 +286,15 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	if len(s.l.cfg.Users) > 0 && s.authUser == "" {
+	if len(s.l.cfg.Accounts) > 0 && s.account == "" {
 		return errAuthRequired
 	}
-	env := &Envelope{From: from, Received: time.Now().UTC(), Helo: s.conn.Hostname(), AuthUser: s.authUser}
+	if s.role == RolePersonal {
+		if err := s.checkPersonalSender(from); err != nil {
+			return err
+		}
+	}
+	env := &Envelope{From: from, Received: time.Now().UTC(), Helo: s.conn.Hostname(), AuthUser: s.account, AuthRole: s.role}
 	if ta, ok := s.conn.Conn().RemoteAddr().(*net.TCPAddr); ok {
 		env.ClientIP = ta.IP.String()
 	}
@@ -266,6 +306,41 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.env = env
 	return nil
+}
+
+// ownsAddressTimeout bounds the directory question of OwnsAddress, asked
+// while the client waits for its MAIL FROM reply.
+const ownsAddressTimeout = 30 * time.Second
+
+// checkPersonalSender refuses at once an envelope sender that a personal
+// account may not use: only its own address (ASCII case ignored) or what
+// OwnsAddress accepts (the user's aliases), never the null sender. The
+// pipeline checks the header sender against the same account later.
+func (s *session) checkPersonalSender(from string) error {
+	refused := &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: "Account " + s.account + " may send only as its own address or its aliases"}
+	if from == "" {
+		s.l.cfg.Log.Warn("sender refused: null sender from a personal account", "user", s.account)
+		refused.Message = "Account " + s.account + " may not send with an empty sender (<>); only relay accounts send bounces"
+		return refused
+	}
+	if sameAddress(from, s.account) {
+		return nil
+	}
+	if s.l.cfg.OwnsAddress != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ownsAddressTimeout)
+		defer cancel()
+		owns, err := s.l.cfg.OwnsAddress(ctx, s.account, from)
+		if err != nil {
+			s.l.cfg.Log.Error("sender check failed", "user", s.account, "from", from, "err", err)
+			return errSenderUncheckable
+		}
+		if owns {
+			return nil
+		}
+	}
+	s.l.cfg.Log.Warn("sender refused: not the personal account's address", "user", s.account, "from", from)
+	return refused
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -356,27 +431,3 @@ func sanitizeHeader(s string) string {
 
 func (s *session) Reset()        { s.env = nil }
 func (s *session) Logout() error { return nil }
-
-// LoadUsers reads an htpasswd-style file of "user:bcrypt-hash" lines.
-func LoadUsers(path string) (map[string][]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("smtp.auth_users_file: %w", err)
-	}
-	users := map[string][]byte{}
-	for i, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		u, h, ok := strings.Cut(line, ":")
-		if !ok || u == "" {
-			return nil, fmt.Errorf("smtp.auth_users_file %s line %d: want user:bcrypt-hash", path, i+1)
-		}
-		if _, err := bcrypt.Cost([]byte(h)); err != nil {
-			return nil, fmt.Errorf("smtp.auth_users_file %s line %d: user %s: not a bcrypt hash (make one with htpasswd -nbB): %w", path, i+1, u, err)
-		}
-		users[u] = []byte(h)
-	}
-	return users, nil
-}

@@ -119,7 +119,7 @@ func TestListenerRefusals(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	open := startListener(t, ListenerConfig{TLS: selfSigned(t)}, q)
 	closed := startListener(t, ListenerConfig{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, q)
-	authed := startListener(t, ListenerConfig{TLS: selfSigned(t), Users: map[string][]byte{"exchange": hash}}, q)
+	authed := startListener(t, ListenerConfig{TLS: selfSigned(t), Accounts: map[string]Account{"exchange": {Hash: hash, Role: RoleRelay}}}, q)
 	tests := []struct {
 		name string
 		addr string
@@ -154,7 +154,7 @@ func TestListenerAuthOverTLS(t *testing.T) {
 	q, _ := testQueue(t, passAll{}, relay)
 	runQueue(t, q)
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	addr := startListener(t, ListenerConfig{TLS: selfSigned(t), Users: map[string][]byte{"exchange": hash}}, q)
+	addr := startListener(t, ListenerConfig{TLS: selfSigned(t), Accounts: map[string]Account{"exchange": {Hash: hash, Role: RoleRelay}}}, q)
 	for _, tc := range []struct {
 		name string
 		auth sasl.Client

@@ -39,6 +39,9 @@ type Envelope struct {
 	ClientIP   string      `json:"client_ip,omitempty"`
 	Helo       string      `json:"helo,omitempty"`
 	AuthUser   string      `json:"auth_user,omitempty"`
+	// AuthRole is AuthUser's role when the message was accepted; the
+	// pipeline checks the sender against it. "" when AuthUser is "".
+	AuthRole AccountRole `json:"auth_role,omitempty"`
 	// Raw marks messages the gateway made itself (DSNs): they are relayed
 	// as they are, without the policy pipeline.
 	Raw bool `json:"raw,omitempty"`
@@ -366,6 +369,12 @@ func (m *SpooledMessage) init(kr Keyring, id string) error {
 	}
 	if m.Envelope.ID != id {
 		return ErrSpoolCorrupt
+	}
+	if m.Envelope.AuthUser != "" && !m.Envelope.AuthRole.Valid() {
+		// Spooled before accounts had roles: the narrowest role, so
+		// that an old file cannot send as anyone (a relay account's
+		// message is held for the admin rather than signed blindly).
+		m.Envelope.AuthRole = RolePersonal
 	}
 	m.idx = 1
 	return nil

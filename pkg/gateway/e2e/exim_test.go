@@ -113,7 +113,7 @@ func newRelayGateway(t *testing.T) (*gw, *testpeer.Identity) {
 }
 
 // requireAuth makes the gateway require AUTH from user with password (a
-// bcrypt users file next to the config).
+// bcrypt users file next to the config; user is the relay account).
 func (g *gw) requireAuth(user, password string) {
 	g.t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
@@ -121,7 +121,7 @@ func (g *gw) requireAuth(user, password string) {
 		g.t.Fatal(err)
 	}
 	users := filepath.Join(g.dir, "users")
-	if err := os.WriteFile(users, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(users, []byte(user+":"+string(hash)+":relay\n"), 0o600); err != nil {
 		g.t.Fatal(err)
 	}
 	g.editConfig(`allowed_networks = ["127.0.0.0/8"]`, fmt.Sprintf("allowed_networks = [\"127.0.0.0/8\"]\nauth_users_file = %q", users))
