@@ -176,14 +176,18 @@ func (p *Passwords) Resolve(ctx context.Context, q Query) (Resolution, error) {
 		if err != nil {
 			return Resolution{Subject: res.Subject}, fmt.Errorf("pdfmail: password mode %s for %s: %w", s.Mode(), q.Recipient, err)
 		}
-		res.Mode, res.Pending, res.Notification, res.Announce = s.Mode(), f.Pending, f.Notification, f.Announce
 		if f.Pending {
+			// The message waits: no password, and no notice for a
+			// message that does not leave.
+			res.Mode, res.Pending = s.Mode(), true
 			return res, nil
 		}
 		if len(f.Password) == 0 {
 			continue
 		}
-		res.Password = f.Password
+		// Notice and Announce only from the source whose password seals
+		// the PDF.
+		res.Mode, res.Password, res.Notification, res.Announce = s.Mode(), f.Password, f.Notification, f.Announce
 		return res, nil
 	}
 	return res, ErrNoPassword
