@@ -18,10 +18,6 @@ import (
 
 func init() { register(newPDFCmd) }
 
-// pdfMinPresetLength is the shortest password an admin may preset: the
-// PDF is offline-attackable once it leaves, so a short one is refused.
-const pdfMinPresetLength = 8
-
 func newPDFCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pdf",
@@ -128,12 +124,14 @@ func (a *app) pdfPasswordSet(ctx context.Context, email, pwFile string) error {
 	if err != nil {
 		return err
 	}
-	if n := len([]rune(string(pw))); n < pdfMinPresetLength {
-		return usageErrorf("the password in %s has %d characters; use at least %d", pwFile, n, pdfMinPresetLength)
-	}
 	cfg, err := a.loadConfig()
 	if err != nil {
 		return err
+	}
+	// The PDF can be attacked offline once it has left: the rule that
+	// holds short subject passwords applies to presets too.
+	if err := pdfmail.CheckPasswordLength(pw, cfg.PDF.MinPasswordLength); err != nil {
+		return asUsage(fmt.Errorf("--password-file %s: %w; put a longer password in the file", pwFile, err))
 	}
 	if ctx == nil {
 		ctx = context.Background()

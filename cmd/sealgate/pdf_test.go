@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,7 +149,17 @@ func TestPDFPasswordSet(t *testing.T) {
 		t.Errorf("audit events %v, %v", events, err)
 	}
 
-	short := pdfWriteSecretFile(t, dir, "kurz\n")
+	// Shorter than pdf.min_password_length (default 10, here 9 characters,
+	// which the old fixed minimum of 8 let through): exit 2 with the rule,
+	// never the password, and nothing stored.
+	short := pdfWriteSecretFile(t, dir, "Kurz#9pw!\n")
+	code, stdout, stderr = pdfRunCLI(nil, "pdf", "password", "set", "short@example.net", "--password-file", short, "--config", conf)
+	if code != 2 || !strings.Contains(stderr, "pdf.min_password_length") || !strings.Contains(stderr, "at least 10") || strings.Contains(stdout+stderr, "Kurz#9pw!") {
+		t.Errorf("short password: exit %d, stdout %q, stderr %q; want 2 and the rule without the password", code, stdout, stderr)
+	}
+	if _, _, err := st.PDFPassword(ctx, "short@example.net"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("short password stored: %v", err)
+	}
 	for _, args := range [][]string{
 		{"pdf", "password", "set", "not-an-address", "--password-file", pwFile, "--config", conf},
 		{"pdf", "password", "set", "Name <a@b.example>", "--password-file", pwFile, "--config", conf},

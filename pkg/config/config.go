@@ -176,9 +176,12 @@ type PDF struct {
 	AttachOriginal bool     `toml:"attach_original"`
 	TemplateDir    string   `toml:"template_dir"`
 	PasswordLength int      `toml:"password_length"`
-	FontFile       string   `toml:"font_file"`
-	PortalURL      string   `toml:"portal_url"`
-	PortalTokenTTL Duration `toml:"portal_token_ttl"`
+	// MinPasswordLength is the shortest password a sender may write into
+	// the subject or an admin may preset (characters).
+	MinPasswordLength int      `toml:"min_password_length"`
+	FontFile          string   `toml:"font_file"`
+	PortalURL         string   `toml:"portal_url"`
+	PortalTokenTTL    Duration `toml:"portal_token_ttl"`
 }
 
 // HTTP is the listener for the CRL, the events API and metrics.

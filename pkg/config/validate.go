@@ -472,6 +472,10 @@ func (v *validator) pdf() {
 	if p.PasswordLength < 12 || p.PasswordLength > 128 {
 		v.add("pdf.password_length", nil, fmt.Sprintf("%d is outside 12..128", p.PasswordLength), "generated passwords need at least 12 characters to resist guessing; 20 is the default")
 	}
+	// 8 is pdfmail.LeastMinPasswordLength (config sits below pdfmail).
+	if p.MinPasswordLength < 8 {
+		v.add("pdf.min_password_length", nil, fmt.Sprintf("%d is too short", p.MinPasswordLength), "a PDF that has left can be attacked offline without limit: use 8 or more (10 is the default)")
+	}
 	v.dir("pdf.template_dir", p.TemplateDir)
 	v.file("pdf.font_file", p.FontFile)
 }

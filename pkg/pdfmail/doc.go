@@ -6,8 +6,9 @@
 //
 // # Flow
 //
-//	Passwords.For(sender, recipient, subject)   which password, cleaned subject, notification?
-//	Sealer.Seal(msg, password, out)             parse → pages → embed + encrypt → carrier
+//	Passwords.Resolve(Query)            which password, cleaned subject, notification?
+//	Sealer.Seal(msg, password, out)     parse → pages → embed + encrypt → carrier
+//	(carrier accepted by the next hop)  then queue the notification, call Announce
 //
 // Seal parses the MIME message once, streaming: each attachment is decoded
 // and Flate-compressed on the fly into fixed-size chunks, so a 20 MB file
@@ -19,12 +20,25 @@
 // copy of the PDF in memory.
 //
 // Passwords come from an ordered list of PasswordSource values (pdf.password):
-// the sender's subject tag ([pw:…], always stripped from what leaves),
+// the sender's subject tag ([pw:…], always stripped from what leaves; one
+// shorter than pdf.min_password_length is refused with ErrPasswordTooShort),
 // a stored preset, a generated password sent to the sender in a separate
 // notification (stored, reused for later mails), and later the recipient
 // portal, which answers "pending" until the recipient has chosen one.
 // A source error stops the search (fail closed); only ErrSkip moves on.
 // Resolution never prints its password (String, GoString, LogValue).
+//
+// A generated password goes only to the entitled: generated-to-sender
+// applies only when the caller has found the sender in the organisation's
+// user directory (Query.SenderIsUser), so a forged From neither learns nor
+// causes a password. The stored password stays "unannounced" until a
+// message sealed with it has left and its notice been queued (Announce);
+// until then every message from a user to that recipient carries the
+// notice, and no other mode seals with it. A message that is held, bounced
+// or deferred thus never leaves a password that nobody knows, and a
+// notice never travels for a message that did not leave. Two messages
+// resolved before either has left may both carry the notice (to known
+// users only).
 //
 // # Dependencies, and why
 //

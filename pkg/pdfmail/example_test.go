@@ -10,8 +10,8 @@ import (
 )
 
 // The gateway's PDF path for one recipient: resolve the password, seal,
-// then send the carrier to the recipient and any notification to the
-// sender (both signed by the gateway first).
+// send the carrier to the recipient, and only once the next hop has
+// accepted it send any notification to the sender and call Announce.
 func Example() {
 	ctx := context.Background()
 	passwords, err := pdfmail.NewPasswords([]string{pdfmail.ModeSubject}, pdfmail.PasswordDeps{SubjectTag: "[pw:"})
@@ -20,9 +20,14 @@ func Example() {
 	}
 	msg := "From: alice@example.org\r\nTo: bob@partner.example\r\nSubject: Vertrag [pw:Sommer-2026]\r\n\r\nAnbei der Vertrag.\r\n"
 
-	res, err := passwords.For(ctx, "alice@example.org", "bob@partner.example", "Vertrag [pw:Sommer-2026]")
+	res, err := passwords.Resolve(ctx, pdfmail.Query{
+		Sender:       "alice@example.org",
+		SenderIsUser: true, // found in the user directory, not just written in From
+		Recipient:    "bob@partner.example",
+		Subject:      "Vertrag [pw:Sommer-2026]",
+	})
 	if err != nil {
-		panic(err) // ErrNoPassword: hold or bounce, per policy
+		panic(err) // ErrNoPassword, ErrPasswordTooShort: hold or bounce, per policy
 	}
 	sealer := &pdfmail.Sealer{Language: "en", CleanSubject: passwords.CleanSubject}
 	var carrier bytes.Buffer

@@ -13,7 +13,9 @@ import (
 
 // Notifier builds the message that tells an internal sender the password
 // generated for a recipient (mode generated-to-sender). It only builds the
-// bytes: the gateway signs it with S/MIME and delivers it internally.
+// bytes: the gateway signs it with S/MIME and delivers it internally, and
+// only after the PDF it belongs to has left (see Resolution.Notification).
+// GeneratedSource calls it only for senders found in the user directory.
 type Notifier struct {
 	// From is the notification's author, e.g. "sealgate@example.org";
 	// "" uses the sender's own address (the mail then looks self-sent).

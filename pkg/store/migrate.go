@@ -124,6 +124,15 @@ var migrations = []migration{
 	{2, "certificates newest-first index", []string{
 		`CREATE INDEX certificates_newest ON certificates (not_before, created_at, serial)`,
 	}},
+	// A generated PDF password may only be used for a message whose
+	// sender is told it, and is told only once a message sealed with it
+	// has left: announced_at is NULL until then (issue #12). Rows from
+	// before this step were announced when they were generated (the old
+	// code queued the notice at once), so they count as announced.
+	{3, "pdf password announced", []string{
+		`ALTER TABLE pdf_passwords ADD COLUMN announced_at BIGINT`,
+		`UPDATE pdf_passwords SET announced_at = updated_at`,
+	}},
 }
 
 // SchemaVersion is the schema version this build writes.

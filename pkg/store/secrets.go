@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -16,16 +17,21 @@ func privateKeyAAD(id string) []byte        { return []byte("sealgate/private-ke
 
 // SetPDFPassword stores (or replaces) the password of PDF mail for
 // recipient email, sealed at rest. source says where it came from (for
-// example "portal", "admin", "generated").
+// example "portal", "admin", "generated"). Whoever sets a password this way
+// chose it (an admin, the recipient on the portal), so it counts as
+// announced; a password nobody has been told yet is stored with
+// AddPDFPassword.
 func (s *Store) SetPDFPassword(ctx context.Context, email string, password []byte, source string) error {
 	key, sealed, err := s.sealPDFPassword("SetPDFPassword", email, password)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO pdf_passwords (email_key, sealed, source, updated_at)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (email_key) DO UPDATE SET sealed = excluded.sealed, source = excluded.source, updated_at = excluded.updated_at`,
-		key, sealed, source, s.now().UnixMicro())
+	now := s.now().UnixMicro()
+	_, err = s.db.ExecContext(ctx, `INSERT INTO pdf_passwords (email_key, sealed, source, updated_at, announced_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (email_key) DO UPDATE SET sealed = excluded.sealed, source = excluded.source,
+			updated_at = excluded.updated_at, announced_at = excluded.announced_at`,
+		key, sealed, source, now, now)
 	if err != nil {
 		return fmt.Errorf("store: saving PDF password for %s: %w", email, err)
 	}
@@ -52,7 +58,8 @@ func (s *Store) sealPDFPassword(op, email string, password []byte) (key string, 
 // already, atomically for every process and node on this database, and
 // returns the password in force: password and added=true, or the earlier
 // one and added=false. Two gateways generating a first password for the
-// same recipient at once thus agree on one.
+// same recipient at once thus agree on one. An added password is not
+// announced until MarkPDFPasswordAnnounced says so.
 func (s *Store) AddPDFPassword(ctx context.Context, email string, password []byte, source string) (stored []byte, added bool, err error) {
 	key, sealed, err := s.sealPDFPassword("AddPDFPassword", email, password)
 	if err != nil {
@@ -79,20 +86,70 @@ func (s *Store) AddPDFPassword(ctx context.Context, email string, password []byt
 // PDFPassword returns the recipient's PDF password and its source, or
 // ErrNotFound.
 func (s *Store) PDFPassword(ctx context.Context, email string) (password []byte, source string, err error) {
+	password, source, _, err = s.PDFPasswordState(ctx, email)
+	return password, source, err
+}
+
+// PDFPasswordState is PDFPassword plus whether the password has been
+// announced: false only for a password stored by AddPDFPassword that no
+// MarkPDFPasswordAnnounced has confirmed yet, i.e. one that nobody may
+// know.
+func (s *Store) PDFPasswordState(ctx context.Context, email string) (password []byte, source string, announced bool, err error) {
+	return s.readPDFPassword(ctx, nil, email, "")
+}
+
+// MarkPDFPasswordAnnounced records that the sender of a message sealed
+// with password for recipient email has been told it. It marks only that
+// password: marked is false, and nothing changes, when the recipient's
+// stored password has been replaced or deleted since (a newer password is
+// not announced by a notice about an older one). Marking twice is true
+// both times.
+func (s *Store) MarkPDFPasswordAnnounced(ctx context.Context, email string, password []byte) (marked bool, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		stored, _, announced, err := s.readPDFPassword(ctx, tx, email, s.d.forUpdate)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		same := subtle.ConstantTimeCompare(stored, password) == 1
+		clear(stored)
+		if !same || announced {
+			marked = same
+			return nil
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE pdf_passwords SET announced_at = $1 WHERE email_key = $2`,
+			s.now().UnixMicro(), normEmail(email)); err != nil {
+			return fmt.Errorf("store: marking the PDF password for %s announced: %w", email, err)
+		}
+		marked = true
+		return nil
+	})
+	return marked, err
+}
+
+// readPDFPassword reads and opens the recipient's password row inside tx
+// (nil: on its own), the row locked by lock (s.d.forUpdate) if not "".
+func (s *Store) readPDFPassword(ctx context.Context, tx *sql.Tx, email, lock string) (password []byte, source string, announced bool, err error) {
 	key := normEmail(email)
-	var sealed []byte
-	err = s.queryRow(ctx, nil, `SELECT sealed, source FROM pdf_passwords WHERE email_key = $1`, key).Scan(&sealed, &source)
+	var (
+		sealed      []byte
+		announcedAt sql.NullInt64
+	)
+	err = s.queryRow(ctx, tx, `SELECT sealed, source, announced_at FROM pdf_passwords WHERE email_key = $1`+lock, key).
+		Scan(&sealed, &source, &announcedAt)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", fmt.Errorf("store: PDF password for %s: %w", email, ErrNotFound)
+		return nil, "", false, fmt.Errorf("store: PDF password for %s: %w", email, ErrNotFound)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("store: reading PDF password for %s: %w", email, err)
+		return nil, "", false, fmt.Errorf("store: reading PDF password for %s: %w", email, err)
 	}
 	password, err = s.kr.Open(sealed, pdfPasswordAAD(key))
 	if err != nil {
-		return nil, "", fmt.Errorf("store: PDF password for %s: %w", email, err)
+		return nil, "", false, fmt.Errorf("store: PDF password for %s: %w", email, err)
 	}
-	return password, source, nil
+	return password, source, announcedAt.Valid, nil
 }
 
 // DeletePDFPassword removes the recipient's PDF password; ErrNotFound if

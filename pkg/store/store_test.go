@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -275,6 +276,109 @@ func TestPDFPasswords(t *testing.T) {
 		}
 		if pw, src, _ := s.PDFPassword(ctx, "carol@example.com"); string(pw) != "carol-1" || src != "generated" {
 			t.Errorf("after adds: %q %q", pw, src)
+		}
+	})
+}
+
+// TestPDFPasswordAnnounced: a password stored by AddPDFPassword (a
+// generated one) is unannounced until MarkPDFPasswordAnnounced confirms
+// exactly that password; a stale confirmation for an older password must
+// not mark a newer one that nobody has been told.
+func TestPDFPasswordAnnounced(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t, testKeyring(t))
+		state := func(email string) (string, bool) {
+			t.Helper()
+			pw, _, announced, err := s.PDFPasswordState(ctx, email)
+			if err != nil {
+				t.Fatalf("PDFPasswordState(%s): %v", email, err)
+			}
+			return string(pw), announced
+		}
+		if _, _, err := s.AddPDFPassword(ctx, "new@partner.example", []byte("generated-1"), "generated-to-sender"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetPDFPassword(ctx, "preset@partner.example", []byte("admin-chosen"), "preset"); err != nil {
+			t.Fatal(err)
+		}
+		steps := []struct {
+			name          string
+			email, pw     string // MarkPDFPasswordAnnounced(email, pw)
+			wantMarked    bool
+			check         string // then the state of this recipient
+			wantPW        string
+			wantAnnounced bool
+		}{
+			{"added is unannounced", "", "", false, "new@partner.example", "generated-1", false},
+			{"set by an admin is announced", "", "", false, "preset@partner.example", "admin-chosen", true},
+			{"wrong password marks nothing", "new@partner.example", "guessed", false, "new@partner.example", "generated-1", false},
+			{"unknown recipient marks nothing", "nobody@partner.example", "generated-1", false, "new@partner.example", "generated-1", false},
+			{"the stored password is marked", "NEW@partner.example", "generated-1", true, "new@partner.example", "generated-1", true},
+			{"marking again is harmless", "new@partner.example", "generated-1", true, "new@partner.example", "generated-1", true},
+		}
+		for _, st := range steps {
+			if st.email != "" {
+				marked, err := s.MarkPDFPasswordAnnounced(ctx, st.email, []byte(st.pw))
+				if err != nil || marked != st.wantMarked {
+					t.Errorf("%s: MarkPDFPasswordAnnounced = %v, %v; want %v", st.name, marked, err, st.wantMarked)
+				}
+			}
+			if pw, announced := state(st.check); pw != st.wantPW || announced != st.wantAnnounced {
+				t.Errorf("%s: state %q announced=%v; want %q announced=%v", st.name, pw, announced, st.wantPW, st.wantAnnounced)
+			}
+		}
+
+		// The password is replaced by a new generated one; the old
+		// message's late confirmation must leave the new one unannounced.
+		if err := s.DeletePDFPassword(ctx, "new@partner.example"); err != nil {
+			t.Fatal(err)
+		}
+		if _, added, err := s.AddPDFPassword(ctx, "new@partner.example", []byte("generated-2"), "generated-to-sender"); err != nil || !added {
+			t.Fatalf("re-add: %v, %v", added, err)
+		}
+		if marked, err := s.MarkPDFPasswordAnnounced(ctx, "new@partner.example", []byte("generated-1")); err != nil || marked {
+			t.Errorf("stale confirmation: marked=%v, %v; want false", marked, err)
+		}
+		if pw, announced := state("new@partner.example"); pw != "generated-2" || announced {
+			t.Errorf("after a stale confirmation: %q announced=%v; want generated-2 unannounced", pw, announced)
+		}
+		// A losing AddPDFPassword does not touch the state either.
+		if _, added, err := s.AddPDFPassword(ctx, "preset@partner.example", []byte("generated-3"), "generated-to-sender"); err != nil || added {
+			t.Fatalf("add over a preset: %v, %v", added, err)
+		}
+		if pw, announced := state("preset@partner.example"); pw != "admin-chosen" || !announced {
+			t.Errorf("preset after a losing add: %q announced=%v", pw, announced)
+		}
+	})
+}
+
+// TestPDFPasswordAnnouncedMigration: rows written before schema version 3
+// were announced when generated (the old code queued the notice at once),
+// so the migration marks them announced rather than re-announcing every
+// partner's password to whoever mails them next.
+func TestPDFPasswordAnnouncedMigration(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		opts := b.fresh(t)
+		kr := testKeyring(t)
+		func() {
+			all := migrations
+			defer func() { migrations = all }()
+			migrations = all[:2]
+			old := openWith(t, opts, kr)
+			defer old.Close()
+			if _, err := old.db.ExecContext(ctx, `INSERT INTO pdf_passwords (email_key, sealed, source, updated_at) VALUES ($1, $2, $3, $4)`,
+				"old@partner.example", []byte("sealed"), "generated-to-sender", int64(1234)); err != nil {
+				t.Fatal(err)
+			}
+		}()
+
+		s := openWith(t, opts, kr)
+		var announcedAt sql.NullInt64
+		if err := s.db.QueryRowContext(ctx, `SELECT announced_at FROM pdf_passwords WHERE email_key = $1`, "old@partner.example").Scan(&announcedAt); err != nil {
+			t.Fatal(err)
+		}
+		if !announcedAt.Valid || announcedAt.Int64 != 1234 {
+			t.Errorf("announced_at after the migration = %v, want 1234 (the row's updated_at)", announcedAt)
 		}
 	})
 }
