@@ -198,7 +198,7 @@ userCertificate;binary:< file://%s
 	// The key server down: the answer says so, exit 1.
 	slapd.Stop()
 	code, out, _ = runCLI(t, "--config", conf, "directory", "lookup", "good@example.test")
-	if code != 1 || !strings.Contains(out, "not found (source unavailable)") || !strings.Contains(out, "unavailable: keyserver partners") {
+	if code != 1 || !strings.Contains(out, "undecided (source unavailable)") || !strings.Contains(out, "unavailable: keyserver partners") {
 		t.Fatalf("down keyserver: exit %d\n%s", code, out)
 	}
 
