@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,9 @@ func (r *revocationChecker) status(ctx context.Context, leaf, issuer *x509.Certi
 		if err == nil {
 			err = r.verifyCRL(set, issuer)
 		}
+		if err == nil {
+			err = crlCovers(set.list, u, leaf.IsCA)
+		}
 		if err != nil {
 			unknown = append(unknown, fmt.Sprintf("CRL %s: %v", u, err))
 			continue
@@ -160,6 +164,74 @@ func (r *revocationChecker) verifyCRL(set *crlSet, issuer *x509.Certificate) err
 		set.sigOK.Store(fp, true)
 	}
 	return fresh("CRL", r.now(), set.list.ThisUpdate, set.list.NextUpdate)
+}
+
+var (
+	oidDeltaCRLIndicator         = asn1.ObjectIdentifier{2, 5, 29, 27}
+	oidIssuingDistributionPoint  = asn1.ObjectIdentifier{2, 5, 29, 28}
+	tagDistributionPointFullName = 0
+	tagGeneralNameURI            = 6
+)
+
+// issuingDistributionPoint is the CRL extension of RFC 5280 §5.2.5.
+type issuingDistributionPoint struct {
+	DistributionPoint          asn1.RawValue  `asn1:"optional,tag:0"`
+	OnlyContainsUserCerts      bool           `asn1:"optional,tag:1"`
+	OnlyContainsCACerts        bool           `asn1:"optional,tag:2"`
+	OnlySomeReasons            asn1.BitString `asn1:"optional,tag:3"`
+	IndirectCRL                bool           `asn1:"optional,tag:4"`
+	OnlyContainsAttributeCerts bool           `asn1:"optional,tag:5"`
+}
+
+// crlCovers refuses a CRL that, although signed by the issuer and
+// current, is not the complete list for the certificate: a delta CRL, or
+// a partition (issuingDistributionPoint) for another distribution point,
+// for CA certificates only, for some reasons only, or indirect. The URL is
+// plain HTTP: whoever sits on the path can serve any genuine CRL of the
+// CA, and one that does not list a revoked certificate must not make it
+// "not revoked".
+func crlCovers(list *x509.RevocationList, url string, isCA bool) error {
+	for _, ext := range list.Extensions {
+		switch {
+		case ext.Id.Equal(oidDeltaCRLIndicator):
+			return errors.New("a delta CRL, not a complete one: refused")
+		case ext.Id.Equal(oidIssuingDistributionPoint):
+			var idp issuingDistributionPoint
+			if rest, err := asn1.Unmarshal(ext.Value, &idp); err != nil || len(rest) != 0 {
+				return fmt.Errorf("CRL issuingDistributionPoint does not parse: %v", err)
+			}
+			switch {
+			case idp.IndirectCRL, idp.OnlyContainsAttributeCerts, idp.OnlySomeReasons.BitLength > 0:
+				return errors.New("a partitioned CRL (indirect, some reasons or attribute certificates only): refused")
+			case idp.OnlyContainsCACerts && !isCA, idp.OnlyContainsUserCerts && isCA:
+				return errors.New("the CRL covers another kind of certificate (issuingDistributionPoint): refused")
+			}
+			if len(idp.DistributionPoint.FullBytes) > 0 && !slices.Contains(idpURIs(idp.DistributionPoint), url) {
+				return fmt.Errorf("the CRL is for another distribution point than %s (issuingDistributionPoint): refused", url)
+			}
+		}
+	}
+	return nil
+}
+
+// idpURIs lists the URIs of an issuingDistributionPoint's fullName.
+func idpURIs(dp asn1.RawValue) []string {
+	var name asn1.RawValue // DistributionPointName, explicitly tagged [0]
+	if _, err := asn1.Unmarshal(dp.Bytes, &name); err != nil || name.Tag != tagDistributionPointFullName {
+		return nil
+	}
+	var out []string
+	for rest := name.Bytes; len(rest) > 0; {
+		var gn asn1.RawValue
+		var err error
+		if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
+			return out
+		}
+		if gn.Class == asn1.ClassContextSpecific && gn.Tag == tagGeneralNameURI {
+			out = append(out, string(gn.Bytes))
+		}
+	}
+	return out
 }
 
 func (r *revocationChecker) ocsp(ctx context.Context, url string, leaf, issuer *x509.Certificate) (*ocsp.Response, error) {

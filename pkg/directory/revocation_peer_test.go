@@ -9,11 +9,13 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,23 +30,42 @@ import (
 type opensslRevocation struct {
 	ca   *testCA
 	dir  string
-	srv  *httptest.Server
-	docs map[string][]byte // by URL path
+	docs *docServer
 }
 
-func newOpensslRevocation(t *testing.T) *opensslRevocation {
-	t.Helper()
-	testpeer.Require(t, "openssl")
-	o := &opensslRevocation{ca: newTestCA(t, "OpenSSL Revocation Root", false), dir: t.TempDir(), docs: map[string][]byte{}}
-	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		doc, ok := o.docs[r.URL.Path]
+// docServer serves documents by URL path over HTTP.
+type docServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	docs map[string][]byte
+}
+
+func newDocServer(t *testing.T) *docServer {
+	s := &docServer{docs: map[string][]byte{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		doc, ok := s.docs[r.URL.Path]
+		s.mu.Unlock()
 		if !ok {
 			http.NotFound(w, r)
 			return
 		}
 		_, _ = w.Write(doc)
 	}))
-	t.Cleanup(o.srv.Close)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *docServer) set(path string, doc []byte) {
+	s.mu.Lock()
+	s.docs[path] = doc
+	s.mu.Unlock()
+}
+
+func newOpensslRevocation(t *testing.T) *opensslRevocation {
+	t.Helper()
+	testpeer.Require(t, "openssl")
+	o := &opensslRevocation{ca: newTestCA(t, "OpenSSL Revocation Root", false), dir: t.TempDir(), docs: newDocServer(t)}
 	writeFile(t, o.dir, "ca.pem", certPEM(o.ca.cert))
 	writeFile(t, o.dir, "ca.key", keyPEM(t, o.ca.key))
 	return o
@@ -59,7 +80,7 @@ func keyPEM(t *testing.T, k crypto.Signer) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
-func (o *opensslRevocation) url(path string) string { return o.srv.URL + path }
+func (o *opensslRevocation) url(path string) string { return o.docs.URL + path }
 
 // writeIndex writes the `openssl ca` database: every certificate valid
 // (V) except revoked (R).
@@ -85,7 +106,7 @@ func (o *opensslRevocation) crl(t *testing.T, path, md string) {
 		filepath.Join(o.dir, "index.txt"), writeFile(t, o.dir, "crlnumber", []byte("01\n")), filepath.Join(o.dir, "ca.pem"), filepath.Join(o.dir, "ca.key"))))
 	out := filepath.Join(o.dir, "crl.pem")
 	testpeer.MustRun(t, nil, "openssl", "ca", "-gencrl", "-config", conf, "-md", md, "-crldays", "1", "-out", out)
-	o.docs[path] = readFile(t, out)
+	o.docs.set(path, readFile(t, out))
 }
 
 // ocsp serves at path the answer of `openssl ocsp -index` for leaf,
@@ -103,7 +124,7 @@ func (o *opensslRevocation) ocsp(t *testing.T, path string, leaf *x509.Certifica
 	args := append([]string{"ocsp", "-index", filepath.Join(o.dir, "index.txt"), "-CA", filepath.Join(o.dir, "ca.pem"),
 		"-rsigner", signerCert, "-rkey", signerKey, "-reqin", reqFile, "-respout", respFile, "-rmd", md}, extra...)
 	testpeer.MustRun(t, nil, "openssl", args...)
-	o.docs[path] = readFile(t, respFile)
+	o.docs.set(path, readFile(t, respFile))
 }
 
 func readFile(t *testing.T, name string) []byte {
@@ -183,7 +204,7 @@ func TestRevocationAnswersFromOpenSSL(t *testing.T) {
 	o.writeIndex(t, []*x509.Certificate{crlGood, crlSHA1, ocspGood, ocspLong, ocspSHA1, ocspMallory, ocspDelegated}, []*x509.Certificate{crlRevoked, ocspRevoked})
 	o.crl(t, "/sha256.crl", "sha256")
 	o.crl(t, "/sha1.crl", "sha1")
-	o.docs["/nonext.crl"] = crlWithoutNextUpdate(t, ca, time.Now().Add(-time.Minute))
+	o.docs.set("/nonext.crl", crlWithoutNextUpdate(t, ca, time.Now().Add(-time.Minute)))
 	o.ocsp(t, "/good", ocspGood, caCert, caKey, "sha256")
 	o.ocsp(t, "/long", ocspLong, caCert, caKey, "sha256", "-nmin", "300")
 	o.ocsp(t, "/revoked", ocspRevoked, caCert, caKey, "sha256")
@@ -229,6 +250,75 @@ func TestRevocationAnswersFromOpenSSL(t *testing.T) {
 			if ev.Valid != tc.valid || ev.Undecided != tc.undecided || rc.Undecided != tc.undecided || !strings.Contains(rc.Detail, tc.detail) {
 				t.Fatalf("valid=%v undecided=%v revocation %+v; want valid=%v undecided=%v and %q",
 					ev.Valid, ev.Undecided, rc, tc.valid, tc.undecided, tc.detail)
+			}
+		})
+	}
+}
+
+// TestCRLScope plays an attacker on the plain-HTTP path to the CRL who
+// serves another genuine, current CRL of the same CA, one that does not
+// list the revoked certificate: a delta CRL, a partition for another
+// distribution point, one for CA certificates only. None may say "not
+// revoked".
+func TestCRLScope(t *testing.T) {
+	ca := newTestCA(t, "Partitioned Root", false)
+	srv := newDocServer(t)
+	mustMarshal := func(v any) []byte {
+		der, err := asn1.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	idpFor := func(url string) []byte {
+		uri := mustMarshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(url)})
+		fullName := mustMarshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: uri})
+		return mustMarshal(struct{ DP asn1.RawValue }{asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: fullName}})
+	}
+	onlyCA := mustMarshal(struct {
+		OnlyCA bool `asn1:"tag:2"`
+	}{true})
+	tests := []struct {
+		name  string
+		ext   func(url string) []pkix.Extension
+		valid bool
+		want  string
+	}{
+		{name: "control: complete CRL", ext: func(string) []pkix.Extension { return nil }, valid: true, want: "not revoked (CRL"},
+		{name: "control: partition for this distribution point", valid: true, want: "not revoked (CRL",
+			ext: func(url string) []pkix.Extension {
+				return []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idpFor(url)}}
+			}},
+		{name: "delta CRL", want: "a delta CRL",
+			ext: func(string) []pkix.Extension {
+				return []pkix.Extension{{Id: oidDeltaCRLIndicator, Critical: true, Value: mustMarshal(1)}}
+			}},
+		{name: "partition for another distribution point", want: "for another distribution point",
+			ext: func(url string) []pkix.Extension {
+				return []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: idpFor(url + "-other")}}
+			}},
+		{name: "CA certificates only", want: "covers another kind of certificate",
+			ext: func(string) []pkix.Extension {
+				return []pkix.Extension{{Id: oidIssuingDistributionPoint, Critical: true, Value: onlyCA}}
+			}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := fmt.Sprintf("/%d.crl", i)
+			leaf := ca.issue(t, leafSpec{emails: []string{"p@example.test"}, crlURL: srv.URL + path})
+			der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(int64(i + 1)),
+				ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour), ExtraExtensions: tc.ext(srv.URL + path)}, ca.cert, ca.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.set(path, der)
+			v, err := NewValidator(ValidatorOptions{Roots: poolOf(ca.cert), Revocation: RevocationHardFail})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := v.Evaluate(t.Context(), Candidate{Certificate: leaf}, "p@example.test")
+			if d := checkDetail(ev, CheckRevocation); ev.Valid != tc.valid || ev.Undecided == tc.valid || !strings.Contains(d, tc.want) {
+				t.Fatalf("valid=%v undecided=%v revocation %q; want valid=%v and %q", ev.Valid, ev.Undecided, d, tc.valid, tc.want)
 			}
 		})
 	}
