@@ -34,7 +34,9 @@ func newDirectoryCmd(a *app) *cobra.Command {
 		Long: "Asks the sources in order (own users, imported/harvested certificates, each\n" +
 			"[[keyservers]] entry) and validates every candidate. Exits 0 when a usable\n" +
 			"certificate is found, 1 when none is (the answer says why), 2 on a config error.\n" +
-			"--explain lists every candidate with each check, and unavailable sources.",
+			"--explain lists every candidate with each check, and unavailable sources.\n" +
+			"An undecided answer (a source unavailable, or a check that cannot be made\n" +
+			"now, marked WAIT) also exits 1: the gateway defers such a recipient.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.directoryLookup(cmd.Context(), args[0], explain)
@@ -103,6 +105,7 @@ type candidateJSON struct {
 	NotBefore   time.Time         `json:"not_before"`
 	NotAfter    time.Time         `json:"not_after"`
 	Valid       bool              `json:"valid"`
+	Undecided   bool              `json:"undecided,omitempty"`
 	Chosen      bool              `json:"chosen"`
 	Checks      []directory.Check `json:"checks"`
 }
@@ -151,7 +154,7 @@ func candidateOf(ev directory.Evaluated, chosen *directory.Evaluated) candidateJ
 	c := ev.Certificate
 	return candidateJSON{Source: ev.Source, Subject: c.Subject.String(), Issuer: c.Issuer.String(),
 		Serial: hex.EncodeToString(c.SerialNumber.Bytes()), Fingerprint: ev.Fingerprint(),
-		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), Valid: ev.Valid,
+		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), Valid: ev.Valid, Undecided: ev.Undecided,
 		Chosen: chosen != nil && chosen.Certificate.Equal(c), Checks: ev.Checks}
 }
 
@@ -182,6 +185,8 @@ func printLookup(w io.Writer, r lookupJSON, explain bool) error {
 				verdict = "CHOSEN"
 			case c.Valid:
 				verdict = "valid, not chosen (an older notBefore, or an earlier source decided)"
+			case c.Undecided:
+				verdict = "undecided (a check could not be made now; the gateway defers and asks again)"
 			}
 			fmt.Fprintf(w, "\ncandidate %d from %s: %s\n", i+1, c.Source, verdict)
 			fmt.Fprintf(w, "  subject    %s\n  issuer     %s\n  serial     %s\n  valid      %s to %s\n  sha256     %s\n",
@@ -199,7 +204,10 @@ func printChecks(w io.Writer, indent string, checks []directory.Check) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range checks {
 		mark := "ok"
-		if !c.OK {
+		switch {
+		case !c.OK && c.Undecided:
+			mark = "WAIT"
+		case !c.OK:
 			mark = "FAIL"
 		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\n", indent, mark, c.Name, c.Detail)

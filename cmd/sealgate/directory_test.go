@@ -43,7 +43,18 @@ func (p *opensslPKI) issue(t *testing.T, name, email, eku string) {
 
 func (p *opensslPKI) issueDigest(t *testing.T, name, email, eku, digest string) {
 	t.Helper()
-	ext := fmt.Sprintf("subjectAltName=email:%s\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n", email, eku)
+	p.issueWith(t, name, email, eku, digest, "")
+}
+
+// issueWithExt is issue with more x509v3 extension lines.
+func (p *opensslPKI) issueWithExt(t *testing.T, name, email, eku, moreExt string) {
+	t.Helper()
+	p.issueWith(t, name, email, eku, "-sha256", moreExt)
+}
+
+func (p *opensslPKI) issueWith(t *testing.T, name, email, eku, digest, moreExt string) {
+	t.Helper()
+	ext := fmt.Sprintf("subjectAltName=email:%s\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n", email, eku) + moreExt
 	extFile := p.path(name + ".ext")
 	if err := os.WriteFile(extFile, []byte(ext), 0o600); err != nil {
 		t.Fatal(err)
@@ -198,7 +209,7 @@ userCertificate;binary:< file://%s
 	// The key server down: the answer says so, exit 1.
 	slapd.Stop()
 	code, out, _ = runCLI(t, "--config", conf, "directory", "lookup", "good@example.test")
-	if code != 1 || !strings.Contains(out, "not found (source unavailable)") || !strings.Contains(out, "unavailable: keyserver partners") {
+	if code != 1 || !strings.Contains(out, "undecided (source unavailable)") || !strings.Contains(out, "unavailable: keyserver partners") {
 		t.Fatalf("down keyserver: exit %d\n%s", code, out)
 	}
 

@@ -555,20 +555,23 @@ func gatewayMethod(m policy.Method) gateway.Method {
 	return gateway.MethodNone
 }
 
-// dirFinder adapts pkg/directory. A lookup that found nothing while a
-// source was unavailable is an error: "no certificate" cannot be concluded.
+// dirFinder adapts pkg/directory. Only a definite "not found" is no
+// certificate; an undecided lookup (a source unavailable, a certificate
+// that cannot be judged now) is Lookup's error wrapping
+// directory.ErrUndecided, and the pipeline defers or holds on it.
 type dirFinder struct{ d *directory.Directory }
 
 func (f dirFinder) Find(ctx context.Context, email string) (any, bool, error) {
 	res, err := f.d.Lookup(ctx, email)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, false, err
-	}
-	if res.Found {
+	case res.Found:
 		return smime.Recipient{Cert: res.Certificate()}, true, nil
-	}
-	if len(res.Unavailable) > 0 {
-		return nil, false, fmt.Errorf("certificate sources unavailable: %s", strings.Join(res.Unavailable, "; "))
+	case res.Undecided():
+		// Lookup returns an error for every undecided answer; this is
+		// the belt to that pair of braces.
+		return nil, false, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
 	}
 	return nil, false, nil
 }

@@ -10,10 +10,20 @@ import (
 	"golang.org/x/net/idna"
 )
 
-// NormalizeAddress returns email in the form the directory compares and
-// caches: surrounding space and angle brackets removed, the domain
-// lowercased and in its ASCII (IDNA, A-label) form. The local part is kept
-// as is: RFC 5280 §7.5 compares it exactly.
+// NormalizeAddress returns email in the form the directory compares,
+// caches and asks its sources for: surrounding space and angle brackets
+// removed, the domain lowercased and in its ASCII (IDNA, A-label) form,
+// and the ASCII letters of the local part lowercased.
+//
+// RFC 5280 §7.5 would compare the local part exactly, but no mail system
+// treats John.Doe@ and john.doe@ as two mailboxes (Exchange, AD and LDAP's
+// caseIgnoreIA5Match do not), and an exact comparison turned a certificate
+// for John.Doe@example.net into "no certificate" for john.doe@example.net,
+// so the mail left as a signed plain copy. Only ASCII letters are folded:
+// Unicode case folding maps distinct characters together (the Kelvin sign
+// K to k, ſ to s), which would let a certificate for one mailbox match
+// another. A non-ASCII local part is kept byte for byte; it cannot match a
+// certificate anyway, whose addresses are ASCII (see certAddresses).
 func NormalizeAddress(email string) (string, error) {
 	e := strings.TrimSpace(email)
 	if !utf8.ValidString(e) {
@@ -37,7 +47,27 @@ func NormalizeAddress(email string) (string, error) {
 			return "", fmt.Errorf("directory: %q has an empty domain label", email)
 		}
 	}
-	return local + "@" + strings.ToLower(ascii), nil
+	return asciiLower(local) + "@" + strings.ToLower(ascii), nil
+}
+
+// asciiLower lowercases A-Z and leaves every other byte alone.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
+}
+
+// isASCII reports whether s has only 7-bit characters.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // oidEmailAddress is PKCS #9 emailAddress, used in the subject by old
@@ -46,14 +76,19 @@ var oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
 
 // certAddresses lists the addresses a certificate is issued to: its
 // rfc822Name SANs, or, only when it has none, the subject's emailAddress
-// (RFC 8550 §3 tolerates that for old certificates).
+// (RFC 8550 §3 tolerates that for old certificates). Both are IA5String,
+// ASCII only; a subject emailAddress smuggling other characters in a
+// UTF8String is skipped, so that only A-label domains in the certificate
+// match (a U-label could pass through IDNA mapping as another domain).
+// Internationalized local parts (RFC 8398 SmtpUTF8Mailbox) are not
+// supported: such a recipient has no certificate we can match.
 func certAddresses(c *x509.Certificate) (addrs []string, fromSubject bool) {
 	if len(c.EmailAddresses) > 0 {
 		return c.EmailAddresses, false
 	}
 	for _, n := range c.Subject.Names {
 		if n.Type.Equal(oidEmailAddress) {
-			if s, ok := n.Value.(string); ok {
+			if s, ok := n.Value.(string); ok && isASCII(s) {
 				addrs = append(addrs, s)
 			}
 		}

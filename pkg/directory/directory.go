@@ -17,10 +17,16 @@
 // order and the first source with a valid certificate decides: our own
 // users' certificates beat a stale copy harvested from mail.
 //
-// A wrong certificate leaks mail, a missing one only costs a fallback (PDF
-// mail or hold): so every check fails closed, and a source that cannot be
-// asked makes the answer "not found (source unavailable)", never an error
-// that blocks the mail flow.
+// A wrong certificate leaks mail, so every check fails closed. A missing
+// one is not free either: an opportunistic recipient without a certificate
+// gets a signed plain copy. So "not found" is only answered when it is a
+// definite verdict (no candidate at all, or every candidate definitely
+// invalid: expired, revoked, wrong usage, wrong address, untrusted chain).
+// When a source could not be asked, or a candidate could not be judged now
+// (revocation status unknown under hard-fail, an intermediate that could
+// not be fetched), the answer is "undecided": Lookup returns an error
+// wrapping ErrUndecided, the gateway defers the recipient and asks again,
+// and the answer is never cached.
 package directory
 
 import (
@@ -32,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -40,6 +47,12 @@ import (
 // ErrSourceUnavailable marks a source that could not be asked (down,
 // timed out, breaker open). Sources wrap it.
 var ErrSourceUnavailable = errors.New("source unavailable")
+
+// ErrUndecided is wrapped by the error of a lookup whose answer cannot be
+// given now: a source was unavailable, or a candidate certificate could not
+// be judged for a transient reason. It is not "no certificate": the caller
+// must retry later, never fall back to plain text.
+var ErrUndecided = errors.New("certificate lookup undecided")
 
 // Candidate is one certificate a source offered for an address, with what
 // the source knows that helps to validate and use it.
@@ -68,6 +81,10 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// Undecided marks a failed check that could not be judged now (a
+	// fetch failed, a revocation status is unknown under hard-fail): the
+	// certificate may well be good, so its failure is not a verdict.
+	Undecided bool `json:"undecided,omitempty"`
 }
 
 // Evaluated is a candidate with the outcome of every check.
@@ -77,6 +94,10 @@ type Evaluated struct {
 	Chain  []*x509.Certificate // leaf first, up to the anchor, when the chain check passed
 	Checks []Check
 	Valid  bool
+	// Undecided is true when the candidate is not valid only because of
+	// checks that could not be judged now; one definite failure (expired,
+	// revoked, wrong address ...) makes it false.
+	Undecided bool
 }
 
 // Fingerprint is the hex SHA-256 of the certificate's DER.
@@ -93,7 +114,8 @@ const (
 	AnswerFound       = "found"
 	AnswerNotFound    = "not found"
 	AnswerNoValid     = "not found (no valid certificate)"
-	AnswerUnavailable = "not found (source unavailable)"
+	AnswerUnavailable = "undecided (source unavailable)"
+	AnswerUndecided   = "undecided (a certificate could not be judged now)"
 )
 
 // Result is the outcome of a lookup. Found means Chosen can be encrypted to.
@@ -112,6 +134,35 @@ type Result struct {
 	Cached      bool
 }
 
+// Undecided reports whether the answer is neither found nor a definite
+// "not found": a source was unavailable or a candidate could not be judged.
+func (r Result) Undecided() bool {
+	return r.Answer == AnswerUnavailable || r.Answer == AnswerUndecided
+}
+
+// Err is nil for a found certificate and for a definite "not found"; for
+// an undecided answer it wraps ErrUndecided and says which source or
+// which certificate could not be judged, and why.
+func (r Result) Err() error {
+	if !r.Undecided() {
+		return nil
+	}
+	var why []string
+	why = append(why, r.Unavailable...)
+	for _, ev := range r.Candidates {
+		if !ev.Undecided {
+			continue
+		}
+		for _, c := range ev.Checks {
+			if !c.OK && c.Undecided {
+				why = append(why, fmt.Sprintf("%s certificate %s (serial %s): %s: %s",
+					ev.Source, ev.Fingerprint(), ev.Certificate.SerialNumber, c.Name, c.Detail))
+			}
+		}
+	}
+	return fmt.Errorf("%w for %s: %s; retry later", ErrUndecided, r.Email, strings.Join(why, "; "))
+}
+
 // Certificate is the chosen certificate, nil when not found.
 func (r Result) Certificate() *x509.Certificate {
 	if r.Chosen == nil {
@@ -126,8 +177,9 @@ type Options struct {
 	Validator *Validator
 	// PositiveTTL is how long a found certificate is reused (capped by its
 	// notAfter); default 1h. NegativeTTL is how long "not found" is
-	// reused; default 5m. Answers with an unavailable source are not cached:
-	// the breaker already makes them cheap and the server may come back.
+	// reused; default 5m. Undecided answers are not cached: the breaker
+	// and the fetch caches already make them cheap, and the server or the
+	// responder may come back.
 	PositiveTTL, NegativeTTL time.Duration
 	// SourceTimeout bounds each source that has no timeout of its own;
 	// default 5s.
@@ -167,9 +219,11 @@ func New(opts Options) (*Directory, error) {
 	return &Directory{opts: opts, cache: newResultCache()}, nil
 }
 
-// Lookup returns the certificate to encrypt to for email. "Not found" is a
-// Result with Found false, not an error; the error is reserved for a bad
-// address or a cancelled context.
+// Lookup returns the certificate to encrypt to for email. A definite "not
+// found" is a Result with Found false and a nil error. An undecided answer
+// (see ErrUndecided) comes with an error wrapping ErrUndecided, so that a
+// caller that only looks at the error fails closed; the Result still says
+// why. A bad address or a cancelled context is an error too.
 func (d *Directory) Lookup(ctx context.Context, email string) (Result, error) {
 	key, err := NormalizeAddress(email)
 	if err != nil {
@@ -200,12 +254,15 @@ func (d *Directory) Lookup(ctx context.Context, email string) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("directory lookup %s: %w", key, ctx.Err())
 	case res := <-ch:
-		return res.Val.(Result), nil
+		r := res.Val.(Result)
+		return r, r.Err()
 	}
 }
 
 // Explain is Lookup without the cache: a fresh answer with every
-// candidate's checks, for `sealgate directory lookup --explain`.
+// candidate's checks, for `sealgate directory lookup --explain`. An
+// undecided answer is a Result (Undecided true), not an error: the
+// explanation is what the caller wants.
 func (d *Directory) Explain(ctx context.Context, email string) (Result, error) {
 	key, err := NormalizeAddress(email)
 	if err != nil {
@@ -258,7 +315,10 @@ func (d *Directory) store(key string, r Result) {
 			until = na
 		}
 		d.cache.put(key, r, until, r.CheckedAt)
-	case len(r.Unavailable) == 0:
+	case !r.Undecided():
+		// Only a definite verdict is reused; an undecided one is asked
+		// again at the next lookup (the breaker and the fetch caches keep
+		// that cheap).
 		d.cache.put(key, r, r.CheckedAt.Add(d.opts.NegativeTTL), r.CheckedAt)
 	}
 }
@@ -291,9 +351,15 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 			return r
 		}
 	}
+	undecided := false
+	for _, ev := range r.Candidates {
+		undecided = undecided || ev.Undecided
+	}
 	switch {
 	case len(r.Unavailable) > 0:
 		r.Answer = AnswerUnavailable
+	case undecided:
+		r.Answer = AnswerUndecided
 	case len(r.Candidates) > 0:
 		r.Answer = AnswerNoValid
 	default:

@@ -187,10 +187,16 @@ func (s *LDAPSource) search(email string) ([]Candidate, error) {
 				continue
 			}
 		}
-		if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
-			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-				return nil, nil
-			}
+		// Every failure is an error, so the lookup is undecided rather than
+		// "no certificate": a missing base DN (a tree being restored, a
+		// typo in base_dn) or a truncated answer (more than the size
+		// limit) does not show that the address has no certificate.
+		switch {
+		case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject):
+			return nil, fmt.Errorf("search %s: base DN %q does not exist on the server (check keyservers.base_dn): %w", filter, s.o.BaseDN, err)
+		case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
+			return nil, fmt.Errorf("search %s under %q: more than %d entries match, the answer is incomplete: %w", filter, s.o.BaseDN, req.SizeLimit, err)
+		case err != nil:
 			return nil, fmt.Errorf("search %s under %q: %w", filter, s.o.BaseDN, err)
 		}
 		break

@@ -6,6 +6,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -87,6 +88,7 @@ type keyserverFixture struct {
 	twoNew, proxyCrt *x509.Certificate
 	revoked          *x509.Certificate
 	outlook          *x509.Certificate
+	mixedCase        *x509.Certificate
 }
 
 func newKeyserverFixture(t testing.TB) *keyserverFixture {
@@ -107,6 +109,7 @@ func newKeyserverFixture(t testing.TB) *keyserverFixture {
 	signOnly := ca.issue(t, leafSpec{emails: []string{"signonly@example.test"}, keyUsage: x509.KeyUsageDigitalSignature})
 	f.proxyCrt = ca.issue(t, leafSpec{emails: []string{"proxy.alias@example.test"}})
 	f.outlook = ca.issue(t, leafSpec{emails: []string{"outlook@example.test"}})
+	f.mixedCase = ca.issue(t, leafSpec{emails: []string{"John.Doe@Example.Test"}})
 
 	entries := []ldapEntry{
 		{uid: "good", mail: "good@example.test", certs: []*x509.Certificate{f.good}},
@@ -121,6 +124,7 @@ func newKeyserverFixture(t testing.TB) *keyserverFixture {
 		{uid: "proxy", mail: "main@example.test", proxy: []string{"SMTP:main@example.test", "smtp:proxy.alias@example.test"},
 			smimeBlobs: [][]byte{p7cByOpenSSL(t, f.proxyCrt, ca.cert)}},
 		{uid: "nocert", mail: "nocert@example.test"},
+		{uid: "jdoe", mail: "John.Doe@example.test", certs: []*x509.Certificate{f.mixedCase}},
 		{uid: "outlook", mail: "outlook@example.test", smimeBlobs: [][]byte{signedBlobByOpenSSL(t, f.outlook, ca.cert)}},
 	}
 	f.slapd = testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: "dc=example,dc=test", LDIF: entriesLDIF(entries)})
@@ -178,7 +182,10 @@ func TestLookupAgainstSlapd(t *testing.T) {
 		alsoFailed string            // a check that cannot pass because of the first
 	}{
 		{email: "good@example.test", answer: AnswerFound, want: f.good},
-		{email: "GOOD@EXAMPLE.TEST", answer: AnswerNoValid, failed: CheckAddress, detailPart: "GOOD@example.test not among"},
+		// The local part differs in case from the certificate's and the
+		// entry's: the same mailbox (issue 12 item 7), found.
+		{email: "GOOD@EXAMPLE.TEST", answer: AnswerFound, want: f.good},
+		{email: "john.doe@example.test", answer: AnswerFound, want: f.mixedCase},
 		{email: "good@Example.Test", answer: AnswerFound, want: f.good},
 		{email: "expired@example.test", answer: AnswerNoValid, failed: CheckValidity, detailPart: "expired"},
 		{email: "wrongeku@example.test", answer: AnswerNoValid, failed: CheckExtKeyUsage, detailPart: "lacks emailProtection (has serverAuth)"},
@@ -283,8 +290,8 @@ func TestKeyserverDownAndHanging(t *testing.T) {
 
 	f.slapd.Freeze(t) // accepts TCP, answers nothing
 	r, err := d.Lookup(ctx, "good@example.test")
-	if err != nil {
-		t.Fatal(err)
+	if !errors.Is(err, ErrUndecided) {
+		t.Fatalf("hanging server: error %v, want one wrapping ErrUndecided", err)
 	}
 	if r.Found || r.Answer != AnswerUnavailable || !strings.Contains(strings.Join(r.Unavailable, ""), "no answer within 300ms") {
 		t.Fatalf("hanging server: %+v", r)
@@ -329,3 +336,65 @@ type fakeClock struct {
 func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 
 func (c *fakeClock) advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }
+
+// TestKeyserverErrorsAreUndecided: a key server that answers, but not
+// with the full answer, does not show that the address has no
+// certificate. Before, a missing base DN and a truncated (size-limited)
+// answer both ended as "not found", cached, and a plain copy left.
+func TestKeyserverErrorsAreUndecided(t *testing.T) {
+	testpeer.Require(t, "slapd")
+	ca := newTestCA(t, "Partner Root", false)
+	good := ca.issue(t, leafSpec{emails: []string{"good@example.test"}})
+	entries := []ldapEntry{{uid: "good", mail: "good@example.test", certs: []*x509.Certificate{good}}}
+	// More entries for one address than a search returns (size limit 50),
+	// the one with the certificate among the last.
+	for i := range 60 {
+		e := ldapEntry{uid: fmt.Sprintf("crowd%02d", i), mail: "crowd@example.test"}
+		if i == 59 {
+			e.certs = []*x509.Certificate{ca.issue(t, leafSpec{emails: []string{"crowd@example.test"}})}
+		}
+		entries = append(entries, e)
+	}
+	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: "dc=example,dc=test", LDIF: entriesLDIF(entries)})
+	v, err := NewValidator(ValidatorOptions{Roots: poolOf(ca.cert)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, baseDN, email string
+		answer              string
+		why                 string
+	}{
+		{name: "control: found", baseDN: "dc=example,dc=test", email: "good@example.test", answer: AnswerFound},
+		{name: "base DN missing on the server", baseDN: "ou=gone,dc=example,dc=test", email: "good@example.test",
+			answer: AnswerUnavailable, why: "does not exist on the server"},
+		{name: "answer truncated by the size limit", baseDN: "dc=example,dc=test", email: "crowd@example.test",
+			answer: AnswerUnavailable, why: "more than 50 entries match"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ks, err := NewLDAPSource(LDAPSourceOptions{Name: "partners", URL: slapd.URL, BaseDN: tc.baseDN, Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ks.Close()
+			d, err := New(Options{Sources: []Source{ks}, Validator: v})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := d.Lookup(context.Background(), tc.email)
+			if r.Answer != tc.answer {
+				t.Fatalf("answer %q, want %q (err %v)", r.Answer, tc.answer, err)
+			}
+			if tc.why == "" {
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUndecided) || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("error %v, want one wrapping ErrUndecided that says %q", err, tc.why)
+			}
+		})
+	}
+}

@@ -118,6 +118,10 @@ type leafSpec struct {
 	ocspURL   string // OCSP responder to name
 	aiaURL    string // caIssuers URL to name
 	noCRL     bool   // name no CRL distribution point
+	crlURL    string // CRL distribution point to name instead of the CA's
+	// subjectEmail is put in the subject as PKCS #9 emailAddress (as a
+	// UTF8String when not ASCII); emails may then be empty.
+	subjectEmail string
 }
 
 func (ca *testCA) issue(t testing.TB, s leafSpec) *x509.Certificate {
@@ -138,9 +142,13 @@ func (ca *testCA) issue(t testing.TB, s leafSpec) *x509.Certificate {
 	if s.keyUsage == 0 {
 		s.keyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 	}
+	cn := s.subjectEmail
+	if len(s.emails) > 0 {
+		cn = s.emails[0]
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:   big.NewInt(ca.serial.Add(1)),
-		Subject:        pkix.Name{CommonName: s.emails[0]},
+		Subject:        pkix.Name{CommonName: cn},
 		NotBefore:      s.notBefore,
 		NotAfter:       s.notAfter,
 		EmailAddresses: s.emails,
@@ -149,6 +157,12 @@ func (ca *testCA) issue(t testing.TB, s leafSpec) *x509.Certificate {
 	}
 	if ca.crlURL != "" && !s.noCRL {
 		tmpl.CRLDistributionPoints = []string{ca.crlURL}
+	}
+	if s.crlURL != "" {
+		tmpl.CRLDistributionPoints = []string{s.crlURL}
+	}
+	if s.subjectEmail != "" {
+		tmpl.Subject.ExtraNames = []pkix.AttributeTypeAndValue{{Type: oidEmailAddress, Value: s.subjectEmail}}
 	}
 	if s.ocspURL != "" {
 		tmpl.OCSPServer = []string{s.ocspURL}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +15,6 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/sealgate/sealgate/pkg/secret"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -129,7 +127,11 @@ func TestCacheSingleflightAndTTLs(t *testing.T) {
 
 func TestNormalizeAddress(t *testing.T) {
 	tests := []struct{ in, want, err string }{
-		{in: "Alice@Example.ORG", want: "Alice@example.org"},
+		{in: "Alice@Example.ORG", want: "alice@example.org"},
+		{in: "John.Doe@EXAMPLE.net", want: "john.doe@example.net"},
+		// Only ASCII letters fold: the Kelvin sign stays itself.
+		{in: "\u212Aim@example.net", want: "\u212Aim@example.net"},
+		{in: "JÖRG@example.net", want: "jÖrg@example.net"},
 		{in: " <bob@example.org> ", want: "bob@example.org"},
 		{in: "jörg@bücher.example", want: "jörg@xn--bcher-kva.example"},
 		{in: "x@BÜCHER.example", want: "x@xn--bcher-kva.example"},
@@ -214,7 +216,7 @@ func TestRevocationModes(t *testing.T) {
 	}{
 		{"ocsp good", hard, good, "g@example.test", true, "not revoked (OCSP"},
 		{"ocsp revoked", soft, revoked, "r@example.test", false, "revoked at"},
-		{"unreachable hard-fail", hard, noStatus, "u@example.test", false, "refused (trust.revocation = hard-fail)"},
+		{"unreachable hard-fail", hard, noStatus, "u@example.test", false, "undecided until it can be checked (trust.revocation = hard-fail)"},
 		{"unreachable soft-fail", soft, noStatus, "u@example.test", true, "accepted (trust.revocation = soft-fail)"},
 	}
 	for _, tc := range tests {
@@ -267,16 +269,7 @@ func TestImportIntoStoreAndFind(t *testing.T) {
 	root := newTestCA(t, "Import Root", false)
 	sub := root.subCA(t, "Import Issuing CA")
 	leaf := sub.issue(t, leafSpec{emails: []string{"imp@partner.test", "alias@partner.test"}})
-	dir := t.TempDir()
-	kr, err := secret.LoadOrCreateKeyring(filepath.Join(dir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(dir, "sealgate.db"), Keyring: kr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openTestStore(t)
 	ctx := context.Background()
 	stored, err := ImportCertificates(ctx, st, p7cByOpenSSL(t, leaf, sub.cert))
 	if err != nil {

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -163,8 +164,9 @@ func (v *Validator) Evaluate(ctx context.Context, c Candidate, email string) Eva
 
 	// chain
 	chain, err := v.chain(ctx, leaf, c.Intermediates, now)
+	chainUndecided := errors.Is(err, errNotNow)
 	if err != nil {
-		add(CheckChain, false, "%v", err)
+		ev.Checks = append(ev.Checks, Check{Name: CheckChain, Detail: err.Error(), Undecided: chainUndecided})
 	} else {
 		ev.Chain = chain
 		add(CheckChain, true, "%s", describeChain(chain))
@@ -174,28 +176,45 @@ func (v *Validator) Evaluate(ctx context.Context, c Candidate, email string) Eva
 
 	// revocation
 	if len(chain) < 2 {
-		add(CheckRevocation, false, "not checked: no chain to a trusted anchor, so no issuer to check against")
+		// Without a chain there is no issuer to ask about; whether that
+		// is a verdict depends on why the chain failed.
+		ev.Checks = append(ev.Checks, Check{Name: CheckRevocation, Undecided: chainUndecided,
+			Detail: "not checked: no chain to a trusted anchor, so no issuer to check against"})
 	} else {
-		ok, detail := v.rev.check(ctx, leaf, chain[1], v.o.Revocation)
+		rc := v.rev.check(ctx, leaf, chain[1], v.o.Revocation)
 		// A revoked intermediate voids everything under it. Its unknown
 		// status is not held against the leaf: CAs rarely publish one
 		// for their own intermediates, and hard-fail would refuse them all.
-		for i := 1; ok && i < len(chain)-1; i++ {
+		for i := 1; rc.OK && i < len(chain)-1; i++ {
 			if st, why := v.rev.status(ctx, chain[i], chain[i+1]); st == revRevoked {
-				ok, detail = false, fmt.Sprintf("issuing CA %q %s", chain[i].Subject.CommonName, why)
+				rc = Check{Name: CheckRevocation, Detail: fmt.Sprintf("issuing CA %q %s", chain[i].Subject.CommonName, why)}
 			}
 		}
-		add(CheckRevocation, ok, "%s", detail)
+		ev.Checks = append(ev.Checks, rc)
 	}
 
-	ev.Valid = true
-	for _, ch := range ev.Checks {
-		if !ch.OK {
-			ev.Valid = false
-		}
-	}
+	ev.Valid, ev.Undecided = verdict(ev.Checks)
 	return ev
 }
+
+// verdict: valid when every check passed; undecided when some failed and
+// every failure is one that could not be judged now. A single definite
+// failure (expired, revoked, wrong address ...) is a verdict by itself.
+func verdict(checks []Check) (valid, undecided bool) {
+	valid, undecided = true, true
+	for _, c := range checks {
+		if !c.OK {
+			valid = false
+			undecided = undecided && c.Undecided
+		}
+	}
+	return valid, !valid && undecided
+}
+
+// errNotNow marks a check failure that says nothing about the certificate:
+// a fetch failed or returned something else than asked for. The lookup
+// becomes undecided (retry later) instead of "not found".
+var errNotNow = errors.New("cannot be judged now")
 
 // chain verifies leaf up to an anchor. It verifies at a moment inside the
 // leaf's validity so that an expired leaf is reported by the validity
@@ -215,21 +234,23 @@ func (v *Validator) chain(ctx context.Context, leaf *x509.Certificate, extra []*
 	}
 	opts := x509.VerifyOptions{Roots: v.o.Roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
 	chains, err := leaf.Verify(opts)
-	// Walk AIA for missing issuers, at most a few steps.
+	// Walk AIA for missing issuers, at most a few steps. A fetch that
+	// fails, or answers with something that is not the issuer (a captive
+	// portal, an attacker on the plain-HTTP path), says nothing about the
+	// certificate: the chain is then undecided, not untrusted.
 	cur := leaf
 	for step := 0; err != nil && step < 3; step++ {
 		var ua x509.UnknownAuthorityError
-		if !errors.As(err, &ua) || len(cur.IssuingCertificateURL) == 0 {
+		if !errors.As(err, &ua) || !hasHTTPURL(cur.IssuingCertificateURL) {
 			break
 		}
-		fetched := v.fetchIssuers(ctx, cur)
-		if len(fetched) == 0 {
-			break
+		issuer, ferr := v.fetchIssuer(ctx, cur)
+		if ferr != nil {
+			return nil, fmt.Errorf("%w: the issuer of %q is not at hand and its AIA download failed: %w",
+				errNotNow, cur.Subject.CommonName, ferr)
 		}
-		for _, f := range fetched {
-			inter.AddCert(f)
-		}
-		cur = fetched[0]
+		inter.AddCert(issuer)
+		cur = issuer
 		chains, err = leaf.Verify(opts)
 	}
 	if err != nil {
@@ -245,9 +266,15 @@ func (v *Validator) chain(ctx context.Context, leaf *x509.Certificate, extra []*
 	return chain, nil
 }
 
-func (v *Validator) fetchIssuers(ctx context.Context, c *x509.Certificate) []*x509.Certificate {
+// fetchIssuer downloads the issuer of c from its AIA caIssuers URLs
+// (HTTP only) and returns the first certificate that really issued c: its
+// subject is c's issuer and its key verifies c's signature. Downloads are
+// cached; an answer holding no such certificate is dropped from the cache
+// so that the next lookup asks again.
+func (v *Validator) fetchIssuer(ctx context.Context, c *x509.Certificate) (*x509.Certificate, error) {
+	var errs []error
 	for _, u := range c.IssuingCertificateURL {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		if !isHTTP(u) {
 			continue
 		}
 		certs, err := v.aia.get(ctx, u, func(ctx context.Context) ([]*x509.Certificate, time.Time, error) {
@@ -260,11 +287,36 @@ func (v *Validator) fetchIssuers(ctx context.Context, c *x509.Certificate) []*x5
 		})
 		if err != nil {
 			v.o.Logger.Debug("AIA fetch failed", "url", u, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", u, err))
 			continue
 		}
-		return certs
+		for _, f := range certs {
+			if issued(f, c) {
+				return f, nil
+			}
+		}
+		v.aia.forget(u)
+		errs = append(errs, fmt.Errorf("%s: none of the %d certificates it returned issued %q", u, len(certs), c.Subject.CommonName))
 	}
-	return nil
+	return nil, errors.Join(errs...)
+}
+
+// issued reports whether parent's key made child's signature. It uses
+// CheckSignature, which still verifies SHA-1: a SHA-1 child does count as
+// issued, and the chain and signature-algorithm checks then refuse it with
+// their own, definite, reason.
+func issued(parent, child *x509.Certificate) bool {
+	return bytes.Equal(parent.RawSubject, child.RawIssuer) &&
+		parent.CheckSignature(child.SignatureAlgorithm, child.RawTBSCertificate, child.Signature) == nil
+}
+
+func hasHTTPURL(urls []string) bool {
+	for _, u := range urls {
+		if isHTTP(u) {
+			return true
+		}
+	}
+	return false
 }
 
 func describeVerifyError(err error) error {
