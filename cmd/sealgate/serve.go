@@ -232,6 +232,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		lock := func() (func(), error) { return lockPKI(ctx, cfg, rt.store) }
 		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log)
 	}
+	go refreshCRL(ctx, ca, log)
 
 	select {
 	case <-ctx.Done():

@@ -31,7 +31,6 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/smallstep/certificates/authority"
@@ -160,8 +159,7 @@ type CA struct {
 	signer  crypto.Signer
 	auth    *authority.Authority
 	crlURL  string
-
-	mu sync.Mutex // guards revoked.json and crl.der
+	now     func() time.Time
 }
 
 // Options for Open.
@@ -169,6 +167,9 @@ type Options struct {
 	// CRLURL goes into every certificate's CRL distribution point, e.g.
 	// "http://sealgate.example.org:8080/crl" (empty: no distribution point).
 	CRLURL string
+	// Now is the clock for CRL dates and the refresh decision; nil is
+	// time.Now (tests move it forward).
+	Now func() time.Time
 }
 
 // Open loads the CA from dir, unseals the issuing key and starts the
@@ -193,7 +194,10 @@ func Open(dir string, sealer Sealer, opts Options) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded smallstep authority: %w", err)
 	}
-	ca := &CA{dir: dir, root: root, issuing: iss, signer: signer, auth: auth, crlURL: opts.CRLURL}
+	ca := &CA{dir: dir, root: root, issuing: iss, signer: signer, auth: auth, crlURL: opts.CRLURL, now: opts.Now}
+	if ca.now == nil {
+		ca.now = time.Now
+	}
 	if !exists(filepath.Join(dir, crlFile)) {
 		if err := ca.RefreshCRL(); err != nil {
 			return nil, err
@@ -365,6 +369,15 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	// The rename is durable only once the directory is synced.
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("syncing the directory of %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing the directory of %s: %w", path, err)
 	}
 	return nil
 }
