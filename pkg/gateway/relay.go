@@ -76,9 +76,12 @@ func (d DirRelay) write(p Delivery) error {
 // doubles a message.
 type SMTPRelay struct {
 	Addr     string
-	Hostname string      // our EHLO name
-	TLS      string      // none | opportunistic | required
-	TLSConf  *tls.Config // for required: verification roots, ServerName
+	Hostname string // our EHLO name
+	TLS      string // none | opportunistic | required
+	// TLSConf is the base for STARTTLS: RootCAs (nil: the system roots)
+	// and ServerName (empty: the host of Addr) are what a verified
+	// connection checks (see policyFor); its InsecureSkipVerify is ignored.
+	TLSConf  *tls.Config
 	User     string
 	Password string
 	// Timeout bounds the connect and each SMTP command (for the message
