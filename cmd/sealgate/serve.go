@@ -379,8 +379,12 @@ func buildRelay(cfg *config.Config) (gateway.Relay, error) {
 	case "dir":
 		return gateway.DirRelay{Dir: cfg.Path(cfg.Relay.Dir)}, nil
 	case "smarthost":
+		tlsConf, err := relayTLSConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
 		r := &gateway.SMTPRelay{Addr: cfg.Relay.Smarthost, Hostname: cfg.SMTP.Hostname, TLS: cfg.Relay.TLS,
-			User: cfg.Relay.AuthUser, Timeout: cfg.Relay.Timeout.Duration}
+			TLSConf: tlsConf, User: cfg.Relay.AuthUser, Timeout: cfg.Relay.Timeout.Duration}
 		if cfg.Relay.AuthPasswordFile != "" {
 			pw, err := os.ReadFile(cfg.Path(cfg.Relay.AuthPasswordFile))
 			if err != nil {
@@ -391,6 +395,32 @@ func buildRelay(cfg *config.Config) (gateway.Relay, error) {
 		return r, nil
 	}
 	return nil, fmt.Errorf("relay.mode %q is not supported by this build (use dir or smarthost)", cfg.Relay.Mode)
+}
+
+// relayTLSConfig is the TLS configuration towards the smart host where its
+// certificate is verified: anchors are the system roots plus
+// relay.ca_files, the name is relay.tls_server_name (empty: the relay
+// takes the host part of relay.smarthost).
+func relayTLSConfig(cfg *config.Config) (*tls.Config, error) {
+	conf := &tls.Config{ServerName: cfg.Relay.TLSServerName, MinVersion: tls.VersionTLS12}
+	if len(cfg.Relay.CAFiles) == 0 {
+		return conf, nil // nil RootCAs: the system roots
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		return nil, fmt.Errorf("relay.ca_files: the system roots: %w", err)
+	}
+	for i, f := range cfg.Relay.CAFiles {
+		certs, err := config.PEMCertificates(cfg.Path(f))
+		if err != nil {
+			return nil, fmt.Errorf("relay.ca_files[%d]: %w", i, err)
+		}
+		for _, c := range certs {
+			roots.AddCert(c)
+		}
+	}
+	conf.RootCAs = roots
+	return conf, nil
 }
 
 // openPKI opens the issuer (the embedded CA, created on first start, or

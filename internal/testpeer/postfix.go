@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -32,6 +30,27 @@ type PostfixOptions struct {
 // StartPostfix starts Postfix (≈2.5 s) and stops it when the test ends.
 func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	t.Helper()
+	main := fmt.Sprintf(`mydestination =
+mynetworks = 127.0.0.0/8
+relayhost = [%s]:%s
+smtp_helo_name = mta.sealgate.test
+`, hostOf(opts.RelayHost), portOf(opts.RelayHost))
+	if opts.TLSEncrypt {
+		main += "smtp_tls_security_level = encrypt\n"
+	}
+	if opts.User != "" {
+		main += fmt.Sprintf("smtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = inline:{ {[%s]:%s=%s:%s} }\nsmtp_sasl_security_options = noanonymous\nsmtp_sasl_tls_security_options = noanonymous\n",
+			hostOf(opts.RelayHost), portOf(opts.RelayHost), opts.User, opts.Password)
+	}
+	return startPostfix(t, "mta.sealgate.test", func(string) string { return main })
+}
+
+// startPostfix runs a Postfix instance in a new temp directory, its smtpd
+// on a free loopback port, with the main.cf settings every role shares
+// plus those setup returns; setup may write the files they name into dir.
+// The instance stops when the test ends.
+func startPostfix(t testing.TB, hostname string, setup func(dir string) (mainCF string)) *Postfix {
+	t.Helper()
 	Require(t, "postfix")
 	if os.Geteuid() != 0 {
 		if InCI() {
@@ -51,11 +70,8 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	}
 	// master.lock and the TLS caches live in data_directory, which
 	// Postfix wants owned by mail_owner.
-	if u, err := user.Lookup("postfix"); err == nil {
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		os.Chown(filepath.Join(dir, "data"), uid, gid)
-	}
+	uid, gid := postfixIDs(t)
+	os.Chown(filepath.Join(dir, "data"), uid, gid)
 	master, err := os.ReadFile("/etc/postfix/master.cf")
 	if err != nil {
 		t.Fatal(err)
@@ -66,25 +82,14 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
 mail_owner = postfix
-myhostname = mta.sealgate.test
+myhostname = %[2]s
 mydomain = sealgate.test
-mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [%[2]s]:%[3]s
 maillog_file = %[1]s/log
 maillog_file_prefixes = %[1]s
-smtp_helo_name = mta.sealgate.test
-`, dir, hostOf(opts.RelayHost), portOf(opts.RelayHost))
-	if opts.TLSEncrypt {
-		main += "smtp_tls_security_level = encrypt\n"
-	}
-	if opts.User != "" {
-		main += fmt.Sprintf("smtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = inline:{ {[%s]:%s=%s:%s} }\nsmtp_sasl_security_options = noanonymous\nsmtp_sasl_tls_security_options = noanonymous\n",
-			hostOf(opts.RelayHost), portOf(opts.RelayHost), opts.User, opts.Password)
-	}
-	writeFile(t, dir, "main.cf", main)
+`, dir, hostname)
+	writeFile(t, dir, "main.cf", main+setup(dir))
 	MustRun(t, nil, "postconf", "-c", dir, "-M#", "smtp/inet")
 	MustRun(t, nil, "postconf", "-c", dir, "-F", "*/*/chroot = n")
 	if r := Run(t, nil, "postfix", "-c", dir, "start"); r.ExitCode != 0 {

@@ -53,6 +53,15 @@ type Relay struct {
 	AuthPasswordFile string   `toml:"auth_password_file"`
 	Timeout          Duration `toml:"timeout"`
 	RetryFor         Duration `toml:"retry_for"` // after this a temporary failure bounces
+
+	// CAFiles are PEM files with CA certificates trusted, besides the
+	// system roots, for the smart host's certificate wherever it is
+	// verified (relay.tls = "required", a rule's tls = "required", and
+	// always with auth_user).
+	CAFiles []string `toml:"ca_files"`
+	// TLSServerName is the name the smart host's certificate must carry;
+	// empty: the host part of Smarthost.
+	TLSServerName string `toml:"tls_server_name"`
 }
 
 // Store selects the persistence backend.

@@ -68,6 +68,7 @@ func keyLinesOf(ps []Problem) []keyLine {
 const dirRelay = "[relay]\nmode = \"dir\"\ndir = \"./out\"\n"
 
 func TestProblems(t *testing.T) {
+	ca := caPEM(t) // a certificate relay.ca_files can trust
 	tests := []struct {
 		name     string
 		doc      string
@@ -116,6 +117,29 @@ func TestProblems(t *testing.T) {
 			want: []keyLine{{"relay.smarthost", 3}}, wantMsg: "not host:port"},
 		{name: "dir mode without dir", doc: "[relay]\nmode = \"dir\"\n",
 			want: []keyLine{{"relay.dir", 2}}},
+		// The smart host's TLS: credentials never in plain text, ca_files
+		// that trust nothing and names no certificate carries are
+		// reported by config check, not found when mail stops.
+		{name: "credentials with tls none", doc: dirRelay + "tls = \"none\"\nauth_user = \"gw\"\nauth_password_file = \"pw\"\n",
+			files: map[string]string{"pw": "hunter2"}, want: []keyLine{{"relay.tls", 4}}, wantMsg: "plain text", wantHint: `tls = "required"`},
+		{name: "credentials with opportunistic tls", doc: dirRelay + "auth_user = \"gw\"\nauth_password_file = \"pw\"\n",
+			files: map[string]string{"pw": "hunter2"}},
+		{name: "tls none without credentials", doc: dirRelay + "tls = \"none\"\n"},
+		{name: "ca file that is not PEM", doc: dirRelay + "ca_files = [\"certs/ca.der\"]\n",
+			files: map[string]string{"certs/ca.der": "\x30\x82\x01"}, want: []keyLine{{"relay.ca_files[0]", 4}}, wantMsg: filepath.Join("certs", "ca.der") + ": no PEM certificate", wantHint: "BEGIN CERTIFICATE"},
+		{name: "PEM certificate that does not parse", doc: dirRelay + "ca_files = [\n  \"ca.pem\",\n  \"bad.pem\",\n]\n",
+			files: map[string]string{"ca.pem": ca, "bad.pem": ca + "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"},
+			want:  []keyLine{{"relay.ca_files[1]", 6}}, wantMsg: "PEM block 2"},
+		{name: "ca file missing and empty entry", doc: dirRelay + "ca_files = [\"nowhere.pem\", \"\"]\n",
+			want: []keyLine{{"relay.ca_files[0]", 4}, {"relay.ca_files[1]", 4}}, wantMsg: "does not exist"},
+		{name: "ca files with a key block besides the certificate", doc: dirRelay + "ca_files = [\"ca.pem\"]\n",
+			files: map[string]string{"ca.pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" + ca}},
+		{name: "server name with port", doc: dirRelay + "tls_server_name = \"smtp.example.org:25\"\n",
+			want: []keyLine{{"relay.tls_server_name", 4}}, wantHint: "without port"},
+		{name: "server name wildcard", doc: dirRelay + "tls_server_name = \"*.example.org\"\n",
+			want: []keyLine{{"relay.tls_server_name", 4}}},
+		{name: "server name", doc: dirRelay + "tls_server_name = \"smtp.example.org\"\n"},
+		{name: "server name as an IP address", doc: dirRelay + "tls_server_name = \"2001:db8::25\"\n"},
 		{name: "stepca needs its section", doc: dirRelay + "[pki]\nissuer = \"stepca\"\n",
 			want: []keyLine{{"pki.stepca.url", 5}, {"pki.stepca.root_file", 5}, {"pki.stepca.provisioner", 5}, {"pki.stepca.provisioner_password_file", 5}}},
 		{name: "stepca url must be https", doc: dirRelay + "[pki]\nissuer = \"stepca\"\n[pki.stepca]\nurl = \"http://ca:9000\"\nroot_file = \"root.pem\"\nprovisioner = \"admin\"\nprovisioner_password_file = \"pw\"\n",

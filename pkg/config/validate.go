@@ -257,6 +257,22 @@ func (v *validator) relay() {
 		v.add(missing, []string{"relay.auth_user", "relay.auth_password_file"}, "is required when the other of auth_user/auth_password_file is set", "set both to authenticate to the smart host, or neither")
 	}
 	v.file("relay.auth_password_file", r.AuthPasswordFile)
+	if r.TLS == "none" && r.AuthUser != "" && !v.ps.has("relay.tls") {
+		v.add("relay.tls", []string{"relay.auth_user"}, `"none" with relay.auth_user set: the relay password would travel in plain text, which sealgate refuses, so every delivery would fail`,
+			`set tls = "required" (the smart host's certificate is verified: trust its CA with relay.ca_files if it is not a public one), or remove auth_user and auth_password_file`)
+	}
+	for i, f := range r.CAFiles {
+		key := indexKey("relay.ca_files", i)
+		if !v.listedFile("relay.ca_files", i, f) {
+			continue
+		}
+		if _, err := PEMCertificates(v.c.Path(f)); err != nil {
+			v.add(key, nil, err.Error(), "name a PEM file holding the CA certificate(s) that issued the smart host's certificate (-----BEGIN CERTIFICATE-----)")
+		}
+	}
+	if n := r.TLSServerName; n != "" && !isHostName(n) {
+		v.add("relay.tls_server_name", nil, fmt.Sprintf("%q is not a host name", n), `the name the smart host's certificate carries, without port, e.g. "smtp.example.org"`)
+	}
 	v.positive("relay.timeout", r.Timeout)
 	v.positive("relay.retry_for", r.RetryFor)
 }
@@ -367,13 +383,29 @@ func (v *validator) trust() {
 	t := v.c.Trust
 	v.oneOf("trust.revocation", t.Revocation, "soft-fail", "hard-fail")
 	for i, f := range t.CAFiles {
-		key := indexKey("trust.ca_files", i)
-		if f == "" {
-			v.add(key, []string{"trust.ca_files"}, "path is empty", "remove it or name a PEM file")
-			continue
-		}
-		v.file(key, f)
+		v.listedFile("trust.ca_files", i, f)
 	}
+}
+
+// listedFile checks entry i of the file list listKey like file does, and
+// says whether it passed.
+func (v *validator) listedFile(listKey string, i int, f string) bool {
+	key := indexKey(listKey, i)
+	if f == "" {
+		v.add(key, []string{listKey}, "path is empty", "remove it or name a PEM file")
+		return false
+	}
+	v.file(key, f)
+	return !v.ps.has(key)
+}
+
+// isHostName says whether name is a DNS name or an IP address (no port,
+// no wildcard), as a certificate's subjectAltName carries it.
+func isHostName(name string) bool {
+	if net.ParseIP(name) != nil {
+		return true
+	}
+	return !strings.ContainsAny(name, " \t/@:*") && !strings.HasPrefix(name, ".") && !strings.HasSuffix(name, ".") && !strings.Contains(name, "..")
 }
 
 func (v *validator) policy() {

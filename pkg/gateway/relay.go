@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -75,9 +76,12 @@ func (d DirRelay) write(p Delivery) error {
 // doubles a message.
 type SMTPRelay struct {
 	Addr     string
-	Hostname string      // our EHLO name
-	TLS      string      // none | opportunistic | required
-	TLSConf  *tls.Config // for required: verification roots, ServerName
+	Hostname string // our EHLO name
+	TLS      string // none | opportunistic | required
+	// TLSConf is the base for STARTTLS: RootCAs (nil: the system roots)
+	// and ServerName (empty: the host of Addr) are what a verified
+	// connection checks (see policyFor); its InsecureSkipVerify is ignored.
+	TLSConf  *tls.Config
 	User     string
 	Password string
 	// Timeout bounds the connect and each SMTP command (for the message
@@ -346,23 +350,121 @@ func (s *SMTPRelay) dial(ctx context.Context, mode string) (*relayConn, error) {
 	}
 	s.setTimeouts(c)
 	if s.User != "" {
+		// connect insists on verified TLS when there are credentials;
+		// this is the last look before the password is written, so that
+		// no future path to here can send it in plain text.
+		if _, ok := c.TLSConnectionState(); !ok {
+			c.Close()
+			return nil, fmt.Errorf("smarthost %s: refusing AUTH as %s without TLS (the password would travel in plain text)", s.Addr, s.User)
+		}
 		if err := c.Auth(sasl.NewPlainClient("", s.User, s.Password)); err != nil {
 			c.Close()
-			// %v, not %w: a refused login is our configuration, not the
-			// recipient's fault, so it is retried (and alerts) instead of bouncing.
-			return nil, fmt.Errorf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file): %v", s.Addr, s.User, err)
+			// A refused login is our configuration, not the recipient's
+			// fault, so it is retried (and alerts) instead of bouncing.
+			return nil, setupFailed(fmt.Sprintf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file)", s.Addr, s.User), err)
 		}
 	}
 	return &relayConn{c: c, raw: raw, mode: mode}, nil
 }
 
+// setupFailed wraps err, a failure while opening a connection, under
+// context. The chain keeps network and TLS errors (errors.As finds an
+// x509.HostnameError) but not an SMTP reply code: a 5xx to EHLO, STARTTLS
+// or AUTH is the smart host refusing us, which the recipient's address
+// cannot fix, so the queue retries the message instead of bouncing it.
+func setupFailed(context string, err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return fmt.Errorf("%s: %v", context, err)
+	}
+	return fmt.Errorf("%s: %w", context, err)
+}
+
 var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
 
-// connect dials the smart host and says EHLO, with STARTTLS as relay.tls
-// asks. go-smtp only upgrades right after the greeting, so opportunistic
-// TLS against a host without STARTTLS costs a second connection. ctx
-// bounds it all: go-smtp clears a connection's deadline after each
-// command, so the end of ctx closes the connection instead.
+// tlsPolicy is what a connection demands of TLS.
+type tlsPolicy struct {
+	// required: no STARTTLS, or a failed one, fails the connection
+	// instead of going on in plain text.
+	required bool
+	// verify: the certificate must chain to RootCAs (the system roots
+	// plus relay.ca_files) and name the smart host.
+	verify bool
+	// why says who demands TLS, for the error that refuses a host
+	// without it.
+	why string
+}
+
+// policyFor decides TLS for a connection in mode (relay.tls, or
+// "required" when a policy rule demands TLS for the message). Whatever
+// is required is verified: TLS to an unverified peer protects against
+// reading on the wire, not against a man in the middle, who would then
+// get the message a rule wanted protected, or the relay password.
+// Credentials require verified TLS in every mode, because AUTH PLAIN
+// hands the password to whoever answers. Only opportunistic TLS without
+// credentials stays unverified (RFC 7435): there the alternative is plain
+// text, and a smart host with a self-signed certificate still gets its
+// mail encrypted against passive reading.
+func (s *SMTPRelay) policyFor(mode string) tlsPolicy {
+	switch {
+	case s.User != "":
+		return tlsPolicy{required: true, verify: true, why: "relay.auth_user is set (the relay password goes only over verified TLS)"}
+	case mode == "required" && s.TLS == "required":
+		return tlsPolicy{required: true, verify: true, why: "relay.tls is required"}
+	case mode == "required":
+		return tlsPolicy{required: true, verify: true, why: "a policy rule requires TLS for this message"}
+	}
+	return tlsPolicy{}
+}
+
+// tlsConfig is the configuration for STARTTLS under pol.
+func (s *SMTPRelay) tlsConfig(pol tlsPolicy) *tls.Config {
+	conf := s.TLSConf
+	if conf == nil {
+		conf = &tls.Config{}
+	}
+	conf = conf.Clone()
+	if conf.ServerName == "" {
+		conf.ServerName, _, _ = net.SplitHostPort(s.Addr)
+	}
+	// Forced either way: a TLSConf handed in with InsecureSkipVerify must
+	// not switch verification off where it is demanded.
+	conf.InsecureSkipVerify = !pol.verify
+	return conf
+}
+
+// tlsFailed explains a failed STARTTLS or TLS handshake and says what to
+// do about it.
+func (s *SMTPRelay) tlsFailed(err error, conf *tls.Config, pol tlsPolicy) error {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	var notes []string
+	if pol.verify {
+		notes = append(notes, "certificate verified because "+pol.why)
+	}
+	switch {
+	case errors.As(err, &unknown):
+		notes = append(notes, "trust the CA that issued the smart host's certificate with relay.ca_files")
+	case errors.As(err, &hostname):
+		notes = append(notes, fmt.Sprintf("the certificate does not name %q: set relay.tls_server_name to a name it carries", conf.ServerName))
+	case errors.As(err, &invalid):
+		notes = append(notes, "the smart host's certificate is not valid now (expired?): renew it")
+	}
+	what := fmt.Sprintf("smarthost %s: STARTTLS", s.Addr)
+	if len(notes) > 0 {
+		what += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return setupFailed(what, err)
+}
+
+// connect dials the smart host and says EHLO, with STARTTLS as
+// policyFor(mode) asks. go-smtp only upgrades right after the greeting,
+// so opportunistic TLS against a host without STARTTLS costs a second
+// connection. ctx bounds it all: go-smtp clears a connection's deadline
+// after each command, so the end of ctx closes the connection instead.
 func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net.Conn, error) {
 	helo := s.Hostname
 	if helo == "" {
@@ -399,39 +501,33 @@ func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net
 		}
 		return c, conn, nil
 	}
-	if mode != "none" {
+	pol := s.policyFor(mode)
+	if mode != "none" || pol.required {
 		conn, err := dial()
 		if err != nil {
 			return nil, nil, err
 		}
-		conf := s.TLSConf
-		if conf == nil {
-			conf = &tls.Config{}
-		}
-		conf = conf.Clone()
-		if conf.ServerName == "" {
-			conf.ServerName, _, _ = net.SplitHostPort(s.Addr)
-		}
-		if s.TLS != "required" {
-			// Unless relay.tls is "required" (which verifies the smart
-			// host's certificate), TLS protects against passive reading
-			// only (RFC 7435): a certificate mismatch must not stop mail,
-			// also when policy demands TLS for a message.
-			conf.InsecureSkipVerify = true
-		}
+		conf := s.tlsConfig(pol)
 		c, err := smtp.NewClientStartTLS(conn, conf)
 		if err == nil {
+			// go-smtp shakes hands lazily: this EHLO runs the handshake
+			// and with it the certificate check.
 			if err := c.Hello(helo); err != nil {
 				c.Close()
-				return nil, nil, fmt.Errorf("smarthost %s: EHLO after STARTTLS: %v", s.Addr, err)
+				var se *smtp.SMTPError
+				if errors.As(err, &se) {
+					return nil, nil, setupFailed(fmt.Sprintf("smarthost %s: EHLO after STARTTLS", s.Addr), err)
+				}
+				return nil, nil, s.tlsFailed(err, conf, pol)
 			}
 			return done(c, conn)
 		}
-		if err.Error() != errNoStartTLS.Error() || mode == "required" {
-			if mode == "required" && err.Error() == errNoStartTLS.Error() {
-				return nil, nil, fmt.Errorf("smarthost %s does not offer STARTTLS and relay.tls is required", s.Addr)
-			}
-			return nil, nil, fmt.Errorf("smarthost %s: STARTTLS: %v", s.Addr, err)
+		noStartTLS := err.Error() == errNoStartTLS.Error()
+		switch {
+		case noStartTLS && pol.required:
+			return nil, nil, fmt.Errorf("smarthost %s does not offer STARTTLS and %s; nothing was sent: make the smart host offer STARTTLS, or find what removes it on the way (a man in the middle?)", s.Addr, pol.why)
+		case !noStartTLS:
+			return nil, nil, s.tlsFailed(err, conf, pol)
 		}
 	}
 	conn, err := dial()
@@ -441,7 +537,7 @@ func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net
 	c := smtp.NewClient(conn)
 	if err := c.Hello(helo); err != nil {
 		c.Close()
-		return nil, nil, fmt.Errorf("smarthost %s: EHLO: %v", s.Addr, err)
+		return nil, nil, setupFailed(fmt.Sprintf("smarthost %s: EHLO", s.Addr), err)
 	}
 	return done(c, conn)
 }

@@ -33,8 +33,13 @@ type scriptedHost struct {
 	afterDot func(m int) string
 	// closeAfterMessage: close the connection after answering each message.
 	closeAfterMessage bool
+	// ehlo answers EHLO ("" the default: 8BITMIME and SIZE); starttls
+	// answers STARTTLS ("" the default: 502). AUTH always gets 235, as a
+	// man in the middle collecting passwords would answer.
+	ehlo, starttls string
 
 	mu       sync.Mutex
+	commands []string // every line the client sent
 	conns    int
 	quits    int
 	rsets    int
@@ -98,11 +103,26 @@ func (h *scriptedHost) serve(c net.Conn, conn int) {
 		if err != nil {
 			return
 		}
+		h.mu.Lock()
+		h.commands = append(h.commands, line)
+		h.mu.Unlock()
 		verb := strings.ToUpper(strings.Fields(line + " x")[0])
 		ok := true
 		switch verb {
 		case "EHLO":
-			ok = say("250-scripted\r\n250-8BITMIME\r\n250 SIZE 10000000")
+			reply := "250-scripted\r\n250-8BITMIME\r\n250 SIZE 10000000"
+			if h.ehlo != "" {
+				reply = h.ehlo
+			}
+			ok = say(reply)
+		case "STARTTLS":
+			reply := "502 5.5.2 not here"
+			if h.starttls != "" {
+				reply = h.starttls
+			}
+			ok = say(reply)
+		case "AUTH":
+			ok = say("235 2.7.0 authenticated")
 		case "RSET":
 			h.mu.Lock()
 			h.rsets++
@@ -156,6 +176,13 @@ func (h *scriptedHost) serve(c net.Conn, conn int) {
 			return
 		}
 	}
+}
+
+// transcript returns every line the client sent.
+func (h *scriptedHost) transcript() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.commands...)
 }
 
 func (h *scriptedHost) stats() (conns, quits, rsets int, messages []string) {
@@ -329,8 +356,9 @@ func TestSMTPRelayPoolConcurrent(t *testing.T) {
 // TestSMTPRelayPoolOverTLSWithAuth: a pooled connection keeps STARTTLS and
 // AUTH across RSET (go-smtp's client says EHLO again after RSET).
 func TestSMTPRelayPoolOverTLSWithAuth(t *testing.T) {
-	sink := testpeer.StartSink(t, testpeer.SinkOptions{TLS: selfSigned(t), Users: map[string]string{"gw": "pw"}})
-	r := &SMTPRelay{Addr: sink.Addr, Hostname: "gw.test", TLS: "opportunistic", User: "gw", Password: "pw"}
+	serverTLS := selfSigned(t)
+	sink := testpeer.StartSink(t, testpeer.SinkOptions{TLS: serverTLS, Users: map[string]string{"gw": "pw"}})
+	r := &SMTPRelay{Addr: sink.Addr, Hostname: "gw.test", TLS: "opportunistic", User: "gw", Password: "pw", TLSConf: trusting(t, serverTLS, "gw.test")}
 	defer r.Close()
 	for i := 0; i < 3; i++ {
 		if errs := r.Deliver(context.Background(), poolDelivery(i)); errs[0] != nil {
