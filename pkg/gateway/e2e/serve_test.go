@@ -24,40 +24,52 @@ import (
 	"github.com/sealgate/sealgate/internal/testpeer"
 )
 
+// binaryBuild is one build of the command, made at most once per test run.
+type binaryBuild struct {
+	tags string // go build -tags
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	releaseBuild = &binaryBuild{}
+	// drillBuild has the crash drills' hooks (cmd/sealgate/drill_hooks.go).
+	drillBuild = &binaryBuild{tags: "sealgate_drill"}
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
+	for _, b := range []*binaryBuild{releaseBuild, drillBuild} {
+		if b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
+		}
 	}
 	os.Exit(code)
 }
 
 // sealgateBinary builds the command once per test run, for tests that need
 // a real process (signals, kill -9).
-func sealgateBinary(t *testing.T) string {
+func sealgateBinary(t *testing.T) string { return releaseBuild.get(t) }
+
+func (b *binaryBuild) get(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "sealgate-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "sealgate")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/sealgate/sealgate/cmd/sealgate").CombinedOutput()
+		b.path = filepath.Join(dir, "sealgate")
+		out, err := exec.Command("go", "build", "-tags", b.tags, "-o", b.path, "github.com/sealgate/sealgate/cmd/sealgate").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build -tags %q: %v\n%s", b.tags, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 type gw struct {
