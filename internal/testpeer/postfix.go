@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -44,8 +45,7 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	port := FreePort(t)
-	p := &Postfix{Dir: dir, SMTPAddr: fmt.Sprintf("127.0.0.1:%d", port), LogFile: filepath.Join(dir, "log")}
+	p := &Postfix{Dir: dir, LogFile: filepath.Join(dir, "log")}
 	for _, d := range []string{"queue", "data"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
@@ -60,8 +60,6 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master = append(master, []byte(fmt.Sprintf("%s inet n - n - - smtpd\npostlog unix-dgram n - n - 1 postlogd\n", p.SMTPAddr))...)
-	writeFile(t, dir, "master.cf", string(master))
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -85,10 +83,28 @@ smtp_helo_name = mta.sealgate.test
 			hostOf(opts.RelayHost), portOf(opts.RelayHost), opts.User, opts.Password)
 	}
 	writeFile(t, dir, "main.cf", main)
-	MustRun(t, nil, "postconf", "-c", dir, "-M#", "smtp/inet")
-	MustRun(t, nil, "postconf", "-c", dir, "-F", "*/*/chroot = n")
-	if r := Run(t, nil, "postfix", "-c", dir, "start"); r.ExitCode != 0 {
-		t.Fatalf("postfix start: %s%s\nlog: %s", r.Stdout, r.Stderr, readLog(p.LogFile))
+	// master (started with -w by `postfix start`) binds the smtpd port and
+	// fails the start when it cannot, so a port taken since it was picked
+	// is retried, never mistaken for ours.
+	err = OnFreePort(func(port int) error {
+		p.SMTPAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		withSMTPD := append(append([]byte(nil), master...), fmt.Sprintf("%s inet n - n - - smtpd\npostlog unix-dgram n - n - 1 postlogd\n", p.SMTPAddr)...)
+		writeFile(t, dir, "master.cf", string(withSMTPD))
+		MustRun(t, nil, "postconf", "-c", dir, "-M#", "smtp/inet")
+		MustRun(t, nil, "postconf", "-c", dir, "-F", "*/*/chroot = n")
+		if r := Run(t, nil, "postfix", "-c", dir, "start"); r.ExitCode != 0 {
+			err := fmt.Errorf("postfix start: %s%s\nlog: %s", r.Stdout, r.Stderr, readLog(p.LogFile))
+			// master dies before its logger runs, so the bind error is not
+			// in the log: a port that answers now is someone else's.
+			if dialOK(p.SMTPAddr) {
+				err = fmt.Errorf("%s is taken: %w (%w)", p.SMTPAddr, syscall.EADDRINUSE, err)
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		exec.Command("postfix", "-c", dir, "stop").Run()
