@@ -127,10 +127,7 @@ func TestNextHopDown(t *testing.T) {
 	addr := sink.Addr
 	sink.Close()
 	g := newGateway(t, "")
-	cfg, _ := os.ReadFile(g.config)
-	cfg = []byte(strings.Replace(string(cfg), "mode = \"dir\"", fmt.Sprintf("mode = \"smarthost\"\nsmarthost = %q\ntls = \"none\"", addr), 1))
-	os.WriteFile(g.config, cfg, 0o600)
-	t.Setenv("SEALGATE_RETRY_BACKOFF", "500ms")
+	g.editConfig(`mode = "dir"`, fmt.Sprintf("mode = \"smarthost\"\nsmarthost = %q\ntls = \"none\"\nretry_backoff = \"500ms\"", addr))
 	g.start()
 	c, err := smtp.Dial(g.addr)
 	if err != nil {
