@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/pki/stepca"
 )
 
 // takenFirst makes OnFreePort's next pick a port another listener holds,
@@ -45,6 +48,11 @@ func TestDaemonsRetryATakenPort(t *testing.T) {
 			return port
 		}},
 		{"postgres", func(t *testing.T) int { return StartPostgres(t).Port }},
+		{"step-ca", func(t *testing.T) int {
+			ca := StartStepCA(t, stepca.SMIMETemplate, time.Hour)
+			port, _ := strconv.Atoi(portOf(ca.URL))
+			return port
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
