@@ -14,14 +14,39 @@
 # SEALGATE_CPUPROFILE=/abs/file.pprof makes serve write a CPU profile of
 # its run there. Besides msg/s it prints the gateway's CPU time per message
 # (user + system), which other load on the machine disturbs less.
+#
+# MODE=single (default): one sender, one recipient (every cache hits).
+# MODE=many: USERS senders (default 1,000, certificates issued by
+# `pki rollout` before the run) mail USERS recipients whose certificates
+# are on an OpenLDAP key server (slapd), each once per USERS messages, so
+# sender-certificate and directory cache misses are measured too
+# (internal/tools/smtpload sends; smtp-source has one sender).
+#
+# The run fails, and prints no rate, when a message was held, deferred or
+# bounced, when the queue did not drain within DRAIN_TIMEOUT seconds
+# (default 60 + MESSAGES/20), or when smtp-sink did not receive exactly
+# MESSAGES messages: a rate over lost or stuck mail measures nothing.
 set -euo pipefail
 MESSAGES=${1:-10000}
 SESSIONS=${2:-20}
 SIZE=${3:-10240}
+MODE=${MODE:-single}
+USERS=${USERS:-1000}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-$((60 + MESSAGES / 20))}
 cd "$(dirname "$0")/.."
-for p in smtp-source smtp-sink openssl; do
+case "$MODE" in
+  single) peers="smtp-source smtp-sink openssl" ;;
+  many) peers="smtp-source smtp-sink openssl slapd slapadd" ;;
+  *) echo "bench: MODE=$MODE: want single or many" >&2; exit 2 ;;
+esac
+for p in $peers; do
   command -v "$p" >/dev/null || { echo "bench: $p missing (scripts/install-peers.sh)" >&2; exit 1; }
 done
+fail() {
+  echo "bench: FAIL: $*" >&2
+  if [ -s "${work:-}/serve.log" ]; then echo "last lines of sealgate's log:" >&2; tail -5 "$work/serve.log" >&2; fi
+  exit 1
+}
 work=$(mktemp -d)
 PFDIR=""
 cleanup() {
@@ -32,6 +57,7 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ -n "${SEALGATE_BIN:-}" ]; then cp "$SEALGATE_BIN" "$work/sealgate"; else go build -o "$work/sealgate" ./cmd/sealgate; fi
+[ "$MODE" = many ] && go build -o "$work/smtpload" ./internal/tools/smtpload
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 GW=$(freeport); SINK=$(freeport)
 
@@ -41,6 +67,66 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/ca.key" -out "$work/ca.
 openssl req -newkey rsa:2048 -nodes -keyout "$work/r.key" -out "$work/r.csr" -subj "/CN=bob@partner.test" 2>/dev/null
 printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:bob@partner.test\n' >"$work/r.ext"
 openssl x509 -req -in "$work/r.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -set_serial 7 -days 30 -extfile "$work/r.ext" -out "$work/r.pem" 2>/dev/null
+
+keyservers=""
+users_toml='[[users.static]]
+email = "alice@example.org"
+name = "Alice"
+groups = ["smime-users"]'
+if [ "$MODE" = many ]; then
+  # USERS recipient certificates (one key: the lookups, chain checks and
+  # RSA encryptions per recipient are what is measured, not keygen) on a
+  # slapd key server, and USERS senders.
+  echo "== preparing $USERS senders and $USERS recipients on slapd"
+  mkdir -p "$work/ldap/db"
+  ldif="$work/ldap/people.ldif"
+  printf 'dn: dc=partner,dc=test\nobjectClass: dcObject\nobjectClass: organization\ndc: partner\no: partner\n\n' >"$ldif"
+  users_toml=""
+  for i in $(seq 0 $((USERS - 1))); do
+    n=$(printf '%04d' "$i")
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:rcpt%s@partner.test\n' "$n" >"$work/rc.ext"
+    openssl x509 -req -in "$work/r.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -set_serial "$((1000 + i))" -days 30 \
+      -subj "/CN=rcpt$n@partner.test" -extfile "$work/rc.ext" -outform DER -out "$work/ldap/rcpt$n.der" 2>/dev/null
+    printf 'dn: mail=rcpt%s@partner.test,dc=partner,dc=test\nobjectClass: inetOrgPerson\ncn: rcpt%s\nsn: rcpt%s\nmail: rcpt%s@partner.test\nuserCertificate;binary:< file://%s\n\n' \
+      "$n" "$n" "$n" "$n" "$work/ldap/rcpt$n.der" >>"$ldif"
+    users_toml+="[[users.static]]
+email = \"user$n@example.org\"
+groups = [\"smime-users\"]
+"
+  done
+  cat >"$work/ldap/slapd.conf" <<SLAPD
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/inetorgperson.schema
+pidfile $work/ldap/slapd.pid
+modulepath /usr/lib/ldap
+moduleload back_mdb
+access to * by * read
+database mdb
+maxsize 268435456
+suffix "dc=partner,dc=test"
+rootdn "cn=admin,dc=partner,dc=test"
+rootpw bench
+directory $work/ldap/db
+index objectClass,mail eq
+SLAPD
+  slapadd -q -f "$work/ldap/slapd.conf" -l "$ldif" || fail "slapadd could not load the recipients"
+  # slapd cannot report a port it chose: pick one, retry if it was taken.
+  for attempt in 1 2 3; do
+    LDAP=$(freeport)
+    slapd -f "$work/ldap/slapd.conf" -h "ldap://127.0.0.1:$LDAP/" -d 0 >"$work/ldap/slapd.log" 2>&1 &
+    LDAPPID=$!
+    for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$LDAP) 2>/dev/null && break; kill -0 "$LDAPPID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$LDAPPID" 2>/dev/null && break
+    grep -qi 'address already in use' "$work/ldap/slapd.log" || fail "slapd did not start: $(cat "$work/ldap/slapd.log")"
+    [ "$attempt" = 3 ] && fail "slapd: three picked ports were taken"
+  done
+  keyservers="[[keyservers]]
+name = \"partners\"
+url = \"ldap://127.0.0.1:$LDAP\"
+base_dn = \"dc=partner,dc=test\""
+fi
 
 cat >"$work/sealgate.toml" <<TOML
 data_dir = "$work/data"
@@ -57,10 +143,8 @@ tls = "none"
 key_type = "rsa2048"
 [users]
 groups = ["smime-users"]
-[[users.static]]
-email = "alice@example.org"
-name = "Alice"
-groups = ["smime-users"]
+$users_toml
+$keyservers
 [trust]
 ca_files = ["$work/ca.pem"]
 system_roots = false
@@ -74,18 +158,36 @@ on_failure = "hold"
 [log]
 level = "warn"
 TOML
-"$work/sealgate" directory import "$work/r.pem" --config "$work/sealgate.toml" >/dev/null
+if [ "$MODE" = single ]; then
+  "$work/sealgate" directory import "$work/r.pem" --config "$work/sealgate.toml" >/dev/null
+else
+  # The senders' certificates exist before the run: issuing is the
+  # rollout's cost (scripts: BenchmarkRollout), not the gateway's.
+  "$work/sealgate" pki init --config "$work/sealgate.toml" >/dev/null
+  "$work/sealgate" pki rollout --config "$work/sealgate.toml" >/dev/null || fail "pki rollout for $USERS senders failed"
+fi
 
 smtp-sink -u nobody -c "127.0.0.1:$SINK" 256 >"$work/sink.log" 2>&1 &
 "$work/sealgate" serve --config "$work/sealgate.toml" 2>"$work/serve.log" &
 GWPID=$!
 for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$GW) 2>/dev/null && break; sleep 0.2; done
 
-echo "== sealgate: $MESSAGES messages of $SIZE bytes over $SESSIONS sessions (sign + encrypt, fsync)"
+if [ "$MODE" = single ]; then
+  echo "== sealgate: $MESSAGES messages of $SIZE bytes over $SESSIONS sessions (sign + encrypt, fsync), one sender, one recipient"
+else
+  echo "== sealgate: $MESSAGES messages of $SIZE bytes over $SESSIONS sessions (sign + encrypt, fsync), $USERS senders, $USERS recipients on slapd"
+fi
 cputicks() { awk '{print $14 + $15}' /proc/$GWPID/stat; }
+# What smtp-sink received so far (its -c counter line: "... mesg=N").
+sunk() { tr '\r' '\n' <"$work/sink.log" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2 | grep . || echo 0; }
 cpu0=$(cputicks)
 start=$(date +%s.%N)
-smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f alice@example.org -t bob@partner.test "127.0.0.1:$GW"
+if [ "$MODE" = single ]; then
+  smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f alice@example.org -t bob@partner.test "127.0.0.1:$GW"
+else
+  "$work/smtpload" -addr "127.0.0.1:$GW" -sessions "$SESSIONS" -messages "$MESSAGES" -size "$SIZE" \
+    -senders "$USERS" -recipients "$USERS" -from 'user%04d@example.org' -to 'rcpt%04d@partner.test' || fail "the gateway refused messages"
+fi
 accepted=$(date +%s.%N)
 # Wait until the queue has drained to the sink (held messages stay: they
 # are counted below and mean something is wrong). The spool directory is
@@ -96,12 +198,24 @@ pending() { "$work/sealgate" queue list -o json --config "$work/sealgate.toml" |
   python3 -c 'import json,sys; print(sum(1 for e in json.load(sys.stdin) if e["state"] != "held"))'; }
 spooled() { find "$work/data/spool" -name '*.msg' | wc -l; }
 i=0
+drain_deadline=$(($(date +%s) + DRAIN_TIMEOUT))
 while [ "$(spooled)" != 0 ]; do
   i=$((i + 1))
   if [ $((i % 25)) = 0 ] && [ "$(pending)" = 0 ]; then break; fi
+  [ "$(date +%s)" -lt "$drain_deadline" ] || fail "the queue did not drain in ${DRAIN_TIMEOUT}s ($(spooled) spooled; DRAIN_TIMEOUT raises the bound)"
   sleep 0.2
 done
 done_t=$(date +%s.%N)
+# Honesty: nothing held, deferred or bounced, nothing left in the queue,
+# and the next hop got every message exactly once.
+left=$("$work/sealgate" queue list -o json --config "$work/sealgate.toml" |
+  python3 -c 'import collections,json,sys; c=collections.Counter(e["state"] for e in json.load(sys.stdin)); print(" ".join(f"{k}={v}" for k,v in sorted(c.items())))')
+[ -z "$left" ] || fail "messages left in the queue: $left; $(grep -m1 '"outcome":"\(held\|deferred\)"' "$work/serve.log" || true)"
+for outcome in held deferred bounced; do
+  n=$(grep -c "\"outcome\":\"$outcome\"" "$work/serve.log" || true)
+  [ "$n" = 0 ] || fail "$n $outcome delivery event(s): $(grep -m1 "\"outcome\":\"$outcome\"" "$work/serve.log")"
+done
+[ "$(sunk)" = "$MESSAGES" ] || fail "smtp-sink received $(sunk) messages, $MESSAGES were sent"
 rss=$(awk '/VmHWM/ {print $2/1024 " MB"}' /proc/$GWPID/status)
 cpu1=$(cputicks)
 python3 - "$start" "$accepted" "$done_t" "$MESSAGES" "$rss" "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'PY'
@@ -111,7 +225,7 @@ cpu = int(sys.argv[6]) / int(sys.argv[7])
 print(f"accepted: {n/(a-s):.0f} msg/s   end to end (relayed): {n/(d-s):.0f} msg/s   peak RSS {rss}")
 print(f"sealgate CPU: {cpu:.1f} s = {cpu*1000/n:.2f} ms per message")
 PY
-grep -c '"outcome":"held"\|outcome=held' "$work/serve.log" | sed 's/^/held lines: /' || true
+echo "checked: $MESSAGES sent = $MESSAGES received by smtp-sink; none held, deferred or bounced"
 # Added latency per message from the stored delivery events.
 python3 - "$work/data/sealgate.db" <<'PY'
 import json, sqlite3, sys
@@ -162,6 +276,8 @@ CF
   accepted=$(date +%s.%N)
   for _ in $(seq 3000); do [ "$(grep -c 'status=sent' "$PFDIR/log" 2>/dev/null)" -ge "$MESSAGES" ] && break; sleep 0.2; done
   done_t=$(date +%s.%N)
+  sent=$(grep -c 'status=sent' "$PFDIR/log" 2>/dev/null || true)
+  [ "$sent" = "$MESSAGES" ] || fail "Postfix sent $sent of $MESSAGES messages within 600 s"
   python3 - "$start" "$accepted" "$done_t" "$MESSAGES" "$PFDIR/log" <<'PY'
 import re, sys
 s, a, d, n = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])

@@ -143,6 +143,9 @@ func (a *app) openPKI(ctx context.Context, cfg *config.Config) (*pkiRuntime, err
 	default:
 		return fail(usageErrorf("pki.issuer %q is not embedded or stepca", cfg.PKI.Issuer))
 	}
+	if drillIssuer != nil { // only in crash-drill builds (drill.go)
+		m.Issuer = drillIssuer(m.Issuer)
+	}
 	users, ldapDir, err := newUserSource(cfg)
 	if err != nil {
 		return fail(err)

@@ -178,15 +178,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	defer gc.Close()
 	q := &gateway.Queue{Spool: rt.spool, Store: gc, Node: rt.node, Hostname: cfg.SMTP.Hostname,
 		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
+		Backoff:         gateway.DoublingBackoff(cfg.Relay.RetryBackoff.Duration),
 		Events:          &events.Recorder{Store: gc, Logger: log},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Admit:           gateway.HeaderAdmission{}}
-	if v := os.Getenv("SEALGATE_RETRY_BACKOFF"); v != "" {
-		// For tests and drills: a fixed, short retry interval.
-		if d, err := time.ParseDuration(v); err == nil {
-			q.Backoff = func(int) time.Duration { return d }
-		}
-	}
 	lst := gateway.NewListener(gateway.ListenerConfig{Hostname: cfg.SMTP.Hostname, TLS: tlsConf,
 		AllowedNetworks: nets, Accounts: users, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnections: cfg.SMTP.MaxConnections,

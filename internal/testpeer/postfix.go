@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -63,8 +64,7 @@ func startPostfix(t testing.TB, hostname string, setup func(dir string) (mainCF 
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	port := FreePort(t)
-	p := &Postfix{Dir: dir, SMTPAddr: fmt.Sprintf("127.0.0.1:%d", port), LogFile: filepath.Join(dir, "log")}
+	p := &Postfix{Dir: dir, LogFile: filepath.Join(dir, "log")}
 	for _, d := range []string{"queue", "data"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
@@ -76,8 +76,6 @@ func startPostfix(t testing.TB, hostname string, setup func(dir string) (mainCF 
 	if err != nil {
 		t.Fatal(err)
 	}
-	master = append(master, []byte(fmt.Sprintf("%s inet n - n - - smtpd\npostlog unix-dgram n - n - 1 postlogd\n", p.SMTPAddr))...)
-	writeFile(t, dir, "master.cf", string(master))
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %[1]s/queue
 data_directory = %[1]s/data
@@ -90,10 +88,28 @@ maillog_file = %[1]s/log
 maillog_file_prefixes = %[1]s
 `, dir, hostname)
 	writeFile(t, dir, "main.cf", main+setup(dir))
-	MustRun(t, nil, "postconf", "-c", dir, "-M#", "smtp/inet")
-	MustRun(t, nil, "postconf", "-c", dir, "-F", "*/*/chroot = n")
-	if r := Run(t, nil, "postfix", "-c", dir, "start"); r.ExitCode != 0 {
-		t.Fatalf("postfix start: %s%s\nlog: %s", r.Stdout, r.Stderr, readLog(p.LogFile))
+	// master (started with -w by `postfix start`) binds the smtpd port and
+	// fails the start when it cannot, so a port taken since it was picked
+	// is retried, never mistaken for ours.
+	err = OnFreePort(func(port int) error {
+		p.SMTPAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		withSMTPD := append(append([]byte(nil), master...), fmt.Sprintf("%s inet n - n - - smtpd\npostlog unix-dgram n - n - 1 postlogd\n", p.SMTPAddr)...)
+		writeFile(t, dir, "master.cf", string(withSMTPD))
+		MustRun(t, nil, "postconf", "-c", dir, "-M#", "smtp/inet")
+		MustRun(t, nil, "postconf", "-c", dir, "-F", "*/*/chroot = n")
+		if r := Run(t, nil, "postfix", "-c", dir, "start"); r.ExitCode != 0 {
+			err := fmt.Errorf("postfix start: %s%s\nlog: %s", r.Stdout, r.Stderr, readLog(p.LogFile))
+			// master dies before its logger runs, so the bind error is not
+			// in the log: a port that answers now is someone else's.
+			if dialOK(p.SMTPAddr) {
+				err = fmt.Errorf("%s is taken: %w (%w)", p.SMTPAddr, syscall.EADDRINUSE, err)
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		exec.Command("postfix", "-c", dir, "stop").Run()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -112,27 +111,28 @@ func StartPostgresServer() (*Postgres, error) {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 
-	port, err := freePort()
+	err = OnFreePort(func(port int) error {
+		p.Port, p.exited = port, make(chan struct{})
+		if p.log != nil { // the log of an attempt that lost its port
+			p.log.Close()
+		}
+		if p.log, err = os.Create(filepath.Join(dir, "postgres.log")); err != nil {
+			return err
+		}
+		p.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-h", "127.0.0.1",
+			"-p", strconv.Itoa(port), "-F", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+			"-c", "max_connections=100", "-c", "shared_buffers=16MB")
+		p.cmd.Dir = dir
+		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		if err := p.cmd.Start(); err != nil {
+			return fmt.Errorf("starting postgres: %w", err)
+		}
+		exited := p.exited
+		go func() { _ = p.cmd.Wait(); close(exited) }()
+		return p.waitReady(30 * time.Second)
+	})
 	if err != nil {
-		return nil, err
-	}
-	p.Port = port
-	p.log, err = os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
-		return nil, err
-	}
-	p.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-h", "127.0.0.1",
-		"-p", strconv.Itoa(port), "-F", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
-		"-c", "max_connections=100", "-c", "shared_buffers=16MB")
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting postgres: %w", err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-
-	if err := p.waitReady(30 * time.Second); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -157,15 +157,6 @@ func postgresCredential(dir string) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // waitReady polls pg_isready until the server accepts connections.
 func (p *Postgres) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -175,12 +166,16 @@ func (p *Postgres) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("postgres exited during start-up:\n%s", p.Log())
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := exec.CommandContext(ctx, filepath.Join(p.bin, "pg_isready"), "-q", "-h", "127.0.0.1",
-			"-p", strconv.Itoa(p.Port), "-U", "postgres").Run()
-		cancel()
-		if err == nil {
-			return nil
+		// pg_isready alone could be answered by another package's server
+		// that holds the port ours failed to bind: ours must say so too.
+		if strings.Contains(p.Log(), "ready to accept connections") {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := exec.CommandContext(ctx, filepath.Join(p.bin, "pg_isready"), "-q", "-h", "127.0.0.1",
+				"-p", strconv.Itoa(p.Port), "-U", "postgres").Run()
+			cancel()
+			if err == nil {
+				return nil
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

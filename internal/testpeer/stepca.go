@@ -4,12 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
-	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -73,43 +75,73 @@ func StartStepCA(t testing.TB, template string, maxLifetime time.Duration) *Step
 		},
 		Options: &provisioner.Options{X509: &provisioner.X509Options{Template: template}},
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// step-ca listens on the address in its config and cannot report a
+	// port it chose: a picked port taken before it binds is retried.
+	var (
+		addr string
+		srv  *ca.CA
+	)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	err = OnFreePort(func(port int) error {
+		addr = fmt.Sprintf("127.0.0.1:%d", port)
+		cfg := &config.Config{
+			Root:             []string{filepath.Join(dir, "root.crt")},
+			IntermediateCert: filepath.Join(dir, "int.crt"),
+			IntermediateKey:  filepath.Join(dir, "int.key"),
+			Address:          addr,
+			DNSNames:         []string{"127.0.0.1"},
+			DB:               &db.Config{Type: "bbolt", DataSource: filepath.Join(dir, "db")},
+			AuthorityConfig:  &config.AuthConfig{Provisioners: provisioner.List{prov}},
+			CRL:              &config.CRLConfig{Enabled: true, GenerateOnRevoke: true},
+		}
+		if srv, err = ca.New(cfg, ca.WithQuiet(true)); err != nil {
+			return fmt.Errorf("starting step-ca: %w", err)
+		}
+		runErr := make(chan error, 1)
+		go func() { runErr <- srv.Run() }()
+		if err := waitStepCA(addr, roots, runErr); err != nil {
+			if !errors.Is(err, errStepCAEnded) { // Run stops the CA itself when it fails
+				_ = srv.Stop()
+			}
+			return err
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := &config.Config{
-		Root:             []string{filepath.Join(dir, "root.crt")},
-		IntermediateCert: filepath.Join(dir, "int.crt"),
-		IntermediateKey:  filepath.Join(dir, "int.key"),
-		Address:          addr,
-		DNSNames:         []string{"127.0.0.1"},
-		DB:               &db.Config{Type: "bbolt", DataSource: filepath.Join(dir, "db")},
-		AuthorityConfig:  &config.AuthConfig{Provisioners: provisioner.List{prov}},
-		CRL:              &config.CRLConfig{Enabled: true, GenerateOnRevoke: true},
-	}
-	srv, err := ca.New(cfg, ca.WithQuiet(true))
-	if err != nil {
-		t.Fatalf("starting step-ca: %v", err)
-	}
-	go func() { _ = srv.Run() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("step-ca does not listen on %s", addr)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	s := &StepCA{URL: "https://" + addr, RootFile: filepath.Join(dir, "root.crt"), Provisioner: "sealgate",
 		Password: password, Root: root, Issuing: inter, srv: srv, addr: addr}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// errStepCAEnded: the CA's Run returned (it then stopped itself, database
+// closed) before the CA answered.
+var errStepCAEnded = errors.New("step-ca stopped during start-up")
+
+// waitStepCA waits until the CA answers /health over TLS with a chain to
+// roots (so a server that took the port cannot pass for it), or Run fails.
+func waitStepCA(addr string, roots *x509.CertPool, runErr <-chan error) error {
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-runErr:
+			return fmt.Errorf("%w on %s: %w", errStepCAEnded, addr, err)
+		default:
+		}
+		if resp, err := client.Get("https://" + addr + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("step-ca does not answer on %s", addr)
 }
 
 // Stop takes the CA down (a CA that is down mid-rollout); safe to call twice.

@@ -9,10 +9,13 @@ package testpeer
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -91,15 +94,58 @@ func MustRun(t testing.TB, stdin []byte, program string, args ...string) []byte 
 	return res.Stdout
 }
 
-// FreePort returns a free TCP port on 127.0.0.1.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// Packages run in parallel, so another server can take it before ours
+// binds it: a server we write binds :0 and reports its port instead, and
+// an external daemon that cannot is started with OnFreePort.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
+	return port
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// pickPort is how OnFreePort picks; tests hand out a taken port with it.
+var pickPort = freePort
+
+// portAttempts bounds OnFreePort: each lost race is rare, several in a
+// row mean something else is wrong.
+const portAttempts = 5
+
+// OnFreePort starts an external daemon with start(port) on free ports
+// until it starts, or fails for another reason than the port having been
+// taken since it was picked (then that error is returned). start must
+// report a lost port as an error containing "Address already in use" (the
+// daemons' wording) or wrapping EADDRINUSE, and must not report success
+// on a port that another process answers.
+func OnFreePort(start func(port int) error) error {
+	var err error
+	for range portAttempts {
+		var port int
+		if port, err = pickPort(); err != nil {
+			return fmt.Errorf("free port: %w", err)
+		}
+		if err = start(port); err == nil || !portTaken(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("%d free ports in a row were taken before the daemon bound them: %w", portAttempts, err)
+}
+
+// portTaken reports whether err says a daemon could not bind its port.
+func portTaken(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(strings.ToLower(err.Error()), "address already in use")
 }
 
 // WaitPort waits until something accepts TCP connections on addr.

@@ -52,7 +52,8 @@ type Relay struct {
 	AuthUser         string   `toml:"auth_user"`
 	AuthPasswordFile string   `toml:"auth_password_file"`
 	Timeout          Duration `toml:"timeout"`
-	RetryFor         Duration `toml:"retry_for"` // after this a temporary failure bounces
+	RetryFor         Duration `toml:"retry_for"`     // after this a temporary failure bounces
+	RetryBackoff     Duration `toml:"retry_backoff"` // wait after the first temporary failure, doubling up to 30 min
 
 	// CAFiles are PEM files with CA certificates trusted, besides the
 	// system roots, for the smart host's certificate wherever it is

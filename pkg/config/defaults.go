@@ -24,10 +24,11 @@ func Default() *Config {
 			WriteTimeout:    Duration{5 * time.Minute},
 		},
 		Relay: Relay{
-			Mode:     "smarthost",
-			TLS:      "opportunistic",
-			Timeout:  Duration{60 * time.Second},
-			RetryFor: Duration{120 * time.Hour},
+			Mode:         "smarthost",
+			TLS:          "opportunistic",
+			Timeout:      Duration{60 * time.Second},
+			RetryFor:     Duration{120 * time.Hour},
+			RetryBackoff: Duration{30 * time.Second},
 		},
 		Store: Store{Driver: "sqlite"},
 		PKI: PKI{

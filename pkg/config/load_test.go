@@ -145,6 +145,10 @@ func TestProblems(t *testing.T) {
 		{name: "stepca url must be https", doc: dirRelay + "[pki]\nissuer = \"stepca\"\n[pki.stepca]\nurl = \"http://ca:9000\"\nroot_file = \"root.pem\"\nprovisioner = \"admin\"\nprovisioner_password_file = \"pw\"\n",
 			files: map[string]string{"root.pem": "x", "pw": "x"},
 			want:  []keyLine{{"pki.stepca.url", 7}}},
+		{name: "zero retry backoff", doc: dirRelay + "retry_backoff = \"0s\"\n",
+			want: []keyLine{{"relay.retry_backoff", 4}}, wantMsg: "longer than zero"},
+		{name: "retry backoff not shorter than retry_for", doc: "[relay]\nmode = \"dir\"\ndir = \"./out\"\nretry_for = \"1h\"\nretry_backoff = \"2h\"\n",
+			want: []keyLine{{"relay.retry_backoff", 5}}, wantMsg: "not shorter than relay.retry_for", wantHint: `"30s"`},
 		{name: "renew_before not shorter than validity", doc: dirRelay + "[pki]\nvalidity = \"720h\"\nrenew_before = \"720h\"\n",
 			want: []keyLine{{"pki.renew_before", 6}}},
 		{name: "postgres needs dsn", doc: dirRelay + "[store]\ndriver = \"postgres\"\n",
@@ -425,6 +429,7 @@ func TestDefaults(t *testing.T) {
 		{"relay.tls", cfg.Relay.TLS, "opportunistic"},
 		{"relay.timeout", cfg.Relay.Timeout.Duration, 60 * time.Second},
 		{"relay.retry_for", cfg.Relay.RetryFor.Duration, 120 * time.Hour},
+		{"relay.retry_backoff", cfg.Relay.RetryBackoff.Duration, 30 * time.Second},
 		{"store.driver", cfg.Store.Driver, "sqlite"},
 		{"pki.issuer", cfg.PKI.Issuer, "embedded"},
 		{"pki.key_type", cfg.PKI.KeyType, "rsa2048"},
@@ -580,8 +585,9 @@ func TestFileKeysResolveAgainstConfigDir(t *testing.T) {
 }
 
 func TestUnreadableFile(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root reads files whatever their mode")
+	if os.Geteuid() == 0 { // root reads files whatever their mode
+		rerunUnprivileged(t)
+		return
 	}
 	path := write(t, dirRelay+"[smtp]\nauth_users_file = \"users\"\n", map[string]string{"users": "x"})
 	if err := os.Chmod(filepath.Join(filepath.Dir(path), "users"), 0); err != nil {

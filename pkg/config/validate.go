@@ -275,6 +275,10 @@ func (v *validator) relay() {
 	}
 	v.positive("relay.timeout", r.Timeout)
 	v.positive("relay.retry_for", r.RetryFor)
+	v.positive("relay.retry_backoff", r.RetryBackoff)
+	if r.RetryFor.Duration > 0 && r.RetryBackoff.Duration >= r.RetryFor.Duration && !v.ps.has("relay.retry_for") {
+		v.add("relay.retry_backoff", []string{"relay.retry_for"}, fmt.Sprintf("%s is not shorter than relay.retry_for (%s): a temporary failure would bounce without a retry", r.RetryBackoff.Duration, r.RetryFor.Duration), `use e.g. "30s" (the default)`)
+	}
 }
 
 func (v *validator) store() {

@@ -178,12 +178,20 @@ func (q *Queue) init() {
 const memFactor = 6
 
 // DefaultBackoff waits 30 s after the first failure, doubling up to 30 min.
-func DefaultBackoff(attempt int) time.Duration {
-	d := 30 * time.Second
-	for i := 1; i < attempt && d < 30*time.Minute; i++ {
-		d *= 2
+var DefaultBackoff = DoublingBackoff(30 * time.Second)
+
+// DoublingBackoff waits first after the first failure and doubles the wait
+// with each further one, up to 30 min (or first, if that is longer):
+// relay.retry_backoff.
+func DoublingBackoff(first time.Duration) func(attempt int) time.Duration {
+	limit := max(first, 30*time.Minute)
+	return func(attempt int) time.Duration {
+		d := first
+		for i := 1; i < attempt && d < limit; i++ {
+			d *= 2
+		}
+		return min(d, limit)
 	}
-	return min(d, 30*time.Minute)
 }
 
 // Accept spools the message read from r with its envelope and records it

@@ -215,11 +215,20 @@ func TestNested(t *testing.T) {
 		}
 	})
 	t.Run("refuses-double", func(t *testing.T) {
-		if _, err := Sign(signed, f.alice.Key, f.chain(f.alice), nil); err == nil {
-			t.Error("signed an already signed message")
-		}
-		if _, err := Encrypt(signedEnc, []Recipient{{Cert: f.bob.Cert}}, nil); !errors.Is(err, ErrAlreadyEncrypted) {
-			t.Errorf("want ErrAlreadyEncrypted, got %v", err)
+		opaque := testpeer.MustRun(t, nil, "openssl", "cms", "-sign", "-nodetach", "-in", f.file(t, "plain.eml", []byte(plainMsg)),
+			"-signer", f.alice.CertFile, "-inkey", f.alice.KeyFile, "-md", "sha256")
+		for _, tc := range []struct {
+			name string
+			do   func() error
+			want error
+		}{
+			{"sign-signed", func() error { _, err := Sign(signed, f.alice.Key, f.chain(f.alice), nil); return err }, ErrAlreadySigned},
+			{"sign-opaque-signed", func() error { _, err := Sign(opaque, f.alice.Key, f.chain(f.alice), nil); return err }, ErrAlreadySigned},
+			{"encrypt-enveloped", func() error { _, err := Encrypt(signedEnc, []Recipient{{Cert: f.bob.Cert}}, nil); return err }, ErrAlreadyEncrypted},
+		} {
+			if err := tc.do(); !errors.Is(err, tc.want) {
+				t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+			}
 		}
 	})
 }

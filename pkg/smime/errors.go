@@ -20,6 +20,9 @@ var (
 	ErrNotSigned = errors.New("message is not S/MIME signed")
 	// ErrNotEncrypted: the message is not an S/MIME envelope.
 	ErrNotEncrypted = errors.New("message is not S/MIME encrypted")
+	// ErrAlreadySigned: refusing to sign a signed message again (it is
+	// passed through as it is).
+	ErrAlreadySigned = errors.New("message is already S/MIME signed")
 	// ErrAlreadyEncrypted: refusing to encrypt an envelope again.
 	ErrAlreadyEncrypted = errors.New("message is already S/MIME encrypted")
 	// ErrBadSignature: the signed content or signature was altered, or

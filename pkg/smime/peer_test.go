@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
+	"github.com/sealgate/sealgate/pkg/smime/cms"
 )
 
 // wrapSigned builds a multipart/signed around content and a detached
@@ -252,8 +253,20 @@ func TestVerifyPeerOutput(t *testing.T) {
 			if !strings.Contains(string(res.Message), "Hello from a peer.") || !strings.Contains(string(res.Message), "Subject: signed by openssl") {
 				t.Errorf("unwrapped message:\n%s", res.Message)
 			}
-			if _, _, _, err := SignerInfo(msg); err != nil {
-				t.Errorf("SignerInfo: %v", err)
+			// What harvesting keeps: openssl's signer, the intermediate
+			// it was given (-certfile), and the capabilities it adds.
+			cert, chain, caps, err := SignerInfo(msg)
+			if err != nil {
+				t.Fatalf("SignerInfo: %v", err)
+			}
+			if !cert.Equal(v.id.Cert) {
+				t.Errorf("SignerInfo signer = %s, want %s", cert.Subject, v.id.Cert.Subject)
+			}
+			if len(chain) != 1 || !chain[0].Equal(f.pki.Inter) {
+				t.Errorf("SignerInfo chain = %d certificates, want the intermediate only", len(chain))
+			}
+			if parsed, err := ParseCapabilities(caps); err != nil || len(caps) == 0 || !parsed.Has(cms.OIDAES256CBC) {
+				t.Errorf("SignerInfo capabilities %x: %v, want openssl's list with AES-256-CBC", caps, err)
 			}
 		})
 	}

@@ -49,7 +49,7 @@ func Sign(msg []byte, signer crypto.Signer, chain []*x509.Certificate, opts *Sig
 		return nil, errors.New("smime: sign: the signer certificate is required (chain[0])")
 	}
 	if k := Classify(msg); k == KindSigned || k == KindOpaqueSigned {
-		return nil, fmt.Errorf("smime: sign: message is already signed (%s): pass it through", k)
+		return nil, fmt.Errorf("smime: sign: %w (%s): pass it through", ErrAlreadySigned, k)
 	}
 	h := opts.Hash
 	if h == 0 {

@@ -133,7 +133,10 @@ func BenchmarkGroupCommitPut(b *testing.B) {
 					mu.Unlock()
 					if err := put(context.Background(), QueueEntry{ID: id, Node: "n1", State: "queued",
 						Recipients: []string{"b@y.test"}}); err != nil {
-						b.Fatal(err)
+						// Fatal would end only this goroutine (FailNow off the
+						// benchmark's goroutine): report and stop this worker.
+						b.Errorf("put %s: %v", id, err)
+						return
 					}
 				}
 			})

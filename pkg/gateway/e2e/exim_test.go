@@ -24,8 +24,8 @@ import (
 func TestEximSendsBDATThroughSealgate(t *testing.T) {
 	testpeer.RequireExim(t)
 	g, carol := newRelayGateway(t)
-	ex := testpeer.NewExim(t, testpeer.EximOptions{RelayHost: g.addr, TLS: true, User: relayUser, Password: relayPassword})
 	g.start()
+	ex := testpeer.NewExim(t, testpeer.EximOptions{RelayHost: g.addr, TLS: true, User: relayUser, Password: relayPassword})
 
 	// A line of 76 characters, as base64 bodies have.
 	line := strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz", 2) + "ABCDEFGH\n"

@@ -24,40 +24,52 @@ import (
 	"github.com/sealgate/sealgate/internal/testpeer"
 )
 
+// binaryBuild is one build of the command, made at most once per test run.
+type binaryBuild struct {
+	tags string // go build -tags
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	releaseBuild = &binaryBuild{}
+	// drillBuild has the crash drills' hooks (cmd/sealgate/drill_hooks.go).
+	drillBuild = &binaryBuild{tags: "sealgate_drill"}
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
+	for _, b := range []*binaryBuild{releaseBuild, drillBuild} {
+		if b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
+		}
 	}
 	os.Exit(code)
 }
 
 // sealgateBinary builds the command once per test run, for tests that need
 // a real process (signals, kill -9).
-func sealgateBinary(t *testing.T) string {
+func sealgateBinary(t *testing.T) string { return releaseBuild.get(t) }
+
+func (b *binaryBuild) get(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "sealgate-bin-")
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "sealgate")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/sealgate/sealgate/cmd/sealgate").CombinedOutput()
+		b.path = filepath.Join(dir, "sealgate")
+		out, err := exec.Command("go", "build", "-tags", b.tags, "-o", b.path, "github.com/sealgate/sealgate/cmd/sealgate").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build -tags %q: %v\n%s", b.tags, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return binPath
+	return b.path
 }
 
 type gw struct {
@@ -107,12 +119,16 @@ func newGateway(t *testing.T, extra string) *gw {
 // newGatewayRules is newGateway with its own [[policy.rules]].
 func newGatewayRules(t *testing.T, rules, extra string) *gw {
 	dir := t.TempDir()
-	port := testpeer.FreePort(t)
-	g := &gw{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	g := &gw{t: t, dir: dir, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	// Port 0: serve binds a free port and logs it (start reads it), so no
+	// other package's server can take the port between a pick and the bind.
 	cfg := fmt.Sprintf(`data_dir = %q
 
+[http]
+listen = "127.0.0.1:0"
+
 [smtp]
-listen = %q
+listen = "127.0.0.1:0"
 hostname = "gw.example.org"
 allowed_networks = ["127.0.0.0/8"]
 
@@ -141,7 +157,7 @@ internal_domains = ["example.org"]
 [pdf]
 password = ["subject", "preset"]
 subject_tag = "[pw:"
-%s`, filepath.Join(dir, "data"), g.addr, filepath.Join(dir, "outbox"), rules, extra)
+%s`, filepath.Join(dir, "data"), filepath.Join(dir, "outbox"), rules, extra)
 	g.config = filepath.Join(dir, "sealgate.toml")
 	if err := os.WriteFile(g.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -149,8 +165,11 @@ subject_tag = "[pw:"
 	return g
 }
 
+// start runs serve and sets g.addr to the SMTP address it listens on
+// (a new one at each start).
 func (g *gw) start() {
 	g.t.Helper()
+	logFrom := len(g.logText())
 	cmd := exec.Command(sealgateBinary(g.t), "serve", "--config", g.config)
 	cmd.Dir = g.cwd
 	cmd.Stdout = syncWriter{g.logMu, g.log}
@@ -165,7 +184,22 @@ func (g *gw) start() {
 			g.cmd.Wait()
 		}
 	})
-	testpeer.WaitPort(g.t, g.addr, 60*time.Second)
+	g.addr = ""
+	waitUntil(g.t, 60*time.Second, func() bool {
+		g.addr = listeningAddr(g.logText()[logFrom:])
+		return g.addr != ""
+	}, func() string { return "serve did not log its SMTP address:\n" + tail(g.logText()[logFrom:], 20) })
+}
+
+// listeningAddr is the SMTP address in serve's "listening" log line, or "".
+func listeningAddr(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		var rec struct{ Msg, SMTP string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.SMTP != "" {
+			return rec.SMTP
+		}
+	}
+	return ""
 }
 
 func (g *gw) logText() string {
