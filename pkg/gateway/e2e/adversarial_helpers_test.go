@@ -414,8 +414,8 @@ func clip(b []byte) string {
 }
 
 // assertPDFCarrier checks with qpdf and poppler that msg is PDF mail whose
-// PDF needs a password, opens with password and not with another, and
-// (when want != "") shows want once opened.
+// PDF needs a password, is AES-256 (R 6), opens with password and not with
+// another, and (when want != "") shows want once opened.
 func assertPDFCarrier(t *testing.T, msg []byte, password, want string) {
 	t.Helper()
 	pdf := leaf(msg, "application/pdf")
@@ -431,6 +431,9 @@ func assertPDFCarrier(t *testing.T, msg []byte, password, want string) {
 	}
 	if r := testpeer.QPDFCheck(t, f, password); r.ExitCode != 0 {
 		t.Fatalf("the PDF does not open with its password: exit %d\n%s", r.ExitCode, r.Stderr)
+	}
+	if enc := testpeer.QPDFShowEncryption(t, f, password); !strings.Contains(enc, "R = 6") || !strings.Contains(enc, "AESv3") {
+		t.Fatalf("PDF not encrypted with AES-256 (R 6):\n%s", enc)
 	}
 	if want != "" {
 		if txt := testpeer.PDFText(t, f, password, false); !strings.Contains(txt, want) {
