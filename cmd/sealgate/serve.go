@@ -181,9 +181,14 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		Backoff:         gateway.DoublingBackoff(cfg.Relay.RetryBackoff.Duration),
 		Events:          &events.Recorder{Store: gc, Logger: log},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
-		Admit:           gateway.HeaderAdmission{}}
+	}
+	// Who may send as whom: the signer's view of the users (aliases map to
+	// their user), so a personal account can use its aliases and nothing
+	// else, in MAIL FROM (listener) and in From and Sender (admission).
+	owns := gateway.OwnsAddress(pipeline.Signer.(*pkiSigner).Owner)
+	q.Admit = gateway.HeaderAdmission{Authorize: gateway.AuthorizeHeaderSenders(owns)}
 	lst := gateway.NewListener(gateway.ListenerConfig{Hostname: cfg.SMTP.Hostname, TLS: tlsConf,
-		AllowedNetworks: nets, Accounts: users, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		AllowedNetworks: nets, Accounts: users, OwnsAddress: owns, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnections: cfg.SMTP.MaxConnections,
 		ReadTimeout: cfg.SMTP.ReadTimeout.Duration, WriteTimeout: cfg.SMTP.WriteTimeout.Duration, Log: log}, q)
 	// Recovery first: it must not race the listener's first messages.
@@ -498,12 +503,12 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		Encrypter: smimeEncrypter{},
 		StripTag:  policy.StripTag}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
-		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength,
+		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
 		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}})
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
 	} else {
-		p.PDF = &pdfSealer{pw: pw, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
+		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
 		p.CleanSubject = pw.CleanSubject
 		p.SubjectPassword = func(subject string) string {
@@ -848,12 +853,19 @@ func issuerCertificates(ctx context.Context, iss pki.Issuer) ([]*x509.Certificat
 
 // pdfSealer resolves the recipient's password and seals.
 type pdfSealer struct {
-	pw *pdfmail.Passwords
-	s  *pdfmail.Sealer
+	pw    *pdfmail.Passwords
+	s     *pdfmail.Sealer
+	owner gateway.OwnerFunc // the organisation's users
 }
 
 func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, msg []byte) (gateway.PDFResult, error) {
-	res, err := p.pw.For(ctx, sender, rcpt, subject)
+	// generated-to-sender applies only to a sender found among the
+	// organisation's users: anyone can write a From line.
+	_, isUser, err := p.owner(ctx, sender)
+	if err != nil {
+		return gateway.PDFResult{}, fmt.Errorf("looking up the sender: %w", err)
+	}
+	res, err := p.pw.Resolve(ctx, pdfmail.Query{Sender: sender, SenderIsUser: isUser, Recipient: rcpt, Subject: subject})
 	if err != nil {
 		return gateway.PDFResult{}, err
 	}
@@ -866,7 +878,9 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 	}
 	r := gateway.PDFResult{Carrier: out.Bytes()}
 	if res.Notification != nil {
-		r.Notice = &gateway.ExtraMessage{From: "", To: []string{sender}, Data: res.Notification}
+		// Queued (the password marked announced) only once the carrier
+		// has left: the pipeline hangs the notice on the carrier's parcel.
+		r.Notice = &gateway.ExtraMessage{From: "", To: []string{sender}, Data: res.Notification, Queued: res.Announce}
 	}
 	return r, nil
 }

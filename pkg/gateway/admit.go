@@ -84,3 +84,56 @@ func (c *headerCapture) header() ([]byte, error) {
 	}
 	return c.buf.Bytes(), nil
 }
+
+// OwnerFunc maps an address of the organisation's users (primary or
+// alias) to the user's primary address; ok is false for anyone else.
+type OwnerFunc func(ctx context.Context, addr string) (primary string, ok bool, err error)
+
+// OwnsAddress says whether personal account may send as addr: its own
+// address (ASCII case ignored), or another address of the same user.
+func OwnsAddress(owner OwnerFunc) func(ctx context.Context, account, addr string) (bool, error) {
+	return func(ctx context.Context, account, addr string) (bool, error) {
+		if sameAddress(account, addr) {
+			return true, nil
+		}
+		if owner == nil {
+			return false, nil
+		}
+		mine, ok, err := owner(ctx, account)
+		if err != nil || !ok {
+			return false, err
+		}
+		theirs, ok, err := owner(ctx, addr)
+		if err != nil || !ok {
+			return false, err
+		}
+		return mine == theirs, nil
+	}
+}
+
+// AuthorizeHeaderSenders is HeaderAdmission.Authorize for the account
+// roles: a relay account (the Exchange connector) sends for everyone; a
+// personal account only with its own addresses in MAIL FROM, From and
+// Sender, since the gateway signs as From.
+func AuthorizeHeaderSenders(owns func(ctx context.Context, account, addr string) (bool, error)) func(ctx context.Context, env *Envelope, h *message.Header) error {
+	return func(ctx context.Context, env *Envelope, h *message.Header) error {
+		if env.AuthUser == "" || env.AuthRole == RoleRelay {
+			return nil
+		}
+		check := []struct{ field, addr string }{{"MAIL FROM", env.From}, {"From", h.From.Address}}
+		if h.Sender != nil {
+			check = append(check, struct{ field, addr string }{"Sender", h.Sender.Address})
+		}
+		for _, c := range check {
+			ok, err := owns(ctx, env.AuthUser, c.addr)
+			if err != nil {
+				return errSenderUncheckable
+			}
+			if !ok {
+				return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+					Message: fmt.Sprintf("Account %s may send only as its own address or its aliases; %s <%s> is not one", env.AuthUser, c.field, c.addr)}
+			}
+		}
+		return nil
+	}
+}
