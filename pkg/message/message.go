@@ -27,8 +27,11 @@ import (
 
 // Limits on the header section. Exchange writes a few dozen fields and a
 // few KB; a header beyond these is an attack on the parsers behind us.
+// One field may be long (To with a thousand recipients is ~40 KB), but
+// not most of the header.
 const (
 	MaxHeaderBytes  = 1 << 20
+	MaxFieldBytes   = 256 << 10
 	MaxHeaderFields = 2000
 )
 
@@ -205,6 +208,9 @@ func (h *Header) split(raw []byte) error {
 			}
 			f := &h.Fields[len(h.Fields)-1]
 			f.Raw = raw[f.Start:end]
+			if len(f.Raw) > MaxFieldBytes {
+				return &Error{Line: f.Line, Field: f.Name, Reason: fmt.Sprintf("the field is longer than %d bytes", MaxFieldBytes), Err: ErrTooLarge}
+			}
 			if f.Value == "" {
 				f.Value = string(bytes.TrimSpace(text))
 			} else {

@@ -153,3 +153,12 @@ func TestFormatFieldFolds(t *testing.T) {
 		t.Fatalf("round trip: %q, %v", h.Subject, err)
 	}
 }
+
+func TestParseHeaderHugeField(t *testing.T) {
+	msg := "From: a@example.org\nX-Big: a" + strings.Repeat("\n "+strings.Repeat("b", 998), 300) + "\n\nbody"
+	_, err := ParseHeader(crlf(msg))
+	var e *Error
+	if !errors.Is(err, ErrTooLarge) || !errors.As(err, &e) || e.Field != "X-Big" || e.Line != 2 {
+		t.Fatalf("err = %v, want ErrTooLarge at X-Big line 2", err)
+	}
+}

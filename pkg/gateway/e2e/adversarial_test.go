@@ -284,9 +284,12 @@ func forgedSenderGetsNoPassword(t *testing.T, g *gw) {
 	const marker = "marker-from-the-real-user"
 	r := submit(t, g.addr, submission{From: mallory, To: []string{partner}, Data: rfc5322(fields(mallory, partner, "[secure] hi"), "forged body")})
 	if r.Code == 250 {
-		if o := g.waitOutcome(t, partner); o.Entry == nil || o.Entry.State != "held" {
+		o := g.waitOutcome(t, partner)
+		if o.Entry == nil || o.Entry.State != "held" {
 			t.Fatalf("mail from %s to %s: %s, want held", mallory, partner, o)
 		}
+		// The admin deletes the forgery; what follows is the real user's.
+		g.cli("queue", "delete", o.Entry.ID)
 	} else if r.Code < 500 {
 		t.Fatalf("submission from %s: %v, want 250 (then held) or a 5xx", mallory, r)
 	}
@@ -365,7 +368,8 @@ type spoof struct{ name, slug, from string }
 func displayNameSpoofs(addr string) []spoof {
 	return []spoof{
 		{"quoted address", "quoted", `"ceo@example.org" <` + addr + `>`},
-		{"encoded word", "encoded", mime.BEncoding.Encode("utf-8", "ceo@example.org") + " <" + addr + ">"},
+		// mime.BEncoding leaves ASCII as it is: build the word by hand.
+		{"encoded word", "encoded", "=?utf-8?b?" + base64.StdEncoding.EncodeToString([]byte("ceo@example.org")) + "?= <" + addr + ">"},
 		{"name and address", "angle", `"CEO <ceo@example.org>" <` + addr + `>`},
 	}
 }
