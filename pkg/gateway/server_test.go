@@ -132,8 +132,8 @@ func TestListenerRefusals(t *testing.T) {
 		{"NUL", open, []string{"EHLO c\r\n", "MAIL FROM:<a@org.test>\r\n", "RCPT TO:<b@ext.test>\r\n", "DATA\r\n",
 			"Subject: x\r\n\r\nh\x00i\r\n.\r\n"}, "554 5.6.0 NUL"},
 		{"AUTH required", authed, []string{"EHLO c\r\n", "MAIL FROM:<a@org.test>\r\n"}, "530 5.7.0"},
-		{"AUTH refused without TLS", authed, []string{"EHLO c\r\n", "AUTH PLAIN AGV4Y2hhbmdlAHB3\r\n"}, "5"},
-		{"relative recipient", open, []string{"EHLO c\r\n", "MAIL FROM:<a@org.test>\r\n", "RCPT TO:<postmaster>\r\n"}, "5"},
+		{"AUTH refused without TLS", authed, []string{"EHLO c\r\n", "AUTH PLAIN AGV4Y2hhbmdlAHB3\r\n"}, "523 5.7.10"},
+		{"relative recipient", open, []string{"EHLO c\r\n", "MAIL FROM:<a@org.test>\r\n", "RCPT TO:<postmaster>\r\n"}, "501 5.5.2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
