@@ -9,11 +9,26 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/gateway"
 )
 
 func init() {
 	register(newConfigCmd)
-	configChecks = append(configChecks, relayModeCheck)
+	configChecks = append(configChecks, relayModeCheck, authUsersCheck)
+}
+
+// authUsersCheck reads smtp.auth_users_file as serve will (roles, bcrypt
+// hashes), so that a bad line shows in `config check`, not only when the
+// gateway refuses to start.
+func authUsersCheck(cfg *config.Config) []config.Problem {
+	if cfg.SMTP.AuthUsersFile == "" {
+		return nil
+	}
+	if _, err := gateway.LoadUsers(cfg.Path(cfg.SMTP.AuthUsersFile)); err != nil {
+		return []config.Problem{{Key: "smtp.auth_users_file", Line: cfg.Line("smtp.auth_users_file"), Message: err.Error(),
+			Hint: `one account per line, "name:bcrypt-hash[:relay|personal]"; a name that is not an email address needs :relay`}}
+	}
+	return nil
 }
 
 // relayModeCheck: "mx" is a valid name in the file format, but this build

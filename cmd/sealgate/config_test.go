@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/sealgate/sealgate/pkg/config"
 )
 
@@ -152,5 +154,42 @@ func TestConfigCheckRelayModeMX(t *testing.T) {
 	code, _, stderr := runCLI(t, "config", "check", "--config", file)
 	if code != 2 || !strings.Contains(stderr, "sealgate.toml:3: relay.mode:") || !strings.Contains(stderr, "smarthost") {
 		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+}
+
+// `config check` reads smtp.auth_users_file as serve does: a line without a
+// role for a name that is not an address is reported with the file's line.
+func TestConfigCheckAuthUsersFile(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users")
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("data_dir = %q\n[relay]\nmode = \"dir\"\ndir = \"./outbox\"\n[smtp]\nauth_users_file = %q\n", filepath.Join(dir, "data"), users)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, content string
+		code          int
+		want          string
+	}{
+		{"connector without role", "exchange:" + string(hash) + "\n", 2, "line 1"},
+		{"connector with role", "exchange:" + string(hash) + ":relay\n", 0, ""},
+		{"unknown role", "alice@example.org:" + string(hash) + ":admin\n", 2, "line 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(users, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := runCLI(t, "config", "check", "--config", cfgFile)
+			if code != tc.code || !strings.Contains(stderr, tc.want) || (tc.code != 0 && !strings.Contains(stderr, "smtp.auth_users_file")) {
+				t.Fatalf("exit %d, stderr %s", code, stderr)
+			}
+			if strings.Contains(stderr, string(hash)) {
+				t.Fatalf("the hash is in the output: %s", stderr)
+			}
+		})
 	}
 }
