@@ -81,6 +81,7 @@ type Field struct {
 	Decoded string // RFC 2047 encoded words decoded (Value when they do not decode)
 	Line    int    // 1-based line of the field's first line
 	Start   int    // offset of Raw in the message
+	folded  bool   // Raw has continuation lines; Value is unfolded once at the end
 }
 
 // Mailbox is one parsed address.
@@ -183,6 +184,7 @@ func (h *Header) split(raw []byte) error {
 	for {
 		if off >= len(raw) {
 			h.End = len(raw)
+			h.unfoldLast()
 			return nil
 		}
 		if off > MaxHeaderBytes {
@@ -197,6 +199,7 @@ func (h *Header) split(raw []byte) error {
 		line++
 		if len(text) == 0 {
 			h.End = end
+			h.unfoldLast()
 			return nil
 		}
 		if bytes.IndexByte(text, 0) >= 0 || bytes.IndexByte(text, '\r') >= 0 {
@@ -211,11 +214,7 @@ func (h *Header) split(raw []byte) error {
 			if len(f.Raw) > MaxFieldBytes {
 				return &Error{Line: f.Line, Field: f.Name, Reason: fmt.Sprintf("the field is longer than %d bytes", MaxFieldBytes), Err: ErrTooLarge}
 			}
-			if f.Value == "" {
-				f.Value = string(bytes.TrimSpace(text))
-			} else {
-				f.Value += " " + string(bytes.TrimSpace(text))
-			}
+			f.folded = true
 			off = end
 			continue
 		}
@@ -234,6 +233,7 @@ func (h *Header) split(raw []byte) error {
 				return malformed(line, "", "the field name has a character not allowed in names (byte 0x%02x)", c)
 			}
 		}
+		h.unfoldLast()
 		if len(h.Fields) >= MaxHeaderFields {
 			return &Error{Line: line, Reason: fmt.Sprintf("more than %d header fields", MaxHeaderFields), Err: ErrTooLarge}
 		}
@@ -241,6 +241,37 @@ func (h *Header) split(raw []byte) error {
 			Raw: raw[off:end], Value: strings.TrimSpace(string(text[colon+1:])), Line: line, Start: off})
 		off = end
 	}
+}
+
+// unfoldLast sets the value of the last field from its raw lines, once
+// (joining on every continuation line would copy a long To field once per
+// line): each line trimmed, joined with one space.
+func (h *Header) unfoldLast() {
+	if len(h.Fields) == 0 || !h.Fields[len(h.Fields)-1].folded {
+		return
+	}
+	f := &h.Fields[len(h.Fields)-1]
+	f.folded = false
+	rest := f.Raw[bytes.IndexByte(f.Raw, ':')+1:]
+	var b strings.Builder
+	b.Grow(len(rest))
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.Write(line)
+	}
+	f.Value = b.String()
 }
 
 // Get returns the value (undecoded) of the first field named name.
