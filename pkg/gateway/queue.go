@@ -516,7 +516,8 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	}
 	base := events.Delivery{QueueID: id, MessageID: plan.MessageID, Sender: env.From, Attempt: attempt, Received: env.Received}
 	for i, p := range plan.Parcels {
-		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data, UTF8: env.UTF8, RequireTLS: p.RequireTLS})
+		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data,
+			UTF8: env.UTF8 && needsSMTPUTF8(env.From, p.Rcpts, p.Data), RequireTLS: p.RequireTLS})
 		left := len(errs) == len(p.Rcpts)
 		for j, r := range p.Rcpts {
 			var e error
@@ -590,6 +591,40 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	default:
 		q.finish(ctx, id)
 	}
+}
+
+// needsSMTPUTF8 says whether a parcel needs SMTPUTF8 at the next hop: an
+// address or a header field outside ASCII (RFC 6531). Clients such as
+// Exchange ask for SMTPUTF8 whenever it is offered; passing that on for
+// ASCII mail would defer it at every next hop without SMTPUTF8.
+func needsSMTPUTF8(from string, rcpts []string, data []byte) bool {
+	if !isASCII(from) {
+		return true
+	}
+	for _, r := range rcpts {
+		if !isASCII(r) {
+			return true
+		}
+	}
+	hdr := data
+	if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
+		hdr = data[:i]
+	}
+	for _, c := range hdr {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // queueAfter queues the messages that wait for a parcel to leave.

@@ -275,3 +275,22 @@ func TestQueueFreshMessageNotReadBack(t *testing.T) {
 		t.Fatalf("%d queue entry reads for a fresh message", n)
 	}
 }
+
+// A client that asked for SMTPUTF8 (Exchange does whenever it is offered)
+// needs it at the next hop only for non-ASCII addresses or header fields:
+// otherwise a next hop without SMTPUTF8 would defer plain ASCII mail.
+func TestNeedsSMTPUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, rcpt, data string
+		want                   bool
+	}{
+		{"ascii", "a@org.test", "b@ext.test", "Subject: hi\r\n\r\nGrüße in the body\r\n", false},
+		{"utf-8 sender", "jörg@org.test", "b@ext.test", "Subject: hi\r\n\r\nx\r\n", true},
+		{"utf-8 recipient", "a@org.test", "björn@ext.test", "Subject: hi\r\n\r\nx\r\n", true},
+		{"utf-8 header", "a@org.test", "b@ext.test", "Subject: Grüße\r\n\r\nx\r\n", true},
+	} {
+		if got := needsSMTPUTF8(tc.from, []string{tc.rcpt}, []byte(tc.data)); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
