@@ -33,6 +33,16 @@ type HeaderAdmission struct {
 // Admit implements Admitter.
 func (a HeaderAdmission) Admit(ctx context.Context, env *Envelope, header []byte) error {
 	h, err := message.ParseHeader(header)
+	var me *message.Error
+	if errors.As(err, &me) && me.Line > env.addedLines {
+		// Count lines as the client wrote them, not with our Received.
+		shifted := *me
+		shifted.Line -= env.addedLines
+		if shifted.FirstLine > env.addedLines {
+			shifted.FirstLine -= env.addedLines
+		}
+		err = &shifted
+	}
 	switch {
 	case errors.Is(err, message.ErrTooLarge):
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Refused: " + err.Error()}

@@ -19,8 +19,8 @@ func TestAdmissionAtData(t *testing.T) {
 	for _, tc := range []struct {
 		name, header, want string
 	}{
-		{"line without colon", "From: alice@org.test\r\nX-Classification: Confidential\r\nnot a field\r\n", "554 5.6.0 "},
-		{"two From", "From: alice@org.test\r\nFrom: ceo@org.test\r\n", "554 5.6.0 "},
+		{"line without colon", "From: alice@org.test\r\nX-Classification: Confidential\r\nnot a field\r\n", "554 5.6.0 Refused, the message cannot be read unambiguously: header line 3: "},
+		{"two From", "From: alice@org.test\r\nFrom: ceo@org.test\r\n", "554 5.6.0 Refused, the message cannot be read unambiguously: header line 2: From: occurs a second time; it may occur only once (first at line 1)"},
 		{"two Subject", "From: alice@org.test\r\nSubject: [secure] a\r\nSubject: b\r\n", "554 5.6.0 "},
 		{"two Content-Type", "From: alice@org.test\r\nContent-Type: text/plain\r\nContent-Type: application/pkcs7-mime\r\n", "554 5.6.0 "},
 		{"no From", "Subject: hi\r\n", "554 5.6.0 "},

@@ -375,7 +375,9 @@ func (s *session) Data(r io.Reader) error {
 	br.Reset(r)
 	defer func() { br.Reset(nil); dataReaders.Put(br) }()
 	v := newDataValidator(br, s.l.cfg.Hostname)
-	body := io.MultiReader(strings.NewReader(s.receivedField(env, tlsOn)), v)
+	received := s.receivedField(env, tlsOn)
+	env.addedLines = strings.Count(received, "\n")
+	body := io.MultiReader(strings.NewReader(received), v)
 	err := s.l.queue.Accept(context.Background(), env, body)
 	if err != nil {
 		_, _ = io.Copy(io.Discard, r) // the SMTP layer expects the data consumed

@@ -45,6 +45,10 @@ type Envelope struct {
 	// Raw marks messages the gateway made itself (DSNs): they are relayed
 	// as they are, without the policy pipeline.
 	Raw bool `json:"raw,omitempty"`
+	// addedLines are the header lines the listener put in front of the
+	// client's message (its Received field): errors about the header
+	// count lines as the client wrote them. Not spooled.
+	addedLines int
 }
 
 // Recipient is one RCPT TO with its DSN parameters.

@@ -49,10 +49,12 @@ var ErrMisleadingName = errors.New("display name shows another address")
 
 // Error is a problem at a place in the header section.
 type Error struct {
-	Line   int    // 1-based line in the header section; 0: not tied to a line
-	Field  string // canonical field name, if any
-	Reason string
-	Err    error // ErrMalformed or ErrMisleadingName
+	Line  int    // 1-based line in the header section; 0: not tied to a line
+	Field string // canonical field name, if any
+	// FirstLine is where a field that may occur once occurred first.
+	FirstLine int
+	Reason    string
+	Err       error // ErrMalformed or ErrMisleadingName
 }
 
 func (e *Error) Error() string {
@@ -64,6 +66,9 @@ func (e *Error) Error() string {
 		b.WriteString(e.Field + ": ")
 	}
 	b.WriteString(e.Reason)
+	if e.FirstLine > 0 {
+		fmt.Fprintf(&b, " (first at line %d)", e.FirstLine)
+	}
 	return b.String()
 }
 
@@ -154,7 +159,8 @@ func ParseHeader(raw []byte) (*Header, error) {
 	for _, f := range h.Fields {
 		if onceFields[f.Name] {
 			if first, dup := seen[f.Name]; dup {
-				return nil, malformed(f.Line, f.Name, "occurs a second time (first at line %d); it may occur only once", first)
+				return nil, &Error{Line: f.Line, Field: f.Name, FirstLine: first, Err: ErrMalformed,
+					Reason: "occurs a second time; it may occur only once"}
 			}
 			seen[f.Name] = f.Line
 		}
