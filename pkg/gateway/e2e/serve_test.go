@@ -76,7 +76,8 @@ type gw struct {
 	t      *testing.T
 	dir    string
 	config string
-	addr   string
+	addr   string // SMTP
+	http   string // [http] listen, as serve bound it
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	logMu  *sync.Mutex
@@ -184,22 +185,23 @@ func (g *gw) start() {
 			g.cmd.Wait()
 		}
 	})
-	g.addr = ""
+	g.addr, g.http = "", ""
 	waitUntil(g.t, 60*time.Second, func() bool {
-		g.addr = listeningAddr(g.logText()[logFrom:])
+		g.addr, g.http = listeningAddrs(g.logText()[logFrom:])
 		return g.addr != ""
 	}, func() string { return "serve did not log its SMTP address:\n" + tail(g.logText()[logFrom:], 20) })
 }
 
-// listeningAddr is the SMTP address in serve's "listening" log line, or "".
-func listeningAddr(log string) string {
+// listeningAddrs are the SMTP and HTTP addresses in serve's "listening"
+// log line, or "".
+func listeningAddrs(log string) (smtp, http string) {
 	for _, line := range strings.Split(log, "\n") {
-		var rec struct{ Msg, SMTP string }
+		var rec struct{ Msg, SMTP, HTTP string }
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.SMTP != "" {
-			return rec.SMTP
+			return rec.SMTP, rec.HTTP
 		}
 	}
-	return ""
+	return "", ""
 }
 
 func (g *gw) logText() string {
