@@ -199,7 +199,19 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("smtp.listen %s: %w", cfg.SMTP.Listen, err)
 	}
-	log.Info("listening", "smtp", ln.Addr().String(), "relay", cfg.Relay.Mode, "data_dir", cfg.DataPath(""))
+	// The HTTP socket is bound here too, so that the line below names both
+	// addresses (with port 0 in the config, the ones the kernel chose) and a
+	// taken HTTP port stops serve instead of leaving it without /crl.
+	var httpLn net.Listener
+	listening := []any{"smtp", ln.Addr().String()}
+	if cfg.HTTP.Listen != "" {
+		if httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			ln.Close()
+			return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		}
+		listening = append(listening, "http", httpLn.Addr().String())
+	}
+	log.Info("listening", append(listening, "relay", cfg.Relay.Mode, "data_dir", cfg.DataPath(""))...)
 
 	var wg sync.WaitGroup
 	qctx, qcancel := context.WithCancel(context.Background())
@@ -215,7 +227,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	go func() { serveErr <- lst.Serve(ln) }()
 
 	var httpSrv *http.Server
-	if cfg.HTTP.Listen != "" {
+	if httpLn != nil {
 		mux := http.NewServeMux()
 		if ca != nil {
 			mux.Handle("/crl", ca.Handler())
@@ -223,7 +235,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 		httpSrv = &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
-			if err := httpSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("http listener", "err", err)
 			}
 		}()

@@ -212,14 +212,7 @@ func TestRevocationAnswersFromOpenSSL(t *testing.T) {
 	o.ocsp(t, "/mallory", ocspMallory, malloryFile, leafKeyFile, "sha256")
 	o.ocsp(t, "/delegated", ocspDelegated, responderFile, leafKeyFile, "sha256")
 
-	tests := []struct {
-		name      string
-		cert      *x509.Certificate
-		later     time.Duration // how long after the answers were made the lookup runs
-		valid     bool
-		undecided bool
-		detail    string
-	}{
+	tests := []revocationWant{
 		{name: "CRL sha256, good", cert: crlGood, valid: true, detail: "not revoked (CRL"},
 		{name: "CRL sha256, revoked", cert: crlRevoked, detail: "revoked at"},
 		{name: "CRL signed with SHA-1", cert: crlSHA1, undecided: true, detail: "CRL is signed with ECDSA-SHA1: refused"},
@@ -234,24 +227,38 @@ func TestRevocationAnswersFromOpenSSL(t *testing.T) {
 		{name: "OCSP good signed by a delegated responder", cert: ocspDelegated, valid: true, detail: "not revoked (OCSP"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			at := time.Now().Add(tc.later)
-			v, err := NewValidator(ValidatorOptions{Roots: poolOf(ca.cert), Revocation: RevocationHardFail, Now: func() time.Time { return at }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev := v.Evaluate(t.Context(), Candidate{Certificate: tc.cert}, tc.cert.EmailAddresses[0])
-			var rc Check
-			for _, c := range ev.Checks {
-				if c.Name == CheckRevocation {
-					rc = c
-				}
-			}
-			if ev.Valid != tc.valid || ev.Undecided != tc.undecided || rc.Undecided != tc.undecided || !strings.Contains(rc.Detail, tc.detail) {
-				t.Fatalf("valid=%v undecided=%v revocation %+v; want valid=%v undecided=%v and %q",
-					ev.Valid, ev.Undecided, rc, tc.valid, tc.undecided, tc.detail)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { tc.check(t, ca.cert) })
+	}
+}
+
+// revocationWant is what a hard-failing validator must conclude about one
+// certificate's revocation.
+type revocationWant struct {
+	name      string
+	cert      *x509.Certificate
+	later     time.Duration // how long after the answers were made the lookup runs
+	valid     bool
+	undecided bool
+	detail    string // in the revocation check's detail
+}
+
+func (w revocationWant) check(t *testing.T, root *x509.Certificate) {
+	t.Helper()
+	at := time.Now().Add(w.later)
+	v, err := NewValidator(ValidatorOptions{Roots: poolOf(root), Revocation: RevocationHardFail, Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := v.Evaluate(t.Context(), Candidate{Certificate: w.cert}, w.cert.EmailAddresses[0])
+	var rc Check
+	for _, c := range ev.Checks {
+		if c.Name == CheckRevocation {
+			rc = c
+		}
+	}
+	if ev.Valid != w.valid || ev.Undecided != w.undecided || rc.Undecided != w.undecided || !strings.Contains(rc.Detail, w.detail) {
+		t.Fatalf("valid=%v undecided=%v revocation %+v; want valid=%v undecided=%v and %q",
+			ev.Valid, ev.Undecided, rc, w.valid, w.undecided, w.detail)
 	}
 }
 

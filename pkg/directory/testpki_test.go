@@ -122,6 +122,9 @@ type leafSpec struct {
 	// subjectEmail is put in the subject as PKCS #9 emailAddress (as a
 	// UTF8String when not ASCII); emails may then be empty.
 	subjectEmail string
+	// serial is the serial number when it must be known before issuing
+	// (an OCSP responder's index); 0 = the CA's next.
+	serial int64
 }
 
 func (ca *testCA) issue(t testing.TB, s leafSpec) *x509.Certificate {
@@ -146,8 +149,12 @@ func (ca *testCA) issue(t testing.TB, s leafSpec) *x509.Certificate {
 	if len(s.emails) > 0 {
 		cn = s.emails[0]
 	}
+	serial := s.serial
+	if serial == 0 {
+		serial = ca.serial.Add(1)
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:   big.NewInt(ca.serial.Add(1)),
+		SerialNumber:   big.NewInt(serial),
 		Subject:        pkix.Name{CommonName: cn},
 		NotBefore:      s.notBefore,
 		NotAfter:       s.notAfter,

@@ -1,15 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -94,18 +97,43 @@ func TestQueueBouncesPermanentFailureWithoutBody(t *testing.T) {
 	accept(t, q, "gone@ext.test")
 	waitFor(t, "bounce", func() bool { return len(relay.deliveries()) == 2 && queueEmpty(q)() })
 	dsn := relay.deliveries()[1]
-	body := string(dsn.Data)
-	if dsn.From != "" || dsn.Rcpts[0] != "a@org.test" {
+	if dsn.From != "" || len(dsn.Rcpts) != 1 || dsn.Rcpts[0] != "a@org.test" {
 		t.Fatalf("DSN envelope: from %q to %v", dsn.From, dsn.Rcpts)
 	}
-	for _, want := range []string{"multipart/report; report-type=delivery-status", "Final-Recipient: rfc822; gone@ext.test",
-		"Action: failed", "Status: 5.1.1", "text/rfc822-headers", "Subject: quarterly numbers"} {
-		if !strings.Contains(body, want) {
-			t.Errorf("DSN lacks %q", want)
-		}
+	checkBounceReport(t, dsn.Data, "gone@ext.test", "5.1.1", "550 5.1.1 no such user")
+}
+
+// checkBounceReport has an independent parser (Python's email package)
+// read a DSN of this queue's test message (testMsg, from a@org.test) and
+// checks that it reports exactly one failed recipient with the status and
+// a Diagnostic-Code containing diagnostic, and returns the header but not
+// the body.
+func checkBounceReport(t *testing.T, raw []byte, rcpt, status, diagnostic string) {
+	t.Helper()
+	rep := testpeer.ReadDSN(t, raw)
+	if want := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}; !slices.Equal(rep.Parts, want) {
+		t.Errorf("parts %v, want %v", rep.Parts, want)
 	}
-	if strings.Contains(body, "SECRET BODY") {
-		t.Error("DSN carries the original body")
+	if rep.To != "<a@org.test>" || rep.AutoSubmitted != "auto-replied" || rep.ReportingMTAType != "dns" || rep.ReportingMTA != "gw.test" {
+		t.Errorf("To %q, Auto-Submitted %q, Reporting-MTA %q; %q", rep.To, rep.AutoSubmitted, rep.ReportingMTAType, rep.ReportingMTA)
+	}
+	want := testpeer.DSNRecipient{FinalRecipientType: "rfc822", FinalRecipient: rcpt, Action: "failed", Status: status, DiagnosticType: "smtp"}
+	if len(rep.Recipients) != 1 {
+		t.Fatalf("recipients %+v, want one", rep.Recipients)
+	}
+	got := rep.Recipients[0]
+	if !strings.Contains(got.Diagnostic, diagnostic) {
+		t.Errorf("Diagnostic-Code %q lacks %q", got.Diagnostic, diagnostic)
+	}
+	got.Diagnostic = ""
+	if got != want {
+		t.Errorf("recipient %+v, want %+v", got, want)
+	}
+	if rep.OriginalHeaders["Subject"] != "quarterly numbers" || rep.OriginalHeaders["Message-Id"] != "<m1@org.test>" {
+		t.Errorf("returned header %v", rep.OriginalHeaders)
+	}
+	if strings.TrimSpace(rep.OriginalBody) != "" || bytes.Contains(raw, []byte("SECRET BODY")) {
+		t.Errorf("the DSN carries the original body: %q", rep.OriginalBody)
 	}
 }
 
@@ -192,9 +220,10 @@ func TestQueueHeldExpiresIntoBounce(t *testing.T) {
 	accept(t, q, "conf@ext.test")
 	waitFor(t, "expiry bounce", func() bool { return len(relay.deliveries()) == 1 && queueEmpty(q)() })
 	dsn := relay.deliveries()[0]
-	if dsn.Rcpts[0] != "a@org.test" || !strings.Contains(string(dsn.Data), "held too long (conf@ext.test: no certificate)") {
-		t.Fatalf("DSN: %s", dsn.Data)
+	if dsn.From != "" || len(dsn.Rcpts) != 1 || dsn.Rcpts[0] != "a@org.test" {
+		t.Fatalf("DSN envelope: from %q to %v", dsn.From, dsn.Rcpts)
 	}
+	checkBounceReport(t, dsn.Data, "conf@ext.test", "5.0.0", "held too long (conf@ext.test: no certificate)")
 	if !strings.Contains(el.String(), `"outcome":"bounced"`) {
 		t.Fatal("no bounced event")
 	}

@@ -76,7 +76,8 @@ type gw struct {
 	t      *testing.T
 	dir    string
 	config string
-	addr   string
+	addr   string // SMTP
+	http   string // [http] listen, as serve bound it
 	cmd    *exec.Cmd
 	log    *bytes.Buffer
 	logMu  *sync.Mutex
@@ -184,22 +185,23 @@ func (g *gw) start() {
 			g.cmd.Wait()
 		}
 	})
-	g.addr = ""
+	g.addr, g.http = "", ""
 	waitUntil(g.t, 60*time.Second, func() bool {
-		g.addr = listeningAddr(g.logText()[logFrom:])
+		g.addr, g.http = listeningAddrs(g.logText()[logFrom:])
 		return g.addr != ""
 	}, func() string { return "serve did not log its SMTP address:\n" + tail(g.logText()[logFrom:], 20) })
 }
 
-// listeningAddr is the SMTP address in serve's "listening" log line, or "".
-func listeningAddr(log string) string {
+// listeningAddrs are the SMTP and HTTP addresses in serve's "listening"
+// log line, or "".
+func listeningAddrs(log string) (smtp, http string) {
 	for _, line := range strings.Split(log, "\n") {
-		var rec struct{ Msg, SMTP string }
+		var rec struct{ Msg, SMTP, HTTP string }
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" && rec.SMTP != "" {
-			return rec.SMTP
+			return rec.SMTP, rec.HTTP
 		}
 	}
-	return ""
+	return "", ""
 }
 
 func (g *gw) logText() string {
@@ -312,21 +314,37 @@ func findPart(t *testing.T, r io.Reader, header mail.Header, want string) []byte
 	}
 }
 
+// bounceRule, before defaultRules: a secret label demands S/MIME and
+// bounces what cannot have it.
+const bounceRule = `[[policy.rules]]
+name = "secret"
+header = ["X-Classification: Secret"]
+sign = "always"
+encrypt = "smime-required"
+on_failure = "bounce"
+
+`
+
 func TestServeEndToEnd(t *testing.T) {
-	for _, p := range []string{"openssl", "qpdf", "pdftotext", "swaks"} {
+	for _, p := range []string{"openssl", "qpdf", "pdftotext", "swaks", "python3"} {
 		testpeer.Require(t, p)
 	}
 	partners := testpeer.NewPKI(t)
 	carol := partners.Issue(t, "carol@partner.test", testpeer.IssueOptions{})
-	g := newGateway(t, fmt.Sprintf("\n[trust]\nca_files = [%q, %q]\nsystem_roots = false\n", partners.RootFile, partners.InterFile))
+	heidi := partners.Issue(t, "heidi@partner.test", testpeer.IssueOptions{})
+	g := newGatewayRules(t, bounceRule+defaultRules, fmt.Sprintf("\n[trust]\nca_files = [%q, %q]\nsystem_roots = false\n", partners.RootFile, partners.InterFile))
 	g.cli("directory", "import", carol.CertFile)
+	g.cli("directory", "import", heidi.CertFile)
 	g.start()
 
 	swaks(t, g.addr, "alice@example.org", "carol@partner.test", []string{"Subject: numbers"}, "the S/MIME body")
 	swaks(t, g.addr, "alice@example.org", "dave@other.test", []string{"Subject: [pw:Corr3ct-Horse] report"}, "the PDF body")
 	swaks(t, g.addr, "alice@example.org", "bob@example.org", []string{"Subject: lunch"}, "the internal body")
 	swaks(t, g.addr, "alice@example.org", "erin@other.test", []string{"Subject: merger", "X-Classification: Confidential"}, "the confidential body")
-	box := g.waitOutbox("carol@partner.test", "dave@other.test", "bob@example.org")
+	// One SMTP transaction to a certificate holder and a non-holder.
+	swaks(t, g.addr, "alice@example.org", "heidi@partner.test,grace@other.test", []string{"Subject: [pw:Spl1t-Tr4nsaction] mixed"}, "the mixed body")
+	swaks(t, g.addr, "alice@example.org", "ivan@other.test", []string{"Subject: launch codes", "X-Classification: Secret"}, "the secret body")
+	box := g.waitOutbox("carol@partner.test", "dave@other.test", "bob@example.org", "heidi@partner.test", "grace@other.test", "alice@example.org")
 
 	t.Run("S/MIME decrypts and verifies with openssl", func(t *testing.T) {
 		enc := filepath.Join(t.TempDir(), "enc.eml")
@@ -339,6 +357,54 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		if bytes.Contains(box["carol@partner.test"], []byte("the S/MIME body")) {
 			t.Fatal("body readable in the encrypted mail")
+		}
+	})
+	t.Run("one transaction splits into an S/MIME envelope and a PDF", func(t *testing.T) {
+		// Each recipient gets exactly one copy, addressed to it alone, and
+		// neither the body nor the password is readable in either.
+		copies := map[string]outboxFile{}
+		for _, r := range []string{"heidi@partner.test", "grace@other.test"} {
+			files := g.filesFor(r)
+			if len(files) != 1 || len(files[0].Rcpts) != 1 {
+				t.Fatalf("%s: %d copies, want one addressed to it alone: %+v", r, len(files), files)
+			}
+			for _, secret := range []string{"the mixed body", "Spl1t-Tr4nsaction"} {
+				if leaks(files[0].Msg, secret) {
+					t.Fatalf("%q readable in the copy to %s:\n%s", secret, r, clip(files[0].Msg))
+				}
+			}
+			copies[r] = files[0]
+		}
+		dec := cmsDecrypt(t, copies["heidi@partner.test"].Msg, heidi)
+		if dec.ExitCode != 0 {
+			t.Fatalf("openssl cms -decrypt as the holder: exit %d\n%s", dec.ExitCode, dec.Stderr)
+		}
+		content, _ := cmsVerify(t, dec.Stdout, filepath.Join(g.dir, "data", "ca", "root.crt"))
+		if !bytes.Contains(content, []byte("the mixed body")) || bytes.Contains(content, []byte("Spl1t-Tr4nsaction")) || leaf(content, "application/pdf") != nil {
+			t.Fatalf("the holder's envelope: want the body, no password and no PDF inside:\n%s", clip(content))
+		}
+		assertPDFCarrier(t, copies["grace@other.test"].Msg, "Spl1t-Tr4nsaction", "the mixed body")
+	})
+	t.Run("must-encrypt without certificate bounces with a DSN Python reads", func(t *testing.T) {
+		if box["ivan@other.test"] != nil {
+			t.Fatal("secret mail delivered")
+		}
+		dsns := g.filesFor("alice@example.org")
+		if len(dsns) != 1 || leaks(dsns[0].Msg, "the secret body") {
+			t.Fatalf("want one DSN to the sender, without the body: %+v", dsns)
+		}
+		rep := testpeer.ReadDSN(t, dsns[0].Msg)
+		if len(rep.Recipients) != 1 {
+			t.Fatalf("DSN recipients %+v, want ivan only", rep.Recipients)
+		}
+		got := rep.Recipients[0]
+		if got.FinalRecipient != "ivan@other.test" || got.Action != "failed" || !strings.HasPrefix(got.Status, "5.") ||
+			got.DiagnosticType != "smtp" || got.Diagnostic == "" {
+			t.Fatalf("DSN recipient %+v", got)
+		}
+		if rep.ReportingMTA != "gw.example.org" || rep.To != "<alice@example.org>" || rep.OriginalHeaders["Subject"] != "launch codes" ||
+			strings.TrimSpace(rep.OriginalBody) != "" {
+			t.Fatalf("DSN: Reporting-MTA %q, To %q, returned header %v, body %q", rep.ReportingMTA, rep.To, rep.OriginalHeaders, rep.OriginalBody)
 		}
 	})
 	t.Run("gpgsm decrypts and verifies (default profile)", func(t *testing.T) {
