@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages whose programs check sealgate in tests
 # (openssl, gpgsm, NSS tools, qpdf, poppler, slapd, swaks, postfix, PostgreSQL,
-# Samba AD DC),
+# Samba AD DC, Python 3 whose email package splits S/MIME independently of ours),
 # and the Perl TLS modules swaks only recommends (--tls needs Net::SSLeay),
 # only those missing, without prompts and without starting any service.
 # Exim (the BDAT client) conflicts with postfix, so its packages are unpacked
@@ -12,7 +12,7 @@ need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # The libraries the unpacked exim4 links against (exim4-daemon-light's Depends).
 exim_libs="libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0"
-for pkg in openssl gpgsm libnss3-tools qpdf poppler-utils swaks libnet-ssleay-perl libio-socket-ssl-perl postfix slapd ldap-utils postgresql fonts-dejavu-core samba-ad-dc samba-ad-provision $exim_libs; do
+for pkg in openssl gpgsm libnss3-tools python3 qpdf poppler-utils swaks libnet-ssleay-perl libio-socket-ssl-perl postfix slapd ldap-utils postgresql fonts-dejavu-core samba-ad-dc samba-ad-provision $exim_libs; do
 	have "$pkg" || need+=("$pkg")
 done
 EXIM_DIR=/var/cache/sealgate-peers/exim
