@@ -193,6 +193,11 @@ type Directory struct {
 	opts   Options
 	cache  *resultCache
 	flight singleflight.Group
+	// joinedFlight, when set (tests only), is called by each Lookup
+	// once it has started or joined the shared search and before it
+	// waits for the answer, so a test can tell that every caller is in
+	// the flight without sleeping.
+	joinedFlight func()
 }
 
 // New builds a Directory. A nil Validator is an error: validation is not
@@ -250,6 +255,9 @@ func (d *Directory) Lookup(ctx context.Context, email string) (Result, error) {
 			"candidates", len(r.Candidates), "took", time.Since(t0))
 		return r, nil
 	})
+	if d.joinedFlight != nil {
+		d.joinedFlight()
+	}
 	select {
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("directory lookup %s: %w", key, ctx.Err())

@@ -52,9 +52,14 @@ func TestCacheSingleflightAndTTLs(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	// 20 concurrent lookups of one address share one search.
+	// 20 concurrent lookups of one address share one search. The source
+	// blocks until every caller has joined the flight (the barrier), so
+	// a Lookup that searched on its own would show as a second call.
+	const callers = 20
+	joined := make(chan struct{})
+	d.joinedFlight = func() { joined <- struct{}{} }
 	var wg sync.WaitGroup
-	results := make([]Result, 20)
+	results := make([]Result, callers)
 	for i := range results {
 		wg.Add(1)
 		go func() {
@@ -62,12 +67,12 @@ func TestCacheSingleflightAndTTLs(t *testing.T) {
 			results[i], _ = d.Lookup(ctx, "a@example.test")
 		}()
 	}
-	for src.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	for range callers {
+		<-joined
 	}
-	time.Sleep(20 * time.Millisecond) // let the others join the flight
 	close(src.gate)
 	wg.Wait()
+	d.joinedFlight = nil
 	if n := src.calls.Load(); n != 1 {
 		t.Fatalf("source asked %d times for concurrent lookups, want 1", n)
 	}

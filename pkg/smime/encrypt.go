@@ -64,7 +64,9 @@ func Algorithms(recipients []Recipient, opts *EncryptOptions) (gcm, oaep bool) {
 // recipients: AES-256-CBC with RSA PKCS#1 v1.5 key transport by default
 // (what every client reads), AES-256-GCM and RSA-OAEP when all
 // recipients advertised them, ECDH (RFC 5753) for EC certificates.
-// Transport headers stay outside, content headers go inside.
+// Transport headers stay outside, content headers go inside; a header
+// section with a line that is not a field is refused with ErrMalformed
+// rather than left outside in the clear.
 func Encrypt(msg []byte, recipients []Recipient, opts *EncryptOptions) ([]byte, error) {
 	if opts == nil {
 		opts = &EncryptOptions{}
@@ -93,6 +95,9 @@ func Encrypt(msg []byte, recipients []Recipient, opts *EncryptOptions) ([]byte, 
 	}
 
 	fields, body := splitMessage(msg)
+	if err := checkFields(fields); err != nil {
+		return nil, fmt.Errorf("smime: encrypt: %w", err)
+	}
 	outer, content := partition(fields)
 	var head []byte
 	if headerValue(content, "content-type") == "" {

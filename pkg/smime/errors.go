@@ -23,6 +23,10 @@ var (
 	// ErrAlreadySigned: refusing to sign a signed message again (it is
 	// passed through as it is).
 	ErrAlreadySigned = errors.New("message is already S/MIME signed")
+	// ErrBoundaryCollision: the multipart/signed boundary given in
+	// SignOptions occurs in the message, so the parts could not be told
+	// apart (a random boundary never collides in practice).
+	ErrBoundaryCollision = errors.New("multipart/signed boundary occurs in the message")
 	// ErrAlreadyEncrypted: refusing to encrypt an envelope again.
 	ErrAlreadyEncrypted = errors.New("message is already S/MIME encrypted")
 	// ErrBadSignature: the signed content or signature was altered, or

@@ -1,11 +1,13 @@
 package smime
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"strings"
 	"testing"
@@ -47,27 +49,103 @@ func goIdentity(t testing.TB, email string) (*ecdsa.PrivateKey, *x509.Certificat
 	return key, cert, pool
 }
 
-// Whatever message we are given, what Sign emits must verify: this is
-// the canonicalisation property (the signed bytes are exactly what a
-// receiver hashes), including after a CRLF->LF relay.
+// signCanonicalSeeds are the edge cases FuzzSignCanonical starts from,
+// with the error Sign documents for them (nil: it must sign);
+// TestSignCanonicalSeedsOpenSSL has openssl judge every one of them.
+var signCanonicalSeeds = []struct {
+	name    string
+	msg     string
+	wantErr error
+}{
+	{"plain-lf-8bit-from-line", plainMsg, nil},
+	{"multipart-8bit-binary", multipartMsg, nil},
+	{"empty", "", nil},
+	{"lone-lf", "\n", nil},
+	{"text-without-header", "no headers at all", ErrMalformed},
+	{"multipart-lf-no-final-newline", "Content-Type: multipart/mixed; boundary=x\n\n--x\n\nA\n--x--", nil},
+	{"rfc822-8bit", "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: inner\r\n\r\n\xe4\r\n", nil},
+	{"trailing-whitespace-only", "Subject: t\r\n\r\nspace at the end \r\ntab at the end\t\r\n", nil},
+	{"trailing-space-and-from", "Subject: x\r\n\r\nline with trailing space \r\nFrom me\r\n", nil},
+	{"from-first-trailing-tab", "Content-Type: text/plain; charset=utf-8\n\nFrom the start\t\n", nil},
+	{"bare-cr-and-nul", "Content-Type: text/plain\r\n\r\na\rb\x00c\r\n", nil},
+	{"line-over-998", "Subject: long\r\n\r\n" + strings.Repeat("x", 1200) + "\r\n", nil},
+	{"binary-attachment-long-line", "Content-Type: application/octet-stream\r\n\r\n" + strings.Repeat("\x01\r", 600) + "\r\n", nil},
+	{"body-only-after-empty-line", "\r\nFrom the first line\r\n", nil},
+	{"already-signed", "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=s\r\n\r\n--s\r\n\r\nx\r\n--s--\r\n", ErrAlreadySigned},
+	{"boundary-collision", "Subject: b\r\n\r\n--" + fuzzBoundary + "\r\n", ErrBoundaryCollision},
+}
+
+// fuzzBoundary is the fixed boundary FuzzSignCanonical signs with, so
+// that the fuzzer can make it collide.
+const fuzzBoundary = "fuzz-boundary-\x01"
+
+// Whatever message we are given, Sign either refuses it for one of its
+// documented reasons (already signed, boundary collision, a header line
+// that is not a field), under exactly
+// those conditions, or emits something that verifies: this is the
+// canonicalisation property (the signed bytes are exactly what a receiver
+// hashes), including after a CRLF->LF relay. The seeds are also verified
+// by openssl in TestSignCanonicalSeedsOpenSSL.
 func FuzzSignCanonical(f *testing.F) {
 	key, cert, pool := goIdentity(f, "alice@example.org")
-	for _, s := range []string{plainMsg, multipartMsg, "", "\n", "no headers at all", "Content-Type: multipart/mixed; boundary=x\n\n--x\n\nA\n--x--",
-		"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: inner\r\n\r\n\xe4\r\n", "Subject: x\r\n\r\nline with trailing space \r\nFrom me\r\n"} {
-		f.Add([]byte(s))
+	for _, seed := range signCanonicalSeeds {
+		f.Add([]byte(seed.msg))
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		if IsSMIME(msg) {
+		out, err := Sign(msg, key, []*x509.Certificate{cert}, &SignOptions{Boundary: fuzzBoundary})
+		switch kind := Classify(msg); {
+		case kind == KindSigned || kind == KindOpaqueSigned:
+			if !errors.Is(err, ErrAlreadySigned) {
+				t.Fatalf("signing a %s message: want ErrAlreadySigned, got %v\n%q", kind, err, msg)
+			}
 			return
-		}
-		out, err := Sign(msg, key, []*x509.Certificate{cert}, &SignOptions{Boundary: "fuzz-boundary-\x01"})
-		if err != nil {
-			return // boundary collision is the only expected refusal
+		case bytes.Contains(msg, []byte(fuzzBoundary)):
+			if !errors.Is(err, ErrBoundaryCollision) {
+				t.Fatalf("message contains the boundary: want ErrBoundaryCollision, got %v\n%q", err, msg)
+			}
+			return
+		case headerHasNonField(msg):
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("header has a line that is not a field: want ErrMalformed, got %v\n%q", err, msg)
+			}
+			return
+		case err != nil:
+			t.Fatalf("Sign refused a message it must sign: %v\n%q", err, msg)
 		}
 		if _, err := Verify(out, VerifyOptions{Roots: pool, SkipFromCheck: true}); err != nil {
 			t.Fatalf("own signature does not verify: %v\n%q", err, out)
 		}
 	})
+}
+
+// headerHasNonField is the fuzz oracle for Sign's ErrMalformed, written
+// apart from checkFields: whether a line before the first empty one is
+// neither "name:" (name of printable ASCII, no space; spaces or tabs may
+// precede the colon) nor a folded line after such a field.
+func headerHasNonField(msg []byte) bool {
+	inField := false
+	for line := range bytes.Lines(msg) {
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if len(line) == 0 {
+			return false
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if !inField {
+				return true
+			}
+			continue
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			return true
+		}
+		name := strings.TrimRight(string(line[:colon]), " \t")
+		if name == "" || strings.IndexFunc(name, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+			return true
+		}
+		inField = true
+	}
+	return false
 }
 
 func FuzzVerify(f *testing.F) {

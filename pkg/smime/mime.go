@@ -3,6 +3,7 @@ package smime
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"mime"
 	"strings"
 )
@@ -209,4 +210,30 @@ func appendBase64Lines(dst []byte, data []byte) []byte {
 	enc.Close()
 	lw.finish()
 	return append(dst, buf.Bytes()...)
+}
+
+// checkFields refuses a header section with a line that is not a header
+// field (RFC 5322 §2.2: a name of printable ASCII other than colon, then
+// a colon) nor the folded continuation of one. Sign and Encrypt keep the
+// transport fields outside the signature and the envelope, so such a
+// line, which is message text (a message without header, say), would
+// travel unsigned or, worse, in the clear beside the envelope. The error
+// names the line, never its text, which may be confidential.
+func checkFields(fields []field) error {
+	line := 0
+	for i, f := range fields {
+		line++
+		name, _, ok := bytes.Cut(f.raw, []byte(":"))
+		name = bytes.TrimRight(name, " \t") // obsolete syntax allows WSP before the colon
+		switch {
+		case f.raw[0] == ' ' || f.raw[0] == '\t':
+			return fmt.Errorf("%w: header line %d is folded but follows no field; a message must start with its header fields", ErrMalformed, line)
+		case !ok || bytes.IndexByte(name, '\n') >= 0:
+			return fmt.Errorf("%w: header line %d is not a field (no colon); separate the header from the body with an empty line", ErrMalformed, line)
+		case len(name) == 0 || bytes.ContainsFunc(name, func(r rune) bool { return r < '!' || r > '~' }):
+			return fmt.Errorf("%w: header line %d (field %d) has no valid field name (printable ASCII without spaces)", ErrMalformed, line, i+1)
+		}
+		line += bytes.Count(f.raw[:len(f.raw)-1], []byte("\n"))
+	}
+	return nil
 }

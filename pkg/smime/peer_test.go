@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/smime/cms"
@@ -302,4 +307,82 @@ func TestVerifyPeerOutput(t *testing.T) {
 			t.Fatalf("want ErrBadSignature, got %v", err)
 		}
 	})
+}
+
+// TestSignCanonicalSeedsOpenSSL has openssl, not our Verify, judge every
+// edge case FuzzSignCanonical starts from (8-bit message/rfc822, trailing
+// whitespace, "From " lines, bare CR, NUL, over-long lines ...): the
+// signature must verify, the content openssl extracts must be exactly the
+// signed first part (cut by Python's email, see detachedParts), that part
+// must be in a form no relay rewrites, and Python must decode the same
+// text from it as from the message we were given.
+func TestSignCanonicalSeedsOpenSSL(t *testing.T) {
+	f := newFixture(t)
+	for _, seed := range signCanonicalSeeds {
+		t.Run(seed.name, func(t *testing.T) {
+			out, err := Sign([]byte(seed.msg), f.alice.Key, f.chain(f.alice), &SignOptions{Boundary: fuzzBoundary})
+			if seed.wantErr != nil || err != nil {
+				if !errors.Is(err, seed.wantErr) || err == nil {
+					t.Fatalf("Sign: want %v, got %v", seed.wantErr, err)
+				}
+				return
+			}
+			extracted := f.opensslVerify(t, out)
+			signed, _ := detachedParts(t, out)
+			if !bytes.Equal(extracted, signed) {
+				t.Fatalf("openssl extracted other bytes than the signed part:\nopenssl: %q\nsigned:  %q", extracted, signed)
+			}
+			if problem := relayUnsafe(signed); problem != "" {
+				t.Errorf("signed part is not canonical: %s\n%q", problem, signed)
+			}
+			if want, got := mimeLeaves(t, []byte(seed.msg)), mimeLeaves(t, extracted); !slices.Equal(got, want) {
+				t.Errorf("canonicalisation changed what the parts say:\ngot  %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// relayUnsafe says what in a signed entity a 7bit SMTP relay or an mbox
+// store could rewrite (and so break the signature), or "" when nothing.
+func relayUnsafe(entity []byte) string {
+	if len(entity) > 0 && !bytes.HasSuffix(entity, []byte("\r\n")) && !bytes.HasSuffix(entity, []byte("--")) {
+		return "does not end with a line break or a closing delimiter"
+	}
+	for n, line := range bytes.Split(entity, []byte("\r\n")) {
+		switch {
+		case bytes.ContainsAny(line, "\r\n"):
+			return fmt.Sprintf("line %d has a bare CR or LF", n+1)
+		case len(line) > 998:
+			return fmt.Sprintf("line %d is %d octets (SMTP allows 998)", n+1, len(line))
+		case bytes.HasSuffix(line, []byte(" ")) || bytes.HasSuffix(line, []byte("\t")):
+			return fmt.Sprintf("line %d ends in whitespace", n+1)
+		case bytes.HasPrefix(line, []byte("From ")):
+			return fmt.Sprintf("line %d starts with \"From \"", n+1)
+		case bytes.IndexFunc(line, func(r rune) bool { return r == 0 || r >= 0x80 }) >= 0 || !utf8.Valid(line):
+			return fmt.Sprintf("line %d has a NUL or 8-bit byte", n+1)
+		}
+	}
+	return ""
+}
+
+// mimeLeaves returns "type: decoded body" for every leaf part of entity
+// as Python's email package decodes it (testdata/mime_leaves.py).
+func mimeLeaves(t *testing.T, entity []byte) []string {
+	t.Helper()
+	r := testpeer.Run(t, entity, python3(t), filepath.Join("testdata", "mime_leaves.py"))
+	if r.ExitCode != 0 {
+		t.Fatalf("mime_leaves.py: exit %d\n%s", r.ExitCode, r.Stderr)
+	}
+	var leaves []struct {
+		Type string `json:"type"`
+		Body []byte `json:"body"`
+	}
+	if err := json.Unmarshal(r.Stdout, &leaves); err != nil {
+		t.Fatalf("reading mime_leaves.py output %q: %v", r.Stdout, err)
+	}
+	out := make([]string, len(leaves))
+	for i, l := range leaves {
+		out[i] = l.Type + ": " + string(l.Body)
+	}
+	return out
 }

@@ -40,7 +40,9 @@ type SignOptions struct {
 // left out. Transport headers (From, To, Subject, Date, ...) stay
 // outside; the content headers and the canonicalised body are signed.
 // Messages that are already S/MIME must be passed through instead (see
-// IsSMIME): Sign refuses them.
+// IsSMIME): Sign refuses signed ones with ErrAlreadySigned. A boundary
+// given in opts that occurs in msg is refused with ErrBoundaryCollision,
+// a header section with a line that is not a field with ErrMalformed.
 func Sign(msg []byte, signer crypto.Signer, chain []*x509.Certificate, opts *SignOptions) ([]byte, error) {
 	if opts == nil {
 		opts = &SignOptions{}
@@ -72,9 +74,12 @@ func Sign(msg []byte, signer crypto.Signer, chain []*x509.Certificate, opts *Sig
 		boundary = "----sealgate-signed-" + hex.EncodeToString(rb[:])
 	}
 	if bytes.Contains(msg, []byte(boundary)) {
-		return nil, errors.New("smime: sign: boundary occurs in the message")
+		return nil, fmt.Errorf("smime: sign: %w (%q): choose another boundary or leave it empty for a random one", ErrBoundaryCollision, boundary)
 	}
 	fields, body := splitMessage(msg)
+	if err := checkFields(fields); err != nil {
+		return nil, fmt.Errorf("smime: sign: %w", err)
+	}
 	outer, content := partition(fields)
 
 	// One buffer for the whole result: the signed entity is written into

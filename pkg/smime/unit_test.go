@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,5 +110,51 @@ func TestConcurrentUse(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestNonFieldHeaderLinesRefused plays a message whose "header" is really
+// text: Sign would carry it unsigned beside the signature, Encrypt in the
+// clear beside the envelope. Both must refuse with ErrMalformed, naming
+// the line but never repeating its (possibly secret) text.
+func TestNonFieldHeaderLinesRefused(t *testing.T) {
+	key, cert, _ := goIdentity(t, "alice@example.org")
+	const secret = "hunter2"
+	cases := []struct {
+		name    string
+		msg     string
+		wantErr error
+	}{
+		{"text-without-header", "the code is " + secret + "\nsecond line\n", ErrMalformed},
+		{"text-without-header-or-newline", "the code is " + secret, ErrMalformed},
+		{"text-with-colon-and-space-in-name", "Dear Bob: the code is " + secret + "\n\nbody\n", ErrMalformed},
+		{"text-line-among-fields", "Subject: x\r\nthe code is " + secret + "\r\nContent-Type: text/plain\r\n\r\nbody\r\n", ErrMalformed},
+		{"fold-before-any-field", " the code is " + secret + "\r\nSubject: x\r\n\r\nbody\r\n", ErrMalformed},
+		{"empty-field-name", ": " + secret + "\r\n\r\nbody\r\n", ErrMalformed},
+		{"name-with-control-byte", "X-\x01" + secret + ": v\r\n\r\nbody\r\n", ErrMalformed},
+		{"colon-only-in-continuation", "the code is " + secret + "\r\n x: y\r\n\r\nbody\r\n", ErrMalformed},
+		{"folded-fields-are-fields", "Subject: a\r\n\tfolded " + secret + "\r\nX-A : obsolete space before colon\r\n\r\nbody\r\n", nil},
+		{"body-only-after-empty-line", "\r\nthe code is " + secret + "\r\n", nil},
+		{"no-message-at-all", "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, signErr := Sign([]byte(tc.msg), key, []*x509.Certificate{cert}, nil)
+			encrypted, encErr := Encrypt([]byte(tc.msg), []Recipient{{Cert: cert}}, nil)
+			for op, err := range map[string]error{"Sign": signErr, "Encrypt": encErr} {
+				if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+					t.Errorf("%s: want %v, got %v", op, tc.wantErr, err)
+				}
+				if err != nil && strings.Contains(err.Error(), secret) {
+					t.Errorf("%s: the error repeats the message text: %v", op, err)
+				}
+			}
+			if encErr == nil {
+				head, _, _ := bytes.Cut(encrypted, []byte("\r\n\r\n"))
+				if bytes.Contains(head, []byte("code is")) {
+					t.Errorf("message text in the clear outside the envelope:\n%s", head)
+				}
+			}
+		})
 	}
 }
