@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -398,18 +399,44 @@ func TestSMTPRelayPoolPostfixSink(t *testing.T) {
 			if err := os.Chmod(dump, 0o777); err != nil {
 				t.Fatal(err)
 			}
-			addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
 			args := append([]string{"-d", dump + "/%M."}, tc.args...)
 			if os.Geteuid() == 0 {
 				args = append(args, "-u", "nobody")
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			cmd := exec.CommandContext(ctx, bin, append(args, addr, "10")...)
-			if err := cmd.Start(); err != nil {
+			// smtp-sink binds the port it is given; one taken since it
+			// was picked makes it exit, and another port is tried.
+			var addr string
+			err = testpeer.OnFreePort(func(port int) error {
+				addr = fmt.Sprintf("127.0.0.1:%d", port)
+				ctx, cancel := context.WithCancel(context.Background())
+				cmd := exec.CommandContext(ctx, bin, append(args, addr, "10")...)
+				if err := cmd.Start(); err != nil {
+					cancel()
+					return err
+				}
+				exited := make(chan error, 1)
+				go func() { exited <- cmd.Wait() }()
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+					select {
+					case err := <-exited:
+						cancel()
+						return fmt.Errorf("smtp-sink on %s exited (%v): %w", addr, err, syscall.EADDRINUSE)
+					default:
+					}
+					if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+						c.Close()
+						t.Cleanup(func() { cancel(); <-exited })
+						return nil
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				cancel()
+				<-exited
+				return fmt.Errorf("smtp-sink on %s did not listen within 5 s", addr)
+			})
+			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-			testpeer.WaitPort(t, addr, 5*time.Second)
 			r := &SMTPRelay{Addr: addr, Hostname: "gw.test", TLS: "none"}
 			defer r.Close()
 			const n = 5
