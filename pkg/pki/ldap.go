@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -93,8 +92,8 @@ func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
 	return d, nil
 }
 
-// Users returns enabled members (direct or through nested groups) of the
-// configured groups. On AD the server resolves nesting with
+// Users returns enabled, unexpired members (direct or through nested
+// groups) of the configured groups. On AD the server resolves nesting with
 // LDAP_MATCHING_RULE_IN_CHAIN; elsewhere the group graph is read once and
 // walked here (cycles are harmless). A configured group that does not
 // exist is an error: an empty result would revoke everybody.
@@ -118,7 +117,7 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 		return nil, err
 	}
 	certAttr := certAttribute(isAD)
-	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", "userAccountControl"}
+	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", attrUserAccountControl, attrAccountExpires}
 	if d.cfg.ReadPublished {
 		attrs = append(attrs, certAttr)
 	}
@@ -136,11 +135,15 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 	}
 	var out []User
 	seen := map[string]bool{}
+	now := time.Now()
 	for _, e := range res.Entries {
 		if members != nil && !members[normDN(e.DN)] {
 			continue
 		}
-		if uac, err := strconv.ParseInt(e.GetAttributeValue("userAccountControl"), 10, 64); err == nil && uac&uacAccountDisable != 0 {
+		// Disabled or expired: left out, so the rollout revokes.
+		if inactive, err := accountInactive(e, now); err != nil {
+			return nil, fmt.Errorf("reading users under %s: %w", d.cfg.BaseDN, err)
+		} else if inactive {
 			continue
 		}
 		u, ok := userFromEntry(e)

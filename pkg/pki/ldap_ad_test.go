@@ -332,8 +332,9 @@ func TestActiveDirectory(t *testing.T) {
 
 // adRollout: the embedded CA issues exactly the eligible set from AD,
 // openssl accepts every certificate for S/MIME, the certificates land in
-// AD, a second run changes nothing, and disabling an account or removing
-// it from a nested group revokes and unpublishes.
+// AD, a second run changes nothing, and disabling an account, removing
+// it from a nested group or letting it expire (accountExpires) revokes and
+// unpublishes.
 func adRollout(t *testing.T, ad *testpeer.SambaAD, svc string) {
 	ctx := context.Background()
 	kit := embeddedKit(t)
@@ -414,8 +415,27 @@ func adRollout(t *testing.T, ad *testpeer.SambaAD, svc string) {
 			t.Errorf("u%02d still published after revocation", i)
 		}
 	}
+	// accountExpires: u07 expired on 2020-01-01 (written as ADUC
+	// writes it: 100 ns intervals since 1601), u08 expires in a year
+	// (set by samba-tool, as an admin would). Only u07 loses its
+	// certificate; the account stays enabled in userAccountControl.
+	c07, _ := m.Current(ctx, adMail(7))
+	ad.Apply(t, "dn: "+adUserDN(7)+"\nchangetype: modify\nreplace: accountExpires\naccountExpires: 132223104000000000\n")
+	ad.Tool(t, "user", "setexpiry", "u08", "--days=365")
+	if out := ad.Search(t, adUserDN(8), "(objectClass=*)", "accountExpires"); !strings.Contains(out, "accountExpires: ") || strings.Contains(out, "accountExpires: 0\n") {
+		t.Fatalf("samba-tool setexpiry left u08 without an expiry:\n%s", out)
+	}
+	if res := mustSync(t, m); res.Revoked != 1 || res.Failed != 0 || res.Issued != 0 {
+		t.Fatalf("after u07's account expired: %+v, want one revocation", res)
+	}
+	if c, err := m.Current(ctx, adMail(8)); err != nil || c.DER == nil {
+		t.Errorf("u08 (expires in a year) lost its certificate: %v", err)
+	}
+	if certs, p7 := adPublished(t, ad, adUserDN(7)); len(certs) != 0 || p7 != nil {
+		t.Error("u07 (expired) still published after revocation")
+	}
 	crl := strings.ToUpper(string(testpeer.MustRun(t, nil, "openssl", "crl", "-inform", "DER", "-in", writeFile(t, "crl.der", kit.crl(t)), "-noout", "-text")))
-	for _, c := range []store.Certificate{c05, c27} {
+	for _, c := range []store.Certificate{c05, c27, c07} {
 		if !strings.Contains(crl, strings.ToUpper(c.Serial)) {
 			t.Errorf("serial %s (%s) not on the CRL", c.Serial, c.Email)
 		}
