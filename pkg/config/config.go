@@ -120,6 +120,13 @@ type UsersLDAP struct {
 	PublishCertificates bool     `toml:"publish_certificates"`
 	Timeout             Duration `toml:"timeout"`
 	CAFile              string   `toml:"ca_file"`
+	// StartTLS upgrades an ldap:// connection to TLS (verified against
+	// ca_file) before the bind: AD on port 389.
+	StartTLS bool `toml:"starttls"`
+	// AllowPlaintextBind permits a simple bind (bind_dn and its password)
+	// over ldap:// without starttls, i.e. the password in clear text on
+	// the wire. Off unless the admin says so (a directory on loopback).
+	AllowPlaintextBind bool `toml:"allow_plaintext_bind"`
 }
 
 // Keyserver is an LDAP directory searched for recipient certificates.

@@ -177,6 +177,25 @@ func (v *validator) ldapURL(key, val string) {
 	}
 }
 
+// ldapTransport refuses a configuration that would send the bind
+// password in clear text: a simple bind over ldap:// without StartTLS,
+// unless allow_plaintext_bind says the admin means it. StartTLS on an
+// ldaps:// URL is a contradiction (TLS twice), not silently ignored.
+func (v *validator) ldapTransport(l UsersLDAP) {
+	u, err := url.Parse(l.URL)
+	if err != nil {
+		return // ldapURL reported it
+	}
+	switch {
+	case l.StartTLS && u.Scheme == "ldaps":
+		v.add("users.ldap.starttls", []string{"users.ldap.url"}, fmt.Sprintf("is set but users.ldap.url %q is already TLS (ldaps://)", l.URL),
+			`remove starttls, or use ldap://HOST:389 with starttls = true`)
+	case u.Scheme == "ldap" && !l.StartTLS && l.BindDN != "" && !l.AllowPlaintextBind:
+		v.add("users.ldap.url", []string{"users.ldap.bind_dn"}, fmt.Sprintf("%q without starttls would send the password of users.ldap.bind_dn in clear text", l.URL),
+			`use ldaps://HOST:636, or set starttls = true (both verify the server against ca_file); set allow_plaintext_bind = true only for a directory on this host`)
+	}
+}
+
 // emailAddr checks a bare address as SMTP carries it: no display name.
 func (v *validator) emailAddr(key, val string) bool {
 	a, err := mail.ParseAddress(val)
@@ -347,6 +366,7 @@ func (v *validator) users() {
 	l := u.LDAP
 	if l.URL != "" {
 		v.ldapURL("users.ldap.url", l.URL)
+		v.ldapTransport(l)
 	}
 	if l.BindDN != "" && l.BindPasswordFile == "" {
 		v.add("users.ldap.bind_password_file", []string{"users.ldap.bind_dn"}, "is required when users.ldap.bind_dn is set", "put the bind password in a file readable only by sealgate and name it here")
