@@ -291,6 +291,8 @@ url = %q
 bind_dn = %q
 bind_password_file = "bind.pw"
 base_dn = %q
+# slapd on loopback, no TLS
+allow_plaintext_bind = true
 publish_certificates = true
 `, slapd.URL, slapd.RootDN, suffix)), 0o600)
 	mustSG(t, cfg, "pki", "init")

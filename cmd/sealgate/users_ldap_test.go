@@ -69,6 +69,8 @@ url = %q
 bind_dn = %q
 bind_password_file = "bind.pw"
 base_dn = %q
+# slapd on loopback, no TLS
+allow_plaintext_bind = true
 timeout = "5s"
 [policy]
 internal_domains = ["example.test"]

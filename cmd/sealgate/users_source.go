@@ -38,7 +38,7 @@ func newUserSource(cfg *config.Config) (users pki.UserSource, ldapDir *pki.LDAPD
 		}
 		d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: l.URL, BindDN: l.BindDN, BindPassword: pw, BaseDN: l.BaseDN,
 			UserFilter: l.UserFilter, GroupBaseDN: l.GroupBaseDN, Groups: cfg.Users.Groups, Timeout: l.Timeout.Duration,
-			TLS: tlsCfg, ReadPublished: l.PublishCertificates})
+			TLS: tlsCfg, StartTLS: l.StartTLS, AllowPlaintextBind: l.AllowPlaintextBind, ReadPublished: l.PublishCertificates})
 		if err != nil {
 			return nil, nil, asUsage(fmt.Errorf("users.ldap: %w", err))
 		}

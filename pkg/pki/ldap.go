@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -41,7 +42,15 @@ type LDAPConfig struct {
 	GroupBaseDN  string // "" means BaseDN
 	Groups       []string
 	Timeout      time.Duration
-	TLS          *tls.Config
+	// TLS verifies the server for ldaps:// and for StartTLS.
+	TLS *tls.Config
+	// StartTLS upgrades an ldap:// connection to TLS before the bind.
+	// A server that refuses the upgrade is an error, never a plain bind.
+	StartTLS bool
+	// AllowPlaintextBind permits a simple bind over ldap:// without
+	// StartTLS (the password in clear text); without it such a
+	// configuration is refused.
+	AllowPlaintextBind bool
 	// ReadPublished makes Users fetch userCertificate;binary
 	// (userCertificate on AD) so rollouts can repair entries whose
 	// published certificate is out of date.
@@ -74,6 +83,17 @@ func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
 	}
 	if len(cfg.Groups) == 0 {
 		return nil, errors.New("users.groups is empty: no one would get a certificate")
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("users.ldap.url %q: %w", cfg.URL, err)
+	}
+	switch {
+	case cfg.StartTLS && u.Scheme != "ldap":
+		return nil, fmt.Errorf("users.ldap.starttls needs an ldap:// URL, not %q: remove starttls or use ldap://HOST:389", cfg.URL)
+	case u.Scheme == "ldap" && !cfg.StartTLS && cfg.BindDN != "" && !cfg.AllowPlaintextBind:
+		return nil, fmt.Errorf("users.ldap.url %q: binding as %s without TLS would send its password in clear text: "+
+			"use ldaps://HOST:636 or starttls = true, or allow_plaintext_bind = true for a directory on this host", cfg.URL, cfg.BindDN)
 	}
 	if cfg.UserFilter == "" {
 		cfg.UserFilter = "(&(objectClass=person)(mail=*))"

@@ -73,13 +73,18 @@ func adDirectoryLDIF() string {
 // adDirectory is the users source as a customer configures it for AD:
 // LDAPS on 636, the DC's certificate trusted through the CA file, a
 // simple bind (AD refuses it without TLS) as a service account
-// (password testpeer.SambaUserPW), the default user filter.
-func adDirectory(t *testing.T, ad *testpeer.SambaAD, bindDN, groupBase string, readPublished bool) *pki.LDAPDirectory {
+// (password testpeer.SambaUserPW), the default user filter; changes
+// adjust that configuration.
+func adDirectory(t *testing.T, ad *testpeer.SambaAD, bindDN, groupBase string, readPublished bool, changes ...func(*pki.LDAPConfig)) *pki.LDAPDirectory {
 	t.Helper()
-	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: bindDN, BindPassword: testpeer.SambaUserPW,
+	cfg := pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: bindDN, BindPassword: testpeer.SambaUserPW,
 		BaseDN: ad.BaseDN, GroupBaseDN: groupBase, Groups: []string{"S/MIME Sales", "S/MIME Eng"},
 		UserFilter: "(&(objectClass=person)(mail=*))", Timeout: 10 * time.Second, TLS: ad.TLSConfig(t),
-		ReadPublished: readPublished})
+		ReadPublished: readPublished}
+	for _, change := range changes {
+		change(&cfg)
+	}
+	d, err := pki.NewLDAPDirectory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,8 +257,9 @@ func TestActiveDirectory(t *testing.T) {
 			cfg  func(*pki.LDAPConfig)
 			want string
 		}{
-			{"simple bind without TLS", func(c *pki.LDAPConfig) { c.URL, c.TLS = ad.URL, nil }, "use ldaps://HOST:636"},
+			{"simple bind without TLS", func(c *pki.LDAPConfig) { c.URL, c.TLS, c.AllowPlaintextBind = ad.URL, nil, true }, "use ldaps://HOST:636"},
 			{"DC certificate not trusted", func(c *pki.LDAPConfig) { c.TLS = nil }, "certificate"},
+			{"DC certificate not trusted over StartTLS", func(c *pki.LDAPConfig) { c.URL, c.StartTLS, c.TLS = ad.URL, true, nil }, "users.ldap.ca_file"},
 			{"wrong password", func(c *pki.LDAPConfig) { c.BindPassword = "wrong" }, "Invalid Credentials"},
 			{"group missing", func(c *pki.LDAPConfig) { c.Groups = []string{"S/MIME Sales", "No Such Group"} }, `group "No Such Group" (users.groups) not found`},
 		} {
@@ -274,6 +280,23 @@ func TestActiveDirectory(t *testing.T) {
 					t.Fatalf("error reveals the password: %v", err)
 				}
 			})
+		}
+	})
+
+	t.Run("StartTLS on 389", func(t *testing.T) {
+		// The DC refuses a simple bind on 389 in clear text (see "errors
+		// say what to do"); after StartTLS, verified against the DC's
+		// CA, the same port serves the same users as LDAPS.
+		overLDAPS, err := adDirectory(t, ad, svc, adGroups, false).Users(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		overStartTLS, err := adDirectory(t, ad, svc, adGroups, false, func(c *pki.LDAPConfig) { c.URL, c.StartTLS = ad.URL, true }).Users(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(overStartTLS) == 0 || !slices.EqualFunc(overLDAPS, overStartTLS, func(a, b pki.User) bool { return a.Email == b.Email }) {
+			t.Fatalf("over StartTLS: %d users, over LDAPS: %d", len(overStartTLS), len(overLDAPS))
 		}
 	})
 

@@ -33,7 +33,7 @@ func BenchmarkLDAPPublish(b *testing.B) {
 		const users = 200
 		certFile, keyFile := testpeer.WriteServerCert(b, b.TempDir(), "ldap.example.test")
 		slapd := testpeer.StartSlapd(b, testpeer.SlapdOptions{Suffix: suffix, LDIF: publishLDIF(users), TLSCertFile: certFile, TLSKeyFile: keyFile})
-		cfg := pki.LDAPConfig{BindDN: slapd.RootDN, BindPassword: slapd.RootPW, BaseDN: suffix, Groups: []string{"unused"}, Timeout: 5 * time.Second}
+		cfg := pki.LDAPConfig{BindDN: slapd.RootDN, BindPassword: slapd.RootPW, AllowPlaintextBind: true, BaseDN: suffix, Groups: []string{"unused"}, Timeout: 5 * time.Second}
 		tlsCfg := cfg
 		tlsCfg.TLS = testpeer.TrustFile(b, certFile)
 		return map[string]target{

@@ -17,7 +17,7 @@ import (
 func TestGroupMemberships(t *testing.T) {
 	ldif, _, aliases := directoryLDIF()
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: ldif})
-	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: slapd.URL, BindDN: slapd.RootDN, BindPassword: slapd.RootPW,
+	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: slapd.URL, BindDN: slapd.RootDN, BindPassword: slapd.RootPW, AllowPlaintextBind: true,
 		BaseDN: suffix, GroupBaseDN: "ou=groups," + suffix, Groups: []string{"sales"}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,11 @@ package pki
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -139,18 +141,42 @@ func (d *LDAPDirectory) dial() (*ldap.Conn, error) {
 		return nil, fmt.Errorf("connecting to %s: %w", d.cfg.URL, err)
 	}
 	conn.SetTimeout(d.cfg.Timeout)
+	if d.cfg.StartTLS {
+		if err := conn.StartTLS(d.startTLSConfig()); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("StartTLS with %s (users.ldap.starttls): check that the server offers StartTLS "+
+				"and that users.ldap.ca_file holds the CA of its certificate: %w", d.cfg.URL, err)
+		}
+	}
 	if d.cfg.BindDN != "" {
 		if err := conn.Bind(d.cfg.BindDN, d.cfg.BindPassword); err != nil {
 			conn.Close()
 			if ldap.IsErrorAnyOf(err, ldap.LDAPResultStrongAuthRequired, ldap.LDAPResultConfidentialityRequired) {
 				// What AD answers a simple bind without TLS.
 				return nil, fmt.Errorf("binding to %s as %s: the server requires an encrypted connection: "+
-					"use ldaps://HOST:636 in users.ldap.url and its CA in users.ldap.ca_file: %w", d.cfg.URL, d.cfg.BindDN, err)
+					"use ldaps://HOST:636 in users.ldap.url (or starttls = true) and its CA in users.ldap.ca_file: %w", d.cfg.URL, d.cfg.BindDN, err)
 			}
 			return nil, fmt.Errorf("binding to %s as %s: %w", d.cfg.URL, d.cfg.BindDN, err)
 		}
 	}
 	return conn, nil
+}
+
+// startTLSConfig is the configured TLS settings with the URL's host as
+// the name the certificate must carry: unlike an ldaps:// dial, StartTLS
+// takes no server name from the address (go-ldap hands the config to
+// tls.Client as it is).
+func (d *LDAPDirectory) startTLSConfig() *tls.Config {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if d.cfg.TLS != nil {
+		c = d.cfg.TLS.Clone()
+	}
+	if c.ServerName == "" {
+		if u, err := url.Parse(d.cfg.URL); err == nil {
+			c.ServerName = u.Hostname()
+		}
+	}
+	return c
 }
 
 // withConn runs op on a pooled connection, closed if ctx ends meanwhile.

@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -54,13 +55,29 @@ func selfSigned(t testing.TB, email string) *x509.Certificate {
 
 // countingProxy forwards TCP connections to a server and counts them: a
 // new connection means a new bind. DropAll cuts every connection, as a
-// DC restart or an idle timeout on the server side does.
+// DC restart or an idle timeout on the server side does. Sent is every
+// byte clients wrote, as an eavesdropper on the wire reads it.
 type countingProxy struct {
 	ln       net.Listener
 	backend  string
 	mu       sync.Mutex
 	accepted int
 	open     []net.Conn
+	sent     bytes.Buffer
+}
+
+// Write records client bytes (the proxy is the tee's second writer).
+func (p *countingProxy) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sent.Write(b)
+}
+
+// Sent returns a copy of what clients sent so far.
+func (p *countingProxy) Sent() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.sent.Bytes())
 }
 
 func startCountingProxy(t testing.TB, backend string) *countingProxy {
@@ -86,7 +103,7 @@ func startCountingProxy(t testing.TB, backend string) *countingProxy {
 			p.accepted++
 			p.open = append(p.open, c, s)
 			p.mu.Unlock()
-			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(io.MultiWriter(s, p), c); s.Close() }()
 			go func() { _, _ = io.Copy(c, s); c.Close() }()
 		}
 	}()
@@ -121,7 +138,7 @@ func TestLDAPPublishReusesConnections(t *testing.T) {
 	const users, workers = 60, 4
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: publishLDIF(users)})
 	proxy := startCountingProxy(t, slapd.Addr)
-	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: proxy.URL(), BindDN: slapd.RootDN, BindPassword: slapd.RootPW,
+	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: proxy.URL(), BindDN: slapd.RootDN, BindPassword: slapd.RootPW, AllowPlaintextBind: true,
 		BaseDN: suffix, Groups: []string{"unused"}, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -139,7 +139,7 @@ func rolloutLDAPSuite(t *testing.T, kit issuerKit) {
 	ldif, eligible, aliases := directoryLDIF()
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: ldif})
 	dirSrc, err := pki.NewLDAPDirectory(pki.LDAPConfig{
-		URL: slapd.URL, BindDN: slapd.RootDN, BindPassword: slapd.RootPW, BaseDN: suffix,
+		URL: slapd.URL, BindDN: slapd.RootDN, BindPassword: slapd.RootPW, BaseDN: suffix, AllowPlaintextBind: true,
 		GroupBaseDN: "ou=groups," + suffix, Groups: []string{"sales", "eng", "board"},
 		Timeout: 5 * time.Second, ReadPublished: true,
 	})
