@@ -35,6 +35,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/directory"
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
+	"github.com/sealgate/sealgate/pkg/message"
 	"github.com/sealgate/sealgate/pkg/pdfmail"
 	"github.com/sealgate/sealgate/pkg/pki"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
@@ -523,13 +524,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
 		p.CleanSubject = pw.CleanSubject
-		p.SubjectPassword = func(subject string) string {
-			if pw.Tag == nil {
-				return ""
-			}
-			secret, _ := pw.Tag.Extract(subject)
-			return secret
-		}
+		p.SubjectPassword = pw.SubjectPassword
 	}
 	return p, nil
 }
@@ -770,12 +765,12 @@ func (s *pkiSigner) Owner(ctx context.Context, addr string) (primary string, ok 
 		s.users = map[string]string{}
 		for _, u := range list {
 			for _, a := range u.Addresses() {
-				s.users[strings.ToLower(a)] = strings.ToLower(u.Email)
+				s.users[message.LowerASCII(a)] = message.LowerASCII(u.Email)
 			}
 		}
 		s.fetched = time.Now()
 	}
-	primary, ok = s.users[strings.ToLower(addr)]
+	primary, ok = s.users[message.LowerASCII(addr)]
 	return primary, ok, nil
 }
 
@@ -819,7 +814,7 @@ func (s *pkiSigner) Sign(ctx context.Context, sender string, msg []byte) ([]byte
 
 // carries says whether certificate c names addr.
 func carries(c store.Certificate, addr string) bool {
-	return slices.ContainsFunc(c.Addresses, func(a string) bool { return strings.EqualFold(a, addr) })
+	return slices.ContainsFunc(c.Addresses, func(a string) bool { return message.SameAddress(a, addr) })
 }
 
 // issue gives a group member without a certificate one on demand (or,

@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"github.com/sealgate/sealgate/pkg/message"
+
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
@@ -47,27 +49,7 @@ func NormalizeAddress(email string) (string, error) {
 			return "", fmt.Errorf("directory: %q has an empty domain label", email)
 		}
 	}
-	return asciiLower(local) + "@" + strings.ToLower(ascii), nil
-}
-
-// asciiLower lowercases A-Z and leaves every other byte alone.
-func asciiLower(s string) string {
-	return strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + ('a' - 'A')
-		}
-		return r
-	}, s)
-}
-
-// isASCII reports whether s has only 7-bit characters.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
+	return message.LowerASCII(local) + "@" + strings.ToLower(ascii), nil
 }
 
 // oidEmailAddress is PKCS #9 emailAddress, used in the subject by old
@@ -88,7 +70,7 @@ func certAddresses(c *x509.Certificate) (addrs []string, fromSubject bool) {
 	}
 	for _, n := range c.Subject.Names {
 		if n.Type.Equal(oidEmailAddress) {
-			if s, ok := n.Value.(string); ok && isASCII(s) {
+			if s, ok := n.Value.(string); ok && message.IsASCII(s) {
 				addrs = append(addrs, s)
 			}
 		}

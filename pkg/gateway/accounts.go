@@ -127,25 +127,3 @@ func dummyHashFor(accounts map[string]Account) []byte {
 	}
 	return h
 }
-
-// sameAddress compares two addresses ignoring ASCII case only: Unicode
-// case folding would let a personal account claim a different address
-// that merely folds to its own (e.g. the long s ſ folds to s).
-func sameAddress(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if lowerASCII(a[i]) != lowerASCII(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func lowerASCII(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}

@@ -103,7 +103,7 @@ type OwnerFunc func(ctx context.Context, addr string) (primary string, ok bool, 
 // address (ASCII case ignored), or another address of the same user.
 func OwnsAddress(owner OwnerFunc) func(ctx context.Context, account, addr string) (bool, error) {
 	return func(ctx context.Context, account, addr string) (bool, error) {
-		if sameAddress(account, addr) {
+		if message.SameAddress(account, addr) {
 			return true, nil
 		}
 		if owner == nil {
@@ -123,14 +123,14 @@ func OwnsAddress(owner OwnerFunc) func(ctx context.Context, account, addr string
 
 // AuthorizeHeaderSenders is HeaderAdmission.Authorize for the account
 // roles: a relay account (the Exchange connector) sends for everyone; a
-// personal account only with its own addresses in MAIL FROM, From and
-// Sender, since the gateway signs as From.
+// personal account only with its own addresses in From and Sender, since
+// the gateway signs as From (its MAIL FROM the listener has checked).
 func AuthorizeHeaderSenders(owns func(ctx context.Context, account, addr string) (bool, error)) func(ctx context.Context, env *Envelope, h *message.Header) error {
 	return func(ctx context.Context, env *Envelope, h *message.Header) error {
 		if env.AuthUser == "" || env.AuthRole == RoleRelay {
 			return nil
 		}
-		check := []struct{ field, addr string }{{"MAIL FROM", env.From}, {"From", h.From.Address}}
+		check := []struct{ field, addr string }{{"From", h.From.Address}}
 		if h.Sender != nil {
 			check = append(check, struct{ field, addr string }{"Sender", h.Sender.Address})
 		}

@@ -290,7 +290,7 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			// would show every other recipient who they are.
 			bcc := ""
 			if !m.IsVisible(rp.rcpt) {
-				bcc = strings.ToLower(rp.rcpt)
+				bcc = message.LowerASCII(rp.rcpt)
 			}
 			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc}, rp)
 		} else {

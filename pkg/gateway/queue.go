@@ -598,11 +598,11 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 // Exchange ask for SMTPUTF8 whenever it is offered; passing that on for
 // ASCII mail would defer it at every next hop without SMTPUTF8.
 func needsSMTPUTF8(from string, rcpts []string, data []byte) bool {
-	if !isASCII(from) {
+	if !message.IsASCII(from) {
 		return true
 	}
 	for _, r := range rcpts {
-		if !isASCII(r) {
+		if !message.IsASCII(r) {
 			return true
 		}
 	}
@@ -616,15 +616,6 @@ func needsSMTPUTF8(from string, rcpts []string, data []byte) bool {
 		}
 	}
 	return false
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // queueAfter queues the messages that wait for a parcel to leave.

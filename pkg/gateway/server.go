@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/sealgate/sealgate/pkg/message"
+
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -324,7 +326,7 @@ func (s *session) checkPersonalSender(from string) error {
 		refused.Message = "Account " + s.account + " may not send with an empty sender (<>); only relay accounts send bounces"
 		return refused
 	}
-	if sameAddress(from, s.account) {
+	if message.SameAddress(from, s.account) {
 		return nil
 	}
 	if s.l.cfg.OwnsAddress != nil {

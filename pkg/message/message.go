@@ -97,7 +97,7 @@ type Mailbox struct {
 
 // Lower is the address in lower case, the gateway's key for users,
 // certificates and passwords.
-func (m Mailbox) Lower() string { return strings.ToLower(m.Address) }
+func (m Mailbox) Lower() string { return LowerASCII(m.Address) }
 
 // Header is a parsed header section.
 type Header struct {
@@ -234,10 +234,8 @@ func (h *Header) split(raw []byte) error {
 		if len(name) == 0 {
 			return malformed(line, "", "a header field without a name")
 		}
-		for _, c := range name {
-			if c < 33 || c > 126 {
-				return malformed(line, "", "the field name has a character not allowed in names (byte 0x%02x)", c)
-			}
+		if !IsFieldName(name) {
+			return malformed(line, "", "the field name has a character not allowed in names (printable ASCII without spaces)")
 		}
 		h.unfoldLast()
 		if len(h.Fields) >= MaxHeaderFields {
@@ -354,7 +352,7 @@ func (h *Header) readAddresses() error {
 			continue
 		}
 		for _, a := range list {
-			h.Visible[strings.ToLower(a.Address)] = true
+			h.Visible[LowerASCII(a.Address)] = true
 		}
 	}
 	return nil
@@ -362,7 +360,7 @@ func (h *Header) readAddresses() error {
 
 // IsVisible says whether rcpt is named in To or Cc.
 func (h *Header) IsVisible(rcpt string) bool {
-	return h.VisibleOK && h.Visible[strings.ToLower(rcpt)]
+	return h.VisibleOK && h.Visible[LowerASCII(rcpt)]
 }
 
 // Message is a whole message: its header and the body after it.

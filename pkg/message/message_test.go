@@ -162,3 +162,25 @@ func TestParseHeaderHugeField(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTooLarge at X-Big line 2", err)
 	}
 }
+
+// Only ASCII letters fold: a look-alike that Unicode folds to a user's
+// address (Kelvin sign K → k, long s ſ → s) stays another address.
+func TestAddressCase(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"Alice@Example.ORG", "alice@example.org", true},
+		{"kim@example.org", "\u212aim@example.org", false},
+		{"sam@example.org", "\u017fam@example.org", false},
+		{"jörg@example.org", "JöRG@example.org", true},
+		{"jörg@example.org", "JÖRG@example.org", false},
+	} {
+		if got := SameAddress(tc.a, tc.b); got != tc.same {
+			t.Errorf("SameAddress(%q, %q) = %v", tc.a, tc.b, got)
+		}
+		if got := LowerASCII(tc.a) == LowerASCII(tc.b); got != tc.same {
+			t.Errorf("LowerASCII(%q) == LowerASCII(%q): %v", tc.a, tc.b, got)
+		}
+	}
+}

@@ -23,7 +23,7 @@ func checkName(m Mailbox, f *Field) error {
 	name := norm.NFKC.String(m.Name)
 	for _, shown := range addressInName.FindAllString(name, -1) {
 		shown = strings.Trim(shown, ".")
-		if !strings.EqualFold(shown, m.Address) {
+		if !SameAddress(shown, m.Address) {
 			return &Error{Line: f.Line, Field: f.Name, Err: ErrMisleadingName,
 				Reason: "the display name shows " + quoteShown(shown) + " but the address is " + m.Address + "; remove the address from the name"}
 		}

@@ -155,13 +155,6 @@ type Passwords struct {
 	Tag     *SubjectTag // strips "[pw:…]" from subjects; nil strips nothing
 }
 
-// For is Resolve for a sender not known to be a user of the organisation,
-// so generated-to-sender never applies. Callers that have checked the
-// sender against the user directory call Resolve with SenderIsUser.
-func (p *Passwords) For(ctx context.Context, sender, recipient, subject string) (Resolution, error) {
-	return p.Resolve(ctx, Query{Sender: sender, Recipient: recipient, Subject: subject})
-}
-
 // Resolve returns the password for q.Recipient, trying the sources in
 // order. It sets q.CleanSubject itself and normalises q.Recipient.
 func (p *Passwords) Resolve(ctx context.Context, q Query) (Resolution, error) {
@@ -200,6 +193,17 @@ func (p *Passwords) CleanSubject(subject string) string {
 	}
 	_, clean := p.Tag.Extract(subject)
 	return clean
+}
+
+// SubjectPassword returns the password written into the subject's tag,
+// "" if none (or no tag is configured): the gateway makes sure it appears
+// in no header field of a copy that leaves.
+func (p *Passwords) SubjectPassword(subject string) string {
+	if p == nil || p.Tag == nil {
+		return ""
+	}
+	pw, _ := p.Tag.Extract(subject)
+	return pw
 }
 
 // SubjectTag finds "[name:password]" in a subject, case-insensitively.

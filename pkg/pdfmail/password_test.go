@@ -206,7 +206,7 @@ func TestGeneratedNeverForOutsiders(t *testing.T) {
 		{"only mode", []string{"generated-to-sender"}, false, resolveAsMallory},
 		{"after subject and preset", []string{"subject", "preset", "generated-to-sender"}, false, resolveAsMallory},
 		{"For never takes the sender for a user", []string{"generated-to-sender"}, false, func(p *Passwords) (Resolution, error) {
-			return p.For(ctx, "alice@example.org", partner, "[secure] hi")
+			return p.Resolve(ctx, Query{Sender: "alice@example.org", Recipient: partner, Subject: "[secure] hi"})
 		}},
 		{"unannounced password from a held message, only mode", []string{"generated-to-sender"}, true, resolveAsMallory},
 		{"unannounced password from a held message, preset first", []string{"preset", "generated-to-sender"}, true, resolveAsMallory},
@@ -439,7 +439,7 @@ func TestPasswordsFailClosed(t *testing.T) {
 		st := newMemStore()
 		st.failGet = errors.New("database is locked")
 		p, _ := NewPasswords([]string{"preset", "generated-to-sender"}, PasswordDeps{Store: st, NotFound: errMemNotFound})
-		_, err := p.For(ctx, "a@example.org", "b@partner.example", "x")
+		_, err := p.Resolve(ctx, Query{Sender: "a@example.org", Recipient: "b@partner.example", Subject: "x"})
 		if err == nil || !strings.Contains(err.Error(), "database is locked") || !strings.Contains(err.Error(), "preset") {
 			t.Fatalf("err = %v, want the store error naming the mode", err)
 		}
@@ -455,7 +455,7 @@ func TestPasswordsFailClosed(t *testing.T) {
 	})
 	t.Run("no mode has a password", func(t *testing.T) {
 		p, _ := NewPasswords([]string{"subject", "preset"}, PasswordDeps{Store: newMemStore(), NotFound: errMemNotFound})
-		res, err := p.For(ctx, "a@example.org", "b@partner.example", "Hallo [pw:]")
+		res, err := p.Resolve(ctx, Query{Sender: "a@example.org", Recipient: "b@partner.example", Subject: "Hallo [pw:]"})
 		if !errors.Is(err, ErrNoPassword) || res.Subject != "Hallo" {
 			t.Fatalf("got %v %q, %v; want ErrNoPassword and a cleaned subject", res, res.Subject, err)
 		}
@@ -494,7 +494,7 @@ func TestPasswordsPortalPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := p.For(context.Background(), "a@example.org", "B@Partner.example", "Hallo")
+	res, err := p.Resolve(context.Background(), Query{Sender: "a@example.org", Recipient: "B@Partner.example", Subject: "Hallo"})
 	if err != nil || !res.Pending || res.Mode != ModePortal || res.Password != nil {
 		t.Fatalf("got %v, %v; want pending from the portal", res, err)
 	}

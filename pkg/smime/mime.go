@@ -1,6 +1,8 @@
 package smime
 
 import (
+	"github.com/sealgate/sealgate/pkg/message"
+
 	"bytes"
 	"encoding/base64"
 	"fmt"
@@ -230,7 +232,7 @@ func checkFields(fields []field) error {
 			return fmt.Errorf("%w: header line %d is folded but follows no field; a message must start with its header fields", ErrMalformed, line)
 		case !ok || bytes.IndexByte(name, '\n') >= 0:
 			return fmt.Errorf("%w: header line %d is not a field (no colon); separate the header from the body with an empty line", ErrMalformed, line)
-		case len(name) == 0 || bytes.ContainsFunc(name, func(r rune) bool { return r < '!' || r > '~' }):
+		case !message.IsFieldName(name):
 			return fmt.Errorf("%w: header line %d (field %d) has no valid field name (printable ASCII without spaces)", ErrMalformed, line, i+1)
 		}
 		line += bytes.Count(f.raw[:len(f.raw)-1], []byte("\n"))
