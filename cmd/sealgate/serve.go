@@ -187,7 +187,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	// their user), so a personal account can use its aliases and nothing
 	// else, in MAIL FROM (listener) and in From and Sender (admission).
 	owns := gateway.OwnsAddress(pipeline.Signer.(*pkiSigner).Owner)
-	q.Admit = gateway.HeaderAdmission{Authorize: gateway.AuthorizeHeaderSenders(owns)}
+	authorize := gateway.AuthorizeHeaderSenders(owns)
+	q.Admit = gateway.HeaderAdmission{Authorize: authorize}
+	pipeline.Authorize = authorize
 	lst := gateway.NewListener(gateway.ListenerConfig{Hostname: cfg.SMTP.Hostname, TLS: tlsConf,
 		AllowedNetworks: nets, Accounts: users, OwnsAddress: owns, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnections: cfg.SMTP.MaxConnections,

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/sealgate/sealgate/pkg/message"
 	"github.com/sealgate/sealgate/pkg/policy"
 	"github.com/sealgate/sealgate/pkg/smime"
@@ -138,6 +140,11 @@ type Pipeline struct {
 	// SubjectPassword returns the PDF password written into a subject
 	// ("" if none): no copy that leaves may carry it in any header field.
 	SubjectPassword func(subject string) string
+	// Authorize checks the spooled account against From and Sender, as
+	// the admission did at DATA (AuthorizeHeaderSenders). Checked again
+	// here because a refused message whose spool file could not be
+	// removed is queued again by Recover; nil accepts every author.
+	Authorize func(ctx context.Context, env *Envelope, h *message.Header) error
 }
 
 type rcptPlan struct {
@@ -161,6 +168,18 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		return nil, fmt.Errorf("the message cannot be read unambiguously: %w", err)
 	}
 	plan.MessageID = m.Get("Message-Id")
+	if p.Authorize != nil {
+		if err := p.Authorize(ctx, env, m.Header); err != nil {
+			var se *smtp.SMTPError
+			if errors.As(err, &se) && se.Code < 500 {
+				for _, r := range rcpts {
+					plan.Deferred[r] = "the sender could not be checked: " + se.Message
+				}
+				return plan, nil
+			}
+			return nil, fmt.Errorf("the sender is not authorized: %w", err)
+		}
+	}
 	facts := &MessageFacts{Message: m, Sender: m.From.Lower(), Subject: m.Subject, Header: msg[:m.End],
 		Size: int64(len(msg)), Policy: policy.FactsOf(m)}
 	// Proof, not labels: "already encrypted" is a body that parses as a

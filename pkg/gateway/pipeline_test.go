@@ -324,3 +324,22 @@ func TestPipelineBccGetsOwnEnvelope(t *testing.T) {
 		})
 	}
 }
+
+// A personal account's message whose author is someone else is refused at
+// DATA; should it still reach the pipeline (its spool file outlived the
+// refusal and Recover queued it), it is held, never signed as that author.
+func TestPipelineChecksTheAccountAgain(t *testing.T) {
+	owns := OwnsAddress(func(_ context.Context, addr string) (string, bool, error) { return addr, true, nil })
+	signer := &fakeSigner{}
+	p := &Pipeline{Hostname: "gw.test", Decider: fakeDecider{"*": {Rule: "default", Action: ActionDeliver, Method: MethodNone}},
+		Finder: fakeFinder{}, Signer: signer, Encrypter: fakeEncrypter{}, Authorize: AuthorizeHeaderSenders(owns)}
+	env := &Envelope{From: "bob@org.test", AuthUser: "bob@org.test", AuthRole: RolePersonal}
+	_, err := p.Process(context.Background(), env, []string{"x@ext.test"}, []byte("From: alice@org.test\r\nSubject: s\r\n\r\nbody\r\n"))
+	if err == nil || !strings.Contains(err.Error(), "not authorized") || signer.calls != 0 {
+		t.Fatalf("err = %v, sign calls %d; want refused before signing", err, signer.calls)
+	}
+	env.AuthRole = RoleRelay
+	if plan, err := p.Process(context.Background(), env, []string{"x@ext.test"}, []byte("From: alice@org.test\r\nSubject: s\r\n\r\nbody\r\n")); err != nil || len(plan.Parcels) != 1 {
+		t.Fatalf("relay account: %+v %v", plan, err)
+	}
+}
