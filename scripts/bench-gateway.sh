@@ -228,15 +228,11 @@ PY
 echo "checked: $MESSAGES sent = $MESSAGES received by smtp-sink; none held, deferred or bounced"
 # Added latency per message from the stored delivery events.
 python3 - "$work/data/sealgate.db" <<'PY'
-import json, sqlite3, sys
-from datetime import datetime, timezone
-def ts(s):
-    base, _, frac = s.rstrip("Z").partition(".")
-    return datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp() + float("0." + (frac or "0"))
+import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-lat = sorted(ts(d["time"]) - ts(d["received"]) for d in
-             (json.loads(r[0]) for r in db.execute("SELECT detail FROM audit_log WHERE action = 'delivery.delivered'"))
-             if d.get("received"))
+# Unix microseconds: at = the next hop's 250, received_at = MAIL FROM.
+lat = sorted((at - rcv) / 1e6 for at, rcv in
+             db.execute("SELECT at, received_at FROM delivery_events WHERE outcome = 'delivered' AND received_at IS NOT NULL"))
 if lat:
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
     print(f"sealgate added latency (MAIL FROM -> next hop 250, {len(lat)} msgs): p50 {q(0.5):.0f} ms  p99 {q(0.99):.0f} ms  max {lat[-1]*1000:.0f} ms")

@@ -180,7 +180,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	q := &gateway.Queue{Spool: rt.spool, Store: gc, Node: rt.node, Hostname: cfg.SMTP.Hostname,
 		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
 		Backoff:         gateway.DoublingBackoff(cfg.Relay.RetryBackoff.Duration),
-		Events:          &events.Recorder{Store: gc, Logger: log},
+		Events:          &events.Recorder{Store: gc, Logger: log, Node: rt.node},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 	}
 	// Who may send as whom: the signer's view of the users (aliases map to
@@ -231,11 +231,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 
 	var httpSrv *http.Server
 	if httpLn != nil {
-		mux := http.NewServeMux()
-		if ca != nil {
-			mux.Handle("/crl", ca.Handler())
-		}
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log})
 		httpSrv = &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -19,7 +19,21 @@ const (
 	Held      = "held"      // kept in the queue until released or expired
 	Bounced   = "bounced"   // permanent failure, DSN sent to the sender
 	Rejected  = "rejected"  // refused during the SMTP transaction
+	Accepted  = "accepted"  // spooled and answered 250
+	Released  = "released"  // a held message released by an operator
+	Deleted   = "deleted"   // removed from the queue by an operator
 )
+
+// Outcomes lists every outcome, in the order of a message's life.
+var Outcomes = []string{Accepted, Rejected, Deferred, Held, Released, Delivered, Bounced, Deleted}
+
+// TLS describes the TLS of the hop a delivery used (nil: none known, e.g.
+// the outbox directory).
+type TLS struct {
+	Version  string `json:"version,omitempty"` // e.g. "TLS 1.3"; empty: no TLS
+	Cipher   string `json:"cipher,omitempty"`
+	Verified bool   `json:"verified"` // the server's certificate was verified
+}
 
 // Delivery is one recipient's outcome for one message.
 type Delivery struct {
@@ -34,22 +48,32 @@ type Delivery struct {
 	Rule      string    `json:"rule,omitempty"`
 	Attempt   int       `json:"attempt,omitempty"`
 	Reason    string    `json:"reason,omitempty"` // why held/deferred/bounced; never secrets
+	TLS       *TLS      `json:"tls,omitempty"`
 	// Received is when the gateway took the message (MAIL FROM); with Time
 	// it gives the latency the gateway added, which the benchmark and an
 	// operator watching a backlog both want.
 	Received time.Time `json:"received,omitzero"`
 }
 
-// Auditor stores events; *store.Store satisfies it.
-type Auditor interface {
-	Audit(ctx context.Context, e store.AuditEvent) error
+// Sink stores events; *store.Store and *store.GroupCommit satisfy it.
+type Sink interface {
+	RecordDelivery(ctx context.Context, e store.DeliveryEvent) (int64, error)
+}
+
+// Observer sees every recorded delivery (metrics count them). It runs in
+// the recording goroutine and must not block.
+type Observer interface {
+	ObserveDelivery(d Delivery)
 }
 
 // Recorder writes delivery events to the log and, when Store is set, to
-// the audit log. The zero value logs to slog.Default().
+// the store's delivery events (the events API and webhooks read them).
+// The zero value logs to slog.Default().
 type Recorder struct {
-	Store  Auditor
-	Logger *slog.Logger
+	Store     Sink
+	Logger    *slog.Logger
+	Node      string // this gateway node, stored with each event
+	Observers []Observer
 }
 
 // Record logs d and stores it. A store failure is logged, not returned:
@@ -88,16 +112,27 @@ func (r *Recorder) Record(ctx context.Context, d Delivery) {
 	if d.Reason != "" {
 		attrs = append(attrs, slog.String("reason", d.Reason))
 	}
+	if d.TLS != nil {
+		attrs = append(attrs, slog.String("tls", d.TLS.Version), slog.Bool("tls_verified", d.TLS.Verified))
+	}
 	if !d.Received.IsZero() {
 		attrs = append(attrs, slog.Int64("latency_ms", d.Time.Sub(d.Received).Milliseconds()))
 	}
 	log.LogAttrs(ctx, level, "delivery", attrs...)
+	for _, o := range r.Observers {
+		o.ObserveDelivery(d)
+	}
 	if r.Store == nil {
 		return
 	}
-	detail, _ := json.Marshal(d)
-	if err := r.Store.Audit(ctx, store.AuditEvent{Time: d.Time, Actor: "gateway",
-		Action: "delivery." + d.Outcome, Subject: d.Recipient, Detail: string(detail)}); err != nil {
+	e := store.DeliveryEvent{Time: d.Time, Node: r.Node, QueueID: d.QueueID, MessageID: d.MessageID, Sender: d.Sender,
+		Recipient: d.Recipient, Outcome: d.Outcome, Method: d.Method, Signed: d.Signed, Rule: d.Rule, Attempt: d.Attempt,
+		Reason: d.Reason, Received: d.Received}
+	if d.TLS != nil {
+		b, _ := json.Marshal(d.TLS)
+		e.TLS = string(b)
+	}
+	if _, err := r.Store.RecordDelivery(ctx, e); err != nil {
 		log.Error("storing delivery event", "queue_id", d.QueueID, "recipient", d.Recipient, "err", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -12,11 +13,11 @@ import (
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
-type memAudit struct{ got []store.AuditEvent }
+type memAudit struct{ got []store.DeliveryEvent }
 
-func (m *memAudit) Audit(_ context.Context, e store.AuditEvent) error {
+func (m *memAudit) RecordDelivery(_ context.Context, e store.DeliveryEvent) (int64, error) {
 	m.got = append(m.got, e)
-	return nil
+	return int64(len(m.got)), nil
 }
 
 func TestRecordOneLinePerRecipient(t *testing.T) {
@@ -38,13 +39,13 @@ func TestRecordOneLinePerRecipient(t *testing.T) {
 	if held["level"] != "WARN" || held["outcome"] != "held" || held["reason"] != "no certificate" || held["recipient"] != "c@ext.test" {
 		t.Fatalf("held line: %s", lines[1])
 	}
-	if a.got[0].Action != "delivery.delivered" || a.got[0].Subject != "b@ext.test" || !strings.Contains(a.got[0].Detail, `"method":"smime"`) {
+	if a.got[0].Outcome != "delivered" || a.got[0].Recipient != "b@ext.test" || a.got[0].Method != "smime" || !a.got[0].Signed || a.got[0].Rule != "default" {
 		t.Fatalf("stored: %+v", a.got[0])
 	}
 }
 
 // TestRecordLatency: with Received set, the log line carries the latency
-// the gateway added and the stored detail the receive time, which the
+// the gateway added and the stored event the receive time, which the
 // benchmark script reads back for p50/p99.
 func TestRecordLatency(t *testing.T) {
 	var buf bytes.Buffer
@@ -71,11 +72,35 @@ func TestRecordLatency(t *testing.T) {
 	if _, ok := second["latency_ms"]; ok {
 		t.Errorf("latency without a receive time: %s", lines[1])
 	}
-	var d Delivery
-	if err := json.Unmarshal([]byte(a.got[0].Detail), &d); err != nil || !d.Received.Equal(recv) {
-		t.Errorf("stored detail %s: received %v, %v", a.got[0].Detail, d.Received, err)
+	if !a.got[0].Received.Equal(recv) {
+		t.Errorf("stored receive time %v, want %v", a.got[0].Received, recv)
 	}
-	if strings.Contains(a.got[1].Detail, "received") {
-		t.Errorf("zero receive time stored: %s", a.got[1].Detail)
+	if !a.got[1].Received.IsZero() {
+		t.Errorf("zero receive time stored as %v", a.got[1].Received)
+	}
+}
+
+type countObserver map[string]int
+
+func (c countObserver) ObserveDelivery(d Delivery) { c[d.Outcome]++ }
+
+// TestRecordTLSAndObservers: the hop's TLS is stored as a JSON object and
+// every observer sees every delivery, stored or not.
+func TestRecordTLSAndObservers(t *testing.T) {
+	a := &memAudit{}
+	seen := countObserver{}
+	r := &Recorder{Store: a, Node: "gw1", Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Observers: []Observer{seen}}
+	r.Record(context.Background(), Delivery{QueueID: "q1", Sender: "a@org.test", Recipient: "b@ext.test", Outcome: Delivered,
+		TLS: &TLS{Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", Verified: true}})
+	r.Record(context.Background(), Delivery{QueueID: "q1", Sender: "a@org.test", Recipient: "c@ext.test", Outcome: Held})
+	if seen[Delivered] != 1 || seen[Held] != 1 {
+		t.Fatalf("observer saw %v", seen)
+	}
+	var tls TLS
+	if err := json.Unmarshal([]byte(a.got[0].TLS), &tls); err != nil || tls.Version != "TLS 1.3" || !tls.Verified || a.got[0].Node != "gw1" {
+		t.Fatalf("stored %+v (%v)", a.got[0], err)
+	}
+	if a.got[1].TLS != "" {
+		t.Fatalf("no TLS stored as %q", a.got[1].TLS)
 	}
 }

@@ -59,6 +59,7 @@ const (
 	opAudit
 	opKey
 	opCert
+	opEvent
 )
 
 type batchOp struct {
@@ -67,7 +68,8 @@ type batchOp struct {
 	id    string
 	audit AuditEvent
 	cert  Certificate
-	key   []byte // PKCS#8 DER
+	event DeliveryEvent // with opEvent; exec sets its ID
+	key   []byte        // PKCS#8 DER
 	// sealed is key sealed before queueing, so that AES-GCM runs in the
 	// caller's goroutine rather than in the one writer.
 	sealed []byte
@@ -106,6 +108,16 @@ func (g *GroupCommit) Audit(ctx context.Context, e AuditEvent) error {
 		return g.Store.Audit(ctx, e)
 	}
 	return g.submit(ctx, &batchOp{kind: opAudit, audit: e})
+}
+
+// RecordDelivery is (*Store).RecordDelivery, committed with whatever else
+// is waiting.
+func (g *GroupCommit) RecordDelivery(ctx context.Context, e DeliveryEvent) (int64, error) {
+	op := &batchOp{kind: opEvent, event: e}
+	if err := g.submit(ctx, op); err != nil {
+		return 0, err
+	}
+	return op.event.ID, nil
 }
 
 // PutKey is (*Store).PutKey, committed with whatever else is waiting: a
@@ -253,6 +265,10 @@ func (g *GroupCommit) single(ctx context.Context, op *batchOp) error {
 		return g.Store.tx(ctx, func(tx *sql.Tx) error { return g.Store.putKey(ctx, tx, op.id, op.key, op.sealed) })
 	case opCert:
 		return g.Store.tx(ctx, func(tx *sql.Tx) error { return g.Store.recordCertificate(ctx, tx, op.cert, op.audit) })
+	case opEvent:
+		id, err := g.Store.RecordDelivery(ctx, op.event)
+		op.event.ID = id
+		return err
 	default:
 		return g.Store.Audit(ctx, op.audit)
 	}
@@ -272,6 +288,10 @@ func (g *GroupCommit) exec(ctx context.Context, tx *sql.Tx, op *batchOp) error {
 		return g.Store.putKey(ctx, tx, op.id, op.key, op.sealed)
 	case opCert:
 		return g.Store.recordCertificate(ctx, tx, op.cert, op.audit)
+	case opEvent:
+		id, err := g.Store.insertDeliveryEvent(ctx, tx, op.event)
+		op.event.ID = id
+		return err
 	default:
 		return g.Store.insertAudit(ctx, tx, op.audit)
 	}

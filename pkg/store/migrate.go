@@ -133,6 +133,42 @@ var migrations = []migration{
 		`ALTER TABLE pdf_passwords ADD COLUMN announced_at BIGINT`,
 		`UPDATE pdf_passwords SET announced_at = updated_at`,
 	}},
+	// Delivery events get their own table (issue #14): the SOC pages
+	// through them by id, oldest first, so the id order must be the
+	// commit order (see insertDeliveryEvent), and they are filtered by
+	// recipient, queue id and time. Bearer tokens for the HTTP API are
+	// kept as SHA-256 hashes only.
+	{4, "delivery events and api tokens", []string{
+		`CREATE TABLE delivery_events (
+			id            {autoid},
+			at            BIGINT NOT NULL,
+			node          TEXT NOT NULL,
+			queue_id      TEXT NOT NULL,
+			message_id    TEXT NOT NULL,
+			sender        TEXT NOT NULL,
+			recipient     TEXT NOT NULL,
+			recipient_key TEXT NOT NULL,
+			outcome       TEXT NOT NULL,
+			method        TEXT NOT NULL,
+			signed        BIGINT NOT NULL,
+			rule          TEXT NOT NULL,
+			attempt       BIGINT NOT NULL,
+			reason        TEXT NOT NULL,
+			tls           TEXT NOT NULL,
+			received_at   BIGINT
+		)`,
+		`CREATE INDEX delivery_events_at ON delivery_events (at)`,
+		`CREATE INDEX delivery_events_recipient ON delivery_events (recipient_key, id)`,
+		`CREATE INDEX delivery_events_queue ON delivery_events (queue_id, id)`,
+		`CREATE TABLE api_tokens (
+			name         TEXT PRIMARY KEY,
+			hash         TEXT NOT NULL UNIQUE,
+			scopes       TEXT NOT NULL,
+			created_at   BIGINT NOT NULL,
+			revoked_at   BIGINT,
+			last_used_at BIGINT
+		)`,
+	}},
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/sealgate/sealgate/pkg/api"
+	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
+)
+
+// internalHTTP is what the internal listener ([http] listen) serves from:
+// the CRL, health, and the token-protected API. Recipient pages never
+// come here; they have their own listener ([portal] listen).
+type internalHTTP struct {
+	rt  *runtime
+	ca  *embeddedca.CA // nil with the step-ca issuer
+	log *slog.Logger
+}
+
+// internalMux routes the internal listener. Every /api/v1 route is
+// wrapped by auth.Require with its scope.
+func internalMux(h internalHTTP) *http.ServeMux {
+	mux := http.NewServeMux()
+	if h.ca != nil {
+		mux.Handle("GET /crl", h.ca.Handler())
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	auth := &api.Authenticator{Tokens: h.rt.store, Log: h.log}
+	_ = auth // the /api/v1 routes register here
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		api.Problem(w, http.StatusNotFound, "no such route", "see /api/v1/openapi.json for the routes")
+	})
+	return mux
+}
