@@ -138,8 +138,14 @@ type Keyserver struct {
 	BindPasswordFile string   `toml:"bind_password_file"`
 	Timeout          Duration `toml:"timeout"`
 	// CAFile holds the PEM anchors for the server's TLS certificate
-	// (ldaps://); empty means the system roots.
+	// (ldaps:// or StartTLS); empty means the system roots.
 	CAFile string `toml:"ca_file"`
+	// StartTLS upgrades an ldap:// connection to TLS before the bind and
+	// the searches (a key server on port 389).
+	StartTLS bool `toml:"starttls"`
+	// AllowPlaintextBind permits a simple bind over ldap:// without
+	// starttls (the bind password in clear text).
+	AllowPlaintextBind bool `toml:"allow_plaintext_bind"`
 }
 
 // Trust lists the anchors recipient certificates must chain to.

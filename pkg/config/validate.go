@@ -181,19 +181,26 @@ func (v *validator) ldapURL(key, val string) {
 // password in clear text: a simple bind over ldap:// without StartTLS,
 // unless allow_plaintext_bind says the admin means it. StartTLS on an
 // ldaps:// URL is a contradiction (TLS twice), not silently ignored.
-func (v *validator) ldapTransport(l UsersLDAP) {
-	u, err := url.Parse(l.URL)
+func (v *validator) ldapTransport(prefix string, t ldapTransportKeys) {
+	u, err := url.Parse(t.url)
 	if err != nil {
 		return // ldapURL reported it
 	}
 	switch {
-	case l.StartTLS && u.Scheme == "ldaps":
-		v.add("users.ldap.starttls", []string{"users.ldap.url"}, fmt.Sprintf("is set but users.ldap.url %q is already TLS (ldaps://)", l.URL),
+	case t.startTLS && u.Scheme == "ldaps":
+		v.add(prefix+".starttls", []string{prefix + ".url"}, fmt.Sprintf("is set but %s.url %q is already TLS (ldaps://)", prefix, t.url),
 			`remove starttls, or use ldap://HOST:389 with starttls = true`)
-	case u.Scheme == "ldap" && !l.StartTLS && l.BindDN != "" && !l.AllowPlaintextBind:
-		v.add("users.ldap.url", []string{"users.ldap.bind_dn"}, fmt.Sprintf("%q without starttls would send the password of users.ldap.bind_dn in clear text", l.URL),
+	case u.Scheme == "ldap" && !t.startTLS && t.bindDN != "" && !t.allowPlaintextBind:
+		v.add(prefix+".url", []string{prefix + ".bind_dn"}, fmt.Sprintf("%q without starttls would send the password of %s.bind_dn in clear text", t.url, prefix),
 			`use ldaps://HOST:636, or set starttls = true (both verify the server against ca_file); set allow_plaintext_bind = true only for a directory on this host`)
 	}
+}
+
+// ldapTransportKeys are the settings of an LDAP connection that decide
+// whether a bind password could cross the wire in clear text.
+type ldapTransportKeys struct {
+	url, bindDN                  string
+	startTLS, allowPlaintextBind bool
 }
 
 // emailAddr checks a bare address as SMTP carries it: no display name.
@@ -366,7 +373,7 @@ func (v *validator) users() {
 	l := u.LDAP
 	if l.URL != "" {
 		v.ldapURL("users.ldap.url", l.URL)
-		v.ldapTransport(l)
+		v.ldapTransport("users.ldap", ldapTransportKeys{url: l.URL, bindDN: l.BindDN, startTLS: l.StartTLS, allowPlaintextBind: l.AllowPlaintextBind})
 	}
 	if l.BindDN != "" && l.BindPasswordFile == "" {
 		v.add("users.ldap.bind_password_file", []string{"users.ldap.bind_dn"}, "is required when users.ldap.bind_dn is set", "put the bind password in a file readable only by sealgate and name it here")
@@ -391,6 +398,7 @@ func (v *validator) keyservers() {
 			v.add(key+".url", nil, "is required for each keyserver", `set url = "ldap://keys.example.org"`)
 		} else {
 			v.ldapURL(key+".url", k.URL)
+			v.ldapTransport(key, ldapTransportKeys{url: k.URL, bindDN: k.BindDN, startTLS: k.StartTLS, allowPlaintextBind: k.AllowPlaintextBind})
 		}
 		if k.BaseDN == "" {
 			v.add(key+".base_dn", nil, "is required for each keyserver", `set base_dn = "dc=example,dc=org"`)
