@@ -38,7 +38,7 @@ type LDAPSourceOptions struct {
 	// StartTLS; without it NewLDAPSource refuses such a configuration.
 	AllowPlaintextBind bool
 	Logger             *slog.Logger
-	Now                       func() time.Time
+	Now                func() time.Time
 }
 
 // LDAPSource finds certificates in an LDAP directory (a partner's key
