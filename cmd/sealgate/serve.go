@@ -603,13 +603,28 @@ func (f dirFinder) Find(ctx context.Context, email string) (any, bool, error) {
 	case err != nil:
 		return nil, false, err
 	case res.Found:
-		return smime.Recipient{Cert: res.Certificate()}, true, nil
+		return recipientOf(res.Chosen), true, nil
 	case res.Undecided():
 		// Lookup returns an error for every undecided answer; this is
 		// the belt to that pair of braces.
 		return nil, false, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
 	}
 	return nil, false, nil
+}
+
+// recipientOf is the encrypter's view of a found certificate: with the
+// SMIMECapabilities the recipient announced in a verified signature, so
+// that one who reads AES-GCM and RSA-OAEP gets them. Capabilities that do
+// not parse (they were checked when harvested) count as none: the
+// algorithms every client reads.
+func recipientOf(ev *directory.Evaluated) smime.Recipient {
+	r := smime.Recipient{Cert: ev.Certificate}
+	if len(ev.Capabilities) > 0 {
+		if caps, err := smime.ParseCapabilities(ev.Capabilities); err == nil {
+			r.Capabilities = caps
+		}
+	}
+	return r
 }
 
 type smimeEncrypter struct{}
