@@ -199,8 +199,8 @@ type PDF struct {
 	PasswordLength int      `toml:"password_length"`
 	// MinPasswordLength is the shortest password a sender may write into
 	// the subject or an admin may preset (characters).
-	MinPasswordLength int      `toml:"min_password_length"`
-	FontFile          string   `toml:"font_file"`
+	MinPasswordLength int    `toml:"min_password_length"`
+	FontFile          string `toml:"font_file"`
 	// PortalURL is the deprecated name of Portal.URL: still read (copied
 	// into Portal.URL when that is empty), with a warning.
 	PortalURL      string   `toml:"portal_url"`

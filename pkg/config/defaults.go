@@ -62,7 +62,7 @@ func Default() *Config {
 		},
 		HTTP:   HTTP{Listen: "127.0.0.1:8025"},
 		Portal: Portal{Listen: "127.0.0.1:8443"},
-		Log:  Log{Level: "info", Format: "text"},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 
