@@ -192,3 +192,12 @@ func (s *Store) ClearPortalFailures(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// DeletePortalToken removes the token with hash (an invitation whose mail
+// could not be queued, so that the next attempt invites again).
+func (s *Store) DeletePortalToken(ctx context.Context, hash string) error {
+	if _, err := s.exec(ctx, nil, `DELETE FROM portal_tokens WHERE hash = $1`, hash); err != nil {
+		return fmt.Errorf("store: deleting portal token: %w", err)
+	}
+	return nil
+}
