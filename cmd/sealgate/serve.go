@@ -96,6 +96,9 @@ type runtime struct {
 	// ownCA are the issuer's root and intermediate certificates (set by
 	// openPKI).
 	ownCA []*x509.Certificate
+	// portal is the recipient portal when pdf.password includes it
+	// (serve_portal.go).
+	portal *portalRig
 }
 
 // Close releases what openPKI opened; the store and spool stay open.
@@ -162,6 +165,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if rt.portal, err = newPortalRig(cfg, rt); err != nil {
+		return asUsage(err)
+	}
 	pipeline, err := buildPipeline(cfg, rt, mgr)
 	if err != nil {
 		return asUsage(err)
@@ -214,6 +220,21 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}
 		listening = append(listening, "http", httpLn.Addr().String())
 	}
+	portalStop := func(context.Context) {}
+	if rt.portal != nil {
+		addr, stop, err := rt.portal.start(ctx, cfg, q)
+		if err != nil {
+			ln.Close()
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			return err
+		}
+		listening, portalStop = append(listening, "portal", addr), stop
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: "+w.Message, "key", w.Key, "line", w.Line, "hint", w.Hint)
+	}
 	log.Info("listening", append(listening, "relay", cfg.Relay.Mode, "data_dir", cfg.DataPath(""))...)
 
 	var wg sync.WaitGroup
@@ -263,6 +284,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(sctx)
 	}
+	portalStop(sctx)
 	qcancel()
 	wg.Wait()
 	if c, ok := relay.(io.Closer); ok {
@@ -519,7 +541,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		StripTag:  policy.StripTag}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
 		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
-		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}})
+		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}, Portal: rt.portalSource()})
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
 	} else {
