@@ -545,7 +545,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
 	} else {
-		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
+		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
 		p.CleanSubject = pw.CleanSubject
 		p.SubjectPassword = pw.SubjectPassword
@@ -887,6 +887,9 @@ type pdfSealer struct {
 	pw    *pdfmail.Passwords
 	s     *pdfmail.Sealer
 	owner gateway.OwnerFunc // the organisation's users
+	// portalURL is portal.url: the carrier of a password chosen on the
+	// portal links there for a reset.
+	portalURL string
 }
 
 func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, msg []byte) (gateway.PDFResult, error) {
@@ -904,7 +907,8 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 		return gateway.PDFResult{Pending: true}, nil
 	}
 	var out bytes.Buffer
-	if _, err := p.s.Seal(ctx, bytes.NewReader(msg), res.Password, &out); err != nil {
+	note := pdfmail.CarrierNote{ChosenAt: res.ChosenAt, PortalURL: p.portalURL}
+	if _, err := p.s.SealWithNote(ctx, bytes.NewReader(msg), res.Password, note, &out); err != nil {
 		return gateway.PDFResult{}, err
 	}
 	r := gateway.PDFResult{Carrier: out.Bytes()}

@@ -34,6 +34,7 @@ var portalCSS []byte
 // Store is the part of the store the portal needs (*store.Store).
 type Store interface {
 	PDFPasswordState(ctx context.Context, email string) (password []byte, source string, announced bool, err error)
+	PDFPasswordSetAt(ctx context.Context, email string) (source string, at time.Time, err error)
 	AddPortalToken(ctx context.Context, t store.PortalToken, live bool) (added bool, err error)
 	LivePortalToken(ctx context.Context, hash string) (store.PortalToken, error)
 	DeletePortalToken(ctx context.Context, hash string) error

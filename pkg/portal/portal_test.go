@@ -60,8 +60,8 @@ func TestInviteChooseAndUse(t *testing.T) {
 		t.Errorf("waker heard %v", f.waker.ready)
 	}
 	found, err = f.srv.PasswordSource().Lookup(ctx, pdfmail.Query{Recipient: "bob@partner.example"})
-	if err != nil || string(found.Password) != goodPassword || found.Pending {
-		t.Fatalf("after choosing: %v %v", found, err)
+	if err != nil || string(found.Password) != goodPassword || found.Pending || found.ChosenAt.IsZero() {
+		t.Fatalf("after choosing: %v %v (chosen at %v)", found, err, found.ChosenAt)
 	}
 	// Used once: the link now gives the neutral page.
 	if again := c.do(f.h, "GET", "/p/"+tok, nil); again.Code != http.StatusNotFound {

@@ -26,7 +26,14 @@ func (src source) Lookup(ctx context.Context, q pdfmail.Query) (pdfmail.Found, e
 	pw, from, announced, err := s.Store.PDFPasswordState(ctx, q.Recipient)
 	switch {
 	case err == nil && len(pw) > 0 && (from != pdfmail.ModeGeneratedToSender || announced):
-		return pdfmail.Found{Password: pw}, nil
+		found := pdfmail.Found{Password: pw}
+		if from == Source {
+			// The carrier says "the password you chose on …".
+			if src, at, err := s.Store.PDFPasswordSetAt(ctx, q.Recipient); err == nil && src == Source {
+				found.ChosenAt = at
+			}
+		}
+		return found, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return pdfmail.Found{}, fmt.Errorf("stored password: %w", err)
 	}

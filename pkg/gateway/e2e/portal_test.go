@@ -161,6 +161,9 @@ func TestPortalInChromium(t *testing.T) {
 		return false
 	}, func() string { return "no PDF mail after the password was chosen:\n" + tail(g.logText(), 30) })
 	assertPDFCarrier(t, pdfMail, password, "The figures are attached in spirit.")
+	if l := leaf(pdfMail, "text/plain"); l == nil || !strings.Contains(string(l.Decoded), "the password you chose on") || !strings.Contains(string(l.Decoded), "https://secure.example.test/reset") {
+		t.Errorf("the carrier does not say which password (chosen on the portal) nor link to the reset page")
+	}
 
 	// The link was used: the neutral page.
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/p/"+token)); err != nil {
