@@ -117,10 +117,33 @@ func TestPortalInChromium(t *testing.T) {
 		t.Fatalf("submit: %v", r)
 	}
 	token := waitPortalMail(t, g, rcpt, "invite")
-	for _, e := range g.queueEntries(t) {
-		if len(e.Recipients) == 1 && e.Recipients[0] == rcpt && e.State != "deferred" {
-			t.Fatalf("the message waits as %q (%s), want deferred (not held)", e.State, e.HoldReason)
+	// A second message waits too, without a second invitation.
+	msg2 := rfc5322(fields("alice@example.org", rcpt, "Second thoughts"), "And a second message.\r\n")
+	if r := submit(t, g.addr, submission{From: "alice@example.org", To: []string{rcpt}, Data: msg2}); r.Code != 250 {
+		t.Fatalf("submit: %v", r)
+	}
+	waitUntil(t, 45*time.Second, func() bool {
+		n := 0
+		for _, e := range g.queueEntries(t) {
+			if len(e.Recipients) == 1 && e.Recipients[0] == rcpt {
+				if e.State == "held" {
+					t.Fatalf("a message is held (%s), want deferred", e.HoldReason)
+				}
+				if e.State == "deferred" {
+					n++
+				}
+			}
 		}
+		return n == 2
+	}, func() string { return "the two messages are not both deferred:\n" + tail(g.logText(), 20) })
+	invites := 0
+	for _, f := range g.filesFor(rcpt) {
+		if bytes.Contains(f.Msg, []byte("X-Sealgate-Portal: invite")) {
+			invites++
+		}
+	}
+	if invites != 1 {
+		t.Fatalf("%d invitations for two waiting messages, want 1", invites)
 	}
 	for _, f := range g.filesFor(rcpt) {
 		if leaf(f.Msg, "application/pdf") != nil {
@@ -149,17 +172,25 @@ func TestPortalInChromium(t *testing.T) {
 	heading(t, ctx, "Your password is saved")
 	testpeer.Screenshots(t, ctx, shots, "3-saved")
 
-	// Released at once (the next retry would be 10 minutes away).
-	var pdfMail []byte
+	// Both released at once (the next retry would be 10 minutes away).
+	var pdfMails [][]byte
 	waitUntil(t, 30*time.Second, func() bool {
+		pdfMails = nil
 		for _, f := range g.filesFor(rcpt) {
 			if leaf(f.Msg, "application/pdf") != nil {
-				pdfMail = f.Msg
-				return true
+				pdfMails = append(pdfMails, f.Msg)
 			}
 		}
-		return false
-	}, func() string { return "no PDF mail after the password was chosen:\n" + tail(g.logText(), 30) })
+		return len(pdfMails) == 2
+	}, func() string { return "not both PDF mails after the password was chosen:\n" + tail(g.logText(), 30) })
+	pdfMail := pdfMails[0]
+	for _, m := range pdfMails {
+		if bytes.Contains(m, []byte("Second thoughts")) {
+			assertPDFCarrier(t, m, password, "And a second message.")
+		} else {
+			pdfMail = m
+		}
+	}
 	assertPDFCarrier(t, pdfMail, password, "The figures are attached in spirit.")
 	if l := leaf(pdfMail, "text/plain"); l == nil || !strings.Contains(string(l.Decoded), "the password you chose on") || !strings.Contains(string(l.Decoded), "https://secure.example.test/reset") {
 		t.Errorf("the carrier does not say which password (chosen on the portal) nor link to the reset page")
