@@ -211,7 +211,7 @@ func TestProblems(t *testing.T) {
 		{name: "no rules", doc: dirRelay + "[policy]\nrules = []\n",
 			want: []keyLine{{"policy.rules", 5}}},
 		{name: "pdf password modes", doc: dirRelay + "[pdf]\npassword = [\"preset\", \"hunter2\", \"preset\", \"portal\"]\n",
-			want: []keyLine{{"pdf.password[1]", 5}, {"pdf.password[2]", 5}, {"pdf.portal_url", 5}}},
+			want: []keyLine{{"pdf.password[1]", 5}, {"pdf.password[2]", 5}, {"portal.url", 5}}},
 		{name: "pdf language and length", doc: dirRelay + "[pdf]\nlanguage = \"fr\"\npassword_length = 6\nattachment_name = \"x.txt\"\n",
 			want: []keyLine{{"pdf.language", 5}, {"pdf.password_length", 6}, {"pdf.attachment_name", 7}}},
 		{name: "pdf minimum password length", doc: dirRelay + "[pdf]\nlanguage = \"de\"\nmin_password_length = 7\n",

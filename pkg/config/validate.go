@@ -29,6 +29,7 @@ func validate(c *Config, ps *problems) {
 	v.policy()
 	v.pdf()
 	v.http()
+	v.portal()
 	v.log()
 }
 
@@ -519,15 +520,7 @@ func (v *validator) pdf() {
 		v.add("pdf.subject_tag", []string{"pdf.password"}, `is required when pdf.password includes "subject"`, `set the tag senders write before the password, e.g. "[pw:"`)
 	}
 	if seen["portal"] {
-		if p.PortalURL == "" {
-			v.add("pdf.portal_url", []string{"pdf.password"}, `is required when pdf.password includes "portal"`, `set the address recipients open, e.g. "https://sealgate.example.org/pdf"`)
-		}
 		v.positive("pdf.portal_token_ttl", p.PortalTokenTTL)
-	}
-	if p.PortalURL != "" {
-		if u, err := url.Parse(p.PortalURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			v.add("pdf.portal_url", nil, fmt.Sprintf("%q is not an http(s) URL", p.PortalURL), `write e.g. "https://sealgate.example.org/pdf"`)
-		}
 	}
 	v.oneOf("pdf.language", p.Language, "en", "de")
 	if p.AttachmentName == "" || strings.ContainsAny(p.AttachmentName, `/\`) || !strings.HasSuffix(strings.ToLower(p.AttachmentName), ".pdf") {
@@ -546,6 +539,43 @@ func (v *validator) pdf() {
 
 func (v *validator) http() {
 	v.listenAddr("http.listen", v.c.HTTP.Listen)
+}
+
+// portal checks [portal] and the deprecated pdf.portal_url (whose value
+// applyDependentDefaults has copied into portal.url when that was empty).
+func (v *validator) portal() {
+	p, usesPortal := v.c.Portal, slices.Contains(v.c.PDF.Password, "portal")
+	if old := v.c.PDF.PortalURL; old != "" {
+		if v.c.lines["portal.url"] > 0 && old != p.URL {
+			v.add("pdf.portal_url", nil, "differs from portal.url, which replaces it", "remove pdf.portal_url")
+		} else {
+			v.c.warnings = append(v.c.warnings, Problem{Key: "pdf.portal_url", Line: v.c.lines["pdf.portal_url"],
+				Message: "is deprecated: portal.url replaces it (its value is used for now)", Hint: "move the value to url in [portal]"})
+		}
+	}
+	key := "portal.url"
+	if v.c.lines["portal.url"] == 0 && v.c.lines["pdf.portal_url"] > 0 {
+		key = "pdf.portal_url"
+	}
+	if usesPortal && p.URL == "" {
+		v.add("portal.url", []string{"portal", "pdf.password"}, `is required when pdf.password includes "portal"`, `set the https address recipients open, e.g. url = "https://secure.example.org" in [portal]`)
+	}
+	if p.URL != "" {
+		if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			v.add(key, nil, fmt.Sprintf("%q is not an http(s) URL", p.URL), `write e.g. "https://secure.example.org" (no query, no user)`)
+		}
+	}
+	if usesPortal {
+		v.listenAddr("portal.listen", p.Listen)
+		if p.Listen != "" && p.Listen == v.c.HTTP.Listen && !strings.HasSuffix(p.Listen, ":0") {
+			v.add("portal.listen", []string{"portal"}, "is the same address as http.listen", "the portal faces the internet and serves only recipient pages: give it its own address")
+		}
+	}
+	if (p.TLSCertFile == "") != (p.TLSKeyFile == "") {
+		v.add("portal.tls_key_file", []string{"portal.tls_cert_file", "portal"}, "tls_cert_file and tls_key_file go together", "set both, or neither for a self-signed certificate under data_dir")
+	}
+	v.file("portal.tls_cert_file", p.TLSCertFile)
+	v.file("portal.tls_key_file", p.TLSKeyFile)
 }
 
 func (v *validator) log() {
