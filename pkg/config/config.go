@@ -20,6 +20,7 @@ type Config struct {
 	PDF        PDF         `toml:"pdf"`
 	HTTP       HTTP        `toml:"http"`
 	Log        Log         `toml:"log"`
+	Webhooks   []Webhook   `toml:"webhooks"`
 
 	// Where the file came from, kept so that Line and Path can answer
 	// after Load; zero for a Config built in code.

@@ -30,6 +30,7 @@ func validate(c *Config, ps *problems) {
 	v.pdf()
 	v.http()
 	v.log()
+	v.webhooks()
 }
 
 type validator struct {
