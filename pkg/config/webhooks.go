@@ -35,6 +35,9 @@ type Webhook struct {
 	// MaxBackoff caps the wait between failed attempts (it doubles from
 	// one second, with jitter).
 	MaxBackoff Duration `toml:"max_backoff"`
+	// CAFile holds PEM anchors trusted, besides the system roots, for the
+	// endpoint's certificate (a SIEM with a private CA).
+	CAFile string `toml:"ca_file"`
 }
 
 // WebhookEvents are the event names [[webhooks]] events may list: the
@@ -160,6 +163,14 @@ func (v *validator) webhooks() {
 				v.add(ek, []string{key + ".events"}, fmt.Sprintf("%q is listed twice", e), "list each event once")
 			}
 			seen[e] = true
+		}
+		if w.CAFile != "" {
+			v.file(key+".ca_file", w.CAFile)
+			if !v.ps.has(key + ".ca_file") {
+				if _, err := PEMCertificates(v.c.Path(w.CAFile)); err != nil {
+					v.add(key+".ca_file", nil, err.Error(), "name a PEM file holding the CA certificate(s) that issued the endpoint's certificate")
+				}
+			}
 		}
 		v.webhookDuration(key+".timeout", w.Timeout, time.Second, 5*time.Minute)
 		v.webhookDuration(key+".max_backoff", w.MaxBackoff, time.Second, 24*time.Hour)
