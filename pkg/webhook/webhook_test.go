@@ -215,7 +215,7 @@ type receiver struct {
 	url     string
 	mu      sync.Mutex
 	got     []received
-	refuse  atomic.Int32                                           // answer the next n requests with 503
+	refuse  atomic.Int32                                             // answer the next n requests with 503
 	handler func(w http.ResponseWriter, r *http.Request) (done bool) // optional override
 	badSig  atomic.Int32
 }
