@@ -249,18 +249,18 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		w.WriteHeader(400)
+		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
 	if err := rc.wh.Verify(body, r.Header); err != nil {
 		rc.badSig.Add(1)
-		http.Error(w, err.Error(), 401)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
 	if rc.refuse.Load() > 0 {
 		rc.refuse.Add(-1)
 		w.Header().Set("Retry-After", "0")
-		w.WriteHeader(503)
+		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
 	var env struct {
@@ -268,13 +268,13 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Data Event
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		http.Error(w, err.Error(), 400)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	rc.mu.Lock()
 	rc.got = append(rc.got, received{ID: r.Header.Get("webhook-id"), Event: env.Data, Type: env.Type})
 	rc.mu.Unlock()
-	w.WriteHeader(204)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (rc *receiver) received() []received {
