@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -677,5 +679,38 @@ func TestPrunedBeforeDelivery(t *testing.T) {
 	}
 	if !slices.ContainsFunc(audit, func(a store.AuditEvent) bool { return a.Action == "webhook.events_lost" && a.Subject == "siem" }) {
 		t.Fatalf("no audit event: %+v", audit)
+	}
+}
+
+// TestHTTPSVerified: an https endpoint's certificate is verified against
+// the endpoint's roots (ca_file): unknown to them, nothing is sent and the
+// failure is retried; trusted, the event arrives.
+func TestHTTPSVerified(t *testing.T) {
+	s := backends()[0].open(t)(t)
+	key := randomKey(t, 32)
+	rc := newReceiver(t, key)
+	srv := httptest.NewUnstartedServer(rc)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	if _, err := s.StartWebhookCursor(context.Background(), "siem", "gw1"); err != nil {
+		t.Fatal(err)
+	}
+	ids := record(t, s, 1, "delivered")
+	var logs syncBuffer
+	untrusted := fast(s, "gw1", slog.New(slog.NewJSONHandler(&logs, nil)), Endpoint{Name: "siem", URL: srv.URL + "/hook", Secrets: [][]byte{key},
+		Timeout: 5 * time.Second, MaxBackoff: 20 * time.Millisecond})
+	stop := start(t, untrusted)
+	waitFor(t, "a refused certificate", func() bool { return untrusted.Counters()["siem"].Failed >= 2 })
+	stop()
+	if len(rc.received()) != 0 || !strings.Contains(logs.String(), "certificate") {
+		t.Fatalf("sent to an unverified endpoint (%d), log:\n%s", len(rc.received()), logs.String())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	start(t, fast(s, "gw1", nil, Endpoint{Name: "siem", URL: srv.URL + "/hook", Secrets: [][]byte{key}, Timeout: 5 * time.Second,
+		MaxBackoff: 20 * time.Millisecond, RootCAs: pool}))
+	waitFor(t, "the event over verified TLS", func() bool { return len(rc.firsts(t)) == 1 })
+	if rc.firsts(t)[0].ID != ids[0] {
+		t.Fatalf("got %+v", rc.firsts(t))
 	}
 }
