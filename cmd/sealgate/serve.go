@@ -204,6 +204,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err := q.Recover(ctx); err != nil {
 		return fmt.Errorf("queue recovery: %w", err)
 	}
+	hooks, err := buildWebhooks(cfg, rt, log)
+	if err != nil {
+		return asUsage(err)
+	}
 	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		return fmt.Errorf("smtp.listen %s: %w", cfg.SMTP.Listen, err)
@@ -247,6 +251,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 			log.Error("queue stopped", "err", err)
 		}
 	}()
+	if hooks != nil { // beside the queue: a slow endpoint never holds mail up
+		wg.Add(1)
+		go func() { defer wg.Done(); hooks.Run(qctx) }()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- lst.Serve(ln) }()
 

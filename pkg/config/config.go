@@ -21,6 +21,7 @@ type Config struct {
 	HTTP       HTTP        `toml:"http"`
 	Portal     Portal      `toml:"portal"`
 	Log        Log         `toml:"log"`
+	Webhooks   []Webhook   `toml:"webhooks"`
 
 	// Where the file came from, kept so that Line and Path can answer
 	// after Load; zero for a Config built in code.

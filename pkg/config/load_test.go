@@ -412,7 +412,8 @@ func TestExampleHasEveryKey(t *testing.T) {
 	if doc == string(raw) {
 		t.Fatal("no commented example block found")
 	}
-	cfg, ps := problemsOf(t, write(t, doc, map[string]string{"partners.txt": "partner.example.com\n"}))
+	cfg, ps := problemsOf(t, write(t, doc, map[string]string{"partners.txt": "partner.example.com\n",
+		"webhook.secret": "whsec_" + strings.Repeat("A", 43) + "=\n"}))
 	if len(ps) > 0 {
 		t.Fatalf("example with its commented blocks enabled: %+v", ps)
 	}

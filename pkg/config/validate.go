@@ -31,6 +31,7 @@ func validate(c *Config, ps *problems) {
 	v.http()
 	v.portal()
 	v.log()
+	v.webhooks()
 }
 
 type validator struct {
