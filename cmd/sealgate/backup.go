@@ -276,7 +276,11 @@ func (a *app) restore(ctx context.Context, file string) error {
 	if !slices.ContainsFunc(kr.KeyIDs(), func(id secret.KeyID) bool { return id.String() == man.MasterKeyID }) {
 		return usageErrorf("%s was sealed with master key %s, but %s holds %s: put the right key file there", file, man.MasterKeyID, keyFile, kr.CurrentKeyID())
 	}
-	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
+	dsn, err := storeDSN(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: dsn, Keyring: kr})
 	if err != nil {
 		return fmt.Errorf("opening the store: %w", err)
 	}
