@@ -277,6 +277,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log, rt.metrics)
 	}
 	go refreshCRL(ctx, ca, log)
+	go watchMasterKey(ctx, rt.keyring, log)
 
 	select {
 	case <-ctx.Done():
