@@ -231,7 +231,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 
 	var httpSrv *http.Server
 	if httpLn != nil {
-		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log})
+		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log, capability: newCapabilityHandler(pipeline, log)})
 		httpSrv = &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -598,18 +598,35 @@ func gatewayMethod(m policy.Method) gateway.Method {
 type dirFinder struct{ d *directory.Directory }
 
 func (f dirFinder) Find(ctx context.Context, email string) (any, bool, error) {
+	res, err := f.lookup(ctx, email)
+	if err != nil || !res.Found {
+		return nil, false, err
+	}
+	return recipientOf(res), true, nil
+}
+
+// lookup is Find's reading of the directory, shared with the capability
+// API (capFinder): an error for every answer that is not a verdict.
+func (f dirFinder) lookup(ctx context.Context, email string) (directory.Result, error) {
 	res, err := f.d.Lookup(ctx, email)
 	switch {
 	case err != nil:
-		return nil, false, err
-	case res.Found:
-		return smime.Recipient{Cert: res.Certificate()}, true, nil
+		return res, err
 	case res.Undecided():
 		// Lookup returns an error for every undecided answer; this is
 		// the belt to that pair of braces.
-		return nil, false, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
+		return res, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
 	}
-	return nil, false, nil
+	return res, nil
+}
+
+// recipientOf is what the encrypter gets for a found certificate; the
+// capability API names its algorithms from the same value. The
+// capabilities the recipient announced (res.Chosen.Capabilities) are not
+// passed on: smime.Encrypt then uses AES-256-CBC with RSA PKCS#1 v1.5 (or
+// ECDH), what every client reads.
+func recipientOf(res directory.Result) smime.Recipient {
+	return smime.Recipient{Cert: res.Certificate()}
 }
 
 type smimeEncrypter struct{}

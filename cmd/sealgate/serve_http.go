@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/sealgate/sealgate/pkg/api"
+	"github.com/sealgate/sealgate/pkg/capability"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 )
 
@@ -16,6 +17,8 @@ type internalHTTP struct {
 	rt  *runtime
 	ca  *embeddedca.CA // nil with the step-ca issuer
 	log *slog.Logger
+	// capability serves the capability API (nil: not served).
+	capability *capability.Handler
 }
 
 // internalMux routes the internal listener. Every /api/v1 route is
@@ -28,6 +31,9 @@ func internalMux(h internalHTTP) *http.ServeMux {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	auth := &api.Authenticator{Tokens: h.rt.store, Log: h.log}
 	_ = auth // the /api/v1 routes register here
+	if h.capability != nil {
+		registerCapability(mux, auth, h.capability, h.rt.cfg.HTTP.CORSOrigins)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		api.Problem(w, http.StatusNotFound, "no such route", "see /api/v1/openapi.json for the routes")
 	})
