@@ -275,8 +275,8 @@ func TestCapabilityAnswers(t *testing.T) {
 	}
 	type want struct {
 		rule, method, action, password string
-		available                any
-		algorithms               []any
+		available                      any
+		algorithms                     []any
 	}
 	wants := []want{
 		{"default", "smime", "deliver", "none", true, []any{"aes256-cbc", "rsaes-pkcs1-v1_5"}},
