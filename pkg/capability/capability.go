@@ -240,7 +240,7 @@ func (s *Service) one(ctx context.Context, sender, rcpt string, c Cert, lookErr 
 		a.Method, a.Action, a.Reason = MethodHold, ActionBounce, "policy rule "+d.Rule+" does not allow this message"
 		return a
 	}
-	s.pdfState(ctx, &a, sender, rcpt)
+	subjectHint := s.pdfState(ctx, &a, sender, rcpt)
 	switch route.Kind {
 	case gateway.RouteFail, gateway.RouteDefer:
 		if route.Undecided {
@@ -265,6 +265,9 @@ func (s *Service) one(ctx context.Context, sender, rcpt string, c Cert, lookErr 
 			return a
 		case a.PDF.Password == PasswordUnknown:
 			a.Method, a.Action, a.Reason = MethodUnknown, ActionHold, "the PDF password state could not be read"
+			return a
+		case a.PDF.Password == PasswordNone && subjectHint:
+			fail("no PDF password is stored for the recipient: write one into the subject ([pw:…]), or it is held")
 			return a
 		case a.PDF.Password == PasswordNone:
 			fail("no PDF password would be found for the recipient (pdf.password)")
@@ -306,18 +309,20 @@ func failReason(d gateway.Decision) string {
 	return "the copy cannot be protected as policy rule " + d.Rule + " demands"
 }
 
-// pdfState fills a.PDF from the password preview.
-func (s *Service) pdfState(ctx context.Context, a *Answer, sender, rcpt string) {
+// pdfState fills a.PDF from the password preview; subject says a
+// password in the subject would be taken.
+func (s *Service) pdfState(ctx context.Context, a *Answer, sender, rcpt string) (subject bool) {
 	if s.PDF == nil {
-		return
+		return false
 	}
 	pv, err := s.PDF.PreviewPassword(ctx, sender, rcpt)
 	if err != nil {
 		s.logger().Warn("capability: PDF password state", "recipient", rcpt, "err", err)
 		a.PDF.Password = PasswordUnknown
-		return
+		return false
 	}
 	a.PDF.Password = passwordState(pv)
+	return pv.Subject
 }
 
 func passwordState(pv pdfmail.Preview) string {

@@ -18,6 +18,10 @@ type Preview struct {
 	// ("" when none is stored or the mode does not use it): a preset
 	// password may have been generated earlier, or chosen in the portal.
 	Stored string
+	// Subject says the subject mode comes before the answer and the
+	// query's subject carries no password: a password tag in the subject
+	// would give the password.
+	Subject bool
 }
 
 // Preview answers which source would give q.Recipient's password, in the
@@ -27,17 +31,21 @@ type Preview struct {
 // as a source that would be asked.
 func (p *Passwords) Preview(ctx context.Context, q Query) (Preview, error) {
 	q.Recipient = strings.ToLower(strings.TrimSpace(q.Recipient))
+	subject := false
 	for _, s := range p.Sources {
 		pv, err := previewSource(ctx, s, q)
 		if errors.Is(err, ErrSkip) {
+			_, isSubject := s.(SubjectSource)
+			subject = subject || isSubject
 			continue
 		}
 		if err != nil {
 			return Preview{}, fmt.Errorf("pdfmail: password mode %s: %w", s.Mode(), err)
 		}
+		pv.Subject = subject
 		return pv, nil
 	}
-	return Preview{}, nil
+	return Preview{Subject: subject}, nil
 }
 
 func previewSource(ctx context.Context, s PasswordSource, q Query) (Preview, error) {

@@ -29,6 +29,7 @@ func TestPreviewAgreesWithResolve(t *testing.T) {
 		{"generated unannounced, outsider", []string{"preset", "generated-to-sender"}, &memRow{pw: []byte("generated-pw12"), source: ModeGeneratedToSender}, false, "", "", ""},
 		{"subject first", []string{"subject", "preset"}, &memRow{pw: []byte("admin-set-pw1"), source: ModePreset, announced: true}, false, "x [pw:Sommer2026!!]", ModeSubject, ""},
 		{"no subject tag falls to preset", []string{"subject", "preset"}, &memRow{pw: []byte("admin-set-pw1"), source: ModePreset, announced: true}, false, "x", ModePreset, ModePreset},
+		{"no subject tag and nothing stored", []string{"subject", "preset"}, nil, true, "x", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,7 +46,8 @@ func TestPreviewAgreesWithResolve(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Preview: %v", err)
 			}
-			if pv.Mode != tt.wantMode || pv.Stored != tt.wantStored {
+			wantSubject := tt.modes[0] == ModeSubject && tt.wantMode != ModeSubject
+			if pv.Mode != tt.wantMode || pv.Stored != tt.wantStored || pv.Subject != wantSubject {
 				t.Fatalf("Preview = %+v, want mode %q stored %q", pv, tt.wantMode, tt.wantStored)
 			}
 			if st.adds != 0 {
