@@ -153,6 +153,12 @@ groups = ["smime-users"]
 [policy]
 internal_domains = ["example.org"]
 [[policy.rules]]
+name = "casual"
+recipient_domain = ["casual.test"]
+sign = "always"
+encrypt = "smime"
+on_failure = "hold"
+[[policy.rules]]
 name = "default"
 sign = "always"
 encrypt = "smime-or-pdf"
@@ -433,7 +439,7 @@ func TestCapabilitySlowKeyServer(t *testing.T) {
 	e := newCapEnv(t, fmt.Sprintf("[[keyservers]]\nname = \"partners\"\nurl = %q\nbase_dn = %q\ntimeout = \"1s\"\n", slapd.URL, slapd.Suffix))
 	e.importPartner(t, "carol@partner.test", testpeer.IssueOptions{})
 	slapd.Freeze(t)
-	body := `{"sender":"alice@example.org","recipients":["carol@partner.test","dave@partner.test","erin@partner.test"]}`
+	body := `{"sender":"alice@example.org","recipients":["carol@partner.test","dave@partner.test","erin@partner.test","sam@casual.test"]}`
 	w := e.do(t, "POST", "/api/v1/capability", e.token, body)
 	if w.Code != 200 {
 		t.Fatalf("POST = %d %s", w.Code, w.Body)
@@ -445,10 +451,15 @@ func TestCapabilitySlowKeyServer(t *testing.T) {
 	if got[0].Method != capability.MethodSMIME {
 		t.Errorf("carol (certificate in the store) = %+v, want smime", got[0])
 	}
-	for _, a := range got[1:] {
+	for _, a := range got[1:3] {
 		if a.Method != capability.MethodUnknown || a.SMIME.Available != nil || a.Action != capability.ActionHold {
 			t.Errorf("%s behind the stopped key server = %+v, want unknown (available null, the pipeline would hold)", a.Recipient, a)
 		}
+	}
+	// Opportunistic S/MIME: the pipeline defers rather than send a
+	// signed copy the rule might have encrypted.
+	if a := got[3]; a.Method != capability.MethodUnknown || a.SMIME.Available != nil || a.Action != capability.ActionDefer || a.Rule != "casual" {
+		t.Errorf("sam@casual.test behind the stopped key server = %+v, want unknown/defer", a)
 	}
 	if !strings.Contains(w.Body.String(), `"available":null`) {
 		t.Errorf("available is not null in %s", w.Body)
