@@ -2,7 +2,7 @@
 # Installs the Debian packages whose programs check sealgate in tests
 # (openssl, gpgsm, NSS tools, qpdf, poppler, slapd, swaks, postfix with Cyrus
 # SASL for the smart-host peer, python3 (its email package reads our DSNs), PostgreSQL,
-# Samba AD DC, headless Chromium for the recipient portal, Prometheus with promtool),
+# Samba AD DC, headless Chromium for the recipient portal and the sample pages, Prometheus with promtool),
 # and the Perl TLS modules swaks only recommends (--tls needs Net::SSLeay),
 # only those missing, without prompts and without starting any service.
 # Exim (the BDAT client) conflicts with postfix, so its packages are unpacked

@@ -264,7 +264,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 
 	var httpSrv *http.Server
 	if httpLn != nil {
-		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log, metrics: rt.metrics.Handler(), ready: readiness(rt, ca, mgr.Issuer)})
+		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log, metrics: rt.metrics.Handler(), ready: readiness(rt, ca, mgr.Issuer),
+			capability: newCapabilityHandler(pipeline, log)})
 		httpSrv = &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -639,26 +640,39 @@ func gatewayMethod(m policy.Method) gateway.Method {
 type dirFinder struct{ d *directory.Directory }
 
 func (f dirFinder) Find(ctx context.Context, email string) (any, bool, error) {
+	res, err := f.lookup(ctx, email)
+	if err != nil || !res.Found {
+		return nil, false, err
+	}
+	return recipientOf(res), true, nil
+}
+
+// lookup is Find's reading of the directory, shared with the capability
+// API (capFinder): an error for every answer that is not a verdict.
+func (f dirFinder) lookup(ctx context.Context, email string) (directory.Result, error) {
 	res, err := f.d.Lookup(ctx, email)
 	switch {
 	case err != nil:
-		return nil, false, err
-	case res.Found:
-		return recipientOf(res.Chosen), true, nil
+		return res, err
 	case res.Undecided():
 		// Lookup returns an error for every undecided answer; this is
 		// the belt to that pair of braces.
-		return nil, false, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
+		return res, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
 	}
-	return nil, false, nil
+	return res, nil
 }
 
-// recipientOf is the encrypter's view of a found certificate: with the
+// recipientOf is the encrypter's view of a found certificate (the
+// capability API names its algorithms from the same value): with the
 // SMIMECapabilities the recipient announced in a verified signature, so
 // that one who reads AES-GCM and RSA-OAEP gets them. Capabilities that do
 // not parse (they were checked when harvested) count as none: the
 // algorithms every client reads.
-func recipientOf(ev *directory.Evaluated) smime.Recipient {
+func recipientOf(res directory.Result) smime.Recipient {
+	ev := res.Chosen
+	if ev == nil {
+		return smime.Recipient{}
+	}
 	r := smime.Recipient{Cert: ev.Certificate}
 	if len(ev.Capabilities) > 0 {
 		if caps, err := smime.ParseCapabilities(ev.Capabilities); err == nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/sealgate/sealgate/pkg/api"
+	"github.com/sealgate/sealgate/pkg/capability"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 )
 
@@ -18,6 +19,8 @@ type internalHTTP struct {
 	log *slog.Logger
 	// metrics serves /metrics and ready /readyz (nil: not served).
 	metrics, ready http.Handler
+	// capability serves the capability API (nil: not served).
+	capability *capability.Handler
 }
 
 // internalMux routes the internal listener. Every /api/v1 route is
@@ -36,6 +39,9 @@ func internalMux(h internalHTTP) *http.ServeMux {
 	}
 	auth := &api.Authenticator{Tokens: h.rt.store, Log: h.log}
 	_ = auth // the /api/v1 routes register here
+	if h.capability != nil {
+		registerCapability(mux, auth, h.capability, h.rt.cfg.HTTP.CORSOrigins)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		api.Problem(w, http.StatusNotFound, "no such route", "see /api/v1/openapi.json for the routes")
 	})

@@ -221,6 +221,10 @@ type PDF struct {
 // HTTP is the listener for the CRL, the events API and metrics.
 type HTTP struct {
 	Listen string `toml:"listen"`
+	// CORSOrigins are the web origins (scheme://host[:port]) whose pages
+	// may call the capability API from a browser (the Outlook add-in);
+	// empty: none.
+	CORSOrigins []string `toml:"cors_origins"`
 }
 
 // Portal is the recipient portal's own listener (internet-facing): it

@@ -567,6 +567,34 @@ func (v *validator) pdf() {
 
 func (v *validator) http() {
 	v.listenAddr("http.listen", v.c.HTTP.Listen)
+	for i, o := range v.c.HTTP.CORSOrigins {
+		key := fmt.Sprintf("http.cors_origins[%d]", i)
+		if msg := checkOrigin(o); msg != "" {
+			v.add(key, nil, fmt.Sprintf("%q %s", o, msg), "write the add-in's origin exactly as the browser sends it, e.g. \"https://addin.example.org\" (no path, no wildcard)")
+		} else if slices.Contains(v.c.HTTP.CORSOrigins[:i], o) {
+			v.add(key, nil, fmt.Sprintf("%q is listed twice", o), "list each origin once")
+		}
+	}
+}
+
+// checkOrigin accepts a web origin as browsers send it in the Origin
+// header: http or https, a host, an optional port, nothing else.
+func checkOrigin(o string) string {
+	if o == "*" || o == "null" {
+		return "would let any page use the API with a token it got hold of"
+	}
+	u, err := url.Parse(o)
+	switch {
+	case err != nil || u.Host == "":
+		return "is not an origin (scheme://host[:port])"
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "must use http or https"
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "/"):
+		return "is not an origin: no user, path, query or trailing slash"
+	case o != strings.ToLower(o):
+		return "must be lower case (browsers send origins in lower case)"
+	}
+	return ""
 }
 
 // portal checks [portal] and the deprecated pdf.portal_url (whose value
