@@ -19,6 +19,7 @@ type Config struct {
 	Policy     Policy      `toml:"policy"`
 	PDF        PDF         `toml:"pdf"`
 	HTTP       HTTP        `toml:"http"`
+	Events     Events      `toml:"events"`
 	Log        Log         `toml:"log"`
 
 	// Where the file came from, kept so that Line and Path can answer
@@ -204,6 +205,13 @@ type PDF struct {
 // HTTP is the listener for the CRL, the events API and metrics.
 type HTTP struct {
 	Listen string `toml:"listen"`
+}
+
+// Events configures the delivery events kept for the events API.
+type Events struct {
+	// Retention is how long delivery events are kept; older ones are
+	// pruned in the background by serve (hourly and at start).
+	Retention Duration `toml:"retention"`
 }
 
 // Log configures structured logging.

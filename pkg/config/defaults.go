@@ -60,8 +60,9 @@ func Default() *Config {
 			MinPasswordLength: 10,
 			PortalTokenTTL:    Duration{7 * 24 * time.Hour},
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:8025"},
-		Log:  Log{Level: "info", Format: "text"},
+		HTTP:   HTTP{Listen: "127.0.0.1:8025"},
+		Events: Events{Retention: Duration{90 * 24 * time.Hour}},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -29,6 +29,7 @@ func validate(c *Config, ps *problems) {
 	v.policy()
 	v.pdf()
 	v.http()
+	v.events()
 	v.log()
 }
 
@@ -538,6 +539,16 @@ func (v *validator) pdf() {
 
 func (v *validator) http() {
 	v.listenAddr("http.listen", v.c.HTTP.Listen)
+}
+
+func (v *validator) events() {
+	if v.ps.has("events.retention") {
+		return
+	}
+	if v.c.Events.Retention.Duration <= 0 {
+		v.add("events.retention", nil, fmt.Sprintf("%q must be longer than zero", v.c.Events.Retention.Duration),
+			`delivery events are pruned after this long: use e.g. "90d" (the SOC's reach back)`)
+	}
 }
 
 func (v *validator) log() {
