@@ -244,6 +244,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log)
 	}
 	go refreshCRL(ctx, ca, log)
+	go pruneEvents(ctx, rt.store, cfg.Events.Retention.Duration, log)
 
 	select {
 	case <-ctx.Done():
