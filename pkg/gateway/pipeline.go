@@ -505,13 +505,15 @@ func rulesOf(plans []rcptPlan, rcpts []string) string {
 	return strings.Join(out, ",")
 }
 
-// verdictOf names the method a decision chose, in the words of Parcel.Method.
+// verdictOf names the method a decision chose, in the words of
+// Parcel.Method. A rule that holds or bounces names the method it wanted
+// (S/MIME for smime-required without a certificate), or none.
 func verdictOf(d Decision, alreadyEncrypted bool) Verdict {
 	v := Verdict{Rule: d.Rule}
 	switch {
 	case d.Action == ActionPass || (d.Action == ActionDeliver && alreadyEncrypted):
 		v.Method = "passthrough"
-	case d.Action != ActionDeliver:
+	case d.Action != ActionDeliver && d.Method == MethodNone:
 	case d.Method == MethodSMIME:
 		v.Method = "smime"
 	case d.Method == MethodPDF:
