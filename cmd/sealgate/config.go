@@ -82,6 +82,8 @@ type configCheckResult struct {
 	OK       bool             `json:"ok"`
 	Path     string           `json:"path"`
 	Problems []config.Problem `json:"problems,omitempty"`
+	// Warnings are deprecations: the file works as it is.
+	Warnings []config.Problem `json:"warnings,omitempty"`
 }
 
 func (a *app) configCheck() error {
@@ -92,7 +94,11 @@ func (a *app) configCheck() error {
 		}
 	}
 	if err == nil {
-		return a.print(configCheckResult{OK: true, Path: a.configPath}, func(w io.Writer) error {
+		warns := cfg.Warnings()
+		return a.print(configCheckResult{OK: true, Path: a.configPath, Warnings: warns}, func(w io.Writer) error {
+			for _, p := range warns {
+				fmt.Fprintf(a.stderr, "%s: warning: %s\n", a.configPath, p)
+			}
 			_, err := fmt.Fprintf(w, "config OK: %s\n", a.configPath)
 			return err
 		})

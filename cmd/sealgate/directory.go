@@ -91,9 +91,12 @@ type lookupJSON struct {
 	Checks      []directory.Check `json:"checks"`
 	// Capabilities are the algorithms the recipient announced in a signed
 	// message (harvested), strongest first; empty when unknown.
-	Capabilities []string        `json:"capabilities,omitempty"`
-	Unavailable  []string        `json:"unavailable,omitempty"`
-	Candidates   []candidateJSON `json:"candidates,omitempty"`
+	Capabilities []string `json:"capabilities,omitempty"`
+	// Encryption is what the gateway would encrypt with for this
+	// recipient alone (an envelope for several uses what all support).
+	Encryption  *smime.AlgorithmChoice `json:"encryption,omitempty"`
+	Unavailable []string               `json:"unavailable,omitempty"`
+	Candidates  []candidateJSON        `json:"candidates,omitempty"`
 }
 
 type candidateJSON struct {
@@ -135,6 +138,8 @@ func (a *app) directoryLookup(ctx context.Context, email string, explain bool) e
 		out.NotAfter = &na
 		out.Checks = c.Checks
 		out.Capabilities = capabilityNames(c.Capabilities)
+		enc := smime.DescribeAlgorithms(recipientOf(c))
+		out.Encryption = &enc
 	}
 	if explain {
 		for _, ev := range r.Candidates {
@@ -164,6 +169,9 @@ func printLookup(w io.Writer, r lookupJSON, explain bool) error {
 		fmt.Fprintf(w, "  sha256     %s\n  not after  %s\n", r.Fingerprint, r.NotAfter.Format(time.RFC3339))
 		if len(r.Capabilities) > 0 {
 			fmt.Fprintf(w, "  announces  %s\n", strings.Join(r.Capabilities, ", "))
+		}
+		if e := r.Encryption; e != nil {
+			fmt.Fprintf(w, "  encrypts   %s, key %s (%s)\n", e.Content, e.KeyTransport, e.Why)
 		}
 		if !explain {
 			printChecks(w, "  ", r.Checks)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -383,6 +384,7 @@ func (p *progressBar) finish() {
 
 type statusJSON struct {
 	Email    string `json:"email"`
+	Kind     string `json:"kind"` // user | shared | room | equipment; "" when no longer in the users source (or it is unreachable)
 	Serial   string `json:"serial"`
 	NotAfter string `json:"not_after"`
 	State    string `json:"state"`
@@ -397,15 +399,26 @@ func (a *app) pkiStatus(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The kind of each holder (a shared mailbox, a room) comes from
+		// the users source; status still answers when it is down.
+		kinds := map[string]string{}
+		if rt.Manager.Users == nil {
+		} else if users, err := rt.Manager.Users.Users(ctx); err != nil {
+			fmt.Fprintf(a.stderr, "sealgate: the users source did not answer, kinds are left empty: %v\n", err)
+		} else {
+			for _, u := range users {
+				kinds[u.Email] = cmp.Or(u.Kind, pki.KindUser)
+			}
+		}
 		out := []statusJSON{}
 		for _, c := range recs {
-			out = append(out, statusJSON{Email: c.Email, Serial: c.Serial, NotAfter: c.NotAfter.UTC().Format(time.RFC3339), State: c.State})
+			out = append(out, statusJSON{Email: c.Email, Kind: kinds[c.Email], Serial: c.Serial, NotAfter: c.NotAfter.UTC().Format(time.RFC3339), State: c.State})
 		}
 		return a.print(out, func(w io.Writer) error {
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EMAIL\tSERIAL\tNOT AFTER\tSTATE")
+			fmt.Fprintln(tw, "EMAIL\tKIND\tSERIAL\tNOT AFTER\tSTATE")
 			for _, s := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Email, s.Serial, s.NotAfter, s.State)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Email, cmp.Or(s.Kind, "-"), s.Serial, s.NotAfter, s.State)
 			}
 			return tw.Flush()
 		})

@@ -96,6 +96,9 @@ type runtime struct {
 	// ownCA are the issuer's root and intermediate certificates (set by
 	// openPKI).
 	ownCA []*x509.Certificate
+	// portal is the recipient portal when pdf.password includes it
+	// (serve_portal.go).
+	portal *portalRig
 }
 
 // Close releases what openPKI opened; the store and spool stay open.
@@ -162,6 +165,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if rt.portal, err = newPortalRig(cfg, rt); err != nil {
+		return asUsage(err)
+	}
 	pipeline, err := buildPipeline(cfg, rt, mgr)
 	if err != nil {
 		return asUsage(err)
@@ -198,6 +204,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err := q.Recover(ctx); err != nil {
 		return fmt.Errorf("queue recovery: %w", err)
 	}
+	hooks, err := buildWebhooks(cfg, rt, log)
+	if err != nil {
+		return asUsage(err)
+	}
 	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		return fmt.Errorf("smtp.listen %s: %w", cfg.SMTP.Listen, err)
@@ -214,6 +224,21 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		}
 		listening = append(listening, "http", httpLn.Addr().String())
 	}
+	portalStop := func(context.Context) {}
+	if rt.portal != nil {
+		addr, stop, err := rt.portal.start(ctx, cfg, q)
+		if err != nil {
+			ln.Close()
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			return err
+		}
+		listening, portalStop = append(listening, "portal", addr), stop
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: "+w.Message, "key", w.Key, "line", w.Line, "hint", w.Hint)
+	}
 	log.Info("listening", append(listening, "relay", cfg.Relay.Mode, "data_dir", cfg.DataPath(""))...)
 
 	var wg sync.WaitGroup
@@ -226,6 +251,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 			log.Error("queue stopped", "err", err)
 		}
 	}()
+	if hooks != nil { // beside the queue: a slow endpoint never holds mail up
+		wg.Add(1)
+		go func() { defer wg.Done(); hooks.Run(qctx) }()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- lst.Serve(ln) }()
 
@@ -260,6 +289,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(sctx)
 	}
+	portalStop(sctx)
 	qcancel()
 	wg.Wait()
 	if c, ok := relay.(io.Closer); ok {
@@ -516,11 +546,11 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		StripTag:  policy.StripTag}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
 		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
-		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}})
+		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}, Portal: rt.portalSource()})
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
 	} else {
-		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
+		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
 		p.CleanSubject = pw.CleanSubject
 		p.SubjectPassword = pw.SubjectPassword
@@ -609,13 +639,28 @@ func (f dirFinder) Find(ctx context.Context, email string) (any, bool, error) {
 	case err != nil:
 		return nil, false, err
 	case res.Found:
-		return smime.Recipient{Cert: res.Certificate()}, true, nil
+		return recipientOf(res.Chosen), true, nil
 	case res.Undecided():
 		// Lookup returns an error for every undecided answer; this is
 		// the belt to that pair of braces.
 		return nil, false, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
 	}
 	return nil, false, nil
+}
+
+// recipientOf is the encrypter's view of a found certificate: with the
+// SMIMECapabilities the recipient announced in a verified signature, so
+// that one who reads AES-GCM and RSA-OAEP gets them. Capabilities that do
+// not parse (they were checked when harvested) count as none: the
+// algorithms every client reads.
+func recipientOf(ev *directory.Evaluated) smime.Recipient {
+	r := smime.Recipient{Cert: ev.Certificate}
+	if len(ev.Capabilities) > 0 {
+		if caps, err := smime.ParseCapabilities(ev.Capabilities); err == nil {
+			r.Capabilities = caps
+		}
+	}
+	return r
 }
 
 type smimeEncrypter struct{}
@@ -867,6 +912,9 @@ type pdfSealer struct {
 	pw    *pdfmail.Passwords
 	s     *pdfmail.Sealer
 	owner gateway.OwnerFunc // the organisation's users
+	// portalURL is portal.url: the carrier of a password chosen on the
+	// portal links there for a reset.
+	portalURL string
 }
 
 func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, msg []byte) (gateway.PDFResult, error) {
@@ -884,7 +932,8 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 		return gateway.PDFResult{Pending: true}, nil
 	}
 	var out bytes.Buffer
-	if _, err := p.s.Seal(ctx, bytes.NewReader(msg), res.Password, &out); err != nil {
+	note := pdfmail.CarrierNote{ChosenAt: res.ChosenAt, PortalURL: p.portalURL}
+	if _, err := p.s.SealWithNote(ctx, bytes.NewReader(msg), res.Password, note, &out); err != nil {
 		return gateway.PDFResult{}, err
 	}
 	r := gateway.PDFResult{Carrier: out.Bytes()}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 // (one for both subtests), configured from a file as an admin does.
 func TestActiveDirectoryCLI(t *testing.T) {
 	ad := testpeer.StartSambaAD(t)
+	ad.ExtendSchemaExchange(t)
 	t.Run("sender groups", func(t *testing.T) { adSenderGroups(t, ad) })
 	t.Run("pki rollout", func(t *testing.T) { adPKIRollout(t, ad) })
 }
@@ -135,7 +137,10 @@ func adPKIRollout(t *testing.T, ad *testpeer.SambaAD) {
 		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Ben," + people, SAMAccountName: "ben", Mail: "ben@example.test",
 			ProxyAddresses: []string{"SMTP:ben@example.test", "smtp:b.alias@example.test"}})+
 		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Cy," + people, SAMAccountName: "cy", Mail: "cy@example.test", Disabled: true})+
-		testpeer.GroupLDIF("CN=Crew,"+people, "crew", "CN=Ben,"+people, "CN=Cy,"+people)+
+		// A shared mailbox: a disabled account Exchange marks as such.
+		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Claims," + people, SAMAccountName: "claims", Mail: "claims@example.test",
+			Disabled: true, RecipientTypeDetails: testpeer.ExchangeSharedMailbox})+
+		testpeer.GroupLDIF("CN=Crew,"+people, "crew", "CN=Ben,"+people, "CN=Cy,"+people, "CN=Claims,"+people)+
 		testpeer.GroupLDIF("CN=Mail Signers,"+people, "mail-signers", "CN=Ann,"+people, "CN=Crew,"+people))
 	svc := ad.AddCertPublisher(t, "svc-pki", true)
 	dir := t.TempDir()
@@ -159,6 +164,10 @@ bind_password_file = "bind.pw"
 base_dn = %q
 ca_file = %q
 publish_certificates = true
+[[policy.rules]]
+name = "sign only"
+sign = "always"
+encrypt = "none"
 `, ad.LDAPSURL, svc, ad.BaseDN, ad.CAFile)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -167,8 +176,15 @@ publish_certificates = true
 	if err := json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "rollout")), &res); err != nil {
 		t.Fatal(err)
 	}
-	if res["issued"].(float64) != 2 || res["published"].(float64) != 2 || res["failed"].(float64) != 0 {
-		t.Fatalf("rollout (ann, and ben through Crew; cy disabled): %v", res)
+	if res["issued"].(float64) != 3 || res["published"].(float64) != 3 || res["failed"].(float64) != 0 {
+		t.Fatalf("rollout (ann, and ben and the shared mailbox claims through Crew; cy disabled): %v", res)
+	}
+	kinds := map[string]string{}
+	for _, s := range sgJSON[[]statusJSON](t, cfg, "pki", "status") {
+		kinds[s.Email] = s.Kind
+	}
+	if kinds["ann@example.test"] != "user" || kinds["ben@example.test"] != "user" || kinds["claims@example.test"] != "shared" || len(kinds) != 3 {
+		t.Fatalf("pki status kinds: %v", kinds)
 	}
 	var ben string
 	for _, line := range strings.Split(ad.Search(t, "CN=Ben,"+people, "(objectClass=*)", "userCertificate"), "\n") {
@@ -198,7 +214,47 @@ publish_certificates = true
 	if err := json.Unmarshal([]byte(mustSG(t, cfg, "-o", "json", "pki", "rollout")), &res); err != nil {
 		t.Fatal(err)
 	}
-	if res["unchanged"].(float64) != 2 || res["published"].(float64) != 0 || res["issued"].(float64) != 0 {
+	if res["unchanged"].(float64) != 3 || res["published"].(float64) != 0 || res["issued"].(float64) != 0 {
 		t.Fatalf("second rollout: %v", res)
+	}
+	adSendAsSharedMailbox(t, cfg, chain)
+}
+
+// adSendAsSharedMailbox: mail From the shared mailbox with Sender a
+// person (Outlook's "send on behalf") leaves signed with the mailbox's
+// certificate when Exchange's relay account submits it; a personal
+// account of that person may not use the mailbox's address.
+func adSendAsSharedMailbox(t *testing.T, cfgFile, chain string) {
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, _, _, pipeline := servePieces(t, ctx, cfg, slog.New(slog.DiscardHandler))
+	pipeline.Authorize = gateway.AuthorizeHeaderSenders(gateway.OwnsAddress(pipeline.Signer.(*pkiSigner).Owner))
+	msg := []byte("From: Claims <claims@example.test>\r\nSender: Ann <ann@example.test>\r\nTo: x@partner.test\r\n" +
+		"Subject: claim 4711\r\nMessage-ID: <shared@example.test>\r\n\r\nbody\r\n")
+	env := &gateway.Envelope{ID: "s1", From: "ann@example.test", AuthUser: "exchange", AuthRole: gateway.RoleRelay}
+	plan, err := pipeline.Process(ctx, env, []string{"x@partner.test"}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Parcels) != 1 || !plan.Parcels[0].Signed {
+		t.Fatalf("relay account, From the shared mailbox: %+v", plan)
+	}
+	dir := t.TempDir()
+	in, signer := filepath.Join(dir, "shared.eml"), filepath.Join(dir, "signer.pem")
+	if err := os.WriteFile(in, plan.Parcels[0].Data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testpeer.MustRun(t, nil, "openssl", "cms", "-verify", "-in", in, "-CAfile", chain, "-purpose", "smimesign", "-signer", signer, "-out", os.DevNull)
+	if out := testpeer.MustRun(t, nil, "openssl", "x509", "-in", signer, "-noout", "-ext", "subjectAltName"); !strings.Contains(string(out), "claims@example.test") || strings.Contains(string(out), "ann@") {
+		t.Fatalf("signed by %s, want the shared mailbox's certificate", out)
+	}
+
+	env = &gateway.Envelope{ID: "s2", From: "ann@example.test", AuthUser: "ann@example.test", AuthRole: gateway.RolePersonal}
+	plan, err = pipeline.Process(ctx, env, []string{"x@partner.test"}, msg)
+	if err == nil || !strings.Contains(err.Error(), "may send only as its own address") || plan != nil {
+		t.Fatalf("ann's personal account sending as the shared mailbox: plan %+v, error %v; want the sender refused", plan, err)
 	}
 }

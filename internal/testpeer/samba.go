@@ -202,6 +202,9 @@ func sambaConf(dir string) string {
 	fmt.Fprintf(&b, "[global]\n\tnetbios name = DC1\n\trealm = %s\n\tworkgroup = EXAMPLE\n", SambaRealm)
 	b.WriteString("\tserver role = active directory domain controller\n\tserver services = ldap\n")
 	b.WriteString("\tinterfaces = 127.0.0.1\n\tbind interfaces only = yes\n\tidmap_ldb:use rfc2307 = yes\n")
+	// Schema changes over LDAP (ExtendSchemaExchange), as on a DC that
+	// holds the schema master role.
+	b.WriteString("\tdsdb:schema update allowed = true\n")
 	fmt.Fprintf(&b, "\tprivate dir = %s\n\tlock directory = %s\n\tstate directory = %s\n\tcache directory = %s\n\tbinddns dir = %s\n",
 		filepath.Join(dir, "private"), dir, filepath.Join(dir, "state"), filepath.Join(dir, "cache"), filepath.Join(dir, "bind-dns"))
 	fmt.Fprintf(&b, "\tlog file = %s\n", filepath.Join(dir, "log.samba"))
@@ -413,6 +416,32 @@ func (s *SambaAD) Tool(t testing.TB, args ...string) string {
 	return string(MustRun(t, nil, "samba-tool", args...))
 }
 
+// ExtendSchemaExchange adds to the DC's schema the two Exchange attributes
+// sealgate reads, the way Exchange's schema preparation does: attributeSchema
+// objects under Microsoft's OIDs and syntax (LargeInteger, single-valued),
+// and the Mail-Recipient auxiliary class, which every user includes, may
+// contain them. Call it before adding entries that carry them.
+func (s *SambaAD) ExtendSchemaExchange(t testing.TB) {
+	t.Helper()
+	schema := "CN=Schema,CN=Configuration," + s.BaseDN
+	attr := func(cn, oid, ldapName string) string {
+		return fmt.Sprintf("dn: CN=%s,%s\nobjectClass: top\nobjectClass: attributeSchema\ncn: %s\nattributeID: %s\n"+
+			"attributeSyntax: 2.5.5.16\noMSyntax: 65\nisSingleValued: TRUE\nsearchFlags: 1\nlDAPDisplayName: %s\n\n", cn, schema, cn, oid, ldapName)
+	}
+	const reload = "dn:\nchangetype: modify\nadd: schemaUpdateNow\nschemaUpdateNow: 1\n-\n\n"
+	s.Apply(t, attr("ms-Exch-Recipient-Type-Details", "1.2.840.113556.1.4.7000.102.50855", "msExchRecipientTypeDetails")+
+		attr("ms-Exch-Remote-Recipient-Type", "1.2.840.113556.1.4.7000.102.51611", "msExchRemoteRecipientType")+reload+
+		"dn: CN=Mail-Recipient,"+schema+"\nchangetype: modify\nadd: mayContain\nmayContain: msExchRecipientTypeDetails\n"+
+		"mayContain: msExchRemoteRecipientType\n-\n\n"+reload)
+}
+
+// Exchange recipient types for ADUser (msExchRecipientTypeDetails).
+const (
+	ExchangeSharedMailbox    = 4
+	ExchangeRoomMailbox      = 16
+	ExchangeEquipmentMailbox = 32
+)
+
 // ADUser is an AD user account for UserLDIF.
 type ADUser struct {
 	DN             string // e.g. CN=Alice,OU=People,DC=example,DC=test
@@ -420,6 +449,10 @@ type ADUser struct {
 	Mail           string   // "" for none
 	ProxyAddresses []string // e.g. "SMTP:alice@x", "smtp:alias@x", "X500:..."
 	Disabled       bool     // userAccountControl 514 instead of 512
+	// RecipientTypeDetails and RemoteRecipientType, when not zero, are
+	// the Exchange attributes (needs ExtendSchemaExchange first).
+	RecipientTypeDetails int64
+	RemoteRecipientType  int64
 }
 
 // UserLDIF is the LDIF adding u as AD itself wants a new account: class
@@ -433,6 +466,12 @@ func UserLDIF(u ADUser) string {
 	}
 	for _, p := range u.ProxyAddresses {
 		fmt.Fprintf(&b, "proxyAddresses: %s\n", p)
+	}
+	if u.RecipientTypeDetails != 0 {
+		fmt.Fprintf(&b, "msExchRecipientTypeDetails: %d\n", u.RecipientTypeDetails)
+	}
+	if u.RemoteRecipientType != 0 {
+		fmt.Fprintf(&b, "msExchRemoteRecipientType: %d\n", u.RemoteRecipientType)
 	}
 	uac := 512 // NORMAL_ACCOUNT
 	if u.Disabled {

@@ -19,14 +19,19 @@ type Config struct {
 	Policy     Policy      `toml:"policy"`
 	PDF        PDF         `toml:"pdf"`
 	HTTP       HTTP        `toml:"http"`
+	Portal     Portal      `toml:"portal"`
 	Events     Events      `toml:"events"`
 	Log        Log         `toml:"log"`
+	Webhooks   []Webhook   `toml:"webhooks"`
 
 	// Where the file came from, kept so that Line and Path can answer
 	// after Load; zero for a Config built in code.
 	file  string         // path as given to Load
 	dir   string         // absolute directory of the file
 	lines map[string]int // key path → line
+	// warnings are deprecations: the file works, but says something an
+	// admin should change (config check prints them, serve logs them).
+	warnings []Problem
 }
 
 // SMTP is the inbound listener that Exchange's send connector talks to.
@@ -139,8 +144,14 @@ type Keyserver struct {
 	BindPasswordFile string   `toml:"bind_password_file"`
 	Timeout          Duration `toml:"timeout"`
 	// CAFile holds the PEM anchors for the server's TLS certificate
-	// (ldaps://); empty means the system roots.
+	// (ldaps:// or StartTLS); empty means the system roots.
 	CAFile string `toml:"ca_file"`
+	// StartTLS upgrades an ldap:// connection to TLS before the bind and
+	// the searches (a key server on port 389).
+	StartTLS bool `toml:"starttls"`
+	// AllowPlaintextBind permits a simple bind over ldap:// without
+	// starttls (the bind password in clear text).
+	AllowPlaintextBind bool `toml:"allow_plaintext_bind"`
 }
 
 // Trust lists the anchors recipient certificates must chain to.
@@ -196,15 +207,26 @@ type PDF struct {
 	PasswordLength int      `toml:"password_length"`
 	// MinPasswordLength is the shortest password a sender may write into
 	// the subject or an admin may preset (characters).
-	MinPasswordLength int      `toml:"min_password_length"`
-	FontFile          string   `toml:"font_file"`
-	PortalURL         string   `toml:"portal_url"`
-	PortalTokenTTL    Duration `toml:"portal_token_ttl"`
+	MinPasswordLength int    `toml:"min_password_length"`
+	FontFile          string `toml:"font_file"`
+	// PortalURL is the deprecated name of Portal.URL: still read (copied
+	// into Portal.URL when that is empty), with a warning.
+	PortalURL      string   `toml:"portal_url"`
+	PortalTokenTTL Duration `toml:"portal_token_ttl"`
 }
 
 // HTTP is the listener for the CRL, the events API and metrics.
 type HTTP struct {
 	Listen string `toml:"listen"`
+}
+
+// Portal is the recipient portal's own listener (internet-facing): it
+// serves only the recipient pages (choose, reset a PDF password).
+type Portal struct {
+	Listen      string `toml:"listen"`
+	URL         string `toml:"url"` // the address written into mails and PDFs
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
 }
 
 // Events configures the delivery events kept for the events API.

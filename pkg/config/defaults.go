@@ -61,6 +61,7 @@ func Default() *Config {
 			PortalTokenTTL:    Duration{7 * 24 * time.Hour},
 		},
 		HTTP:   HTTP{Listen: "127.0.0.1:8025"},
+		Portal: Portal{Listen: "127.0.0.1:8443"},
 		Events: Events{Retention: Duration{90 * 24 * time.Hour}},
 		Log:    Log{Level: "info", Format: "text"},
 	}
@@ -92,5 +93,9 @@ func (k *Keyserver) setDefaults() { k.Timeout = Duration{3 * time.Second} }
 func (c *Config) applyDependentDefaults(present func(string) bool) {
 	if !present("pki.master_key_file") {
 		c.PKI.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	// pdf.portal_url is the deprecated name of portal.url.
+	if c.Portal.URL == "" && c.PDF.PortalURL != "" {
+		c.Portal.URL = c.PDF.PortalURL
 	}
 }

@@ -84,6 +84,10 @@ func (c *Config) Line(keyPath string) int {
 // File returns the path the Config was loaded from ("" if built in code).
 func (c *Config) File() string { return c.file }
 
+// Warnings are what the file says that still works but should change
+// (deprecated keys), each with key, line and hint.
+func (c *Config) Warnings() []Problem { return c.warnings }
+
 // Path resolves a path written in the file: relative paths are relative to
 // the directory of the config file (not the process's working directory),
 // so `sealgate --config /etc/sealgate/sealgate.toml` finds "./data" in

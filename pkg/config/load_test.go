@@ -176,6 +176,14 @@ func TestProblems(t *testing.T) {
 		{name: "anonymous over ldap", doc: dirRelay + "[users.ldap]\nurl = \"ldap://127.0.0.1:389\"\n"},
 		{name: "starttls on ldaps", doc: dirRelay + "[users.ldap]\nurl = \"ldaps://dc1.example.org:636\"\nstarttls = true\n",
 			want: []keyLine{{"users.ldap.starttls", 6}}, wantMsg: "already TLS"},
+		{name: "keyserver simple bind in clear text refused", doc: dirRelay + "[[keyservers]]\nname = \"p\"\nurl = \"ldap://keys.example.net\"\nbase_dn = \"dc=x\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"pw\"\n",
+			files: map[string]string{"pw": "x"},
+			want:  []keyLine{{"keyservers[0].url", 6}}, wantMsg: "keyservers[0].bind_dn in clear text", wantHint: "starttls = true"},
+		{name: "keyserver simple bind after starttls", doc: dirRelay + "[[keyservers]]\nname = \"p\"\nurl = \"ldap://keys.example.net\"\nbase_dn = \"dc=x\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"pw\"\nstarttls = true\n",
+			files: map[string]string{"pw": "x"}},
+		{name: "keyserver anonymous over ldap", doc: dirRelay + "[[keyservers]]\nname = \"p\"\nurl = \"ldap://keys.example.net\"\nbase_dn = \"dc=x\"\n"},
+		{name: "keyserver starttls on ldaps", doc: dirRelay + "[[keyservers]]\nname = \"p\"\nurl = \"ldaps://keys.example.net\"\nbase_dn = \"dc=x\"\nstarttls = true\n",
+			want: []keyLine{{"keyservers[0].starttls", 8}}, wantMsg: "already TLS"},
 		{name: "tls cert without key", doc: dirRelay + "[smtp]\ntls_cert_file = \"c.pem\"\n",
 			files: map[string]string{"c.pem": "x"},
 			want:  []keyLine{{"smtp.tls_key_file", 5}}},
@@ -199,7 +207,7 @@ func TestProblems(t *testing.T) {
 			want: []keyLine{{"keyservers[0].name", 4}, {"keyservers[0].url", 4}, {"keyservers[0].base_dn", 4}}},
 		{name: "keyserver names unique", doc: dirRelay + "[[keyservers]]\nname = \"k\"\nurl = \"ldap://a\"\nbase_dn = \"dc=a\"\n[[keyservers]]\nname = \"k\"\nurl = \"ldaps://b\"\nbase_dn = \"dc=b\"\n",
 			want: []keyLine{{"keyservers[1].name", 9}}},
-		{name: "bind_dn needs password file", doc: dirRelay + "[[keyservers]]\nname = \"k\"\nurl = \"ldap://a\"\nbase_dn = \"dc=a\"\nbind_dn = \"cn=x\"\n",
+		{name: "bind_dn needs password file", doc: dirRelay + "[[keyservers]]\nname = \"k\"\nurl = \"ldaps://a\"\nbase_dn = \"dc=a\"\nbind_dn = \"cn=x\"\n",
 			want: []keyLine{{"keyservers[0].bind_password_file", 8}}},
 		{name: "rule enums", doc: dirRelay + "[[policy.rules]]\nname = \"a\"\n[[policy.rules]]\nname = \"b\"\nencrypt = \"smime-or-pfd\"\nsign = \"sometimes\"\non_failure = \"drop\"\ntls = \"yes\"\n",
 			want: []keyLine{{"policy.rules[1].encrypt", 8}, {"policy.rules[1].sign", 9}, {"policy.rules[1].on_failure", 10}, {"policy.rules[1].tls", 11}}},
@@ -210,7 +218,7 @@ func TestProblems(t *testing.T) {
 		{name: "no rules", doc: dirRelay + "[policy]\nrules = []\n",
 			want: []keyLine{{"policy.rules", 5}}},
 		{name: "pdf password modes", doc: dirRelay + "[pdf]\npassword = [\"preset\", \"hunter2\", \"preset\", \"portal\"]\n",
-			want: []keyLine{{"pdf.password[1]", 5}, {"pdf.password[2]", 5}, {"pdf.portal_url", 5}}},
+			want: []keyLine{{"pdf.password[1]", 5}, {"pdf.password[2]", 5}, {"portal.url", 5}}},
 		{name: "pdf language and length", doc: dirRelay + "[pdf]\nlanguage = \"fr\"\npassword_length = 6\nattachment_name = \"x.txt\"\n",
 			want: []keyLine{{"pdf.language", 5}, {"pdf.password_length", 6}, {"pdf.attachment_name", 7}}},
 		{name: "pdf minimum password length", doc: dirRelay + "[pdf]\nlanguage = \"de\"\nmin_password_length = 7\n",
@@ -411,7 +419,8 @@ func TestExampleHasEveryKey(t *testing.T) {
 	if doc == string(raw) {
 		t.Fatal("no commented example block found")
 	}
-	cfg, ps := problemsOf(t, write(t, doc, map[string]string{"partners.txt": "partner.example.com\n"}))
+	cfg, ps := problemsOf(t, write(t, doc, map[string]string{"partners.txt": "partner.example.com\n",
+		"webhook.secret": "whsec_" + strings.Repeat("A", 43) + "=\n"}))
 	if len(ps) > 0 {
 		t.Fatalf("example with its commented blocks enabled: %+v", ps)
 	}

@@ -29,8 +29,10 @@ func validate(c *Config, ps *problems) {
 	v.policy()
 	v.pdf()
 	v.http()
+	v.portal()
 	v.events()
 	v.log()
+	v.webhooks()
 }
 
 type validator struct {
@@ -182,19 +184,26 @@ func (v *validator) ldapURL(key, val string) {
 // password in clear text: a simple bind over ldap:// without StartTLS,
 // unless allow_plaintext_bind says the admin means it. StartTLS on an
 // ldaps:// URL is a contradiction (TLS twice), not silently ignored.
-func (v *validator) ldapTransport(l UsersLDAP) {
-	u, err := url.Parse(l.URL)
+func (v *validator) ldapTransport(prefix string, t ldapTransportKeys) {
+	u, err := url.Parse(t.url)
 	if err != nil {
 		return // ldapURL reported it
 	}
 	switch {
-	case l.StartTLS && u.Scheme == "ldaps":
-		v.add("users.ldap.starttls", []string{"users.ldap.url"}, fmt.Sprintf("is set but users.ldap.url %q is already TLS (ldaps://)", l.URL),
+	case t.startTLS && u.Scheme == "ldaps":
+		v.add(prefix+".starttls", []string{prefix + ".url"}, fmt.Sprintf("is set but %s.url %q is already TLS (ldaps://)", prefix, t.url),
 			`remove starttls, or use ldap://HOST:389 with starttls = true`)
-	case u.Scheme == "ldap" && !l.StartTLS && l.BindDN != "" && !l.AllowPlaintextBind:
-		v.add("users.ldap.url", []string{"users.ldap.bind_dn"}, fmt.Sprintf("%q without starttls would send the password of users.ldap.bind_dn in clear text", l.URL),
+	case u.Scheme == "ldap" && !t.startTLS && t.bindDN != "" && !t.allowPlaintextBind:
+		v.add(prefix+".url", []string{prefix + ".bind_dn"}, fmt.Sprintf("%q without starttls would send the password of %s.bind_dn in clear text", t.url, prefix),
 			`use ldaps://HOST:636, or set starttls = true (both verify the server against ca_file); set allow_plaintext_bind = true only for a directory on this host`)
 	}
+}
+
+// ldapTransportKeys are the settings of an LDAP connection that decide
+// whether a bind password could cross the wire in clear text.
+type ldapTransportKeys struct {
+	url, bindDN                  string
+	startTLS, allowPlaintextBind bool
 }
 
 // emailAddr checks a bare address as SMTP carries it: no display name.
@@ -367,7 +376,7 @@ func (v *validator) users() {
 	l := u.LDAP
 	if l.URL != "" {
 		v.ldapURL("users.ldap.url", l.URL)
-		v.ldapTransport(l)
+		v.ldapTransport("users.ldap", ldapTransportKeys{url: l.URL, bindDN: l.BindDN, startTLS: l.StartTLS, allowPlaintextBind: l.AllowPlaintextBind})
 	}
 	if l.BindDN != "" && l.BindPasswordFile == "" {
 		v.add("users.ldap.bind_password_file", []string{"users.ldap.bind_dn"}, "is required when users.ldap.bind_dn is set", "put the bind password in a file readable only by sealgate and name it here")
@@ -392,6 +401,7 @@ func (v *validator) keyservers() {
 			v.add(key+".url", nil, "is required for each keyserver", `set url = "ldap://keys.example.org"`)
 		} else {
 			v.ldapURL(key+".url", k.URL)
+			v.ldapTransport(key, ldapTransportKeys{url: k.URL, bindDN: k.BindDN, startTLS: k.StartTLS, allowPlaintextBind: k.AllowPlaintextBind})
 		}
 		if k.BaseDN == "" {
 			v.add(key+".base_dn", nil, "is required for each keyserver", `set base_dn = "dc=example,dc=org"`)
@@ -512,15 +522,7 @@ func (v *validator) pdf() {
 		v.add("pdf.subject_tag", []string{"pdf.password"}, `is required when pdf.password includes "subject"`, `set the tag senders write before the password, e.g. "[pw:"`)
 	}
 	if seen["portal"] {
-		if p.PortalURL == "" {
-			v.add("pdf.portal_url", []string{"pdf.password"}, `is required when pdf.password includes "portal"`, `set the address recipients open, e.g. "https://sealgate.example.org/pdf"`)
-		}
 		v.positive("pdf.portal_token_ttl", p.PortalTokenTTL)
-	}
-	if p.PortalURL != "" {
-		if u, err := url.Parse(p.PortalURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			v.add("pdf.portal_url", nil, fmt.Sprintf("%q is not an http(s) URL", p.PortalURL), `write e.g. "https://sealgate.example.org/pdf"`)
-		}
 	}
 	v.oneOf("pdf.language", p.Language, "en", "de")
 	if p.AttachmentName == "" || strings.ContainsAny(p.AttachmentName, `/\`) || !strings.HasSuffix(strings.ToLower(p.AttachmentName), ".pdf") {
@@ -539,6 +541,43 @@ func (v *validator) pdf() {
 
 func (v *validator) http() {
 	v.listenAddr("http.listen", v.c.HTTP.Listen)
+}
+
+// portal checks [portal] and the deprecated pdf.portal_url (whose value
+// applyDependentDefaults has copied into portal.url when that was empty).
+func (v *validator) portal() {
+	p, usesPortal := v.c.Portal, slices.Contains(v.c.PDF.Password, "portal")
+	if old := v.c.PDF.PortalURL; old != "" {
+		if v.c.lines["portal.url"] > 0 && old != p.URL {
+			v.add("pdf.portal_url", nil, "differs from portal.url, which replaces it", "remove pdf.portal_url")
+		} else {
+			v.c.warnings = append(v.c.warnings, Problem{Key: "pdf.portal_url", Line: v.c.lines["pdf.portal_url"],
+				Message: "is deprecated: portal.url replaces it (its value is used for now)", Hint: "move the value to url in [portal]"})
+		}
+	}
+	key := "portal.url"
+	if v.c.lines["portal.url"] == 0 && v.c.lines["pdf.portal_url"] > 0 {
+		key = "pdf.portal_url"
+	}
+	if usesPortal && p.URL == "" {
+		v.add("portal.url", []string{"portal", "pdf.password"}, `is required when pdf.password includes "portal"`, `set the https address recipients open, e.g. url = "https://secure.example.org" in [portal]`)
+	}
+	if p.URL != "" {
+		if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			v.add(key, nil, fmt.Sprintf("%q is not an http(s) URL", p.URL), `write e.g. "https://secure.example.org" (no query, no user)`)
+		}
+	}
+	if usesPortal {
+		v.listenAddr("portal.listen", p.Listen)
+		if p.Listen != "" && p.Listen == v.c.HTTP.Listen && !strings.HasSuffix(p.Listen, ":0") {
+			v.add("portal.listen", []string{"portal"}, "is the same address as http.listen", "the portal faces the internet and serves only recipient pages: give it its own address")
+		}
+	}
+	if (p.TLSCertFile == "") != (p.TLSKeyFile == "") {
+		v.add("portal.tls_key_file", []string{"portal.tls_cert_file", "portal"}, "tls_cert_file and tls_key_file go together", "set both, or neither for a self-signed certificate under data_dir")
+	}
+	v.file("portal.tls_cert_file", p.TLSCertFile)
+	v.file("portal.tls_key_file", p.TLSKeyFile)
 }
 
 func (v *validator) events() {

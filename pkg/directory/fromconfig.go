@@ -83,7 +83,8 @@ func NewFromConfig(cfg *config.Config, deps Deps) (*Directory, error) {
 			tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
 		src, err := NewLDAPSource(LDAPSourceOptions{Name: k.Name, URL: k.URL, BaseDN: k.BaseDN, BindDN: k.BindDN,
-			BindPassword: pw, Timeout: k.Timeout.Duration, TLSConfig: tlsConf, Logger: deps.Logger})
+			BindPassword: pw, Timeout: k.Timeout.Duration, TLSConfig: tlsConf, StartTLS: k.StartTLS,
+			AllowPlaintextBind: k.AllowPlaintextBind, Logger: deps.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("keyservers[%d]: %w", i, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +30,15 @@ type LDAPSourceOptions struct {
 	// tries it again (doubling up to MaxRetryAfter); defaults 30s and 5m.
 	RetryAfter, MaxRetryAfter time.Duration
 	TLSConfig                 *tls.Config
-	Logger                    *slog.Logger
-	Now                       func() time.Time
+	// StartTLS upgrades an ldap:// connection to TLS (verified against
+	// TLSConfig's roots, for the URL's host) before the bind and every
+	// search; a failed upgrade is an error, never a fall back to clear text.
+	StartTLS bool
+	// AllowPlaintextBind permits a simple bind over ldap:// without
+	// StartTLS; without it NewLDAPSource refuses such a configuration.
+	AllowPlaintextBind bool
+	Logger             *slog.Logger
+	Now                func() time.Time
 }
 
 // LDAPSource finds certificates in an LDAP directory (a partner's key
@@ -49,6 +57,17 @@ type LDAPSource struct {
 func NewLDAPSource(o LDAPSourceOptions) (*LDAPSource, error) {
 	if o.URL == "" {
 		return nil, errors.New("directory: keyserver url is empty")
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
+		return nil, fmt.Errorf("directory: keyserver url %q is not an ldap:// or ldaps:// URL", o.URL)
+	}
+	switch {
+	case o.StartTLS && u.Scheme != "ldap":
+		return nil, fmt.Errorf("directory: keyserver %s: starttls needs an ldap:// URL, not %q", o.Name, o.URL)
+	case u.Scheme == "ldap" && !o.StartTLS && o.BindDN != "" && !o.AllowPlaintextBind:
+		return nil, fmt.Errorf("directory: keyserver %s: a bind as %s over %s without starttls would send the password in clear text: "+
+			"use ldaps:// or starttls = true, or allow_plaintext_bind = true for a server on this host", o.Name, o.BindDN, o.URL)
 	}
 	if o.Name == "" {
 		o.Name = o.URL
@@ -136,6 +155,12 @@ func (s *LDAPSource) conn() (*ldap.Conn, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	c.SetTimeout(s.o.Timeout)
+	if s.o.StartTLS {
+		if err := c.StartTLS(s.startTLSConfig()); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("StartTLS (check that the server offers it and that ca_file holds the CA of its certificate): %w", err)
+		}
+	}
 	if s.o.BindDN != "" {
 		if err := c.Bind(s.o.BindDN, string(s.o.BindPassword)); err != nil {
 			c.Close()
@@ -144,6 +169,22 @@ func (s *LDAPSource) conn() (*ldap.Conn, error) {
 	}
 	s.shared = c
 	return c, nil
+}
+
+// startTLSConfig is TLSConfig with the URL's host as the name the
+// server's certificate must carry: go-ldap's StartTLS hands the config to
+// tls.Client as it is, taking no name from the address.
+func (s *LDAPSource) startTLSConfig() *tls.Config {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.o.TLSConfig != nil {
+		c = s.o.TLSConfig.Clone()
+	}
+	if c.ServerName == "" {
+		if u, err := url.Parse(s.o.URL); err == nil {
+			c.ServerName = u.Hostname()
+		}
+	}
+	return c
 }
 
 // dropConn closes c (or whatever is shared when c is nil) and forgets it.

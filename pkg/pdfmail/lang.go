@@ -54,6 +54,14 @@ func (l language) formatDate(t time.Time) string {
 	return t.Format(l.dateStyle)
 }
 
+// formatDay prints the day of t (UTC) for people.
+func (l language) formatDay(t time.Time) string {
+	if l.code == "de" {
+		return t.UTC().Format("02.01.2006")
+	}
+	return t.UTC().Format("2 January 2006")
+}
+
 // formatSize prints a size for people: 980 bytes, 12.3 KB, 20.0 MB.
 func (l language) formatSize(n int64) string {
 	var s string

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -106,6 +107,9 @@ type Resolution struct {
 	// Pending means a source (the portal) has asked the recipient to choose
 	// a password; the message must wait (stay queued) until it is set.
 	Pending bool
+	// ChosenAt is when the recipient chose Password on the portal (zero
+	// for other sources): the carrier says so.
+	ChosenAt time.Time
 }
 
 // String redacts the password.
@@ -128,6 +132,7 @@ type Found struct {
 	Notification []byte
 	Announce     func(ctx context.Context) error // with Notification, see Resolution
 	Pending      bool
+	ChosenAt     time.Time // the recipient chose Password on the portal then
 }
 
 // String redacts the password.
@@ -181,6 +186,7 @@ func (p *Passwords) Resolve(ctx context.Context, q Query) (Resolution, error) {
 		// Notice and Announce only from the source whose password seals
 		// the PDF.
 		res.Mode, res.Password, res.Notification, res.Announce = s.Mode(), f.Password, f.Notification, f.Announce
+		res.ChosenAt = f.ChosenAt
 		return res, nil
 	}
 	return res, ErrNoPassword

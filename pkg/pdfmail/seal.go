@@ -65,6 +65,21 @@ type SealInfo struct {
 // when Seal fails: the caller must then discard it (the gateway writes to a
 // spool file it removes). Errors never contain the password.
 func (s *Sealer) Seal(ctx context.Context, msg io.Reader, password []byte, out io.Writer) (SealInfo, error) {
+	return s.SealWithNote(ctx, msg, password, CarrierNote{}, out)
+}
+
+// CarrierNote is what the carrier's notice tells the recipient about the
+// password beyond the default text.
+type CarrierNote struct {
+	// ChosenAt, when set, is when the recipient chose the password on the
+	// portal: the notice says "the password you chose on …".
+	ChosenAt time.Time
+	// PortalURL is the portal's address (portal.url), for the reset link.
+	PortalURL string
+}
+
+// SealWithNote is Seal with a note about the password in the notice.
+func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byte, note CarrierNote, out io.Writer) (SealInfo, error) {
 	if len(password) == 0 {
 		return SealInfo{}, ErrEmptyPassword
 	}
@@ -130,10 +145,15 @@ func (s *Sealer) Seal(ctx context.Context, msg io.Reader, password []byte, out i
 		return SealInfo{}, err
 	}
 
-	notice, err := tmpl.notice(lang.code, NoticeData{
+	nd := NoticeData{
 		Sender: pm.From, Subject: pm.Subject, AttachmentName: s.attachmentName(),
 		Attachments: len(pm.Attachments),
-	})
+	}
+	if !note.ChosenAt.IsZero() && note.PortalURL != "" {
+		nd.PasswordChosen = lang.formatDay(note.ChosenAt)
+		nd.PortalResetURL = strings.TrimRight(note.PortalURL, "/") + "/reset"
+	}
+	notice, err := tmpl.notice(lang.code, nd)
 	if err != nil {
 		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
 	}

@@ -30,6 +30,11 @@ type NoticeData struct {
 	Subject        string // the cleaned subject
 	AttachmentName string // the PDF's file name in the carrier
 	Attachments    int    // number of files embedded in the PDF
+	// PasswordChosen is the day the recipient chose the password on the
+	// portal ("" when the password came from elsewhere), PortalResetURL
+	// where a forgotten one is replaced.
+	PasswordChosen string
+	PortalResetURL string
 }
 
 // PasswordNoticeData is what password.<lang>.txt can use.

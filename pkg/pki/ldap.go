@@ -137,7 +137,8 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 		return nil, err
 	}
 	certAttr := certAttribute(isAD)
-	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", attrUserAccountControl, attrAccountExpires}
+	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", attrUserAccountControl, attrAccountExpires,
+		attrRecipientTypeDetails, attrRemoteRecipientType}
 	if d.cfg.ReadPublished {
 		attrs = append(attrs, certAttr)
 	}
@@ -160,8 +161,10 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 		if members != nil && !members[normDN(e.DN)] {
 			continue
 		}
-		// Disabled or expired: left out, so the rollout revokes.
-		if inactive, err := accountInactive(e, now); err != nil {
+		// Disabled person accounts and expired ones: left out, so the
+		// rollout revokes.
+		kind, inactive, err := accountState(e, now)
+		if err != nil {
 			return nil, fmt.Errorf("reading users under %s: %w", d.cfg.BaseDN, err)
 		} else if inactive {
 			continue
@@ -170,6 +173,7 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 		if !ok || seen[u.Email] {
 			continue
 		}
+		u.Kind = kind
 		seen[u.Email] = true
 		if d.cfg.ReadPublished {
 			u.Published = e.GetRawAttributeValues(certAttr)
@@ -187,16 +191,17 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 // SAM_NORMAL_USER_ACCOUNT: not contacts, which are people outside the
 // organisation whose keys we must not hold, nor computers) that are
 // members of any of the groups, nested at any depth
-// (LDAP_MATCHING_RULE_IN_CHAIN), and enabled (AD's bitwise-AND rule on
-// userAccountControl ACCOUNTDISABLE), so AD does the whole walk in one
-// paged search.
+// (LDAP_MATCHING_RULE_IN_CHAIN), so AD does the whole walk in one paged
+// search. Disabled accounts are included: a shared, room or equipment
+// mailbox is a disabled account, and only its Exchange attributes, read
+// by accountState, tell it from a person who left. (A filter on those
+// attributes would depend on the Exchange schema being installed.)
 func adMembersFilter(userFilter string, groupDNs []string) string {
 	var ors strings.Builder
 	for _, g := range groupDNs {
 		fmt.Fprintf(&ors, "(memberOf:%s:=%s)", ruleInChain, ldap.EscapeFilter(g))
 	}
-	return fmt.Sprintf("(&%s(sAMAccountType=%d)(|%s)(!(userAccountControl:1.2.840.113556.1.4.803:=%d)))",
-		userFilter, samNormalUserAccount, ors.String(), uacAccountDisable)
+	return fmt.Sprintf("(&%s(sAMAccountType=%d)(|%s))", userFilter, samNormalUserAccount, ors.String())
 }
 
 func userFromEntry(e *ldap.Entry) (User, bool) {

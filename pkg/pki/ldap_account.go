@@ -25,29 +25,104 @@ const (
 	adNeverExpires = math.MaxInt64
 )
 
-// accountInactive reports whether the entry is a disabled account
-// (userAccountControl ACCOUNTDISABLE) or one whose accountExpires lies at
-// or before now: neither may hold a certificate. A value that is not what
-// AD writes is an error naming the entry and attribute: guessing "enabled"
-// would keep certificates of accounts the admin shut, guessing "disabled"
-// would revoke everybody when a server sends garbage.
-func accountInactive(e *ldap.Entry, now time.Time) (bool, error) {
+// Mailbox kinds, as `pki status` shows them. Exchange keeps shared, room
+// and equipment mailboxes as user objects whose account is disabled (no
+// one logs on as them) and says what they are in
+// msExchRecipientTypeDetails (on premises) or msExchRemoteRecipientType
+// (mailboxes in Exchange Online, synced from AD).
+const (
+	KindUser      = "user"
+	KindShared    = "shared"
+	KindRoom      = "room"
+	KindEquipment = "equipment"
+)
+
+const (
+	// attrRecipientTypeDetails is ms-Exch-Recipient-Type-Details
+	// (1.2.840.113556.1.4.7000.102.50855, LargeInteger).
+	attrRecipientTypeDetails = "msExchRecipientTypeDetails"
+	// attrRemoteRecipientType is ms-Exch-Remote-Recipient-Type
+	// (1.2.840.113556.1.4.7000.102.51611, LargeInteger, a bit field).
+	attrRemoteRecipientType = "msExchRemoteRecipientType"
+)
+
+// recipientTypeDetailsKinds maps the msExchRecipientTypeDetails values of
+// mailboxes without a person behind them; every other value (1
+// UserMailbox, 2 LinkedMailbox, ...) is a person's.
+var recipientTypeDetailsKinds = map[int64]string{
+	4:           KindShared,    // SharedMailbox
+	16:          KindRoom,      // RoomMailbox
+	32:          KindEquipment, // EquipmentMailbox
+	8589934592:  KindRoom,      // RemoteRoomMailbox
+	17179869184: KindEquipment, // RemoteEquipmentMailbox
+	34359738368: KindShared,    // RemoteSharedMailbox
+}
+
+// remoteRecipientTypeMask selects the mailbox type in
+// msExchRemoteRecipientType: 0x20 RoomMailbox, 0x40 EquipmentMailbox, both
+// (0x60) SharedMailbox; the other bits (provisioning, migrated) say
+// nothing about who uses it.
+const remoteRecipientTypeMask = 0x60
+
+// accountState reads what kind of mailbox the entry is and whether it is
+// inactive: a disabled person account (userAccountControl ACCOUNTDISABLE)
+// or any account whose accountExpires lies at or before now. Neither may
+// hold a certificate. A disabled account that Exchange marks as a shared,
+// room or equipment mailbox is active: being disabled is what such
+// mailboxes are. A value that is not what AD writes is an error naming the
+// entry and attribute: guessing "enabled" would keep certificates of
+// accounts the admin shut, guessing "disabled" would revoke everybody when
+// a server sends garbage.
+func accountState(e *ldap.Entry, now time.Time) (kind string, inactive bool, err error) {
+	kind, err = mailboxKind(e)
+	if err != nil {
+		return "", false, err
+	}
 	uac, ok, err := entryInteger(e, attrUserAccountControl)
 	if err != nil {
-		return false, err
+		return kind, false, err
 	}
-	if ok && uac&uacAccountDisable != 0 {
-		return true, nil
+	if ok && uac&uacAccountDisable != 0 && kind == KindUser {
+		return kind, true, nil
 	}
 	raw, ok, err := entryInteger(e, attrAccountExpires)
 	if err != nil || !ok {
-		return false, err
+		return kind, false, err
 	}
 	expires, never, err := adAccountExpiry(raw)
 	if err != nil {
-		return false, fmt.Errorf("user %s: %s: %w: fix the attribute in the directory; no certificate was changed", e.DN, attrAccountExpires, err)
+		return kind, false, fmt.Errorf("user %s: %s: %w: fix the attribute in the directory; no certificate was changed", e.DN, attrAccountExpires, err)
 	}
-	return !never && !now.Before(expires), nil
+	return kind, !never && !now.Before(expires), nil
+}
+
+// mailboxKind reads the Exchange recipient type; an entry without either
+// attribute (no Exchange schema, plain LDAP) is a user.
+func mailboxKind(e *ldap.Entry) (string, error) {
+	details, ok, err := entryInteger(e, attrRecipientTypeDetails)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		if k, mailbox := recipientTypeDetailsKinds[details]; mailbox {
+			return k, nil
+		}
+	}
+	remote, ok, err := entryInteger(e, attrRemoteRecipientType)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		switch remote & remoteRecipientTypeMask {
+		case 0x60:
+			return KindShared, nil
+		case 0x20:
+			return KindRoom, nil
+		case 0x40:
+			return KindEquipment, nil
+		}
+	}
+	return KindUser, nil
 }
 
 // entryInteger reads a single-valued AD integer attribute (decimal, as

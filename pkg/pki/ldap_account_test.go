@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"cmp"
 	"strings"
 	"testing"
 	"time"
@@ -8,11 +9,11 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// TestAccountInactive: accountExpires in AD's epoch (100 ns since
+// TestAccountState: accountExpires in AD's epoch (100 ns since
 // 1601-01-01 UTC) decides with userAccountControl whether an account may
 // hold a certificate; 0 and MaxInt64 mean never, and anything AD would not
 // write is an error naming the user and attribute, never "enabled".
-func TestAccountInactive(t *testing.T) {
+func TestAccountState(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	// ticks of 2026-12-04 12:00:00 UTC: (Unix seconds + 11644473600) × 10^7.
 	const nowTicks = "134408592000000000"
@@ -21,29 +22,45 @@ func TestAccountInactive(t *testing.T) {
 		attrs    map[string][]string
 		inactive bool
 		err      string // substring of the error; "" for none
+		kind     string // "" for KindUser
 	}{
-		{"no account attributes (plain LDAP)", nil, false, ""},
-		{"enabled, never expires (0)", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"0"}}, false, ""},
-		{"never expires (0x7FFFFFFFFFFFFFFF)", map[string][]string{"accountExpires": {"9223372036854775807"}}, false, ""},
-		{"expired a year ago", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"134093232000000000"}}, true, ""},
-		{"expires at this instant", map[string][]string{"accountExpires": {nowTicks}}, true, ""},
-		{"expires 100 ns from now", map[string][]string{"accountExpires": {"134408592000000001"}}, false, ""},
-		{"expires in 2100", map[string][]string{"accountExpires": {"157469184000000000"}}, false, ""},
-		{"expired right after 1601", map[string][]string{"accountExpires": {"1"}}, true, ""},
-		{"disabled, never expires", map[string][]string{"userAccountControl": {"514"}, "accountExpires": {"0"}}, true, ""},
-		{"garbage accountExpires", map[string][]string{"accountExpires": {"never"}}, false, "accountExpires"},
-		{"empty accountExpires", map[string][]string{"accountExpires": {""}}, false, "accountExpires"},
-		{"negative accountExpires", map[string][]string{"accountExpires": {"-1"}}, false, "accountExpires"},
-		{"signed accountExpires", map[string][]string{"accountExpires": {"+1"}}, false, "accountExpires"},
-		{"accountExpires with a space", map[string][]string{"accountExpires": {" 0"}}, false, "accountExpires"},
-		{"accountExpires beyond int64", map[string][]string{"accountExpires": {"9223372036854775808"}}, false, "accountExpires"},
-		{"accountExpires twice", map[string][]string{"accountExpires": {"0", "1"}}, false, "accountExpires has 2 values"},
-		{"garbage userAccountControl", map[string][]string{"userAccountControl": {"0x2"}}, false, "userAccountControl"},
-		{"disabled beats garbage expiry", map[string][]string{"userAccountControl": {"514"}, "accountExpires": {"x"}}, true, ""},
+		{"no account attributes (plain LDAP)", nil, false, "", ""},
+		{"enabled, never expires (0)", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"0"}}, false, "", ""},
+		{"never expires (0x7FFFFFFFFFFFFFFF)", map[string][]string{"accountExpires": {"9223372036854775807"}}, false, "", ""},
+		{"expired a year ago", map[string][]string{"userAccountControl": {"512"}, "accountExpires": {"134093232000000000"}}, true, "", ""},
+		{"expires at this instant", map[string][]string{"accountExpires": {nowTicks}}, true, "", ""},
+		{"expires 100 ns from now", map[string][]string{"accountExpires": {"134408592000000001"}}, false, "", ""},
+		{"expires in 2100", map[string][]string{"accountExpires": {"157469184000000000"}}, false, "", ""},
+		{"expired right after 1601", map[string][]string{"accountExpires": {"1"}}, true, "", ""},
+		{"disabled, never expires", map[string][]string{"userAccountControl": {"514"}, "accountExpires": {"0"}}, true, "", ""},
+		{"garbage accountExpires", map[string][]string{"accountExpires": {"never"}}, false, "accountExpires", ""},
+		{"empty accountExpires", map[string][]string{"accountExpires": {""}}, false, "accountExpires", ""},
+		{"negative accountExpires", map[string][]string{"accountExpires": {"-1"}}, false, "accountExpires", ""},
+		{"signed accountExpires", map[string][]string{"accountExpires": {"+1"}}, false, "accountExpires", ""},
+		{"accountExpires with a space", map[string][]string{"accountExpires": {" 0"}}, false, "accountExpires", ""},
+		{"accountExpires beyond int64", map[string][]string{"accountExpires": {"9223372036854775808"}}, false, "accountExpires", ""},
+		{"accountExpires twice", map[string][]string{"accountExpires": {"0", "1"}}, false, "accountExpires has 2 values", ""},
+		{"garbage userAccountControl", map[string][]string{"userAccountControl": {"0x2"}}, false, "userAccountControl", ""},
+		{"disabled beats garbage expiry", map[string][]string{"userAccountControl": {"514"}, "accountExpires": {"x"}}, true, "", ""},
+		// Exchange mailboxes without a person: disabled by nature.
+		{"disabled shared mailbox", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"4"}}, false, "", KindShared},
+		{"disabled room mailbox", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"16"}}, false, "", KindRoom},
+		{"disabled equipment mailbox", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"32"}}, false, "", KindEquipment},
+		{"remote shared mailbox (details)", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"34359738368"}}, false, "", KindShared},
+		{"migrated shared mailbox (remote type 100)", map[string][]string{"userAccountControl": {"514"}, "msExchRemoteRecipientType": {"100"}}, false, "", KindShared},
+		{"migrated room mailbox (remote type 36)", map[string][]string{"userAccountControl": {"514"}, "msExchRemoteRecipientType": {"36"}}, false, "", KindRoom},
+		{"migrated equipment mailbox (remote type 68)", map[string][]string{"userAccountControl": {"514"}, "msExchRemoteRecipientType": {"68"}}, false, "", KindEquipment},
+		{"migrated user mailbox (remote type 4)", map[string][]string{"userAccountControl": {"514"}, "msExchRemoteRecipientType": {"4"}}, true, "", ""},
+		{"disabled person with a user mailbox", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"1"}}, true, "", ""},
+		{"disabled linked mailbox", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"2"}}, true, "", ""},
+		{"expired shared mailbox", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"4"}, "accountExpires": {"134093232000000000"}}, true, "", KindShared},
+		{"enabled shared mailbox", map[string][]string{"userAccountControl": {"512"}, "msExchRecipientTypeDetails": {"4"}}, false, "", KindShared},
+		{"garbage recipient type", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"shared"}}, false, "msExchRecipientTypeDetails", ""},
+		{"recipient type twice", map[string][]string{"userAccountControl": {"514"}, "msExchRecipientTypeDetails": {"4", "1"}}, false, "msExchRecipientTypeDetails has 2 values", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := ldap.NewEntry("CN=Alice,OU=People,DC=example,DC=test", tc.attrs)
-			inactive, err := accountInactive(e, now)
+			kind, inactive, err := accountState(e, now)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), e.DN) {
 					t.Fatalf("error %v, want one naming %s and %q", err, e.DN, tc.err)
@@ -55,6 +72,9 @@ func TestAccountInactive(t *testing.T) {
 			}
 			if inactive != tc.inactive {
 				t.Fatalf("inactive = %v, want %v", inactive, tc.inactive)
+			}
+			if want := cmp.Or(tc.kind, KindUser); kind != want {
+				t.Fatalf("kind %q, want %q", kind, want)
 			}
 		})
 	}

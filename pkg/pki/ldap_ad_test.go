@@ -34,6 +34,38 @@ func adAlias(i int) string  { return fmt.Sprintf("alias%02d@example.test", i) }
 func adHasAlias(i int) bool { return i == 10 || i == 27 }
 func adDisabled(i int) bool { return i == 3 }
 func adEligible(i int) bool { return i >= 1 && i <= 28 && !adDisabled(i) }
+
+// adMailboxes are Exchange mailboxes without a person behind them:
+// disabled accounts that Exchange marks by type, in the group Mailboxes
+// (OU=Nested), itself a member of S/MIME Sales. Each gets a certificate.
+var adMailboxes = []struct {
+	cn, mail, kind  string
+	details, remote int64
+}{
+	{"Shared Claims", "claims@example.test", pki.KindShared, testpeer.ExchangeSharedMailbox, 0},
+	{"Room Amstel", "room.amstel@example.test", pki.KindRoom, testpeer.ExchangeRoomMailbox, 0},
+	// Moved to Exchange Online: msExchRemoteRecipientType 68
+	// (Migrated | EquipmentMailbox), no on-premises type details.
+	{"Beamer 1", "beamer1@example.test", pki.KindEquipment, 0, 68},
+}
+
+func adMailboxDN(cn string) string { return "CN=" + cn + "," + adPeople }
+
+// adEligibleMails lists every address the rollout issues for, sorted.
+func adEligibleMails() []string {
+	var out []string
+	for i := 1; i <= 30; i++ {
+		if adEligible(i) {
+			out = append(out, adMail(i))
+		}
+	}
+	for _, m := range adMailboxes {
+		out = append(out, m.mail)
+	}
+	slices.Sort(out)
+	return out
+}
+
 func adGroupDN(cn string, ou string) string {
 	return "CN=" + cn + "," + ou
 }
@@ -52,6 +84,12 @@ func adDirectoryLDIF() string {
 		}
 		b.WriteString(testpeer.UserLDIF(u))
 	}
+	var mailboxes []string
+	for _, m := range adMailboxes {
+		b.WriteString(testpeer.UserLDIF(testpeer.ADUser{DN: adMailboxDN(m.cn), SAMAccountName: strings.ReplaceAll(strings.ToLower(m.cn), " ", "-"),
+			Mail: m.mail, Disabled: true, RecipientTypeDetails: m.details, RemoteRecipientType: m.remote}))
+		mailboxes = append(mailboxes, adMailboxDN(m.cn))
+	}
 	// A contact: a person with a mail address, but outside the
 	// organisation: no certificate, even as a member.
 	fmt.Fprintf(&b, "dn: CN=Partner,%s\nobjectClass: contact\nmail: partner@partner.example\n\n", adPeople)
@@ -64,7 +102,8 @@ func adDirectoryLDIF() string {
 	}
 	b.WriteString(testpeer.GroupLDIF(adGroupDN("Temps", adNested), "temps", users(26, 28)...))
 	b.WriteString(testpeer.GroupLDIF(adGroupDN("Contractors", adNested), "contractors", append(users(21, 25), adGroupDN("Temps", adNested))...))
-	b.WriteString(testpeer.GroupLDIF(adGroupDN("S/MIME Sales", adGroups), "smime-sales", append(users(1, 12), "CN=Partner,"+adPeople)...))
+	b.WriteString(testpeer.GroupLDIF(adGroupDN("Mailboxes", adNested), "mailboxes", mailboxes...))
+	b.WriteString(testpeer.GroupLDIF(adGroupDN("S/MIME Sales", adGroups), "smime-sales", append(users(1, 12), "CN=Partner,"+adPeople, adGroupDN("Mailboxes", adNested))...))
 	b.WriteString(testpeer.GroupLDIF(adGroupDN("S/MIME Eng", adGroups), "smime-eng", append(users(13, 20), adGroupDN("Contractors", adNested))...))
 	b.WriteString(testpeer.GroupLDIF(adGroupDN("Others", adGroups), "others", users(29, 30)...))
 	return b.String()
@@ -98,6 +137,7 @@ func TestActiveDirectory(t *testing.T) {
 	testpeer.Require(t, "openssl")
 	start := time.Now()
 	ad := testpeer.StartSambaAD(t)
+	ad.ExtendSchemaExchange(t)
 	ad.Apply(t, adDirectoryLDIF())
 	// Least privilege, as the admin guide asks: reads as any user,
 	// writes only the two certificate attributes.
@@ -181,13 +221,15 @@ func TestActiveDirectory(t *testing.T) {
 		if _, ok := got["partner@partner.example"]; ok {
 			t.Error("the contact in S/MIME Sales is listed")
 		}
-		want := 0
-		for i := 1; i <= 30; i++ {
-			if adEligible(i) {
-				want++
+		for _, m := range adMailboxes {
+			if u, ok := got[m.mail]; !ok || u.Kind != m.kind {
+				t.Errorf("mailbox %s (disabled, %s): listed %v as %q", m.mail, m.kind, ok, u.Kind)
 			}
 		}
-		if len(users) != want {
+		if u := got[adMail(1)]; u.Kind != pki.KindUser {
+			t.Errorf("u01 is a %q, want a user", u.Kind)
+		}
+		if want := len(adEligibleMails()); len(users) != want {
 			t.Errorf("%d users, want %d", len(users), want)
 		}
 	})
@@ -376,12 +418,7 @@ func adRollout(t *testing.T, ad *testpeer.SambaAD, svc string) {
 		}
 		planned = append(planned, s.Email)
 	}
-	var want []string
-	for i := 1; i <= 30; i++ {
-		if adEligible(i) {
-			want = append(want, adMail(i))
-		}
-	}
+	want := adEligibleMails()
 	slices.Sort(planned)
 	if !slices.Equal(planned, want) {
 		t.Fatalf("plan issues to %v\nwant %v", planned, want)
@@ -416,6 +453,13 @@ func adRollout(t *testing.T, ad *testpeer.SambaAD, svc string) {
 	}
 	if certs, _ := adPublished(t, ad, adUserDN(27)); len(certs) != 1 || !slices.Equal(certs[0], c27.DER) {
 		t.Fatalf("u27 (nested two deep) holds %d published certificates, want its current one", len(certs))
+	}
+	// Shared mailboxes are published like users, so Outlook finds
+	// their certificates in the GAL.
+	if cs, _ := m.Current(ctx, "claims@example.test"); cs.DER == nil {
+		t.Fatal("the shared mailbox has no certificate")
+	} else if certs, _ := adPublished(t, ad, adMailboxDN("Shared Claims")); len(certs) != 1 || !slices.Equal(certs[0], cs.DER) {
+		t.Fatalf("the shared mailbox holds %d published certificates, want its current one", len(certs))
 	}
 	if certs, _ := adPublished(t, ad, adUserDN(29)); len(certs) != 0 {
 		t.Fatal("u29 (not in a configured group) has a certificate in AD")

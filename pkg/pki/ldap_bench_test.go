@@ -62,7 +62,7 @@ func BenchmarkLDAPPublish(b *testing.B) {
 				mode = "fresh"
 			}
 			b.Run(name+"/"+mode, func(b *testing.B) {
-				proxy := startCountingProxy(b, tg.addr)
+				proxy := testpeer.StartRecordingProxy(b, tg.addr)
 				cfg := tg.cfg
 				cfg.URL = tg.url(proxy.Addr())
 				benchPublish(b, cfg, tg.userDN, tg.users, fresh)

@@ -9,8 +9,9 @@ import (
 )
 
 // On AD the server resolves nested groups; the filter must say so with the
-// in-chain rule, escape DNs, keep to user accounts (no contacts) and drop disabled
-// accounts. (slapd knows no
+// in-chain rule, escape DNs and keep to user accounts (no contacts).
+// Disabled accounts stay in: shared mailboxes are disabled accounts, and
+// accountState judges them. (slapd knows no
 // in-chain rule, so this path is checked for shape here and compiles with
 // go-ldap's filter parser.)
 func TestADMembersFilter(t *testing.T) {
@@ -19,9 +20,9 @@ func TestADMembersFilter(t *testing.T) {
 		want   string
 	}{
 		{[]string{"CN=S/MIME Users,OU=Groups,DC=corp,DC=example"},
-			"(&(objectClass=user)(sAMAccountType=805306368)(|(memberOf:1.2.840.113556.1.4.1941:=CN=S/MIME Users,OU=Groups,DC=corp,DC=example))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"},
+			"(&(objectClass=user)(sAMAccountType=805306368)(|(memberOf:1.2.840.113556.1.4.1941:=CN=S/MIME Users,OU=Groups,DC=corp,DC=example)))"},
 		{[]string{"CN=a(1),DC=x", "CN=b*,DC=x"},
-			`(&(objectClass=user)(sAMAccountType=805306368)(|(memberOf:1.2.840.113556.1.4.1941:=CN=a\281\29,DC=x)(memberOf:1.2.840.113556.1.4.1941:=CN=b\2a,DC=x))(!(userAccountControl:1.2.840.113556.1.4.803:=2)))`},
+			`(&(objectClass=user)(sAMAccountType=805306368)(|(memberOf:1.2.840.113556.1.4.1941:=CN=a\281\29,DC=x)(memberOf:1.2.840.113556.1.4.1941:=CN=b\2a,DC=x)))`},
 	} {
 		got := adMembersFilter("(objectClass=user)", tc.groups)
 		if got != tc.want {

@@ -1,7 +1,6 @@
 package pki_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,9 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -53,83 +50,6 @@ func selfSigned(t testing.TB, email string) *x509.Certificate {
 	return c
 }
 
-// countingProxy forwards TCP connections to a server and counts them: a
-// new connection means a new bind. DropAll cuts every connection, as a
-// DC restart or an idle timeout on the server side does. Sent is every
-// byte clients wrote, as an eavesdropper on the wire reads it.
-type countingProxy struct {
-	ln       net.Listener
-	backend  string
-	mu       sync.Mutex
-	accepted int
-	open     []net.Conn
-	sent     bytes.Buffer
-}
-
-// Write records client bytes (the proxy is the tee's second writer).
-func (p *countingProxy) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.sent.Write(b)
-}
-
-// Sent returns a copy of what clients sent so far.
-func (p *countingProxy) Sent() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return bytes.Clone(p.sent.Bytes())
-}
-
-func startCountingProxy(t testing.TB, backend string) *countingProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &countingProxy{ln: ln, backend: backend}
-	t.Cleanup(func() { ln.Close(); p.DropAll() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", backend)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.accepted++
-			p.open = append(p.open, c, s)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(io.MultiWriter(s, p), c); s.Close() }()
-			go func() { _, _ = io.Copy(c, s); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *countingProxy) URL() string { return "ldap://" + p.Addr() }
-
-func (p *countingProxy) Addr() string { return p.ln.Addr().String() }
-
-// Accepted is the number of connections made so far.
-func (p *countingProxy) Accepted() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.accepted
-}
-
-func (p *countingProxy) DropAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.open {
-		c.Close()
-	}
-	p.open = nil
-}
-
 // TestLDAPPublishReusesConnections: a rollout's workers publish over a
 // few kept connections instead of one bind per user; a connection the
 // server cut is replaced without failing the user; a hanging server gives
@@ -137,7 +57,7 @@ func (p *countingProxy) DropAll() {
 func TestLDAPPublishReusesConnections(t *testing.T) {
 	const users, workers = 60, 4
 	slapd := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: suffix, LDIF: publishLDIF(users)})
-	proxy := startCountingProxy(t, slapd.Addr)
+	proxy := testpeer.StartRecordingProxy(t, slapd.Addr)
 	d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: proxy.URL(), BindDN: slapd.RootDN, BindPassword: slapd.RootPW, AllowPlaintextBind: true,
 		BaseDN: suffix, Groups: []string{"unused"}, Timeout: 2 * time.Second})
 	if err != nil {

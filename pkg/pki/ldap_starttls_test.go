@@ -42,7 +42,7 @@ func TestLDAPStartTLS(t *testing.T) {
 		{name: "plain bind allowed explicitly goes out in clear text", server: withTLS, plaintext: true, wantClear: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			proxy := startCountingProxy(t, tc.server.Addr)
+			proxy := testpeer.StartRecordingProxy(t, tc.server.Addr)
 			d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: proxy.URL(), BindDN: tc.server.RootDN, BindPassword: tc.server.RootPW,
 				StartTLS: tc.startTLS, AllowPlaintextBind: tc.plaintext, TLS: tc.trust,
 				BaseDN: suffix, Groups: []string{"sales"}, Timeout: 5 * time.Second})

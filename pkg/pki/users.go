@@ -20,6 +20,9 @@ type User struct {
 	// userCertificate;binary (nil if the source cannot tell), so a rollout
 	// can see whether publishing is still owed.
 	Published [][]byte
+	// Kind is what the account is: KindUser (also "" from sources that
+	// cannot tell), KindShared, KindRoom or KindEquipment.
+	Kind string
 }
 
 // Addresses is the primary address followed by the aliases: the SANs.

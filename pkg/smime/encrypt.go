@@ -128,3 +128,42 @@ func Encrypt(msg []byte, recipients []Recipient, opts *EncryptOptions) ([]byte, 
 	lw.finish()
 	return buf.Bytes(), nil
 }
+
+// Choice of algorithms for one envelope, in words, for `directory lookup`
+// and the capability API.
+type AlgorithmChoice struct {
+	Content      string `json:"content"`       // "AES-256-GCM" or "AES-256-CBC"
+	KeyTransport string `json:"key_transport"` // "RSAES-OAEP", "RSA PKCS#1 v1.5" or "ECDH (RFC 5753)"
+	Why          string `json:"why"`
+}
+
+// DescribeAlgorithms says what Encrypt with nil options would use for one
+// recipient, and why: the strong algorithms only when the recipient
+// announced them in a signature we verified (harvested SMIMECapabilities),
+// since a client that reads only CBC and PKCS#1 v1.5 (gpgsm, NSS) could
+// not open anything else.
+func DescribeAlgorithms(r Recipient) AlgorithmChoice {
+	gcm, oaep := Algorithms([]Recipient{r}, nil)
+	c := AlgorithmChoice{Content: "AES-256-CBC", KeyTransport: "RSA PKCS#1 v1.5"}
+	if gcm {
+		c.Content = "AES-256-GCM"
+	}
+	switch r.Cert.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		c.KeyTransport = "ECDH (RFC 5753)"
+	default:
+		if oaep {
+			c.KeyTransport = "RSAES-OAEP"
+		}
+	}
+	_, ec := r.Cert.PublicKey.(*ecdsa.PublicKey)
+	switch {
+	case len(r.Capabilities) == 0:
+		c.Why = "no capabilities known (none harvested from a verified signature): the algorithms every client reads"
+	case gcm && (oaep || ec):
+		c.Why = "the recipient announced them in a verified signature"
+	default:
+		c.Why = "the recipient's announced capabilities lack AES-GCM or RSA-OAEP: the algorithms every client reads where they do"
+	}
+	return c
+}

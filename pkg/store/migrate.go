@@ -169,6 +169,48 @@ var migrations = []migration{
 			last_used_at BIGINT
 		)`,
 	}},
+	// The recipient portal (issue 13): links carry a random token, the
+	// store keeps only its SHA-256, bound to the recipient (and the
+	// message for replies), expiring, used at most once where it sets
+	// something; failed attempts per client address and per token, so
+	// every gateway node sees the same lockout.
+	{5, "portal tokens", []string{
+		`CREATE TABLE portal_tokens (
+			hash       TEXT PRIMARY KEY,
+			kind       TEXT NOT NULL,
+			email_key  TEXT NOT NULL,
+			sender     TEXT NOT NULL,
+			message_id TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL,
+			used_at    BIGINT
+		)`,
+		`CREATE INDEX portal_tokens_live ON portal_tokens (email_key, kind, expires_at)`,
+		`CREATE TABLE portal_failures (
+			key           TEXT PRIMARY KEY,
+			failures      BIGINT NOT NULL,
+			blocked_until BIGINT NOT NULL,
+			updated_at    BIGINT NOT NULL
+		)`,
+	}},
+	// Webhook endpoints read delivery_events as their outbox (issue #14):
+	// each [[webhooks]] entry, by name, remembers the last event id it
+	// delivered, advanced only after a 2xx and only from the value the
+	// sender read (compare and set), so two nodes never move it backwards
+	// or past an event one of them has not sent. The other columns are for
+	// people: when it was last tried, why it failed, since when.
+	{6, "webhook cursors", []string{
+		`CREATE TABLE webhook_cursors (
+			name          TEXT PRIMARY KEY,
+			last_id       BIGINT NOT NULL,
+			updated_at    BIGINT NOT NULL,
+			attempt_at    BIGINT,
+			failing_since BIGINT,
+			failures      BIGINT NOT NULL,
+			last_error    TEXT NOT NULL,
+			node          TEXT NOT NULL
+		)`,
+	}},
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// The portal's keys: required companions, URL form, its own listener, and
+// the deprecated pdf.portal_url read with a warning that names portal.url.
+func TestPortalProblems(t *testing.T) {
+	tests := []struct {
+		name     string
+		doc      string
+		want     []keyLine
+		wantHint string
+	}{
+		{name: "portal mode needs portal.url", doc: dirRelay + "[pdf]\npassword = [\"portal\"]\n",
+			want: []keyLine{{"portal.url", 5}}, wantHint: "[portal]"},
+		{name: "url must be http(s) without query", doc: dirRelay + "[portal]\nurl = \"https://x.example/?a=b\"\n",
+			want: []keyLine{{"portal.url", 5}}},
+		{name: "url not a URL", doc: dirRelay + "[portal]\nurl = \"secure.example.org\"\n",
+			want: []keyLine{{"portal.url", 5}}},
+		{name: "portal on the internal listener", doc: dirRelay + "[http]\nlisten = \"127.0.0.1:9000\"\n[pdf]\npassword = [\"portal\"]\n[portal]\nurl = \"https://p.example\"\nlisten = \"127.0.0.1:9000\"\n",
+			want: []keyLine{{"portal.listen", 10}}, wantHint: "its own address"},
+		{name: "bad listen", doc: dirRelay + "[pdf]\npassword = [\"portal\"]\n[portal]\nurl = \"https://p.example\"\nlisten = \"nowhere\"\n",
+			want: []keyLine{{"portal.listen", 8}}},
+		{name: "cert without key", doc: dirRelay + "[portal]\ntls_cert_file = \"c.pem\"\n",
+			want: []keyLine{{"portal.tls_key_file", 5}, {"portal.tls_cert_file", 5}}},
+		{name: "old and new url differ", doc: dirRelay + "[pdf]\nportal_url = \"https://a.example\"\n[portal]\nurl = \"https://b.example\"\n",
+			want: []keyLine{{"pdf.portal_url", 5}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ps := problemsOf(t, write(t, tc.doc, nil))
+			var got []keyLine
+			for _, p := range ps {
+				got = append(got, keyLine{p.Key, p.Line})
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("problems %+v, want %v", ps, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("problem %d = %v, want %v (%+v)", i, got[i], tc.want[i], ps[i])
+				}
+			}
+			if tc.wantHint != "" && !strings.Contains(ps[0].Hint, tc.wantHint) {
+				t.Errorf("hint %q lacks %q", ps[0].Hint, tc.wantHint)
+			}
+		})
+	}
+}
+
+func TestPortalURLDeprecatedAlias(t *testing.T) {
+	cfg, ps := problemsOf(t, write(t, dirRelay+"[pdf]\npassword = [\"portal\"]\nportal_url = \"https://old.example\"\n", nil))
+	if len(ps) > 0 {
+		t.Fatalf("the old key must still work: %+v", ps)
+	}
+	if cfg.Portal.URL != "https://old.example" {
+		t.Errorf("portal.url = %q, want the old key's value", cfg.Portal.URL)
+	}
+	w := cfg.Warnings()
+	if len(w) != 1 || w[0].Key != "pdf.portal_url" || w[0].Line != 6 || !strings.Contains(w[0].Hint, "[portal]") || !strings.Contains(w[0].Message, "portal.url") {
+		t.Errorf("warnings %+v, want one for pdf.portal_url at line 6 naming portal.url", w)
+	}
+	cfg, _ = problemsOf(t, write(t, dirRelay+"[pdf]\npassword = [\"portal\"]\n[portal]\nurl = \"https://new.example\"\n", nil))
+	if len(cfg.Warnings()) != 0 {
+		t.Errorf("no warning expected: %+v", cfg.Warnings())
+	}
+}

@@ -1,0 +1,52 @@
+package pdfmail
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A password chosen on the portal: the carrier says when and links to the
+// portal's reset page (in text and HTML); without a note it keeps asking
+// the recipient to call the sender.
+func TestCarrierNoteForPortalPassword(t *testing.T) {
+	msg := buildMessage("Offer", testPart{contentType: "text/plain; charset=utf-8", body: []byte("Hello")})
+	chosen := time.Date(2026, 2, 14, 23, 30, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		lang string
+		note CarrierNote
+		want []string
+		not  []string
+	}{
+		{"en chosen", "en", CarrierNote{ChosenAt: chosen, PortalURL: "https://secure.example.org/"},
+			[]string{"the password you chose on", "14 February 2026", "https://secure.example.org/reset"}, []string{"ask the sender"}},
+		{"de chosen", "de", CarrierNote{ChosenAt: chosen, PortalURL: "https://secure.example.org"},
+			[]string{"das Sie am", "14.02.2026", "https://secure.example.org/reset"}, []string{"fragen Sie den Absender"}},
+		{"en preset", "en", CarrierNote{}, []string{"ask the sender"}, []string{"you chose", "/reset"}},
+		{"no portal url", "en", CarrierNote{ChosenAt: chosen}, []string{"ask the sender"}, []string{"you chose"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Sealer{Language: tc.lang, Now: func() time.Time { return fixedTime }}
+			var out bytes.Buffer
+			if _, err := s.SealWithNote(context.Background(), bytes.NewReader(msg), []byte("a long password"), tc.note, &out); err != nil {
+				t.Fatal(err)
+			}
+			// Quoted-printable soft breaks removed, so phrases match.
+			carrier := strings.ReplaceAll(out.String(), "=\r\n", "")
+			for _, w := range tc.want {
+				if strings.Count(carrier, w) < 2 {
+					t.Errorf("carrier lacks %q in text and HTML", w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(carrier, w) {
+					t.Errorf("carrier has %q", w)
+				}
+			}
+		})
+	}
+}
