@@ -90,12 +90,15 @@ func (r *Recorder) Record(ctx context.Context, d Delivery) {
 // making the caller wait for one commit per recipient. Their order in the
 // store among themselves is not defined; each is stored once.
 func (r *Recorder) RecordAll(ctx context.Context, ds []Delivery) {
-	if len(ds) == 1 || r.Store == nil {
-		for _, d := range ds {
-			r.Record(ctx, d)
-		}
-		return
-	}
+	r.Start(ctx, ds)()
+}
+
+// Start is RecordAll without waiting for the store: it logs ds at once and
+// returns a function that waits until they are stored. The queue starts
+// a message's accepted events, relays meanwhile, and waits before it
+// records what the relay did, so the accepted events still come first in
+// commit (id) order.
+func (r *Recorder) Start(ctx context.Context, ds []Delivery) (wait func()) {
 	now := time.Now().UTC()
 	rows := make([]store.DeliveryEvent, len(ds))
 	for i := range ds {
@@ -104,18 +107,21 @@ func (r *Recorder) RecordAll(ctx context.Context, ds []Delivery) {
 		}
 		rows[i] = r.note(ctx, &ds[i])
 	}
+	if r.Store == nil || len(ds) == 0 {
+		return func() {}
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, maxConcurrentStores)
 	for i := range ds {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
 			defer func() { <-sem }()
 			r.store(ctx, ds[i], rows[i])
 		}()
 	}
-	wg.Wait()
+	return wg.Wait
 }
 
 // maxConcurrentStores bounds the goroutines of one RecordAll (a message

@@ -555,18 +555,22 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 		}
 		return ev
 	}
+	// recorded waits for the accepted events to be stored: called before
+	// any other outcome is recorded, so they stay first in id order.
+	recorded := func() {}
 	if entry.Attempts == 0 {
 		// The first attempt records the acceptance (after the 250: the
 		// listener does not wait for it), now that the Message-ID is
-		// known, and before anything leaves.
+		// known. Its commit overlaps the relay's work.
 		acc := make([]events.Delivery, 0, len(pending))
 		for _, r := range pending {
 			ev := base
 			ev.Recipient, ev.Outcome, ev.Attempt = r, events.Accepted, 0
 			acc = append(acc, ev)
 		}
-		q.Events.RecordAll(ctx, acc)
+		recorded = q.Events.Start(ctx, acc)
 	}
+	defer recorded() // nothing outlives the delivery (recorded is idempotent)
 	hop, reports := q.Relay.(HopRelay)
 	for i, p := range plan.Parcels {
 		d := Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data,
@@ -601,6 +605,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 				deferred[r] = describe(e)
 			}
 		}
+		recorded()
 		q.Events.RecordAll(ctx, done)
 		if left {
 			q.queueAfter(ctx, id, p.After)
@@ -624,6 +629,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	for _, r := range sortedKeys(deferred) {
 		rest = append(rest, outcome(r, events.Deferred, deferred[r]))
 	}
+	recorded()
 	q.Events.RecordAll(ctx, rest)
 	if len(bounced) > 0 {
 		q.bounce(ctx, &env, headerOf(msg), bounced)
