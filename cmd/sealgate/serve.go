@@ -36,6 +36,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/message"
+	"github.com/sealgate/sealgate/pkg/metrics"
 	"github.com/sealgate/sealgate/pkg/pdfmail"
 	"github.com/sealgate/sealgate/pkg/pki"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
@@ -99,6 +100,8 @@ type runtime struct {
 	// portal is the recipient portal when pdf.password includes it
 	// (serve_portal.go).
 	portal *portalRig
+	// metrics is set by serve (nil for the CLI commands: no metrics).
+	metrics *metrics.Metrics
 }
 
 // Close releases what openPKI opened; the store and spool stay open.
@@ -145,6 +148,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return err
 	}
 	defer rt.store.Close()
+	rt.metrics = newServeMetrics(cfg, rt)
 
 	tlsConf, err := smtpTLS(cfg, log)
 	if err != nil {
@@ -186,7 +190,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	q := &gateway.Queue{Spool: rt.spool, Store: gc, Node: rt.node, Hostname: cfg.SMTP.Hostname,
 		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
 		Backoff:         gateway.DoublingBackoff(cfg.Relay.RetryBackoff.Duration),
-		Events:          &events.Recorder{Store: gc, Logger: log, Node: rt.node},
+		Events:          &events.Recorder{Store: gc, Logger: log, Node: rt.node, Observers: []events.Observer{rt.metrics}},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 	}
 	// Who may send as whom: the signer's view of the users (aliases map to
@@ -260,7 +264,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 
 	var httpSrv *http.Server
 	if httpLn != nil {
-		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log})
+		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log, metrics: rt.metrics.Handler(), ready: readiness(rt, ca, mgr.Issuer)})
 		httpSrv = &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -270,7 +274,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	if mgr != nil && cfg.PKI.SyncInterval.Duration > 0 {
 		lock := func() (func(), error) { return lockPKI(ctx, cfg, rt.store) }
-		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log)
+		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log, rt.metrics)
 	}
 	go refreshCRL(ctx, ca, log)
 	go pruneEvents(ctx, rt.store, cfg.Events.Retention.Duration, log)
@@ -318,7 +322,11 @@ func startCPUProfile(path string) (stop func(), err error) {
 // time, and two issuances for one user would conflict. It also takes
 // lock (lockPKI: a CLI rollout, another node's sync) and skips the round
 // while someone else holds it.
-func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups senderGroupSource, lock func() (func(), error), every time.Duration, log *slog.Logger) {
+// Each round is reported to obs (nil: nobody).
+func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups senderGroupSource, lock func() (func(), error), every time.Duration, log *slog.Logger, obs syncObserver) {
+	if obs == nil {
+		obs = noSyncObserver{}
+	}
 	run := func() {
 		if dg, ok := groups.(*directoryGroups); ok {
 			_ = dg.Refresh(ctx) // logged there; the cache keeps the last good read
@@ -326,12 +334,14 @@ func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups send
 		unlock, err := lock()
 		if err != nil {
 			log.Warn("pki sync skipped this round", "err", err, "next_in", every.String())
+			obs.ObserveSync(metrics.SyncRound{Result: metrics.SyncSkipped})
 			return
 		}
 		defer unlock()
 		signer.issuing.Lock()
 		defer signer.issuing.Unlock()
 		res, err := m.Sync(ctx, pki.ApplyOptions{})
+		obs.ObserveSync(syncRound(res, err))
 		if res.Renewed+res.Revoked > 0 {
 			signer.forget() // sign with the new certificates at once
 		}
@@ -530,7 +540,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 	if err != nil {
 		return nil, err
 	}
-	dir, err := directory.NewFromConfig(cfg, directory.Deps{Store: rt.store, OwnCA: rt.ownCA, Logger: rt.log})
+	dir, err := directory.NewFromConfig(cfg, directory.Deps{Store: rt.store, OwnCA: rt.ownCA, Logger: rt.log, Observer: rt.metrics})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,8 @@ type internalHTTP struct {
 	rt  *runtime
 	ca  *embeddedca.CA // nil with the step-ca issuer
 	log *slog.Logger
+	// metrics serves /metrics and ready /readyz (nil: not served).
+	metrics, ready http.Handler
 }
 
 // internalMux routes the internal listener. Every /api/v1 route is
@@ -29,6 +31,12 @@ func internalMux(h internalHTTP) *http.ServeMux {
 		mux.Handle("GET /crl", h.ca.Handler())
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	if h.metrics != nil {
+		mux.Handle("GET /metrics", h.metrics)
+	}
+	if h.ready != nil {
+		mux.Handle("GET /readyz", h.ready)
+	}
 	auth := &api.Authenticator{Tokens: h.rt.store, Log: h.log}
 	mux.Handle("GET /api/v1/openapi.json", api.OpenAPIHandler())
 	mux.Handle("GET /api/v1/events", auth.Require(api.ScopeEventsRead, &events.API{Events: h.rt.store, Log: h.log}))

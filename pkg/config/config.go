@@ -75,6 +75,10 @@ type Relay struct {
 type Store struct {
 	Driver string `toml:"driver"` // sqlite | postgres
 	DSN    string `toml:"dsn"`
+	// DSNFile holds the connection string (first line) instead of DSN,
+	// for a DSN with a password: the file can be 0600 while the config
+	// stays readable.
+	DSNFile string `toml:"dsn_file"`
 }
 
 // PKI configures per-user certificates.

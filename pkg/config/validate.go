@@ -313,8 +313,35 @@ func (v *validator) relay() {
 func (v *validator) store() {
 	s := v.c.Store
 	if v.oneOf("store.driver", s.Driver, "sqlite", "postgres") && s.Driver == "postgres" {
-		v.required("store.dsn", s.DSN, []string{"store.driver"}, `when store.driver is "postgres"`)
+		switch {
+		case s.DSN != "" && s.DSNFile != "":
+			v.add("store.dsn_file", []string{"store.dsn"}, "is set together with store.dsn", "keep one: dsn_file when the connection string holds a password")
+		case s.DSNFile != "":
+			v.file("store.dsn_file", s.DSNFile)
+		default:
+			v.required("store.dsn", s.DSN, []string{"store.driver"}, `when store.driver is "postgres" (or store.dsn_file)`)
+			if dsnHasPassword(s.DSN) {
+				// The value itself is never repeated: it is the secret.
+				v.c.warnings = append(v.c.warnings, Problem{Key: "store.dsn", Line: v.c.lines["store.dsn"],
+					Message: "holds a password in the config file", Hint: "move the connection string into a file readable only by sealgate and name it in store.dsn_file (or use ~/.pgpass)"})
+			}
+		}
 	}
+}
+
+// dsnHasPassword tells whether a PostgreSQL connection string (URL or
+// key=value form) carries a password.
+func dsnHasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		_, set := u.User.Password()
+		return set || u.Query().Has("password")
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.TrimSpace(k) == "password" {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *validator) pki() {
