@@ -145,6 +145,9 @@ func parseQuery(raw string) (query, *badParam) {
 		return q, &badParam{"query", "the query string is malformed (" + err.Error() + "): percent-encode values and separate parameters with &"}
 	}
 	for name, vs := range vals {
+		if name == "" {
+			return q, &badParam{"query", "a parameter without a name; write name=value"}
+		}
 		if !slices.Contains(queryParams, name) {
 			return q, &badParam{printable(name), "unknown parameter; the known ones are " + strings.Join(queryParams, ", ")}
 		}

@@ -225,6 +225,7 @@ func TestEventsRefusesWhatItDoesNotUnderstand(t *testing.T) {
 		{"value too long", "recipient=" + strings.Repeat("a", 400) + "%40b.example", "recipient", "longer than"},
 		{"bad percent escape", "recipient=%zz", "query", "malformed"},
 		{"semicolon separator", "limit=5;after=1", "query", "malformed"},
+		{"parameter without a name (found by FuzzParseQuery)", "=0", "query", "without a name"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
