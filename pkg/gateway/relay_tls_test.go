@@ -111,3 +111,28 @@ func TestSMTPRelayReportsHopTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestSMTPRelayReportsNoTLSWhereNoneIsOffered: opportunistic TLS to a
+// next hop that offers no STARTTLS delivers in plain text and says so
+// ({"verified": false} without a version), rather than nothing.
+func TestSMTPRelayReportsNoTLSWhereNoneIsOffered(t *testing.T) {
+	sink := testpeer.StartSink(t, testpeer.SinkOptions{})
+	relay := &SMTPRelay{Addr: sink.Addr, Hostname: "gw.test", TLS: "opportunistic", Timeout: 10 * time.Second}
+	defer relay.Close()
+	errs, hop := relay.DeliverHop(context.Background(), poolDelivery(1))
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if hop == nil || hop.Version != "" || hop.Cipher != "" || hop.Verified {
+		t.Fatalf("hop %+v, want TLS without version", hop)
+	}
+	if got := sink.WaitMessages(t, 1, 10*time.Second); got[0].TLS {
+		t.Fatal("the sink saw TLS")
+	}
+	// A delivery that never reached a transaction reports no hop.
+	sink.Close()
+	errs, hop = relay.DeliverHop(context.Background(), poolDelivery(2))
+	if errs[0] == nil || hop != nil {
+		t.Fatalf("to a closed sink: %v, hop %+v", errs[0], hop)
+	}
+}
