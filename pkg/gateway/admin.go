@@ -30,7 +30,7 @@ func Release(ctx context.Context, st QueueStore, sp *Spool, rec *events.Recorder
 		return before, fmt.Errorf("queue: releasing %s: %w", id, err)
 	}
 	if before.State == StateHeld {
-		recordAll(ctx, rec, sp, before, events.Released, "released by "+by+" (was held: "+before.HoldReason+")")
+		record(ctx, rec, before, spooledMessageID(sp, id), events.Released, "released by "+by+" (was held: "+before.HoldReason+")")
 	}
 	return before, nil
 }
@@ -59,10 +59,7 @@ func Delete(ctx context.Context, st QueueStore, sp *Spool, rec *events.Recorder,
 	return nil
 }
 
-func recordAll(ctx context.Context, rec *events.Recorder, sp *Spool, e store.QueueEntry, outcome, reason string) {
-	record(ctx, rec, e, spooledMessageID(sp, e.ID), outcome, reason)
-}
-
+// record stores one operator outcome per recipient of e.
 func record(ctx context.Context, rec *events.Recorder, e store.QueueEntry, msgID, outcome, reason string) {
 	if rec == nil {
 		return
