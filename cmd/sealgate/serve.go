@@ -279,6 +279,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	go refreshCRL(ctx, ca, log)
 	go watchMasterKey(ctx, rt.keyring, log)
+	go pruneEvents(ctx, rt.store, cfg.Events.Retention.Duration, log)
 
 	select {
 	case <-ctx.Done():
@@ -620,6 +621,11 @@ func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt
 	}
 	g.Method = gatewayMethod(pd.Method)
 	g.Fallback = gatewayMethod(pd.Fallback)
+	if g.Action != gateway.ActionDeliver && g.Action != gateway.ActionPass && pd.Encrypt == policy.EncryptSMIMERequired {
+		// What the rule demands, for the held or bounced event (nothing
+		// is sent on a hold or bounce whatever Method says).
+		g.Method = gateway.MethodSMIME
+	}
 	return g
 }
 

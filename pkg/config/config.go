@@ -20,6 +20,7 @@ type Config struct {
 	PDF        PDF         `toml:"pdf"`
 	HTTP       HTTP        `toml:"http"`
 	Portal     Portal      `toml:"portal"`
+	Events     Events      `toml:"events"`
 	Log        Log         `toml:"log"`
 	Webhooks   []Webhook   `toml:"webhooks"`
 
@@ -234,6 +235,13 @@ type Portal struct {
 	URL         string `toml:"url"` // the address written into mails and PDFs
 	TLSCertFile string `toml:"tls_cert_file"`
 	TLSKeyFile  string `toml:"tls_key_file"`
+}
+
+// Events configures the delivery events kept for the events API.
+type Events struct {
+	// Retention is how long delivery events are kept; older ones are
+	// pruned in the background by serve (hourly and at start).
+	Retention Duration `toml:"retention"`
 }
 
 // Log configures structured logging.

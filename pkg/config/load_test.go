@@ -153,6 +153,13 @@ func TestProblems(t *testing.T) {
 		{name: "stepca url must be https", doc: dirRelay + "[pki]\nissuer = \"stepca\"\n[pki.stepca]\nurl = \"http://ca:9000\"\nroot_file = \"root.pem\"\nprovisioner = \"admin\"\nprovisioner_password_file = \"pw\"\n",
 			files: map[string]string{"root.pem": "x", "pw": "x"},
 			want:  []keyLine{{"pki.stepca.url", 7}}},
+		{name: "zero events retention", doc: dirRelay + "[events]\nretention = \"0d\"\n",
+			want: []keyLine{{"events.retention", 5}}, wantMsg: "longer than zero", wantHint: `"90d"`},
+		{name: "negative events retention", doc: dirRelay + "[events]\nretention = \"-1h\"\n",
+			want: []keyLine{{"events.retention", 5}}, wantMsg: "longer than zero"},
+		{name: "events retention that is no duration", doc: dirRelay + "[events]\nretention = \"ninety days\"\n",
+			want: []keyLine{{"events.retention", 5}}, wantMsg: "not a duration"},
+		{name: "events retention in days", doc: dirRelay + "[events]\nretention = \"30d\"\n"},
 		{name: "zero retry backoff", doc: dirRelay + "retry_backoff = \"0s\"\n",
 			want: []keyLine{{"relay.retry_backoff", 4}}, wantMsg: "longer than zero"},
 		{name: "retry backoff not shorter than retry_for", doc: "[relay]\nmode = \"dir\"\ndir = \"./out\"\nretry_for = \"1h\"\nretry_backoff = \"2h\"\n",
@@ -298,7 +305,7 @@ func TestThreeMistakes(t *testing.T) {
 	wantErr := `testdata/three-mistakes.toml:6: smtp.colour: unknown key (known keys in [smtp]: ` +
 		`listen, hostname, tls_cert_file, tls_key_file, allowed_networks, auth_users_file, max_message_bytes, max_recipients, max_connections, read_timeout, write_timeout)
 testdata/three-mistakes.toml:9: relay.smarthost: is required when relay.mode is "smarthost" (set host:port, e.g. "mail.example.org:25")
-testdata/three-mistakes.toml:12: pki.validity: "8760" is not a duration (use e.g. "30s", "15m", "720h"; units: ms, s, m, h)`
+testdata/three-mistakes.toml:12: pki.validity: "8760" is not a duration (use e.g. "30s", "15m", "720h", "90d"; units: ms, s, m, h, d)`
 	if err.Error() != wantErr {
 		t.Errorf("Error() =\n%s\nwant\n%s", err, wantErr)
 	}
@@ -487,6 +494,7 @@ func TestDefaults(t *testing.T) {
 		{"pdf.min_password_length", cfg.PDF.MinPasswordLength, 10},
 		{"pdf.subject_tag", cfg.PDF.SubjectTag, "[pw:"},
 		{"http.listen", cfg.HTTP.Listen, "127.0.0.1:8025"},
+		{"events.retention", cfg.Events.Retention.Duration, 90 * 24 * time.Hour},
 		{"log", cfg.Log, Log{Level: "info", Format: "text"}},
 	}
 	for _, c := range checks {

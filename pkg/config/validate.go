@@ -30,6 +30,7 @@ func validate(c *Config, ps *problems) {
 	v.pdf()
 	v.http()
 	v.portal()
+	v.events()
 	v.log()
 	v.webhooks()
 }
@@ -632,6 +633,16 @@ func (v *validator) portal() {
 	}
 	v.file("portal.tls_cert_file", p.TLSCertFile)
 	v.file("portal.tls_key_file", p.TLSKeyFile)
+}
+
+func (v *validator) events() {
+	if v.ps.has("events.retention") {
+		return
+	}
+	if v.c.Events.Retention.Duration <= 0 {
+		v.add("events.retention", nil, fmt.Sprintf("%q must be longer than zero", v.c.Events.Retention.Duration),
+			`delivery events are pruned after this long: use e.g. "90d" (the SOC's reach back)`)
+	}
 }
 
 func (v *validator) log() {

@@ -207,6 +207,10 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		rp.d = p.Decider.Decide(ctx, facts, r, rp.cert != nil || alreadyEncrypted)
 		plans = append(plans, rp)
 	}
+	plan.Decided = make(map[string]Verdict, len(plans))
+	for _, rp := range plans {
+		plan.Decided[rp.rcpt] = verdictOf(rp.d, alreadyEncrypted)
+	}
 
 	// The original message goes to internal pass-through recipients and,
 	// with its original subject, to the PDF sealer (which reads the
@@ -477,4 +481,25 @@ func rulesOf(plans []rcptPlan, rcpts []string) string {
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+// verdictOf names the method a decision chose, in the words of
+// Parcel.Method. A rule that holds or bounces names the method it wanted
+// (S/MIME for smime-required without a certificate), or none.
+func verdictOf(d Decision, alreadyEncrypted bool) Verdict {
+	v := Verdict{Rule: d.Rule}
+	switch {
+	case d.Action == ActionPass || (d.Action == ActionDeliver && alreadyEncrypted):
+		v.Method = "passthrough"
+	case d.Action != ActionDeliver && d.Method == MethodNone:
+	case d.Method == MethodSMIME:
+		v.Method = "smime"
+	case d.Method == MethodPDF:
+		v.Method = "pdf"
+	case d.Sign == SignNever:
+		v.Method = "plain"
+	default:
+		v.Method = "signed"
+	}
+	return v
 }
