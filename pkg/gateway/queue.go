@@ -280,7 +280,19 @@ func (q *Queue) Recover(ctx context.Context) error {
 	onDisk := map[string]bool{}
 	for _, id := range ids {
 		onDisk[id] = true
-		if _, err := q.Store.QueueEntry(ctx, id); err == nil {
+		if e, err := q.Store.QueueEntry(ctx, id); err == nil {
+			// The file is in this node's spool, so the message is ours
+			// whatever node the entry names: one written under an
+			// earlier node name (before node ids were generated, or a
+			// renamed host) is adopted, else no node would deliver it.
+			if e.Node != q.Node {
+				old := e.Node
+				e.Node = q.Node
+				if err := q.Store.PutQueueEntry(ctx, e); err != nil {
+					return err
+				}
+				q.Log.Info("spooled message adopted from an earlier node name", "queue_id", id, "was", old)
+			}
 			continue
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
