@@ -368,3 +368,46 @@ func TestQueueNodesSharingAStore(t *testing.T) {
 		t.Fatal("node a delivered")
 	}
 }
+
+// TestQueueDeleteOnAnotherNode: an operator deletes, on node a, a message
+// that node b accepted (its file is in b's spool). Node b removes file and
+// entry and never delivers it, also across a restart (Recover).
+func TestQueueDeleteOnAnotherNode(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		relayB := &recordingRelay{}
+		a, _ := testQueue(t, passAll{}, &recordingRelay{})
+		a.Node = "gw-a"
+		b, _ := testQueue(t, passAll{}, relayB)
+		b.Store, b.Events, b.Node = a.Store, a.Events, "gw-b"
+		ctx := context.Background()
+		id := NewID()
+		if _, err := b.Spool.Write(&Envelope{ID: id, From: "a@org.test", Recipients: toRecipients([]string{"x@ext.test"})}, strings.NewReader(testMsg)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Store.PutQueueEntry(ctx, store.QueueEntry{ID: id, Node: b.Node, State: StateHeld, Recipients: []string{"x@ext.test"}, HoldReason: "no certificate"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Delete(ctx, a.Store, a.Spool, a.Node, a.Events, id, "an operator on gw-a"); err != nil {
+			t.Fatal(err)
+		}
+		if restart {
+			if err := b.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			runQueue(t, b)
+		}
+		waitFor(t, "the deleted message removed on its node", func() bool {
+			_, err := b.Store.QueueEntry(ctx, id)
+			_, ferr := os.Stat(b.Spool.path(id))
+			return errors.Is(err, store.ErrNotFound) && errors.Is(ferr, os.ErrNotExist)
+		})
+		if restart {
+			runQueue(t, b)
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(relayB.deliveries()) != 0 {
+			t.Fatalf("restart=%v: the deleted message was delivered", restart)
+		}
+	}
+}
