@@ -1,4 +1,4 @@
-.PHONY: build test bench run
+.PHONY: build test bench run deb
 
 build:
 	go build -o bin/sealgate ./cmd/sealgate
@@ -13,3 +13,8 @@ bench:
 
 run: build
 	bin/sealgate serve --config config.example.toml
+
+# The Debian package (dist/sealgate_<version>_<arch>.deb): binary, conffile,
+# hardened systemd unit, sealgate user. See README "Install on Debian".
+deb:
+	scripts/build-deb.sh

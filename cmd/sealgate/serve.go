@@ -285,6 +285,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	go refreshCRL(ctx, ca, log)
 	go watchMasterKey(ctx, rt.keyring, log)
 	go pruneEvents(ctx, rt.store, cfg.Events.Retention.Duration, log)
+	// Listeners bound, queue recovered and running: ready (Type=notify).
+	if err := sdNotify("READY=1"); err != nil {
+		log.Warn("telling systemd we are ready", "err", err)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -292,6 +296,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		if err != nil {
 			log.Error("smtp listener failed", "err", err)
 		}
+	}
+	if err := sdNotify("STOPPING=1"); err != nil {
+		log.Warn("telling systemd we stop", "err", err)
 	}
 	log.Info("shutting down: no new connections, finishing messages in flight")
 	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
