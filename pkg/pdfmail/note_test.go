@@ -3,9 +3,13 @@ package pdfmail
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealgate/sealgate/internal/testpeer"
 )
 
 // A password chosen on the portal: the carrier says when and links to the
@@ -46,6 +50,49 @@ func TestCarrierNoteForPortalPassword(t *testing.T) {
 				if strings.Contains(carrier, w) {
 					t.Errorf("carrier has %q", w)
 				}
+			}
+		})
+	}
+}
+
+// A reply link: in the carrier (text and HTML) and on the PDF's first
+// page as a link annotation over the printed address, read by qpdf and
+// poppler; without one, neither.
+func TestReplyLinkInPDFAndCarrier(t *testing.T) {
+	testpeer.Require(t, "qpdf")
+	testpeer.Require(t, "pdftotext")
+	const link = "https://secure.example.org/r/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	msg := buildMessage("Offer", testPart{contentType: "text/plain; charset=utf-8", body: []byte("Hello")})
+	for _, tc := range []struct {
+		name, lang, url string
+	}{{"en", "en", link}, {"de", "de", link}, {"none", "en", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Sealer{Language: tc.lang, Now: func() time.Time { return fixedTime }}
+			var out bytes.Buffer
+			if _, err := s.SealWithNote(context.Background(), bytes.NewReader(msg), []byte(testPassword), CarrierNote{ReplyURL: tc.url}, &out); err != nil {
+				t.Fatal(err)
+			}
+			carrier := strings.ReplaceAll(out.String(), "=\r\n", "")
+			pdf := filepath.Join(t.TempDir(), "m.pdf")
+			if err := os.WriteFile(pdf, extractPDF(t, out.Bytes(), DefaultAttachmentName), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			links := testpeer.PDFFirstPageLinks(t, pdf, testPassword)
+			text := testpeer.PDFText(t, pdf, testPassword, false)
+			if tc.url == "" {
+				if len(links) != 0 || strings.Contains(carrier, "/r/") || strings.Contains(text, "/r/") {
+					t.Fatalf("a reply link without one: %v", links)
+				}
+				return
+			}
+			if strings.Count(carrier, tc.url) < 2 {
+				t.Error("the carrier lacks the reply link in text and HTML")
+			}
+			if len(links) != 1 || links[0] != tc.url {
+				t.Errorf("page 1 links %v, want %s", links, tc.url)
+			}
+			if !strings.Contains(strings.ReplaceAll(text, "\n", ""), tc.url) {
+				t.Errorf("the link is not printed on the page:\n%s", text)
 			}
 		})
 	}

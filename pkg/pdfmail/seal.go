@@ -76,6 +76,10 @@ type CarrierNote struct {
 	ChosenAt time.Time
 	// PortalURL is the portal's address (portal.url), for the reset link.
 	PortalURL string
+	// ReplyURL, when set, is the portal's reply link for this message and
+	// recipient: on the PDF's first page (a link annotation) and in the
+	// notice.
+	ReplyURL string
 }
 
 // SealWithNote is Seal with a note about the password in the notice.
@@ -108,6 +112,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 	if s.CleanSubject != nil {
 		pm.Subject = s.CleanSubject(pm.Subject)
 	}
+	pm.ReplyURL = note.ReplyURL
 	if orig != nil {
 		seen := map[string]int{}
 		for _, a := range pm.Attachments {
@@ -147,7 +152,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 
 	nd := NoticeData{
 		Sender: pm.From, Subject: pm.Subject, AttachmentName: s.attachmentName(),
-		Attachments: len(pm.Attachments),
+		Attachments: len(pm.Attachments), ReplyURL: note.ReplyURL,
 	}
 	if !note.ChosenAt.IsZero() && note.PortalURL != "" {
 		nd.PasswordChosen = lang.formatDay(note.ChosenAt)
