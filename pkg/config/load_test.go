@@ -212,6 +212,8 @@ func TestProblems(t *testing.T) {
 			want: []keyLine{{"policy.rules", 5}}},
 		{name: "pdf password modes", doc: dirRelay + "[pdf]\npassword = [\"preset\", \"hunter2\", \"preset\", \"portal\"]\n",
 			want: []keyLine{{"pdf.password[1]", 5}, {"pdf.password[2]", 5}, {"portal.url", 5}}},
+		{name: "portal reply ttl", doc: dirRelay + "[pdf]\npassword = [\"portal\"]\nportal_reply_ttl = \"0s\"\n[portal]\nurl = \"https://secure.example.org\"\n",
+			want: []keyLine{{"pdf.portal_reply_ttl", 6}}},
 		{name: "pdf language and length", doc: dirRelay + "[pdf]\nlanguage = \"fr\"\npassword_length = 6\nattachment_name = \"x.txt\"\n",
 			want: []keyLine{{"pdf.language", 5}, {"pdf.password_length", 6}, {"pdf.attachment_name", 7}}},
 		{name: "pdf minimum password length", doc: dirRelay + "[pdf]\nlanguage = \"de\"\nmin_password_length = 7\n",
@@ -471,6 +473,7 @@ func TestDefaults(t *testing.T) {
 		{"pdf.password_length", cfg.PDF.PasswordLength, 20},
 		{"pdf.min_password_length", cfg.PDF.MinPasswordLength, 10},
 		{"pdf.subject_tag", cfg.PDF.SubjectTag, "[pw:"},
+		{"pdf.portal_reply_ttl", cfg.PDF.PortalReplyTTL.Duration, 30 * 24 * time.Hour},
 		{"http.listen", cfg.HTTP.Listen, "127.0.0.1:8025"},
 		{"log", cfg.Log, Log{Level: "info", Format: "text"}},
 	}
