@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sealgate/sealgate/internal/testpeer"
+)
+
+var replyLinkRE = regexp.MustCompile(`https://secure\.example\.test/r/[A-Za-z0-9_-]{43}`)
+
+// The secure reply in real Chromium: the PDF (read by qpdf) and its
+// carrier carry the reply link; the page refuses a wrong password and
+// keeps the text; with the right one the reply and an uploaded file
+// arrive for the original sender, threaded under the original message,
+// the file byte for byte; an upload over smtp.max_message_bytes gets 413
+// and queues nothing; a cross-origin post is refused. Screenshots of the
+// reply pages at 1280 and 390 px go to $SEALGATE_SCREENSHOT_DIR.
+func TestPortalReplyInChromium(t *testing.T) {
+	testpeer.Require(t, "qpdf")
+	testpeer.Require(t, "pdftotext")
+	g := portalGateway(t)
+	g.editConfig(`allowed_networks = ["127.0.0.0/8"]`, "allowed_networks = [\"127.0.0.0/8\"]\nmax_message_bytes = 2000000")
+	const (
+		rcpt     = "bob@partner.example"
+		sender   = "alice@example.org"
+		password = "violet tram humming 42"
+	)
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sealgateBinary(t), "pdf", "password", "set", rcpt, "--password-file", pwFile, "--config", g.config).CombinedOutput(); err != nil {
+		t.Fatalf("pdf password set: %v\n%s", err, out)
+	}
+	g.start()
+	paddr := portalAddr(g.logText())
+	if paddr == "" {
+		t.Fatalf("no portal address in the listening line:\n%s", tail(g.logText(), 10))
+	}
+	base := "https://" + paddr
+
+	msg := rfc5322(fields(sender, rcpt, "Quarterly <figures> & plans"), "Please send the signed contract back.\r\n")
+	orig, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	origID := orig.Header.Get("Message-ID")
+	if r := submit(t, g.addr, submission{From: sender, To: []string{rcpt}, Data: msg}); r.Code != 250 {
+		t.Fatalf("submit: %v", r)
+	}
+	carrier := g.waitFile(t, "the PDF mail", func(f outboxFile) bool {
+		return len(f.Rcpts) == 1 && f.Rcpts[0] == rcpt && leaf(f.Msg, "application/pdf") != nil
+	}).Msg
+	text := leaf(carrier, "text/plain")
+	if text == nil {
+		t.Fatal("the carrier has no text part")
+	}
+	link := replyLinkRE.FindString(string(text.Decoded))
+	if link == "" {
+		t.Fatalf("no reply link in the carrier:\n%s", text.Decoded)
+	}
+	pdf := filepath.Join(t.TempDir(), "message.pdf")
+	if err := os.WriteFile(pdf, leaf(carrier, "application/pdf").Decoded, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if links := testpeer.PDFFirstPageLinks(t, pdf, password); len(links) != 1 || links[0] != link {
+		t.Fatalf("links on the PDF's first page %v, want the carrier's %s", links, link)
+	}
+	page := base + strings.TrimPrefix(link, "https://secure.example.test")
+
+	upload := make([]byte, 300<<10)
+	_, _ = rand.Read(upload)
+	file := filepath.Join(t.TempDir(), "figures.bin")
+	if err := os.WriteFile(file, upload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := testpeer.Chromium(t, 3*time.Minute)
+	shots := testpeer.ScreenshotDir(t)
+	t.Logf("screenshots in %s", shots)
+	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+		t.Fatalf("opening the reply link: %v", err)
+	}
+	heading(t, ctx, "Reply securely")
+	if s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".subject strong"))); err != nil || s != "Quarterly <figures> & plans" {
+		t.Errorf("subject shown as %q (%v)", s, err)
+	}
+	testpeer.Screenshots(t, ctx, shots, "reply-1-form")
+
+	// A wrong password: refused, the text kept.
+	const reply = "Signed contract attached.\nRegards, Bob"
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), "not my password"), chromedp.SendKeys(chromedp.ID("text"), reply),
+		chromedp.SetUploadFiles(chromedp.ID("files"), []string{file}), chromedp.Click(chromedp.CSS("button[type=submit]"))); err != nil {
+		t.Fatalf("filling the form: %v", err)
+	}
+	waitUntil(t, 20*time.Second, func() bool {
+		txt, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".error")))
+		return err == nil && strings.Contains(txt, "not the password")
+	}, func() string { return "no wrong-password error" })
+	if v, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("text"))); err != nil || strings.TrimSpace(strings.ReplaceAll(v, "\r", "")) != reply {
+		t.Errorf("the text after a wrong password: %q, %v", v, err)
+	}
+	testpeer.Screenshots(t, ctx, shots, "reply-2-wrong-password")
+
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("password"), password), chromedp.SetUploadFiles(chromedp.ID("files"), []string{file}),
+		chromedp.Click(chromedp.CSS("button[type=submit]"))); err != nil {
+		t.Fatalf("submitting: %v", err)
+	}
+	heading(t, ctx, "Your reply is on its way")
+	testpeer.Screenshots(t, ctx, shots, "reply-3-sent")
+
+	got := g.waitFile(t, "the reply", func(f outboxFile) bool {
+		return len(f.Rcpts) == 1 && f.Rcpts[0] == sender && bytes.Contains(f.Msg, []byte("X-Sealgate-Portal: reply"))
+	}).Msg
+	rm, err := mail.ReadMessage(bytes.NewReader(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := new(mime.WordDecoder).DecodeHeader(rm.Header.Get("Subject"))
+	for k, want := range map[string]string{"From": rcpt, "To": sender, "In-Reply-To": origID, "References": origID} {
+		if v := rm.Header.Get(k); v != want {
+			t.Errorf("reply %s: %q, want %q", k, v, want)
+		}
+	}
+	if subject != "Re: Quarterly <figures> & plans" {
+		t.Errorf("reply subject %q", subject)
+	}
+	if id := rm.Header.Get("Message-ID"); id == "" || id == origID {
+		t.Errorf("reply Message-ID %q", id)
+	}
+	var att *mimeLeaf
+	for _, l := range leavesOf(got) {
+		if _, params, err := mime.ParseMediaType(l.Header.Get("Content-Disposition")); err == nil && params["filename"] == "figures.bin" {
+			att = &l
+		}
+	}
+	if att == nil || !bytes.Equal(att.Decoded, upload) {
+		t.Fatalf("the uploaded file did not arrive byte for byte")
+	}
+	if l := leaf(got, "text/plain"); l == nil || !strings.Contains(string(l.Decoded), "Signed contract attached.\r\nRegards, Bob") {
+		t.Errorf("reply text missing")
+	}
+
+	// Over smtp.max_message_bytes in the browser: the page says so.
+	bigFile := filepath.Join(t.TempDir(), "big.bin")
+	if err := os.WriteFile(bigFile, bytes.Repeat([]byte("y"), 3_000_000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.SendKeys(chromedp.ID("password"), password), chromedp.SetUploadFiles(chromedp.ID("files"), []string{bigFile}),
+		chromedp.Click(chromedp.CSS("button[type=submit]"))); err != nil {
+		t.Fatalf("submitting a large file: %v", err)
+	}
+	heading(t, ctx, "too large")
+	testpeer.Screenshots(t, ctx, shots, "reply-4-too-large")
+
+	// The same without a browser, and a cross-origin post: 413 with a
+	// page that says so and 403, nothing queued.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	var big bytes.Buffer
+	mw := multipart.NewWriter(&big)
+	_ = mw.WriteField("password", password)
+	fw, _ := mw.CreateFormFile("files", "big.bin")
+	_, _ = fw.Write(bytes.Repeat([]byte("x"), 3_000_000))
+	_ = mw.Close()
+	before := len(g.filesFor(sender))
+	for _, tc := range []struct {
+		name   string
+		origin string
+		want   int
+	}{{"oversized", "", http.StatusRequestEntityTooLarge}, {"cross-origin", "https://evil.example", http.StatusForbidden}} {
+		req, _ := http.NewRequest("POST", page, bytes.NewReader(big.Bytes()))
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		body := new(bytes.Buffer)
+		_, _ = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+		if tc.want == http.StatusRequestEntityTooLarge && !strings.Contains(body.String(), "too large") {
+			t.Errorf("413 page: %s", body)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // give a wrongly queued reply the time to show
+	if n := len(g.filesFor(sender)); n != before {
+		t.Errorf("%d more mails for the sender after refused posts", n-before)
+	}
+	for _, e := range g.queueEntries(t) {
+		t.Errorf("left in the queue: %+v", e)
+	}
+}
