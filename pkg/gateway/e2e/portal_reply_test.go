@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/http/cookiejar"
 	"net/mail"
 	"os"
 	"os/exec"
@@ -212,5 +215,112 @@ func TestPortalReplyInChromium(t *testing.T) {
 	}
 	for _, e := range g.queueEntries(t) {
 		t.Errorf("left in the queue: %+v", e)
+	}
+}
+
+// ifKeyRules sign what our users send and let mail from elsewhere pass
+// unsigned: the reply of a PDF recipient is theirs, not our user's.
+const ifKeyRules = `[[policy.rules]]
+name = "default"
+sign = "if-key"
+encrypt = "smime-or-pdf"
+on_failure = "hold"
+`
+
+// A PDF whose original sender is outside the organisation: the reply
+// takes the outbound way, so it leaves encrypted to the sender's own
+// certificate (openssl decrypts it with the sender's key) and unsigned
+// (the gateway signs only as its users), threaded and with the file.
+func TestPortalReplyToOutsideSender(t *testing.T) {
+	testpeer.Require(t, "openssl")
+	partners := testpeer.NewPKI(t)
+	carol := partners.Issue(t, "carol@partner.test", testpeer.IssueOptions{})
+	g := portalize(t, newGatewayRules(t, ifKeyRules, fmt.Sprintf("\n[trust]\nca_files = [%q, %q]\nsystem_roots = false\n", partners.RootFile, partners.InterFile)))
+	const (
+		rcpt     = "bob@partner.example"
+		password = "violet tram humming 42"
+	)
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.cli("pdf", "password", "set", rcpt, "--password-file", pwFile)
+	g.cli("directory", "import", carol.CertFile)
+	g.start()
+	base := "https://" + portalAddr(g.logText())
+
+	msg := rfc5322(fields(carol.Email, rcpt, "Offer from outside"), "Our offer.\r\n")
+	orig, _ := mail.ReadMessage(bytes.NewReader(msg))
+	if r := submit(t, g.addr, submission{From: carol.Email, To: []string{rcpt}, Data: msg}); r.Code != 250 {
+		t.Fatalf("submit: %v", r)
+	}
+	carrier := g.waitFile(t, "the PDF mail", func(f outboxFile) bool {
+		return len(f.Rcpts) == 1 && f.Rcpts[0] == rcpt && leaf(f.Msg, "application/pdf") != nil
+	}).Msg
+	link := replyLinkRE.FindString(string(leaf(carrier, "text/plain").Decoded))
+	if link == "" {
+		t.Fatal("no reply link in the carrier")
+	}
+	page := base + strings.TrimPrefix(link, "https://secure.example.test")
+
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Get(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(form)
+	if m == nil {
+		t.Fatalf("no form:\n%s", form)
+	}
+	file := make([]byte, 50<<10)
+	_, _ = rand.Read(file)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	_ = mw.WriteField("csrf", string(m[1]))
+	_ = mw.WriteField("password", password)
+	_ = mw.WriteField("text", "We accept.")
+	fw, _ := mw.CreateFormFile("files", "acceptance.bin")
+	_, _ = fw.Write(file)
+	_ = mw.Close()
+	resp, err = hc.Post(page, mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("reply POST: %d", resp.StatusCode)
+	}
+	got := g.waitFile(t, "the reply", func(f outboxFile) bool {
+		return len(f.Rcpts) == 1 && f.Rcpts[0] == carol.Email
+	}).Msg
+	if leaks(got, "We accept.") || bytes.Contains(got, []byte("X-Sealgate-Portal: reply")) && leaf(got, "application/pkcs7-mime") == nil {
+		t.Fatalf("the reply to an outside sender left readable:\n%s", clip(got))
+	}
+	res := cmsDecrypt(t, got, carol)
+	if res.ExitCode != 0 {
+		t.Fatalf("openssl cms -decrypt with the sender's key: %s", res.Stderr)
+	}
+	inner := res.Stdout
+	if bytes.Contains(inner, []byte("multipart/signed")) || leaf(inner, "application/pkcs7-signature") != nil {
+		t.Error("the reply was signed (as whom?)")
+	}
+	var att []byte
+	for _, l := range leavesOf(inner) {
+		if _, p, err := mime.ParseMediaType(l.Header.Get("Content-Disposition")); err == nil && p["filename"] == "acceptance.bin" {
+			att = l.Decoded
+		}
+	}
+	if !bytes.Equal(att, file) || !bytes.Contains(inner, []byte("We accept.")) {
+		t.Fatal("the decrypted reply lacks the text or the file")
+	}
+	rh, err := mail.ReadMessage(bytes.NewReader(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rh.Header.Get("From") != rcpt || rh.Header.Get("In-Reply-To") != orig.Header.Get("Message-ID") {
+		t.Errorf("reply header From %q In-Reply-To %q", rh.Header.Get("From"), rh.Header.Get("In-Reply-To"))
 	}
 }
