@@ -457,3 +457,26 @@ func TestEncodeWords(t *testing.T) {
 func base64Decoder(b []byte) io.Reader {
 	return base64.NewDecoder(base64.StdEncoding, bytes.NewReader(bytes.ReplaceAll(b, []byte("\r\n"), nil)))
 }
+
+// A link with its password cannot flood the sender: after freeReplies
+// replies the next waits, and nothing more is queued.
+func TestReplyRateLimitPerLink(t *testing.T) {
+	f := newFixture(t)
+	tok := f.replyLink(t, bob, bobPW, origMsgID, "s")
+	c := newClient("203.0.113.60")
+	for i := range freeReplies {
+		if w := c.postReply(t, f.h, tok, replyForm{password: bobPW, text: "again"}, false); w.Code != http.StatusOK {
+			t.Fatalf("reply %d: %d", i, w.Code)
+		}
+	}
+	w := c.postReply(t, f.h, tok, replyForm{csrf: strings.Repeat("A", 43), password: bobPW, text: "flood"}, false)
+	if w.Code != http.StatusTooManyRequests {
+		t.Fatalf("reply %d: %d, want 429", freeReplies+1, w.Code)
+	}
+	if n := len(f.outbox.all()); n != freeReplies {
+		t.Fatalf("%d replies queued, want %d", n, freeReplies)
+	}
+	if replyDelay(freeReplies) <= 0 || replyDelay(freeReplies+10) != time.Hour {
+		t.Errorf("delays %v %v", replyDelay(freeReplies), replyDelay(freeReplies+10))
+	}
+}
