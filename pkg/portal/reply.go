@@ -62,6 +62,8 @@ const (
 	// same growing delay as failed attempts), so a link with a known
 	// password cannot flood the sender.
 	freeReplies = 20
+	// replyUploadTime is how long a reply's upload may take.
+	replyUploadTime = 15 * time.Minute
 )
 
 var (
@@ -136,6 +138,12 @@ func (s *Server) postReply(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusTooManyRequests, "blocked", pageData{})
 		return
 	}
+	// A valid link may upload for longer than the listener's timeouts
+	// allow other requests (50 MB at a few Mbit/s takes minutes); the
+	// body is still bounded in size below.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(replyUploadTime))
+	_ = rc.SetWriteDeadline(time.Now().Add(replyUploadTime + time.Minute))
 	// The form adds a few KiB around the message; the message itself is
 	// bounded again while it is written.
 	limit := s.MaxReplyBytes + 64<<10

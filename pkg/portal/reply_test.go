@@ -480,3 +480,50 @@ func TestReplyRateLimitPerLink(t *testing.T) {
 		t.Errorf("delays %v %v", replyDelay(freeReplies), replyDelay(freeReplies+10))
 	}
 }
+
+// slowBody hands out its data in pieces with pauses, as a slow uplink.
+type slowBody struct {
+	data  []byte
+	piece int
+	pause time.Duration
+}
+
+func (s *slowBody) Read(p []byte) (int, error) {
+	if len(s.data) == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.pause)
+	n := copy(p[:min(len(p), s.piece)], s.data)
+	s.data = s.data[n:]
+	return n, nil
+}
+
+// A reply upload on a valid link may take longer than the listener's
+// ReadTimeout (serve's portal has one minute; a 50 MB reply on a slow
+// line needs more): the handler extends its own deadline.
+func TestReplyUploadOutlastsReadTimeout(t *testing.T) {
+	f := newFixture(t)
+	tok := f.replyLink(t, bob, bobPW, origMsgID, "s")
+	srv := httptest.NewUnstartedServer(f.h)
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.StartTLS()
+	defer srv.Close()
+	c := newClient("127.0.0.1")
+	csrf := csrfOf(t, c.do(f.h, "GET", "/r/"+tok, nil))
+	body, ct := replyForm{csrf: csrf, password: bobPW, text: "slow", files: []upload{{"f.bin", strings.Repeat("z", 64<<10)}}}.body(t)
+	all, _ := io.ReadAll(body)
+	req, _ := http.NewRequest("POST", srv.URL+"/r/"+tok, &slowBody{data: all, piece: 8 << 10, pause: 150 * time.Millisecond})
+	req.ContentLength = int64(len(all))
+	req.Header.Set("Content-Type", ct)
+	for _, ck := range c.cookies {
+		req.AddCookie(ck)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("a slow upload was cut off: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(f.outbox.all()) != 1 {
+		t.Fatalf("slow upload: %d, %d replies", resp.StatusCode, len(f.outbox.all()))
+	}
+}
