@@ -138,7 +138,7 @@ func (a *app) directoryLookup(ctx context.Context, email string, explain bool) e
 		out.NotAfter = &na
 		out.Checks = c.Checks
 		out.Capabilities = capabilityNames(c.Capabilities)
-		enc := smime.DescribeAlgorithms(recipientOf(c))
+		enc := smime.DescribeAlgorithms(recipientOf(r))
 		out.Encryption = &enc
 	}
 	if explain {

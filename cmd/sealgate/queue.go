@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/store"
 )
@@ -144,11 +145,7 @@ func newQueueCmd(a *app) *cobra.Command {
 		Use: "retry ID", Short: "release a held message or retry a deferred one now (policy is applied again)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withEntry(cmd, args[0], func(rt *runtime, e store.QueueEntry) error {
-				err := rt.store.UpdateQueueEntry(cmd.Context(), e.ID, func(e *store.QueueEntry) error {
-					e.State, e.NextAttempt, e.HoldReason = gateway.StateQueued, time.Now(), ""
-					return nil
-				})
-				if err != nil {
+				if _, err := gateway.Release(cmd.Context(), rt.store, rt.spool, queueEvents(rt), e.ID, "an operator (sealgate queue retry)"); err != nil {
 					return err
 				}
 				if err := audited(cmd, rt, "retry", e.ID); err != nil {
@@ -165,10 +162,7 @@ func newQueueCmd(a *app) *cobra.Command {
 		Use: "delete ID", Short: "remove a message from the queue without delivering it", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withEntry(cmd, args[0], func(rt *runtime, e store.QueueEntry) error {
-				if err := rt.spool.Discard(e.ID); err != nil {
-					return err
-				}
-				if err := rt.store.DeleteQueueEntry(cmd.Context(), e.ID); err != nil {
+				if err := gateway.Delete(cmd.Context(), rt.store, rt.spool, queueEvents(rt), e.ID, "an operator (sealgate queue delete)"); err != nil {
 					return err
 				}
 				if err := audited(cmd, rt, "delete", e.ID); err != nil {
@@ -183,4 +177,11 @@ func newQueueCmd(a *app) *cobra.Command {
 	}
 	cmd.AddCommand(list, show, retry, del)
 	return cmd
+}
+
+// queueEvents records the released and deleted events of the queue
+// commands in the store (the events API shows them); the log line goes
+// nowhere, the command prints its own.
+func queueEvents(rt *runtime) *events.Recorder {
+	return &events.Recorder{Store: rt.store, Logger: slog.New(slog.DiscardHandler), Node: rt.node}
 }

@@ -86,4 +86,25 @@ func TestQueueRetryDeleteAudit(t *testing.T) {
 	if strings.Join(actions, ",") != "queue.retry a1" {
 		t.Fatalf("audit trail %q, want the retry only", actions)
 	}
+	// The events API sees the release and the deletion, one event per
+	// recipient, saying who did it and why the message had been held.
+	evs, err := st.DeliveryEvents(ctx, store.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.QueueID+" "+e.Recipient+" "+e.Outcome+" "+e.Reason)
+	}
+	want := []string{"a1 x@other.test released released by an operator (sealgate queue retry) (was held: test)",
+		"b2 x@other.test deleted deleted by an operator (sealgate queue delete) (was held: test)"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("delivery events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A retry of a message that is not held releases nothing (the audit
+	// log is still broken: the command fails after the change).
+	sg(t, cfgPath, "queue", "retry", "a1")
+	if evs2, _ := st.DeliveryEvents(ctx, store.EventFilter{}); len(evs2) != len(evs) {
+		t.Fatalf("retrying a queued message recorded %d more events", len(evs2)-len(evs))
+	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/message"
+	"github.com/sealgate/sealgate/pkg/metrics"
 	"github.com/sealgate/sealgate/pkg/pdfmail"
 	"github.com/sealgate/sealgate/pkg/pki"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
@@ -99,6 +100,8 @@ type runtime struct {
 	// portal is the recipient portal when pdf.password includes it
 	// (serve_portal.go).
 	portal *portalRig
+	// metrics is set by serve (nil for the CLI commands: no metrics).
+	metrics *metrics.Metrics
 }
 
 // Close releases what openPKI opened; the store and spool stay open.
@@ -145,6 +148,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return err
 	}
 	defer rt.store.Close()
+	rt.metrics = newServeMetrics(cfg, rt)
 
 	tlsConf, err := smtpTLS(cfg, log)
 	if err != nil {
@@ -186,7 +190,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	q := &gateway.Queue{Spool: rt.spool, Store: gc, Node: rt.node, Hostname: cfg.SMTP.Hostname,
 		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
 		Backoff:         gateway.DoublingBackoff(cfg.Relay.RetryBackoff.Duration),
-		Events:          &events.Recorder{Store: gc, Logger: log, Node: rt.node},
+		Events:          &events.Recorder{Store: gc, Logger: log, Node: rt.node, Observers: []events.Observer{rt.metrics}},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 	}
 	// Who may send as whom: the signer's view of the users (aliases map to
@@ -203,6 +207,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	// Recovery first: it must not race the listener's first messages.
 	if err := q.Recover(ctx); err != nil {
 		return fmt.Errorf("queue recovery: %w", err)
+	}
+	hooks, err := buildWebhooks(cfg, rt, log)
+	if err != nil {
+		return asUsage(err)
 	}
 	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
@@ -247,12 +255,17 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 			log.Error("queue stopped", "err", err)
 		}
 	}()
+	if hooks != nil { // beside the queue: a slow endpoint never holds mail up
+		wg.Add(1)
+		go func() { defer wg.Done(); hooks.Run(qctx) }()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- lst.Serve(ln) }()
 
 	var httpSrv *http.Server
 	if httpLn != nil {
-		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log})
+		mux := internalMux(internalHTTP{rt: rt, ca: ca, log: log, metrics: rt.metrics.Handler(), ready: readiness(rt, ca, mgr.Issuer),
+			capability: newCapabilityHandler(pipeline, log)})
 		httpSrv = &http.Server{Addr: cfg.HTTP.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -262,9 +275,11 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	if mgr != nil && cfg.PKI.SyncInterval.Duration > 0 {
 		lock := func() (func(), error) { return lockPKI(ctx, cfg, rt.store) }
-		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log)
+		go pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, cfg.PKI.SyncInterval.Duration, log, rt.metrics)
 	}
 	go refreshCRL(ctx, ca, log)
+	go watchMasterKey(ctx, rt.keyring, log)
+	go pruneEvents(ctx, rt.store, cfg.Events.Retention.Duration, log)
 
 	select {
 	case <-ctx.Done():
@@ -309,7 +324,11 @@ func startCPUProfile(path string) (stop func(), err error) {
 // time, and two issuances for one user would conflict. It also takes
 // lock (lockPKI: a CLI rollout, another node's sync) and skips the round
 // while someone else holds it.
-func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups senderGroupSource, lock func() (func(), error), every time.Duration, log *slog.Logger) {
+// Each round is reported to obs (nil: nobody).
+func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups senderGroupSource, lock func() (func(), error), every time.Duration, log *slog.Logger, obs syncObserver) {
+	if obs == nil {
+		obs = noSyncObserver{}
+	}
 	run := func() {
 		if dg, ok := groups.(*directoryGroups); ok {
 			_ = dg.Refresh(ctx) // logged there; the cache keeps the last good read
@@ -317,12 +336,14 @@ func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups send
 		unlock, err := lock()
 		if err != nil {
 			log.Warn("pki sync skipped this round", "err", err, "next_in", every.String())
+			obs.ObserveSync(metrics.SyncRound{Result: metrics.SyncSkipped})
 			return
 		}
 		defer unlock()
 		signer.issuing.Lock()
 		defer signer.issuing.Unlock()
 		res, err := m.Sync(ctx, pki.ApplyOptions{})
+		obs.ObserveSync(syncRound(res, err))
 		if res.Renewed+res.Revoked > 0 {
 			signer.forget() // sign with the new certificates at once
 		}
@@ -521,7 +542,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 	if err != nil {
 		return nil, err
 	}
-	dir, err := directory.NewFromConfig(cfg, directory.Deps{Store: rt.store, OwnCA: rt.ownCA, Logger: rt.log})
+	dir, err := directory.NewFromConfig(cfg, directory.Deps{Store: rt.store, OwnCA: rt.ownCA, Logger: rt.log, Observer: rt.metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -600,6 +621,11 @@ func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt
 	}
 	g.Method = gatewayMethod(pd.Method)
 	g.Fallback = gatewayMethod(pd.Fallback)
+	if g.Action != gateway.ActionDeliver && g.Action != gateway.ActionPass && pd.Encrypt == policy.EncryptSMIMERequired {
+		// What the rule demands, for the held or bounced event (nothing
+		// is sent on a hold or bounce whatever Method says).
+		g.Method = gateway.MethodSMIME
+	}
 	return g
 }
 
@@ -620,26 +646,39 @@ func gatewayMethod(m policy.Method) gateway.Method {
 type dirFinder struct{ d *directory.Directory }
 
 func (f dirFinder) Find(ctx context.Context, email string) (any, bool, error) {
+	res, err := f.lookup(ctx, email)
+	if err != nil || !res.Found {
+		return nil, false, err
+	}
+	return recipientOf(res), true, nil
+}
+
+// lookup is Find's reading of the directory, shared with the capability
+// API (capFinder): an error for every answer that is not a verdict.
+func (f dirFinder) lookup(ctx context.Context, email string) (directory.Result, error) {
 	res, err := f.d.Lookup(ctx, email)
 	switch {
 	case err != nil:
-		return nil, false, err
-	case res.Found:
-		return recipientOf(res.Chosen), true, nil
+		return res, err
 	case res.Undecided():
 		// Lookup returns an error for every undecided answer; this is
 		// the belt to that pair of braces.
-		return nil, false, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
+		return res, fmt.Errorf("certificate lookup for %s: %s: %w", email, res.Answer, directory.ErrUndecided)
 	}
-	return nil, false, nil
+	return res, nil
 }
 
-// recipientOf is the encrypter's view of a found certificate: with the
+// recipientOf is the encrypter's view of a found certificate (the
+// capability API names its algorithms from the same value): with the
 // SMIMECapabilities the recipient announced in a verified signature, so
 // that one who reads AES-GCM and RSA-OAEP gets them. Capabilities that do
 // not parse (they were checked when harvested) count as none: the
 // algorithms every client reads.
-func recipientOf(ev *directory.Evaluated) smime.Recipient {
+func recipientOf(res directory.Result) smime.Recipient {
+	ev := res.Chosen
+	if ev == nil {
+		return smime.Recipient{}
+	}
 	r := smime.Recipient{Cert: ev.Certificate}
 	if len(ev.Capabilities) > 0 {
 		if caps, err := smime.ParseCapabilities(ev.Capabilities); err == nil {

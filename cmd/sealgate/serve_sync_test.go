@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/gateway"
+	"github.com/sealgate/sealgate/pkg/metrics"
 	"github.com/sealgate/sealgate/pkg/pki"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 )
@@ -20,7 +22,7 @@ import (
 // TestServeSyncTakesThePKILock: serve's periodic sync takes the same lock
 // as `pki rollout`; while a rollout holds it the round is skipped with a
 // log line (nothing issued), and the next round, with the lock free,
-// issues.
+// issues. The metrics see a skipped round, then a successful one.
 func TestServeSyncTakesThePKILock(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "sealgate.toml")
@@ -43,10 +45,11 @@ func TestServeSyncTakesThePKILock(t *testing.T) {
 		t.Fatal(err)
 	}
 	lock := func() (func(), error) { return lockPKI(ctx, cfg, rt.store) }
+	rounds := &recordedRounds{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, 300*time.Millisecond, log)
+		pkiSync(ctx, mgr, pipeline.Signer.(*pkiSigner), rt.groups, lock, 300*time.Millisecond, log, rounds)
 	}()
 	waitFor(t, func() bool { return strings.Contains(logw.String(), "pki sync skipped this round") })
 	if all, _ := rt.store.Certificates(ctx, ""); len(all) != 0 {
@@ -59,6 +62,30 @@ func TestServeSyncTakesThePKILock(t *testing.T) {
 	})
 	cancel()
 	<-done
+	got := rounds.all()
+	if len(got) < 2 || got[0].Result != metrics.SyncSkipped || !slices.ContainsFunc(got, func(r metrics.SyncRound) bool {
+		return r.Result == metrics.SyncSuccess && r.Issued == 2
+	}) {
+		t.Errorf("rounds seen by the metrics: %+v; want skipped first, then a success that issued 2", got)
+	}
+}
+
+// recordedRounds is a syncObserver that keeps what it saw.
+type recordedRounds struct {
+	mu     sync.Mutex
+	rounds []metrics.SyncRound
+}
+
+func (r *recordedRounds) ObserveSync(s metrics.SyncRound) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rounds = append(r.rounds, s)
+}
+
+func (r *recordedRounds) all() []metrics.SyncRound {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.rounds)
 }
 
 // servePieces opens what serve opens from cfg (runtime, PKI, pipeline),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/secret"
@@ -30,9 +31,29 @@ func openStore(ctx context.Context, cfg *config.Config) (*store.Store, *secret.K
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: cfg.Store.DSN, Keyring: kr})
+	dsn, err := storeDSN(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, store.Options{Driver: cfg.Store.Driver, Path: cfg.DataPath("sealgate.db"), DSN: dsn, Keyring: kr})
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening the store: %w", err)
 	}
 	return st, kr, nil
+}
+
+// storeDSN is store.dsn, or the first line of store.dsn_file.
+func storeDSN(cfg *config.Config) (string, error) {
+	if cfg.Store.DSNFile == "" {
+		return cfg.Store.DSN, nil
+	}
+	b, err := os.ReadFile(cfg.Path(cfg.Store.DSNFile))
+	if err != nil {
+		return "", fmt.Errorf("store.dsn_file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if line = strings.TrimSpace(line); line == "" {
+		return "", fmt.Errorf("store.dsn_file %s is empty: put the connection string on its first line", cfg.Store.DSNFile)
+	}
+	return line, nil
 }

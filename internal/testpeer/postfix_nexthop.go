@@ -58,8 +58,14 @@ func StartPostfixNextHop(t testing.TB, opts PostfixNextHopOptions) *PostfixNextH
 		if err := os.Chown(mail, uid, gid); err != nil {
 			t.Fatal(err)
 		}
+		// Without a user, the loopback clients are the mynetworks that may
+		// send (Postfix refuses to start smtpd with a bare "permit").
+		networks := ""
+		if opts.User == "" {
+			networks = "127.0.0.0/8"
+		}
 		cf := fmt.Sprintf(`mydestination =
-mynetworks =
+mynetworks = `+networks+`
 smtpd_tls_cert_file = %[1]s/tls.pem
 smtpd_tls_key_file = %[1]s/tls.key
 smtpd_tls_security_level = may
@@ -73,7 +79,7 @@ virtual_gid_maps = static:%[4]d
 virtual_minimum_uid = 1
 `, dir, mail, uid, gid)
 		if opts.User == "" {
-			return cf + "smtpd_recipient_restrictions = permit\n"
+			return cf + "smtpd_recipient_restrictions = permit_mynetworks, reject\n"
 		}
 		// Postfix asks Cyrus for the user in realm myhostname; smtpd
 		// reads smtpd.conf and the sasldb as mail_owner (unreadable, Cyrus

@@ -20,7 +20,9 @@ type Config struct {
 	PDF        PDF         `toml:"pdf"`
 	HTTP       HTTP        `toml:"http"`
 	Portal     Portal      `toml:"portal"`
+	Events     Events      `toml:"events"`
 	Log        Log         `toml:"log"`
+	Webhooks   []Webhook   `toml:"webhooks"`
 
 	// Where the file came from, kept so that Line and Path can answer
 	// after Load; zero for a Config built in code.
@@ -73,6 +75,10 @@ type Relay struct {
 type Store struct {
 	Driver string `toml:"driver"` // sqlite | postgres
 	DSN    string `toml:"dsn"`
+	// DSNFile holds the connection string (first line) instead of DSN,
+	// for a DSN with a password: the file can be 0600 while the config
+	// stays readable.
+	DSNFile string `toml:"dsn_file"`
 }
 
 // PKI configures per-user certificates.
@@ -220,6 +226,10 @@ type PDF struct {
 // HTTP is the listener for the CRL, the events API and metrics.
 type HTTP struct {
 	Listen string `toml:"listen"`
+	// CORSOrigins are the web origins (scheme://host[:port]) whose pages
+	// may call the capability API from a browser (the Outlook add-in);
+	// empty: none.
+	CORSOrigins []string `toml:"cors_origins"`
 }
 
 // Portal is the recipient portal's own listener (internet-facing): it
@@ -229,6 +239,13 @@ type Portal struct {
 	URL         string `toml:"url"` // the address written into mails and PDFs
 	TLSCertFile string `toml:"tls_cert_file"`
 	TLSKeyFile  string `toml:"tls_key_file"`
+}
+
+// Events configures the delivery events kept for the events API.
+type Events struct {
+	// Retention is how long delivery events are kept; older ones are
+	// pruned in the background by serve (hourly and at start).
+	Retention Duration `toml:"retention"`
 }
 
 // Log configures structured logging.

@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"sort"
 	"strings"
-	"time"
 )
 
 // decoder maps the generic TOML tree (as go-toml decodes it: string, int64,
@@ -63,12 +62,12 @@ func (d *decoder) decodeValue(path, name string, raw any, v reflect.Value) {
 			d.ps.add(path, nil, fmt.Sprintf("%s is %s, not a duration", d.show(name, raw), tomlType(raw)), `write a quoted duration with a unit, e.g. "30s", "15m", "720h"`)
 			return
 		}
-		dur, err := time.ParseDuration(s)
-		if err != nil {
-			d.ps.add(path, nil, fmt.Sprintf("%q is not a duration", s), `use e.g. "30s", "15m", "720h"; units: ms, s, m, h`)
+		var dur Duration
+		if err := dur.UnmarshalText([]byte(s)); err != nil {
+			d.ps.add(path, nil, fmt.Sprintf("%q is not a duration", s), `use e.g. "30s", "15m", "720h", "90d"; units: ms, s, m, h, d`)
 			return
 		}
-		v.Set(reflect.ValueOf(Duration{dur}))
+		v.Set(reflect.ValueOf(dur))
 	case v.Kind() == reflect.String:
 		s, ok := raw.(string)
 		if !ok {

@@ -63,6 +63,7 @@ func Default() *Config {
 		},
 		HTTP:   HTTP{Listen: "127.0.0.1:8025"},
 		Portal: Portal{Listen: "127.0.0.1:8443"},
+		Events: Events{Retention: Duration{90 * 24 * time.Hour}},
 		Log:    Log{Level: "info", Format: "text"},
 	}
 }

@@ -107,6 +107,14 @@ func TestProblems(t *testing.T) {
 			want: []keyLine{{"relay.tls", 4}}, wantHint: "none, opportunistic, required"},
 		{name: "undecodable mode brings no follow-up problems", doc: "[relay]\nmode = 5\n",
 			want: []keyLine{{"relay.mode", 2}}},
+		{name: "cors wildcard", doc: dirRelay + "[http]\ncors_origins = [\"*\"]\n",
+			want: []keyLine{{"http.cors_origins[0]", 5}}, wantMsg: "any page", wantHint: "no wildcard"},
+		{name: "cors origin with a path", doc: dirRelay + "[http]\ncors_origins = [\"https://addin.example.org/x\"]\n",
+			want: []keyLine{{"http.cors_origins[0]", 5}}, wantMsg: "no user, path"},
+		{name: "cors origin not http", doc: dirRelay + "[http]\ncors_origins = [\"https://ok.example.org\", \"ftp://addin.example.org\"]\n",
+			want: []keyLine{{"http.cors_origins[1]", 5}}, wantMsg: "http or https"},
+		{name: "cors origin upper case", doc: dirRelay + "[http]\ncors_origins = [\"https://Addin.example.org\"]\n",
+			want: []keyLine{{"http.cors_origins[0]", 5}}, wantMsg: "lower case"},
 		{name: "relay mode", doc: "[relay]\nmode = \"pigeon\"\n",
 			want: []keyLine{{"relay.mode", 2}}},
 		{name: "smarthost mode without host points at mode", doc: "\n[relay]\nmode = \"smarthost\"\n",
@@ -145,6 +153,13 @@ func TestProblems(t *testing.T) {
 		{name: "stepca url must be https", doc: dirRelay + "[pki]\nissuer = \"stepca\"\n[pki.stepca]\nurl = \"http://ca:9000\"\nroot_file = \"root.pem\"\nprovisioner = \"admin\"\nprovisioner_password_file = \"pw\"\n",
 			files: map[string]string{"root.pem": "x", "pw": "x"},
 			want:  []keyLine{{"pki.stepca.url", 7}}},
+		{name: "zero events retention", doc: dirRelay + "[events]\nretention = \"0d\"\n",
+			want: []keyLine{{"events.retention", 5}}, wantMsg: "longer than zero", wantHint: `"90d"`},
+		{name: "negative events retention", doc: dirRelay + "[events]\nretention = \"-1h\"\n",
+			want: []keyLine{{"events.retention", 5}}, wantMsg: "longer than zero"},
+		{name: "events retention that is no duration", doc: dirRelay + "[events]\nretention = \"ninety days\"\n",
+			want: []keyLine{{"events.retention", 5}}, wantMsg: "not a duration"},
+		{name: "events retention in days", doc: dirRelay + "[events]\nretention = \"30d\"\n"},
 		{name: "zero retry backoff", doc: dirRelay + "retry_backoff = \"0s\"\n",
 			want: []keyLine{{"relay.retry_backoff", 4}}, wantMsg: "longer than zero"},
 		{name: "retry backoff not shorter than retry_for", doc: "[relay]\nmode = \"dir\"\ndir = \"./out\"\nretry_for = \"1h\"\nretry_backoff = \"2h\"\n",
@@ -153,6 +168,12 @@ func TestProblems(t *testing.T) {
 			want: []keyLine{{"pki.renew_before", 6}}},
 		{name: "postgres needs dsn", doc: dirRelay + "[store]\ndriver = \"postgres\"\n",
 			want: []keyLine{{"store.dsn", 5}}},
+		{name: "dsn and dsn_file both", doc: dirRelay + "[store]\ndriver = \"postgres\"\ndsn = \"postgres://db/x\"\ndsn_file = \"dsn\"\n",
+			files: map[string]string{"dsn": "postgres://db/x"}, want: []keyLine{{"store.dsn_file", 7}}},
+		{name: "dsn_file missing", doc: dirRelay + "[store]\ndriver = \"postgres\"\ndsn_file = \"nope\"\n",
+			want: []keyLine{{"store.dsn_file", 6}}},
+		{name: "dsn_file alone", doc: dirRelay + "[store]\ndriver = \"postgres\"\ndsn_file = \"dsn\"\n",
+			files: map[string]string{"dsn": "postgres://sealgate:pw@db/x"}},
 		{name: "ldap source needs url and base_dn", doc: dirRelay + "[users]\nsource = \"ldap\"\n",
 			want: []keyLine{{"users.ldap.url", 5}, {"users.ldap.base_dn", 5}}},
 		{name: "ldap url scheme", doc: dirRelay + "[users.ldap]\nurl = \"http://dc1\"\n",
@@ -286,7 +307,7 @@ func TestThreeMistakes(t *testing.T) {
 	wantErr := `testdata/three-mistakes.toml:6: smtp.colour: unknown key (known keys in [smtp]: ` +
 		`listen, hostname, tls_cert_file, tls_key_file, allowed_networks, auth_users_file, max_message_bytes, max_recipients, max_connections, read_timeout, write_timeout)
 testdata/three-mistakes.toml:9: relay.smarthost: is required when relay.mode is "smarthost" (set host:port, e.g. "mail.example.org:25")
-testdata/three-mistakes.toml:12: pki.validity: "8760" is not a duration (use e.g. "30s", "15m", "720h"; units: ms, s, m, h)`
+testdata/three-mistakes.toml:12: pki.validity: "8760" is not a duration (use e.g. "30s", "15m", "720h", "90d"; units: ms, s, m, h, d)`
 	if err.Error() != wantErr {
 		t.Errorf("Error() =\n%s\nwant\n%s", err, wantErr)
 	}
@@ -414,7 +435,8 @@ func TestExampleHasEveryKey(t *testing.T) {
 	if doc == string(raw) {
 		t.Fatal("no commented example block found")
 	}
-	cfg, ps := problemsOf(t, write(t, doc, map[string]string{"partners.txt": "partner.example.com\n"}))
+	cfg, ps := problemsOf(t, write(t, doc, map[string]string{"partners.txt": "partner.example.com\n",
+		"webhook.secret": "whsec_" + strings.Repeat("A", 43) + "=\n"}))
 	if len(ps) > 0 {
 		t.Fatalf("example with its commented blocks enabled: %+v", ps)
 	}
@@ -475,6 +497,7 @@ func TestDefaults(t *testing.T) {
 		{"pdf.subject_tag", cfg.PDF.SubjectTag, "[pw:"},
 		{"pdf.portal_reply_ttl", cfg.PDF.PortalReplyTTL.Duration, 30 * 24 * time.Hour},
 		{"http.listen", cfg.HTTP.Listen, "127.0.0.1:8025"},
+		{"events.retention", cfg.Events.Retention.Duration, 90 * 24 * time.Hour},
 		{"log", cfg.Log, Log{Level: "info", Format: "text"}},
 	}
 	for _, c := range checks {

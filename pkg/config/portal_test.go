@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -66,5 +68,40 @@ func TestPortalURLDeprecatedAlias(t *testing.T) {
 	cfg, _ = problemsOf(t, write(t, dirRelay+"[pdf]\npassword = [\"portal\"]\n[portal]\nurl = \"https://new.example\"\n", nil))
 	if len(cfg.Warnings()) != 0 {
 		t.Errorf("no warning expected: %+v", cfg.Warnings())
+	}
+}
+
+// TestDSNPasswordWarning: a password in store.dsn is warned about with the
+// key and line, never repeated; dsn_file and a password-less DSN are not.
+func TestDSNPasswordWarning(t *testing.T) {
+	for _, tc := range []struct {
+		dsn  string
+		warn bool
+	}{
+		{"postgres://sealgate:S3cret-DSN-pw@db.example.org/sealgate", true},
+		{"postgres://sealgate@db.example.org/sealgate?password=S3cret-DSN-pw", true},
+		{"host=db user=sealgate password=S3cret-DSN-pw dbname=sealgate", true},
+		{"postgres://sealgate@db.example.org/sealgate?sslmode=verify-full", false},
+		{"host=db user=sealgate dbname=sealgate", false},
+	} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "sealgate.toml")
+		doc := "[relay]\nmode = \"dir\"\ndir = \"./out\"\n[store]\ndriver = \"postgres\"\ndsn = \"" + tc.dsn + "\"\n"
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(p)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.dsn, err)
+		}
+		w := cfg.Warnings()
+		if got := len(w) == 1 && w[0].Key == "store.dsn" && w[0].Line == 6; got != tc.warn {
+			t.Errorf("%s: warnings %+v, want warned=%v", tc.dsn, w, tc.warn)
+		}
+		for _, x := range w {
+			if strings.Contains(x.Message+x.Hint, "S3cret-DSN-pw") {
+				t.Errorf("the warning repeats the password: %+v", x)
+			}
+		}
 	}
 }

@@ -30,7 +30,9 @@ func validate(c *Config, ps *problems) {
 	v.pdf()
 	v.http()
 	v.portal()
+	v.events()
 	v.log()
+	v.webhooks()
 }
 
 type validator struct {
@@ -311,8 +313,35 @@ func (v *validator) relay() {
 func (v *validator) store() {
 	s := v.c.Store
 	if v.oneOf("store.driver", s.Driver, "sqlite", "postgres") && s.Driver == "postgres" {
-		v.required("store.dsn", s.DSN, []string{"store.driver"}, `when store.driver is "postgres"`)
+		switch {
+		case s.DSN != "" && s.DSNFile != "":
+			v.add("store.dsn_file", []string{"store.dsn"}, "is set together with store.dsn", "keep one: dsn_file when the connection string holds a password")
+		case s.DSNFile != "":
+			v.file("store.dsn_file", s.DSNFile)
+		default:
+			v.required("store.dsn", s.DSN, []string{"store.driver"}, `when store.driver is "postgres" (or store.dsn_file)`)
+			if dsnHasPassword(s.DSN) {
+				// The value itself is never repeated: it is the secret.
+				v.c.warnings = append(v.c.warnings, Problem{Key: "store.dsn", Line: v.c.lines["store.dsn"],
+					Message: "holds a password in the config file", Hint: "move the connection string into a file readable only by sealgate and name it in store.dsn_file (or use ~/.pgpass)"})
+			}
+		}
 	}
+}
+
+// dsnHasPassword tells whether a PostgreSQL connection string (URL or
+// key=value form) carries a password.
+func dsnHasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		_, set := u.User.Password()
+		return set || u.Query().Has("password")
+	}
+	for _, f := range strings.Fields(dsn) {
+		if k, _, ok := strings.Cut(f, "="); ok && strings.TrimSpace(k) == "password" {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *validator) pki() {
@@ -540,6 +569,34 @@ func (v *validator) pdf() {
 
 func (v *validator) http() {
 	v.listenAddr("http.listen", v.c.HTTP.Listen)
+	for i, o := range v.c.HTTP.CORSOrigins {
+		key := fmt.Sprintf("http.cors_origins[%d]", i)
+		if msg := checkOrigin(o); msg != "" {
+			v.add(key, nil, fmt.Sprintf("%q %s", o, msg), "write the add-in's origin exactly as the browser sends it, e.g. \"https://addin.example.org\" (no path, no wildcard)")
+		} else if slices.Contains(v.c.HTTP.CORSOrigins[:i], o) {
+			v.add(key, nil, fmt.Sprintf("%q is listed twice", o), "list each origin once")
+		}
+	}
+}
+
+// checkOrigin accepts a web origin as browsers send it in the Origin
+// header: http or https, a host, an optional port, nothing else.
+func checkOrigin(o string) string {
+	if o == "*" || o == "null" {
+		return "would let any page use the API with a token it got hold of"
+	}
+	u, err := url.Parse(o)
+	switch {
+	case err != nil || u.Host == "":
+		return "is not an origin (scheme://host[:port])"
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "must use http or https"
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "/"):
+		return "is not an origin: no user, path, query or trailing slash"
+	case o != strings.ToLower(o):
+		return "must be lower case (browsers send origins in lower case)"
+	}
+	return ""
 }
 
 // portal checks [portal] and the deprecated pdf.portal_url (whose value
@@ -577,6 +634,16 @@ func (v *validator) portal() {
 	}
 	v.file("portal.tls_cert_file", p.TLSCertFile)
 	v.file("portal.tls_key_file", p.TLSKeyFile)
+}
+
+func (v *validator) events() {
+	if v.ps.has("events.retention") {
+		return
+	}
+	if v.c.Events.Retention.Duration <= 0 {
+		v.add("events.retention", nil, fmt.Sprintf("%q must be longer than zero", v.c.Events.Retention.Duration),
+			`delivery events are pruned after this long: use e.g. "90d" (the SOC's reach back)`)
+	}
 }
 
 func (v *validator) log() {

@@ -186,6 +186,9 @@ type Options struct {
 	SourceTimeout time.Duration
 	Logger        *slog.Logger
 	Now           func() time.Time
+	// Observer sees the outcome of every source asked and of every answer
+	// served from the cache (metrics count them); nil: none.
+	Observer LookupObserver
 }
 
 // Directory answers lookups. Safe for concurrent use.
@@ -237,6 +240,7 @@ func (d *Directory) Lookup(ctx context.Context, email string) (Result, error) {
 	now := d.opts.Now()
 	if r, ok := d.cache.get(key, now); ok {
 		r.Cached = true
+		d.observe(SourceCache, cachedResult(r))
 		return r, nil
 	}
 	// The shared search must not die with the first caller's context;
@@ -338,6 +342,7 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 		cands, err := src.Find(sctx, email)
 		cancel()
 		if err != nil {
+			d.observe(src.Name(), LookupUnavailable)
 			d.opts.Logger.Warn("directory source failed", "source", src.Name(), "email", email, "err", err)
 			if !errors.Is(err, ErrSourceUnavailable) {
 				err = sourceError(src.Name(), err)
@@ -346,6 +351,7 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 			continue
 		}
 		var valid []Evaluated
+		undecided := false
 		for _, c := range cands {
 			ev := d.opts.Validator.Evaluate(ctx, c, email)
 			ev.Source = src.Name()
@@ -353,11 +359,14 @@ func (d *Directory) lookup(ctx context.Context, email string) Result {
 			if ev.Valid {
 				valid = append(valid, ev)
 			}
+			undecided = undecided || ev.Undecided
 		}
 		if best, ok := choose(valid); ok {
+			d.observe(src.Name(), LookupFound)
 			r.Chosen, r.Found, r.Answer = &best, true, AnswerFound
 			return r
 		}
+		d.observe(src.Name(), sourceResult(len(cands), undecided))
 	}
 	undecided := false
 	for _, ev := range r.Candidates {

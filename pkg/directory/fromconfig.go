@@ -27,6 +27,8 @@ type Deps struct {
 	// certificates validate like anyone else's.
 	OwnCA  []*x509.Certificate
 	Logger *slog.Logger
+	// Observer sees every lookup's outcome per source (metrics); nil: none.
+	Observer LookupObserver
 }
 
 // NewFromConfig builds the Directory the gateway and the CLI use: sources
@@ -90,5 +92,5 @@ func NewFromConfig(cfg *config.Config, deps Deps) (*Directory, error) {
 		}
 		sources = append(sources, src)
 	}
-	return New(Options{Sources: sources, Validator: v, Logger: deps.Logger})
+	return New(Options{Sources: sources, Validator: v, Logger: deps.Logger, Observer: deps.Observer})
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/sealgate/sealgate/pkg/store"
@@ -79,13 +80,68 @@ type Recorder struct {
 // Record logs d and stores it. A store failure is logged, not returned:
 // the delivery outcome stands whether or not its record could be kept.
 func (r *Recorder) Record(ctx context.Context, d Delivery) {
+	e := r.note(ctx, &d)
+	r.store(ctx, d, e)
+}
+
+// RecordAll records several outcomes (e.g. every recipient of a message).
+// They are logged in order and stored concurrently, so that a group
+// committer (store.GroupCommit) puts them into one commit rather than
+// making the caller wait for one commit per recipient. Their order in the
+// store among themselves is not defined; each is stored once.
+func (r *Recorder) RecordAll(ctx context.Context, ds []Delivery) {
+	r.Start(ctx, ds)()
+}
+
+// Start is RecordAll without waiting for the store: it logs ds at once and
+// returns a function that waits until they are stored. The queue starts
+// a message's accepted events, relays meanwhile, and waits before it
+// records what the relay did, so the accepted events still come first in
+// commit (id) order.
+func (r *Recorder) Start(ctx context.Context, ds []Delivery) (wait func()) {
+	now := time.Now().UTC()
+	rows := make([]store.DeliveryEvent, len(ds))
+	for i := range ds {
+		if ds[i].Time.IsZero() {
+			ds[i].Time = now
+		}
+		rows[i] = r.note(ctx, &ds[i])
+	}
+	if r.Store == nil || len(ds) == 0 {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxConcurrentStores)
+	for i := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			r.store(ctx, ds[i], rows[i])
+		}()
+	}
+	return wg.Wait
+}
+
+// maxConcurrentStores bounds the goroutines of one RecordAll (a message
+// may have a thousand recipients; a group commit carries 256 rows).
+const maxConcurrentStores = 256
+
+func (r *Recorder) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+// note completes d (its time), logs it, shows it to the observers and
+// returns the row to store.
+func (r *Recorder) note(ctx context.Context, d *Delivery) store.DeliveryEvent {
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	log := r.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := r.logger()
 	level := slog.LevelInfo
 	switch d.Outcome {
 	case Held, Deferred:
@@ -120,10 +176,7 @@ func (r *Recorder) Record(ctx context.Context, d Delivery) {
 	}
 	log.LogAttrs(ctx, level, "delivery", attrs...)
 	for _, o := range r.Observers {
-		o.ObserveDelivery(d)
-	}
-	if r.Store == nil {
-		return
+		o.ObserveDelivery(*d)
 	}
 	e := store.DeliveryEvent{Time: d.Time, Node: r.Node, QueueID: d.QueueID, MessageID: d.MessageID, Sender: d.Sender,
 		Recipient: d.Recipient, Outcome: d.Outcome, Method: d.Method, Signed: d.Signed, Rule: d.Rule, Attempt: d.Attempt,
@@ -132,7 +185,14 @@ func (r *Recorder) Record(ctx context.Context, d Delivery) {
 		b, _ := json.Marshal(d.TLS)
 		e.TLS = string(b)
 	}
+	return e
+}
+
+func (r *Recorder) store(ctx context.Context, d Delivery, e store.DeliveryEvent) {
+	if r.Store == nil {
+		return
+	}
 	if _, err := r.Store.RecordDelivery(ctx, e); err != nil {
-		log.Error("storing delivery event", "queue_id", d.QueueID, "recipient", d.Recipient, "err", err)
+		r.logger().Error("storing delivery event", "queue_id", d.QueueID, "recipient", d.Recipient, "err", err)
 	}
 }

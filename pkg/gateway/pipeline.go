@@ -207,6 +207,10 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		rp.d = p.Decider.Decide(ctx, facts, r, rp.cert != nil || alreadyEncrypted)
 		plans = append(plans, rp)
 	}
+	plan.Decided = make(map[string]Verdict, len(plans))
+	for _, rp := range plans {
+		plan.Decided[rp.rcpt] = verdictOf(rp.d, alreadyEncrypted)
+	}
 
 	// The original message goes to internal pass-through recipients and,
 	// with its original subject, to the PDF sealer (which reads the
@@ -232,13 +236,10 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			return alreadySigned, nil
 		}
 		_, err = signOnce()
-		if err == nil {
-			return true, nil
+		if isSigned, err = SignVerdict(rp.d.Sign, err); err != nil {
+			return false, fmt.Errorf("signing as %q failed: %w", facts.Sender, err)
 		}
-		if rp.d.Sign == SignIfKey && errors.Is(err, ErrNoSenderKey) {
-			return false, nil
-		}
-		return false, fmt.Errorf("signing as %q failed: %w", facts.Sender, err)
+		return isSigned, nil
 	}
 
 	var smimeGroups, plainGroups groups
@@ -267,36 +268,18 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			asIs = append(asIs, rp.rcpt)
 			continue
 		}
-		if rp.lookErr != nil && (rp.d.MustEncrypt || rp.d.Method == MethodSMIME) {
-			// Without knowing whether a certificate exists, encrypting to
-			// the right key cannot be promised.
-			fail(rp, "certificate lookup failed: "+rp.lookErr.Error())
+		// The rest is Route's verdict (shared with the capability API):
+		// a failed lookup, the method, the last line of defence.
+		switch route := p.encryptRoute(ctx, facts, rp); route.Kind {
+		case RouteFail:
+			fail(rp, route.Why)
 			continue
-		}
-		if rp.lookErr != nil && p.Decider.Decide(ctx, facts, rp.rcpt, true).Method == MethodSMIME {
-			// Opportunistic S/MIME: had the lookup found a certificate,
-			// this copy would be encrypted. A plain copy now could be one
-			// the rule would have encrypted, so wait and look again; the
-			// queue retries and bounces once retry_for is over.
-			plan.Deferred[rp.rcpt] = "certificate lookup failed, will look again: " + rp.lookErr.Error()
+		case RouteDefer:
+			plan.Deferred[rp.rcpt] = route.Why
 			continue
-		}
-		switch rp.d.Method {
-		case MethodPDF:
+		case RoutePDF:
 			pdfs = append(pdfs, rp)
 			continue
-		case MethodSMIME:
-			if rp.cert == nil {
-				fail(rp, "no certificate for S/MIME")
-				continue
-			}
-		default:
-			// The last line of defence: whatever a decider says, a rule
-			// that demands encryption never yields a plain copy.
-			if rp.d.MustEncrypt {
-				fail(rp, "policy rule "+rp.d.Rule+" demands encryption but no encryption method applies")
-				continue
-			}
 		}
 		isSigned, err := signFor(rp)
 		if err != nil {
@@ -378,13 +361,12 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		carrier, isSigned := res.Carrier, false
 		if rp.d.Sign != SignNever {
 			s, err := p.Signer.Sign(ctx, facts.Sender, carrier)
-			switch {
-			case err == nil:
-				carrier, isSigned = s, true
-			case rp.d.Sign == SignIfKey && errors.Is(err, ErrNoSenderKey):
-			default:
+			if isSigned, err = SignVerdict(rp.d.Sign, err); err != nil {
 				fail(rp, fmt.Sprintf("signing as %q failed: %v", facts.Sender, err))
 				continue
+			}
+			if isSigned {
+				carrier = s
 			}
 		}
 		parcel := Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule}
@@ -499,4 +481,25 @@ func rulesOf(plans []rcptPlan, rcpts []string) string {
 		}
 	}
 	return strings.Join(out, ",")
+}
+
+// verdictOf names the method a decision chose, in the words of
+// Parcel.Method. A rule that holds or bounces names the method it wanted
+// (S/MIME for smime-required without a certificate), or none.
+func verdictOf(d Decision, alreadyEncrypted bool) Verdict {
+	v := Verdict{Rule: d.Rule}
+	switch {
+	case d.Action == ActionPass || (d.Action == ActionDeliver && alreadyEncrypted):
+		v.Method = "passthrough"
+	case d.Action != ActionDeliver && d.Method == MethodNone:
+	case d.Method == MethodSMIME:
+		v.Method = "smime"
+	case d.Method == MethodPDF:
+		v.Method = "pdf"
+	case d.Sign == SignNever:
+		v.Method = "plain"
+	default:
+		v.Method = "signed"
+	}
+	return v
 }

@@ -52,6 +52,16 @@ type Plan struct {
 	Held      map[string]string // recipient → reason (fail closed)
 	Bounced   map[string]string // recipient → reason (policy says bounce)
 	Deferred  map[string]string // recipient → reason (try again later, e.g. a password is pending)
+	// Decided says, per recipient, the rule that decided and the method
+	// it chose, for the events of recipients that did not leave (held,
+	// deferred, bounced); nil when no decision was made.
+	Decided map[string]Verdict
+}
+
+// Verdict is the policy's choice for one recipient, as events show it.
+type Verdict struct {
+	Rule   string
+	Method string // smime | pdf | signed | plain | passthrough; "" when the rule holds or bounces
 }
 
 // ExtraMessage is a complete message with its envelope, queued as it is.
@@ -96,6 +106,14 @@ type Delivery struct {
 // code is permanent, anything else is retried.
 type Relay interface {
 	Deliver(ctx context.Context, d Delivery) []error
+}
+
+// HopRelay is a Relay that also reports the TLS of the hop a delivery
+// used (nil: no TLS hop, e.g. the outbox directory, or none was made);
+// the queue puts it into the delivered events.
+type HopRelay interface {
+	Relay
+	DeliverHop(ctx context.Context, d Delivery) ([]error, *events.TLS)
 }
 
 // Queue accepts messages into the spool and delivers them: one worker per
@@ -392,14 +410,26 @@ func (q *Queue) expireHeld(ctx context.Context, now time.Time) {
 		hdr, _ := readHeader(m)
 		m.Close()
 		bounced := map[string]string{}
+		var evs []events.Delivery
 		for _, r := range e.Recipients {
 			bounced[r] = "held too long (" + e.HoldReason + ")"
-			q.Events.Record(ctx, events.Delivery{QueueID: e.ID, Sender: e.Sender, Recipient: r,
-				Outcome: events.Bounced, Reason: bounced[r]})
+			evs = append(evs, events.Delivery{QueueID: e.ID, MessageID: messageIDOf(hdr), Sender: e.Sender, Recipient: r,
+				Outcome: events.Bounced, Reason: bounced[r], Attempt: e.Attempts, Received: env.Received})
 		}
+		q.Events.RecordAll(ctx, evs)
 		q.bounce(ctx, &env, hdr, bounced)
 		q.finish(ctx, e.ID)
 	}
+}
+
+// messageIDOf is the Message-ID of a header section ("" if it has none or
+// does not parse).
+func messageIDOf(hdr []byte) string {
+	h, err := message.ParseHeader(hdr)
+	if err != nil {
+		return ""
+	}
+	return h.Get("Message-Id")
 }
 
 func readHeader(r io.Reader) ([]byte, error) {
@@ -515,10 +545,47 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 		deferred[r] = why
 	}
 	base := events.Delivery{QueueID: id, MessageID: plan.MessageID, Sender: env.From, Attempt: attempt, Received: env.Received}
+	// outcome is the event for recipient r, with the decision's rule and
+	// method where the pipeline made one.
+	outcome := func(r, what, why string) events.Delivery {
+		ev := base
+		ev.Recipient, ev.Outcome, ev.Reason = r, what, why
+		if v, ok := plan.Decided[r]; ok {
+			ev.Rule, ev.Method = v.Rule, v.Method
+		}
+		return ev
+	}
+	// recorded waits for the accepted events to be stored: called before
+	// any other outcome is recorded, so they stay first in id order.
+	recorded := func() {}
+	if entry.Attempts == 0 {
+		// The first attempt records the acceptance (after the 250: the
+		// listener does not wait for it), now that the Message-ID is
+		// known. Its commit overlaps the relay's work.
+		acc := make([]events.Delivery, 0, len(pending))
+		for _, r := range pending {
+			ev := base
+			ev.Recipient, ev.Outcome, ev.Attempt = r, events.Accepted, 0
+			acc = append(acc, ev)
+		}
+		recorded = q.Events.Start(ctx, acc)
+	}
+	defer recorded() // nothing outlives the delivery (recorded is idempotent)
+	hop, reports := q.Relay.(HopRelay)
 	for i, p := range plan.Parcels {
-		errs := q.Relay.Deliver(ctx, Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data,
-			UTF8: env.UTF8 && needsSMTPUTF8(env.From, p.Rcpts, p.Data), RequireTLS: p.RequireTLS})
+		d := Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data,
+			UTF8: env.UTF8 && needsSMTPUTF8(env.From, p.Rcpts, p.Data), RequireTLS: p.RequireTLS}
+		var (
+			errs []error
+			tls  *events.TLS
+		)
+		if reports {
+			errs, tls = hop.DeliverHop(ctx, d)
+		} else {
+			errs = q.Relay.Deliver(ctx, d)
+		}
 		left := len(errs) == len(p.Rcpts)
+		var done []events.Delivery
 		for j, r := range p.Rcpts {
 			var e error
 			if j < len(errs) {
@@ -527,18 +594,19 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			if e != nil {
 				left = false
 			}
-			ev := base
-			ev.Recipient, ev.Method, ev.Signed, ev.Rule = r, p.Method, p.Signed, p.Rule
 			switch {
 			case e == nil:
-				ev.Outcome = events.Delivered
-				q.Events.Record(ctx, ev)
+				ev := base
+				ev.Recipient, ev.Outcome, ev.Method, ev.Signed, ev.Rule, ev.TLS = r, events.Delivered, p.Method, p.Signed, p.Rule, tls
+				done = append(done, ev)
 			case IsPermanent(e):
 				bounced[r] = describe(e)
 			default:
 				deferred[r] = describe(e)
 			}
 		}
+		recorded()
+		q.Events.RecordAll(ctx, done)
 		if left {
 			q.queueAfter(ctx, id, p.After)
 		}
@@ -550,24 +618,21 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			delete(deferred, r)
 		}
 	}
-	for r, why := range bounced {
-		ev := base
-		ev.Recipient, ev.Outcome, ev.Reason = r, events.Bounced, why
-		q.Events.Record(ctx, ev)
+	held := plan.Held
+	var rest []events.Delivery
+	for _, r := range sortedKeys(bounced) {
+		rest = append(rest, outcome(r, events.Bounced, bounced[r]))
 	}
+	for _, r := range sortedKeys(held) {
+		rest = append(rest, outcome(r, events.Held, held[r]))
+	}
+	for _, r := range sortedKeys(deferred) {
+		rest = append(rest, outcome(r, events.Deferred, deferred[r]))
+	}
+	recorded()
+	q.Events.RecordAll(ctx, rest)
 	if len(bounced) > 0 {
 		q.bounce(ctx, &env, headerOf(msg), bounced)
-	}
-	held := plan.Held
-	for r, why := range held {
-		ev := base
-		ev.Recipient, ev.Outcome, ev.Reason = r, events.Held, why
-		q.Events.Record(ctx, ev)
-	}
-	for r, why := range deferred {
-		ev := base
-		ev.Recipient, ev.Outcome, ev.Reason = r, events.Deferred, why
-		q.Events.Record(ctx, ev)
 	}
 
 	switch {
@@ -581,7 +646,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 		if len(held) > 0 {
 			// The held recipients wait in a copy of their own, so that
 			// retries of the others do not release them.
-			q.splitHeld(ctx, &env, msg, held)
+			q.splitHeld(ctx, &env, msg, held, attempt)
 		}
 		q.updateEntry(ctx, id, func(e *store.QueueEntry) {
 			e.State, e.Recipients, e.Attempts = StateDeferred, sortedKeys(deferred), attempt
@@ -640,7 +705,7 @@ func (q *Queue) updateEntry(ctx context.Context, id string, fn func(*store.Queue
 	}
 }
 
-func (q *Queue) splitHeld(ctx context.Context, env *Envelope, msg []byte, held map[string]string) {
+func (q *Queue) splitHeld(ctx context.Context, env *Envelope, msg []byte, held map[string]string, attempt int) {
 	cp := *env
 	cp.ID = NewID()
 	cp.Recipients = nil
@@ -654,7 +719,10 @@ func (q *Queue) splitHeld(ctx context.Context, env *Envelope, msg []byte, held m
 		return
 	}
 	err := q.Store.PutQueueEntry(ctx, store.QueueEntry{ID: cp.ID, Node: q.Node, Sender: cp.From,
-		Recipients: cp.Addrs(), State: StateHeld, HoldReason: joinReasons(held), Size: int64(len(msg)), CreatedAt: env.Received})
+		Recipients: cp.Addrs(), State: StateHeld, HoldReason: joinReasons(held), Size: int64(len(msg)), CreatedAt: env.Received,
+		// Its acceptance is recorded already (attempt 0 would record it
+		// again when it is released).
+		Attempts: attempt})
 	if err != nil {
 		q.Log.Error("splitting held recipients", "queue_id", env.ID, "err", err)
 	}

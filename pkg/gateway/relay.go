@@ -16,6 +16,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/pkg/events"
 )
 
 // DirRelay writes each parcel as one .eml file into Dir (the quick start
@@ -112,11 +114,22 @@ type relayConn struct {
 	// reused: it carried a message before; a failure before the final dot
 	// may then be a connection the smart host closed meanwhile.
 	reused bool
+	// hop is the connection's TLS as the events report it (nil: plain
+	// text), read once after the handshake.
+	hop *events.TLS
 }
 
 // Deliver implements Relay: one SMTP transaction per parcel, on a pooled
 // connection when one is idle.
 func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
+	errs, _ := s.DeliverHop(ctx, p)
+	return errs
+}
+
+// DeliverHop implements HopRelay: Deliver, and the TLS of the connection
+// that carried the transaction (TLS{} without Version for plain text; nil
+// when no connection got as far as the transaction).
+func (s *SMTPRelay) DeliverHop(ctx context.Context, p Delivery) ([]error, *events.TLS) {
 	mode := s.TLS
 	if p.RequireTLS {
 		// Policy demands TLS for this copy, whatever relay.tls says.
@@ -124,7 +137,7 @@ func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
 	}
 	rc, err := s.get(ctx, mode)
 	if err != nil {
-		return allFailed(len(p.Rcpts), err)
+		return allFailed(len(p.Rcpts), err), nil
 	}
 	errs, broken, retry := s.transact(ctx, rc, p)
 	s.release(rc, broken)
@@ -133,12 +146,25 @@ func (s *SMTPRelay) Deliver(ctx context.Context, p Delivery) []error {
 		// so nothing was delivered: once more on a fresh connection,
 		// whose own failure stands (the queue retries later).
 		if rc, err = s.dial(ctx, mode); err != nil {
-			return allFailed(len(p.Rcpts), err)
+			return allFailed(len(p.Rcpts), err), nil
 		}
 		errs, broken, _ = s.transact(ctx, rc, p)
 		s.release(rc, broken)
 	}
-	return errs
+	return errs, rc.hop
+}
+
+// hopTLS describes c's TLS for the events: the version and cipher, and
+// whether the server's certificate was verified (a chain to the roots and
+// the smart host's name) during the handshake. Opportunistic TLS does not
+// verify, so it reports false even for a certificate that would verify.
+func hopTLS(c *smtp.Client) *events.TLS {
+	st, ok := c.TLSConnectionState()
+	if !ok {
+		return &events.TLS{}
+	}
+	return &events.TLS{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite),
+		Verified: len(st.VerifiedChains) > 0}
 }
 
 // release pools rc, or closes it when broken.
@@ -364,7 +390,7 @@ func (s *SMTPRelay) dial(ctx context.Context, mode string) (*relayConn, error) {
 			return nil, setupFailed(fmt.Sprintf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file)", s.Addr, s.User), err)
 		}
 	}
-	return &relayConn{c: c, raw: raw, mode: mode}, nil
+	return &relayConn{c: c, raw: raw, mode: mode, hop: hopTLS(c)}, nil
 }
 
 // setupFailed wraps err, a failure while opening a connection, under

@@ -38,20 +38,39 @@ func LoadOrCreateKeyring(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, err
 	}
-	olds, err := oldKeyFiles(path)
+	_, older, err := readKeyFiles(path)
 	if err != nil {
 		return nil, err
 	}
-	var older [][]byte
+	kr, err := NewKeyring(current, older...)
+	if err != nil {
+		return nil, err
+	}
+	kr.path = path
+	return kr, nil
+}
+
+// readKeyFiles reads the master key at path and every "<path>.old.*".
+func readKeyFiles(path string) (current []byte, older [][]byte, err error) {
+	if current, err = readKeyFile(path); err != nil {
+		return nil, nil, err
+	}
+	olds, err := oldKeyFiles(path)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, p := range olds {
 		k, err := readKeyFile(p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		older = append(older, k)
 	}
-	return NewKeyring(current, older...)
+	return current, older, nil
 }
+
+// OldKeyFiles lists the retired keys kept beside path ("<path>.old.*").
+func OldKeyFiles(path string) ([]string, error) { return oldKeyFiles(path) }
 
 // RotateKeyFile makes a fresh current master key at path and keeps the
 // previous one as "<path>.old.<UTC timestamp>", so values sealed under it

@@ -42,6 +42,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // KeySize is the size of a master key in bytes (AES-256).
@@ -74,8 +77,19 @@ type key struct {
 }
 
 // Keyring seals with its current key and opens with the current key or any
-// older key it was given. It is safe for concurrent use.
+// older key it was given. It is safe for concurrent use. A keyring loaded
+// from a file (LoadOrCreateKeyring) can Reload it: after `sealgate key
+// rotate` a running gateway picks up the new key without a restart, and
+// a value sealed under a key it does not know yet makes it look once.
 type Keyring struct {
+	st atomic.Pointer[keyringState]
+	// path is the master key file ("" for a keyring built from bytes).
+	path       string
+	mu         sync.Mutex // serialises reloads
+	lastReload time.Time
+}
+
+type keyringState struct {
 	current key
 	byID    map[KeyID]cipher.AEAD
 }
@@ -83,21 +97,69 @@ type Keyring struct {
 // NewKeyring builds a keyring from raw key bytes: current seals and opens,
 // the older keys only open. Every key must be KeySize bytes.
 func NewKeyring(current []byte, older ...[]byte) (*Keyring, error) {
+	st, err := newKeyringState(current, older...)
+	if err != nil {
+		return nil, err
+	}
+	kr := &Keyring{}
+	kr.st.Store(st)
+	return kr, nil
+}
+
+func newKeyringState(current []byte, older ...[]byte) (*keyringState, error) {
 	cur, err := newKey(current)
 	if err != nil {
 		return nil, fmt.Errorf("secret: current key: %w", err)
 	}
-	kr := &Keyring{current: cur, byID: map[KeyID]cipher.AEAD{cur.id: cur.aead}}
+	st := &keyringState{current: cur, byID: map[KeyID]cipher.AEAD{cur.id: cur.aead}}
 	for i, o := range older {
 		k, err := newKey(o)
 		if err != nil {
 			return nil, fmt.Errorf("secret: older key %d: %w", i+1, err)
 		}
-		if _, dup := kr.byID[k.id]; !dup {
-			kr.byID[k.id] = k.aead
+		if _, dup := st.byID[k.id]; !dup {
+			st.byID[k.id] = k.aead
 		}
 	}
-	return kr, nil
+	return st, nil
+}
+
+// Reload reads the master key file and its ".old.*" files again and
+// reports whether the current key changed. A keyring not loaded from a
+// file does nothing. A file that cannot be read leaves the keyring as it
+// was (and says why).
+func (kr *Keyring) Reload() (changed bool, err error) {
+	if kr.path == "" {
+		return false, nil
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	kr.lastReload = time.Now()
+	current, older, err := readKeyFiles(kr.path)
+	if err != nil {
+		return false, err
+	}
+	st, err := newKeyringState(current, older...)
+	if err != nil {
+		return false, err
+	}
+	changed = st.current.id != kr.st.Load().current.id
+	kr.st.Store(st)
+	return changed, nil
+}
+
+// reloadForUnknown reloads at most once a second when a value names a
+// key this keyring lacks (another process rotated the key file).
+func (kr *Keyring) reloadForUnknown() {
+	if kr.path == "" {
+		return
+	}
+	kr.mu.Lock()
+	recent := time.Since(kr.lastReload) < time.Second
+	kr.mu.Unlock()
+	if !recent {
+		_, _ = kr.Reload()
+	}
 }
 
 func newKey(raw []byte) (key, error) {
@@ -123,13 +185,14 @@ func keyIDOf(raw []byte) KeyID {
 }
 
 // CurrentKeyID is the id of the key new values are sealed with.
-func (kr *Keyring) CurrentKeyID() KeyID { return kr.current.id }
+func (kr *Keyring) CurrentKeyID() KeyID { return kr.st.Load().current.id }
 
 // KeyIDs lists every key id the keyring can open, current first.
 func (kr *Keyring) KeyIDs() []KeyID {
-	ids := []KeyID{kr.current.id}
-	for id := range kr.byID {
-		if id != kr.current.id {
+	st := kr.st.Load()
+	ids := []KeyID{st.current.id}
+	for id := range st.byID {
+		if id != st.current.id {
 			ids = append(ids, id)
 		}
 	}
@@ -139,14 +202,15 @@ func (kr *Keyring) KeyIDs() []KeyID {
 // Seal encrypts plaintext under the current key, binding aad (which is not
 // stored: Open must be given the same aad).
 func (kr *Keyring) Seal(plaintext, aad []byte) ([]byte, error) {
+	cur := kr.st.Load().current
 	out := make([]byte, headerSize, headerSize+len(plaintext)+tagSize)
 	out[0] = envelopeVersion
-	copy(out[1:], kr.current.id[:])
+	copy(out[1:], cur.id[:])
 	if _, err := io.ReadFull(rand.Reader, out[1+keyIDSize:headerSize]); err != nil {
 		return nil, fmt.Errorf("secret: nonce: %w", err)
 	}
 	nonce := out[1+keyIDSize : headerSize]
-	return kr.current.aead.Seal(out, nonce, plaintext, authData(out[:1+keyIDSize], aad)), nil
+	return cur.aead.Seal(out, nonce, plaintext, authData(out[:1+keyIDSize], aad)), nil
 }
 
 // Open decrypts a value made by Seal with the same aad. Any failure wraps
@@ -156,7 +220,11 @@ func (kr *Keyring) Open(sealed, aad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	aead, ok := kr.byID[id]
+	aead, ok := kr.st.Load().byID[id]
+	if !ok {
+		kr.reloadForUnknown()
+		aead, ok = kr.st.Load().byID[id]
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: sealed with master key %s, which is not loaded (keep the old key file as <master_key_file>.old.* until every value is resealed)", ErrOpen, id)
 	}
@@ -184,7 +252,7 @@ func SealedKeyID(sealed []byte) (KeyID, error) {
 // NeedsReseal reports whether a sealed value is not under the current key.
 func (kr *Keyring) NeedsReseal(sealed []byte) bool {
 	id, err := SealedKeyID(sealed)
-	return err != nil || id != kr.current.id
+	return err != nil || id != kr.CurrentKeyID()
 }
 
 // authData binds the envelope header (version and key id) to the caller's

@@ -320,9 +320,24 @@ func TestRotateKeyFile(t *testing.T) {
 	if kr2.NeedsReseal(after) {
 		t.Error("value under the current key reported as needing reseal")
 	}
-	// The old keyring cannot read what the new key sealed.
-	if _, err := kr1.Open(after, aad); !errors.Is(err, ErrOpen) {
-		t.Errorf("old keyring opened a value of the new key: %v", err)
+	// A keyring loaded before the rotation (a running gateway) looks at
+	// the file again when a value names a key it lacks, and from then on
+	// seals with the new key; one built from bytes cannot.
+	oldID := kr1.CurrentKeyID()
+	if got, err := kr1.Open(after, aad); err != nil || string(got) != "after" {
+		t.Errorf("the keyring loaded before the rotation did not pick up the new key: %q, %v", got, err)
+	}
+	if kr1.CurrentKeyID() != kr2.CurrentKeyID() {
+		t.Error("after reloading, the old keyring still seals with the old key")
+	}
+	bare, _ := os.ReadFile(oldPath)
+	raw, _ := parseKey(bare)
+	fixed, err := NewKeyring(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fixed.Open(after, aad); !errors.Is(err, ErrOpen) {
+		t.Errorf("a keyring of the old key alone opened a value of the new key: %v", err)
 	}
 
 	// Removing the old file (before resealing) makes old values fail closed,
@@ -335,7 +350,7 @@ func TestRotateKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = kr3.Open(before, aad)
-	if !errors.Is(err, ErrOpen) || !strings.Contains(err.Error(), kr1.CurrentKeyID().String()) {
+	if !errors.Is(err, ErrOpen) || !strings.Contains(err.Error(), oldID.String()) {
 		t.Fatalf("open without old key: %v", err)
 	}
 

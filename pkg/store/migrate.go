@@ -193,6 +193,24 @@ var migrations = []migration{
 			updated_at    BIGINT NOT NULL
 		)`,
 	}},
+	// Webhook endpoints read delivery_events as their outbox (issue #14):
+	// each [[webhooks]] entry, by name, remembers the last event id it
+	// delivered, advanced only after a 2xx and only from the value the
+	// sender read (compare and set), so two nodes never move it backwards
+	// or past an event one of them has not sent. The other columns are for
+	// people: when it was last tried, why it failed, since when.
+	{6, "webhook cursors", []string{
+		`CREATE TABLE webhook_cursors (
+			name          TEXT PRIMARY KEY,
+			last_id       BIGINT NOT NULL,
+			updated_at    BIGINT NOT NULL,
+			attempt_at    BIGINT,
+			failing_since BIGINT,
+			failures      BIGINT NOT NULL,
+			last_error    TEXT NOT NULL,
+			node          TEXT NOT NULL
+		)`,
+	}},
 	// Secure replies (issue 13): a reply link shows the original subject,
 	// which is message content, so it is kept sealed like a PDF password
 	// (NULL for other kinds of link).

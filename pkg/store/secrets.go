@@ -331,3 +331,31 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 	}
 	return total, nil
 }
+
+// StaleSecrets counts the stored secrets still sealed under an older
+// master key (0 once Reseal has run and nothing old was written since).
+func (s *Store) StaleSecrets(ctx context.Context) (int, error) {
+	n := 0
+	for _, table := range []string{"pdf_passwords", "private_keys"} {
+		rows, err := s.db.QueryContext(ctx, `SELECT sealed FROM `+table)
+		if err != nil {
+			return n, fmt.Errorf("store: checking %s: %w", table, err)
+		}
+		for rows.Next() {
+			var sealed []byte
+			if err := rows.Scan(&sealed); err != nil {
+				rows.Close()
+				return n, fmt.Errorf("store: checking %s: %w", table, err)
+			}
+			if s.kr.NeedsReseal(sealed) {
+				n++
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return n, fmt.Errorf("store: checking %s: %w", table, err)
+		}
+	}
+	return n, nil
+}

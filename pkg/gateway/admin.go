@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/events"
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+// Operator actions on the queue (sealgate queue retry / delete). Each
+// records its outcome per recipient, so the SOC sees who released or
+// deleted what and when the mail went on.
+
+// Release makes message id due now: a held one is released (a released
+// event per recipient, reason naming who), a deferred one is retried
+// early (no event: nothing was decided). The policy is applied again when
+// it is delivered. It returns the entry as it was before.
+func Release(ctx context.Context, st QueueStore, sp *Spool, rec *events.Recorder, id, by string) (store.QueueEntry, error) {
+	var before store.QueueEntry
+	err := st.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+		before = *e
+		e.State, e.NextAttempt, e.HoldReason = StateQueued, time.Now(), ""
+		return nil
+	})
+	if err != nil {
+		return before, fmt.Errorf("queue: releasing %s: %w", id, err)
+	}
+	if before.State == StateHeld {
+		record(ctx, rec, before, spooledMessageID(sp, id), events.Released, "released by "+by+" (was held: "+before.HoldReason+")")
+	}
+	return before, nil
+}
+
+// Delete removes message id without delivering it (its spool file first,
+// so a crash in between leaves an entry that Recover drops) and records a
+// deleted event per recipient. The spool must be the node's that holds
+// the message.
+func Delete(ctx context.Context, st QueueStore, sp *Spool, rec *events.Recorder, id, by string) error {
+	e, err := st.QueueEntry(ctx, id)
+	if err != nil {
+		return fmt.Errorf("queue: deleting %s: %w", id, err)
+	}
+	msgID := spooledMessageID(sp, id)
+	if err := sp.Discard(id); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue: deleting %s: %w", id, err)
+	}
+	if err := st.DeleteQueueEntry(ctx, id); err != nil {
+		return fmt.Errorf("queue: deleting %s: %w", id, err)
+	}
+	reason := "deleted by " + by
+	if e.State == StateHeld && e.HoldReason != "" {
+		reason += " (was held: " + e.HoldReason + ")"
+	}
+	record(ctx, rec, e, msgID, events.Deleted, reason)
+	return nil
+}
+
+// record stores one operator outcome per recipient of e.
+func record(ctx context.Context, rec *events.Recorder, e store.QueueEntry, msgID, outcome, reason string) {
+	if rec == nil {
+		return
+	}
+	evs := make([]events.Delivery, 0, len(e.Recipients))
+	for _, r := range e.Recipients {
+		evs = append(evs, events.Delivery{QueueID: e.ID, MessageID: msgID, Sender: e.Sender, Recipient: r,
+			Outcome: outcome, Attempt: e.Attempts, Reason: reason})
+	}
+	rec.RecordAll(ctx, evs)
+}
+
+// spooledMessageID reads the Message-ID of a spooled message ("" when the
+// file is elsewhere or unreadable: the event goes without it).
+func spooledMessageID(sp *Spool, id string) string {
+	if sp == nil {
+		return ""
+	}
+	m, err := sp.Open(id)
+	if err != nil {
+		return ""
+	}
+	defer m.Close()
+	hdr, _ := readHeader(m)
+	return messageIDOf(hdr)
+}
