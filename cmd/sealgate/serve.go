@@ -558,11 +558,11 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		StripTag:  policy.StripTag}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
 		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
-		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}, Portal: rt.portalSource()})
+		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname, HideSubject: cfg.PDF.HideSubject}, Portal: rt.portalSource()})
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
 	} else {
-		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, replies: rt.portalReplies(), log: rt.log, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
+		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, replies: rt.portalReplies(), log: rt.log, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName, HideSubject: cfg.PDF.HideSubject,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
 		p.CleanSubject = pw.CleanSubject
 		p.SubjectPassword = pw.SubjectPassword

@@ -43,7 +43,7 @@ func newPortalRig(cfg *config.Config, rt *runtime) (*portalRig, error) {
 	p := &portalRig{st: rt.store, log: rt.log}
 	srv, err := portal.New(&portal.Server{Store: rt.store, Mailer: p, Waker: p, Outbox: p, BaseURL: cfg.Portal.URL,
 		Language: cfg.PDF.Language, TTL: cfg.PDF.PortalTokenTTL.Duration, MinLength: cfg.PDF.MinPasswordLength,
-		MaxReplyBytes: cfg.SMTP.MaxMessageBytes, ReplyTTL: cfg.PDF.PortalReplyTTL.Duration,
+		MaxReplyBytes: cfg.SMTP.MaxMessageBytes, ReplyTTL: cfg.PDF.PortalReplyTTL.Duration, HideSubject: cfg.PDF.HideSubject,
 		Hostname: cfg.SMTP.Hostname, Log: rt.log})
 	if err != nil {
 		return nil, err

@@ -496,6 +496,7 @@ func TestDefaults(t *testing.T) {
 		{"pdf.min_password_length", cfg.PDF.MinPasswordLength, 10},
 		{"pdf.subject_tag", cfg.PDF.SubjectTag, "[pw:"},
 		{"pdf.portal_reply_ttl", cfg.PDF.PortalReplyTTL.Duration, 30 * 24 * time.Hour},
+		{"pdf.hide_subject", cfg.PDF.HideSubject, false},
 		{"http.listen", cfg.HTTP.Listen, "127.0.0.1:8025"},
 		{"events.retention", cfg.Events.Retention.Duration, 90 * 24 * time.Hour},
 		{"log", cfg.Log, Log{Level: "info", Format: "text"}},

@@ -31,7 +31,9 @@ type pageData struct {
 	MinLength int
 	Text      string
 	Subject   string // a reply's original subject
-	MaxSize   string // the largest reply, for people
+	// HideSubject leaves the subject line off the reply page.
+	HideSubject bool
+	MaxSize     string // the largest reply, for people
 }
 
 // maxFormBytes bounds a form post (two passwords and a token).

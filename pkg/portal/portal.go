@@ -77,6 +77,9 @@ type Server struct {
 	MaxReplyBytes int64
 	// ReplyTTL is pdf.portal_reply_ttl: how long a reply link works.
 	ReplyTTL time.Duration
+	// HideSubject is pdf.hide_subject: reply links keep no subject, the
+	// reply page shows none and a reply's subject is neutral.
+	HideSubject bool
 	// BaseURL is portal.url, the address written into mails.
 	BaseURL string
 	// Language is pdf.language (de | en).

@@ -84,6 +84,9 @@ func (s *Server) ReplyLink(ctx context.Context, q ReplyQuery) (string, error) {
 	}
 	now := s.Now()
 	subject := []rune(strings.ToValidUTF8(headerSafe(q.Subject), "\uFFFD"))
+	if s.HideSubject {
+		subject = nil // not kept, not shown before the password
+	}
 	if len(subject) > maxReplySubject {
 		subject = subject[:maxReplySubject]
 	}
@@ -113,7 +116,7 @@ func messageID(id string) string {
 
 func (s *Server) replyData(t store.PortalToken, raw, csrf string) pageData {
 	return pageData{Token: raw, CSRF: csrf, Email: t.Email, Sender: t.Sender, Subject: t.Subject,
-		MaxSize: humanSize(s.MaxReplyBytes)}
+		HideSubject: s.HideSubject, MaxSize: humanSize(s.MaxReplyBytes)}
 }
 
 func (s *Server) showReply(w http.ResponseWriter, r *http.Request) {
@@ -343,7 +346,11 @@ func (s *Server) writeReply(w io.Writer, t store.PortalToken, text string, first
 	field := func(k, v string) { h.WriteString(k + ": " + headerSafe(v) + "\r\n") }
 	field("From", t.Email)
 	field("To", t.Sender)
-	h.WriteString("Subject: " + encodeWords(replySubject(t.Subject)) + "\r\n")
+	subject := replySubject(t.Subject)
+	if s.HideSubject {
+		subject = s.lang().T("reply_hidden_subject")
+	}
+	h.WriteString("Subject: " + encodeWords(subject) + "\r\n")
 	field("Date", s.Now().Format(time.RFC1123Z))
 	field("Message-ID", "<"+hex.EncodeToString(id)+"@"+s.Hostname+">")
 	if id := messageID(t.MessageID); id != "" {

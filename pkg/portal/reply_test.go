@@ -527,3 +527,29 @@ func TestReplyUploadOutlastsReadTimeout(t *testing.T) {
 		t.Fatalf("slow upload: %d, %d replies", resp.StatusCode, len(f.outbox.all()))
 	}
 }
+
+// pdf.hide_subject: the link keeps no subject, the page shows none before
+// the password, and the reply's subject is neutral.
+func TestReplyHideSubject(t *testing.T) {
+	f := newFixture(t)
+	f.srv.HideSubject = true
+	tok := f.replyLink(t, bob, bobPW, origMsgID, "Takeover of Contoso")
+	hash, _ := tokenHash(tok)
+	if stored, err := f.st.LivePortalToken(context.Background(), hash); err != nil || stored.Subject != "" {
+		t.Fatalf("stored %+v, %v", stored, err)
+	}
+	c := newClient("203.0.113.70")
+	if page := c.do(f.h, "GET", "/r/"+tok, nil).Body.String(); strings.Contains(page, "Contoso") || strings.Contains(page, "Subject:") {
+		t.Fatal("the reply page shows the subject")
+	}
+	if w := c.postReply(t, f.h, tok, replyForm{password: bobPW, text: "ok"}, false); w.Code != http.StatusOK {
+		t.Fatal(w.Code)
+	}
+	r := parseReply(t, f.outbox.all()[0].data)
+	if got, _ := new(mime.WordDecoder).DecodeHeader(r.header.Get("Subject")); got != "Reply via secure mail" {
+		t.Errorf("reply subject %q", got)
+	}
+	if r.header.Get("In-Reply-To") != origMsgID {
+		t.Error("threading lost")
+	}
+}

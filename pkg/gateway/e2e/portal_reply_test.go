@@ -324,3 +324,62 @@ func TestPortalReplyToOutsideSender(t *testing.T) {
 		t.Errorf("reply header From %q In-Reply-To %q", rh.Header.Get("From"), rh.Header.Get("In-Reply-To"))
 	}
 }
+
+// pdf.hide_subject through serve: the carrier's subject is neutral, the
+// original is nowhere outside the encrypted PDF (which pdftotext opens
+// with the password and shows it), and the reply page does not show it.
+func TestHideSubjectServe(t *testing.T) {
+	testpeer.Require(t, "pdftotext")
+	g := portalGateway(t)
+	g.editConfig(`password = ["portal"]`, "password = [\"portal\"]\nhide_subject = true")
+	const (
+		rcpt     = "bob@partner.example"
+		password = "violet tram humming 42"
+	)
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte(password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.cli("pdf", "password", "set", rcpt, "--password-file", pwFile)
+	g.start()
+	base := "https://" + portalAddr(g.logText())
+	if r := submit(t, g.addr, submission{From: "alice@example.org", To: []string{rcpt}, Data: rfc5322(fields("alice@example.org", rcpt, "Takeover of Contoso"), "Confidential.\r\n")}); r.Code != 250 {
+		t.Fatalf("submit: %v", r)
+	}
+	carrier := g.waitFile(t, "the PDF mail", func(f outboxFile) bool {
+		return len(f.Rcpts) == 1 && f.Rcpts[0] == rcpt && leaf(f.Msg, "application/pdf") != nil
+	}).Msg
+	m, err := mail.ReadMessage(bytes.NewReader(carrier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Header.Get("Subject"); s != "Encrypted message" {
+		t.Errorf("carrier subject %q", s)
+	}
+	for _, l := range leavesOf(carrier) {
+		if l.Type != "application/pdf" && bytes.Contains(l.Decoded, []byte("Contoso")) {
+			t.Errorf("the subject is in the carrier's %s part", l.Type)
+		}
+	}
+	pdf := filepath.Join(t.TempDir(), "m.pdf")
+	if err := os.WriteFile(pdf, leaf(carrier, "application/pdf").Decoded, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(testpeer.PDFText(t, pdf, password, false), "Takeover of Contoso") {
+		t.Error("the PDF lost the subject")
+	}
+	link := replyLinkRE.FindString(string(leaf(carrier, "text/plain").Decoded))
+	if link == "" {
+		t.Fatal("no reply link")
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Get(base + strings.TrimPrefix(link, "https://secure.example.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || bytes.Contains(page, []byte("Contoso")) {
+		t.Errorf("reply page %d shows the subject: %v", resp.StatusCode, bytes.Contains(page, []byte("Contoso")))
+	}
+}
