@@ -122,7 +122,12 @@ func openRuntime(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ru
 		st.Close()
 		return nil, err
 	}
-	return &runtime{cfg: cfg, log: log, keyring: kr, store: st, spool: sp, node: cfg.SMTP.Hostname}, nil
+	node, err := nodeID(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &runtime{cfg: cfg, log: log, keyring: kr, store: st, spool: sp, node: node}, nil
 }
 
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {

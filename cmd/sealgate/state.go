@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -56,4 +59,42 @@ func storeDSN(cfg *config.Config) (string, error) {
 		return "", fmt.Errorf("store.dsn_file %s is empty: put the connection string on its first line", cfg.Store.DSNFile)
 	}
 	return line, nil
+}
+
+// nodeID is this gateway node's name in the shared queue and the events:
+// smtp.hostname and a random suffix, generated once and kept in
+// data_dir/node-id. Two nodes may well share a host name (behind one
+// load balancer name); sharing a node name made each drop the other's
+// queue entries as "delivered before a crash".
+func nodeID(cfg *config.Config) (string, error) {
+	path := cfg.DataPath("node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+		return "", fmt.Errorf("%s is empty: remove it and a new node id is made", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("reading the node id: %w", err)
+	}
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return "", err
+	}
+	id := cfg.SMTP.Hostname + "-" + hex.EncodeToString(suffix)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nodeID(cfg) // another process of this node won the race
+	}
+	if err != nil {
+		return "", fmt.Errorf("writing the node id: %w", err)
+	}
+	if _, err := f.WriteString(id + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("writing the node id: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("writing the node id: %w", err)
+	}
+	return id, f.Close()
 }

@@ -37,19 +37,36 @@ func Release(ctx context.Context, st QueueStore, sp *Spool, rec *events.Recorder
 
 // Delete removes message id without delivering it (its spool file first,
 // so a crash in between leaves an entry that Recover drops) and records a
-// deleted event per recipient. The spool must be the node's that holds
-// the message.
-func Delete(ctx context.Context, st QueueStore, sp *Spool, rec *events.Recorder, id, by string) error {
+// deleted event per recipient. node is this node's id: when the entry
+// names another node (the file is in its spool), the entry is marked
+// deleted and that node removes file and entry.
+func Delete(ctx context.Context, st QueueStore, sp *Spool, node string, rec *events.Recorder, id, by string) error {
 	e, err := st.QueueEntry(ctx, id)
 	if err != nil {
 		return fmt.Errorf("queue: deleting %s: %w", id, err)
 	}
 	msgID := spooledMessageID(sp, id)
-	if err := sp.Discard(id); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("queue: deleting %s: %w", id, err)
+	if _, err = os.Stat(sp.path(id)); err == nil || e.Node == node {
+		err = sp.Discard(id) // ours: the file goes (if it is still here), then the entry
 	}
-	if err := st.DeleteQueueEntry(ctx, id); err != nil {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// The file is on the node that accepted the message: mark the
+		// entry, and that node removes both at its next poll. Deleting
+		// the entry here would leave the file, which that node's next
+		// start would recover and deliver.
+		if err := st.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+			e.State, e.NextAttempt, e.HoldReason = StateDeleted, time.Now(), "deleted by "+by
+			return nil
+		}); err != nil {
+			return fmt.Errorf("queue: deleting %s: %w", id, err)
+		}
+	case err != nil:
 		return fmt.Errorf("queue: deleting %s: %w", id, err)
+	default:
+		if err := st.DeleteQueueEntry(ctx, id); err != nil {
+			return fmt.Errorf("queue: deleting %s: %w", id, err)
+		}
 	}
 	reason := "deleted by " + by
 	if e.State == StateHeld && e.HoldReason != "" {

@@ -25,6 +25,10 @@ const (
 	StateQueued   = "queued"   // due now
 	StateDeferred = "deferred" // waiting for NextAttempt after a temporary failure
 	StateHeld     = "held"     // waiting for an admin (queue retry / delete) or expiry
+	// StateDeleted marks a message deleted by an operator on another
+	// node: its spool file is on the owner node, which removes it and the
+	// entry at its next poll instead of ever delivering it.
+	StateDeleted = "deleted"
 )
 
 // QueueStore is the queue bookkeeping; *store.Store satisfies it.
@@ -280,7 +284,22 @@ func (q *Queue) Recover(ctx context.Context) error {
 	onDisk := map[string]bool{}
 	for _, id := range ids {
 		onDisk[id] = true
-		if _, err := q.Store.QueueEntry(ctx, id); err == nil {
+		if e, err := q.Store.QueueEntry(ctx, id); err == nil && e.State == StateDeleted {
+			q.discardDeleted(ctx, id)
+			continue
+		} else if err == nil {
+			// The file is in this node's spool, so the message is ours
+			// whatever node the entry names: one written under an
+			// earlier node name (before node ids were generated, or a
+			// renamed host) is adopted, else no node would deliver it.
+			if e.Node != q.Node {
+				old := e.Node
+				e.Node = q.Node
+				if err := q.Store.PutQueueEntry(ctx, e); err != nil {
+					return err
+				}
+				q.Log.Info("spooled message adopted from an earlier node name", "queue_id", id, "was", old)
+			}
 			continue
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -475,7 +494,11 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			return
 		}
 	}
-	if entry.State == StateHeld {
+	switch entry.State {
+	case StateHeld:
+		return
+	case StateDeleted:
+		q.discardDeleted(ctx, id)
 		return
 	}
 	holdUnreadable := func(err error) {
@@ -698,8 +721,26 @@ func (q *Queue) queueAfter(ctx context.Context, id string, after []ExtraMessage)
 	}
 }
 
+// discardDeleted carries out a delete an operator made on another node:
+// the spool file first, then the entry (a crash in between leaves an
+// entry without a file, which is dropped).
+func (q *Queue) discardDeleted(ctx context.Context, id string) {
+	if err := q.Spool.Discard(id); err != nil && !errors.Is(err, os.ErrNotExist) {
+		q.Log.Error("removing a message deleted on another node", "queue_id", id, "err", err)
+		return
+	}
+	_ = q.Store.DeleteQueueEntry(ctx, id)
+	q.Log.Info("message deleted by an operator on another node removed", "queue_id", id)
+}
+
 func (q *Queue) updateEntry(ctx context.Context, id string, fn func(*store.QueueEntry)) {
-	err := q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error { fn(e); return nil })
+	err := q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+		if e.State == StateDeleted {
+			return nil // an operator deleted it meanwhile: that stands
+		}
+		fn(e)
+		return nil
+	})
 	if err != nil {
 		q.Log.Error("updating queue entry", "queue_id", id, "err", err)
 	}

@@ -167,7 +167,7 @@ func TestQueueDeleteRecordsEvents(t *testing.T) {
 		e, err := q.Store.QueueEntry(context.Background(), id)
 		return err == nil && e.State == StateHeld
 	})
-	if err := Delete(context.Background(), q.Store, q.Spool, q.Events, id, "an operator"); err != nil {
+	if err := Delete(context.Background(), q.Store, q.Spool, q.Node, q.Events, id, "an operator"); err != nil {
 		t.Fatal(err)
 	}
 	if !queueEmpty(q)() {
@@ -182,7 +182,7 @@ func TestQueueDeleteRecordsEvents(t *testing.T) {
 			t.Fatalf("deleted event %+v", e)
 		}
 	}
-	if err := Delete(context.Background(), q.Store, q.Spool, q.Events, id, "an operator"); !errors.Is(err, store.ErrNotFound) {
+	if err := Delete(context.Background(), q.Store, q.Spool, q.Node, q.Events, id, "an operator"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -320,6 +321,93 @@ func TestNeedsSMTPUTF8(t *testing.T) {
 	} {
 		if got := needsSMTPUTF8(tc.from, []string{tc.rcpt}, []byte(tc.data)); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestQueueNodesSharingAStore: two gateway nodes on one store (as on
+// PostgreSQL) with their own spools. Recover on one never drops the
+// other's entries, and an entry written under an earlier node name whose
+// file is in this spool is adopted and delivered.
+func TestQueueNodesSharingAStore(t *testing.T) {
+	relayA, relayB := &recordingRelay{}, &recordingRelay{}
+	a, _ := testQueue(t, passAll{}, relayA)
+	a.Node = "gw-3f9a01"
+	b, _ := testQueue(t, passAll{}, relayB)
+	b.Store, b.Events = a.Store, a.Events
+	b.Spool, _ = OpenSpool(filepath.Join(t.TempDir(), "spool-b"), testKeyring(t))
+	b.Node = "gw-77c2e4"
+	ctx := context.Background()
+	a.init()
+	// A held message of node a: its entry must survive b's recovery.
+	heldID := NewID()
+	if _, err := a.Spool.Write(&Envelope{ID: heldID, From: "a@org.test", Recipients: toRecipients([]string{"x@ext.test"})}, strings.NewReader(testMsg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.PutQueueEntry(ctx, store.QueueEntry{ID: heldID, Node: a.Node, State: StateHeld, Recipients: []string{"x@ext.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	// A message in b's spool whose entry names the host name b used to
+	// be known by (both nodes were "gw.example.org").
+	oldID := NewID()
+	if _, err := b.Spool.Write(&Envelope{ID: oldID, From: "a@org.test", Recipients: toRecipients([]string{"y@ext.test"})}, strings.NewReader(testMsg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Store.PutQueueEntry(ctx, store.QueueEntry{ID: oldID, Node: "gw.example.org", State: StateQueued, NextAttempt: time.Now(), Recipients: []string{"y@ext.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := a.Store.QueueEntry(ctx, heldID); err != nil || e.Node != a.Node {
+		t.Fatalf("node a's held entry after node b's recovery: %+v, %v", e, err)
+	}
+	runQueue(t, b)
+	waitFor(t, "the adopted message delivered", func() bool { return len(relayB.deliveries()) == 1 })
+	if len(relayA.deliveries()) != 0 {
+		t.Fatal("node a delivered")
+	}
+}
+
+// TestQueueDeleteOnAnotherNode: an operator deletes, on node a, a message
+// that node b accepted (its file is in b's spool). Node b removes file and
+// entry and never delivers it, also across a restart (Recover).
+func TestQueueDeleteOnAnotherNode(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		relayB := &recordingRelay{}
+		a, _ := testQueue(t, passAll{}, &recordingRelay{})
+		a.Node = "gw-a"
+		b, _ := testQueue(t, passAll{}, relayB)
+		b.Store, b.Events, b.Node = a.Store, a.Events, "gw-b"
+		ctx := context.Background()
+		id := NewID()
+		if _, err := b.Spool.Write(&Envelope{ID: id, From: "a@org.test", Recipients: toRecipients([]string{"x@ext.test"})}, strings.NewReader(testMsg)); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Store.PutQueueEntry(ctx, store.QueueEntry{ID: id, Node: b.Node, State: StateHeld, Recipients: []string{"x@ext.test"}, HoldReason: "no certificate"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := Delete(ctx, a.Store, a.Spool, a.Node, a.Events, id, "an operator on gw-a"); err != nil {
+			t.Fatal(err)
+		}
+		if restart {
+			if err := b.Recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			runQueue(t, b)
+		}
+		waitFor(t, "the deleted message removed on its node", func() bool {
+			_, err := b.Store.QueueEntry(ctx, id)
+			_, ferr := os.Stat(b.Spool.path(id))
+			return errors.Is(err, store.ErrNotFound) && errors.Is(ferr, os.ErrNotExist)
+		})
+		if restart {
+			runQueue(t, b)
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(relayB.deliveries()) != 0 {
+			t.Fatalf("restart=%v: the deleted message was delivered", restart)
 		}
 	}
 }
