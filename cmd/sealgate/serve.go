@@ -570,11 +570,11 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		StripTag:  policy.StripTag}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
 		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
-		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname}, Portal: rt.portalSource()})
+		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname, HideSubject: cfg.PDF.HideSubject}, Portal: rt.portalSource()})
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
 	} else {
-		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName,
+		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, replies: rt.portalReplies(), log: rt.log, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName, HideSubject: cfg.PDF.HideSubject,
 			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
 		p.CleanSubject = pw.CleanSubject
 		p.SubjectPassword = pw.SubjectPassword
@@ -952,6 +952,9 @@ type pdfSealer struct {
 	// portalURL is portal.url: the carrier of a password chosen on the
 	// portal links there for a reset.
 	portalURL string
+	// replies makes the portal's reply links (nil: none).
+	replies replyLinker
+	log     *slog.Logger
 }
 
 func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, msg []byte) (gateway.PDFResult, error) {
@@ -969,7 +972,7 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 		return gateway.PDFResult{Pending: true}, nil
 	}
 	var out bytes.Buffer
-	note := pdfmail.CarrierNote{ChosenAt: res.ChosenAt, PortalURL: p.portalURL}
+	note := pdfmail.CarrierNote{ChosenAt: res.ChosenAt, PortalURL: p.portalURL, ReplyURL: p.replyLink(ctx, res, sender, rcpt, msg)}
 	if _, err := p.s.SealWithNote(ctx, bytes.NewReader(msg), res.Password, note, &out); err != nil {
 		return gateway.PDFResult{}, err
 	}

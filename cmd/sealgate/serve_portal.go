@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,8 +41,9 @@ func newPortalRig(cfg *config.Config, rt *runtime) (*portalRig, error) {
 		return nil, nil
 	}
 	p := &portalRig{st: rt.store, log: rt.log}
-	srv, err := portal.New(&portal.Server{Store: rt.store, Mailer: p, Waker: p, BaseURL: cfg.Portal.URL,
+	srv, err := portal.New(&portal.Server{Store: rt.store, Mailer: p, Waker: p, Outbox: p, BaseURL: cfg.Portal.URL,
 		Language: cfg.PDF.Language, TTL: cfg.PDF.PortalTokenTTL.Duration, MinLength: cfg.PDF.MinPasswordLength,
+		MaxReplyBytes: cfg.SMTP.MaxMessageBytes, ReplyTTL: cfg.PDF.PortalReplyTTL.Duration, HideSubject: cfg.PDF.HideSubject,
 		Hostname: cfg.SMTP.Hostname, Log: rt.log})
 	if err != nil {
 		return nil, err
@@ -70,6 +72,35 @@ func (p *portalRig) Send(ctx context.Context, from string, to []string, data []b
 		env.Recipients = append(env.Recipients, gateway.Recipient{Addr: a})
 	}
 	return q.Accept(ctx, env, bytes.NewReader(data))
+}
+
+// portalReplies is the sealer's maker of reply links (nil without a
+// portal: the PDFs then carry none).
+func (rt *runtime) portalReplies() replyLinker {
+	if rt.portal == nil {
+		return nil
+	}
+	return rt.portal.srv
+}
+
+// QueueReply queues a recipient's secure reply, streamed from r into the
+// spool, as mail from the recipient to the original sender. It is not the
+// gateway's own message (not Raw): it takes the normal way, so the policy
+// passes it untouched to an internal sender (policy.internal_domains, the
+// one definition of internal) and applies the outbound rules to an
+// outside one. It is never signed as one of our users: the signer signs
+// only as a From that is a user, and this From is the recipient's.
+func (p *portalRig) QueueReply(ctx context.Context, from, to string, r io.Reader) error {
+	q := p.queue.Load()
+	if q == nil {
+		return errors.New("portal: the queue is not running yet")
+	}
+	env := &gateway.Envelope{From: from, Recipients: []gateway.Recipient{{Addr: to}}}
+	if err := q.Accept(ctx, env, r); err != nil {
+		return fmt.Errorf("queueing a reply from %s to %s: %w", from, to, err)
+	}
+	p.log.Info("portal: reply queued", "queue_id", env.ID, "from", from, "to", to)
+	return nil
 }
 
 // RecipientReady makes every message deferred for email due now, on every

@@ -3,6 +3,7 @@ package testpeer
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,4 +103,25 @@ func PDFPages(t testing.TB, pdf, password string) int {
 	}
 	t.Fatalf("pdfinfo printed no page count:\n%s", out)
 	return 0
+}
+
+// uriRE finds a link annotation's target in qpdf's QDF output.
+var uriRE = regexp.MustCompile(`/URI \(([^)]*)\)`)
+
+// PDFFirstPageLinks returns the URI targets of the link annotations on
+// page 1, as qpdf reads them: the page is copied out decrypted in QDF form
+// (uncompressed, strings literal) and its /URI entries listed.
+func PDFFirstPageLinks(t testing.TB, pdf, password string) []string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "page1.qdf")
+	MustRun(t, nil, "qpdf", "--password="+password, "--decrypt", "--qdf", "--object-streams=disable", "--empty", "--pages", pdf, "--password="+password, "1", "--", out)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []string
+	for _, m := range uriRE.FindAllSubmatch(b, -1) {
+		links = append(links, string(m[1]))
+	}
+	return links
 }

@@ -217,6 +217,14 @@ type PDF struct {
 	// into Portal.URL when that is empty), with a warning.
 	PortalURL      string   `toml:"portal_url"`
 	PortalTokenTTL Duration `toml:"portal_token_ttl"`
+	// PortalReplyTTL is how long the reply link in a PDF works: longer
+	// than an invitation, since people answer weeks later and every use
+	// needs the PDF's password as well.
+	PortalReplyTTL Duration `toml:"portal_reply_ttl"`
+	// HideSubject puts a neutral subject on the carrier and leaves the
+	// original out of the carrier's notice, the sender's password notice
+	// and the portal's reply page (the PDF itself, encrypted, keeps it).
+	HideSubject bool `toml:"hide_subject"`
 }
 
 // HTTP is the listener for the CRL, the events API and metrics.

@@ -59,6 +59,7 @@ func Default() *Config {
 			PasswordLength:    20,
 			MinPasswordLength: 10,
 			PortalTokenTTL:    Duration{7 * 24 * time.Hour},
+			PortalReplyTTL:    Duration{30 * 24 * time.Hour},
 		},
 		HTTP:   HTTP{Listen: "127.0.0.1:8025"},
 		Portal: Portal{Listen: "127.0.0.1:8443"},

@@ -550,6 +550,7 @@ func (v *validator) pdf() {
 	}
 	if seen["portal"] {
 		v.positive("pdf.portal_token_ttl", p.PortalTokenTTL)
+		v.positive("pdf.portal_reply_ttl", p.PortalReplyTTL)
 	}
 	v.oneOf("pdf.language", p.Language, "en", "de")
 	if p.AttachmentName == "" || strings.ContainsAny(p.AttachmentName, `/\`) || !strings.HasSuffix(strings.ToLower(p.AttachmentName), ".pdf") {

@@ -26,6 +26,7 @@ func NewSealer(c config.PDF, path func(string) string) (*Sealer, error) {
 		AttachmentName: c.AttachmentName,
 		AttachOriginal: c.AttachOriginal,
 		Templates:      tmpl,
+		HideSubject:    c.HideSubject,
 	}
 	if c.FontFile != "" {
 		font, err := os.ReadFile(path(c.FontFile))
@@ -58,7 +59,7 @@ func NewPasswordsFromConfig(c config.PDF, s *Sealer, deps PasswordDeps) (*Passwo
 	deps.SubjectTag = c.SubjectTag
 	deps.Length = c.PasswordLength
 	if deps.Notifier == nil {
-		deps.Notifier = &Notifier{Language: c.Language}
+		deps.Notifier = &Notifier{Language: c.Language, HideSubject: c.HideSubject}
 		if s != nil {
 			deps.Notifier.Templates = s.Templates
 		}

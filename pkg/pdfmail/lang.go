@@ -13,6 +13,7 @@ type language struct {
 	code                                               string
 	from, to, cc, date, subject, attachments           string
 	attachmentHint, noSubject, noBody, page, dateStyle string
+	reply, replyHint, hiddenSubject                    string
 	decimalComma                                       bool
 }
 
@@ -23,6 +24,9 @@ var languages = map[string]language{
 		attachmentHint: "The attachments are embedded in this PDF: open your PDF reader's attachments panel (paper clip) to save them.",
 		noSubject:      "(no subject)", noBody: "(This message has no text.)",
 		page: "Page %d of %s", dateStyle: "Monday, 2 January 2006, 15:04 -0700",
+		reply:         "Reply securely:",
+		hiddenSubject: "Encrypted message",
+		replyHint:     "Answer with text and files through the sender's secure mail system; you will be asked for this PDF's password.",
 	},
 	"de": {
 		code: "de", from: "Von:", to: "An:", cc: "Kopie:", date: "Datum:", subject: "Betreff:",
@@ -30,6 +34,9 @@ var languages = map[string]language{
 		attachmentHint: "Die Anhänge sind in dieses PDF eingebettet: öffnen Sie im PDF-Reader die Anhänge (Büroklammer), um sie zu speichern.",
 		noSubject:      "(kein Betreff)", noBody: "(Diese Nachricht enthält keinen Text.)",
 		page: "Seite %d von %s", dateStyle: "02.01.2006, 15:04 -0700", decimalComma: true,
+		reply:         "Sicher antworten:",
+		hiddenSubject: "Verschlüsselte Nachricht",
+		replyHint:     "Antworten Sie mit Text und Dateien über das sichere Mail-System des Absenders; dabei wird das Passwort dieses PDFs abgefragt.",
 	},
 }
 

@@ -24,6 +24,8 @@ type Notifier struct {
 	Templates *Templates
 	Hostname  string // for the Message-ID; "" = "sealgate.invalid"
 	Now       func() time.Time
+	// HideSubject (pdf.hide_subject) leaves the message's subject out.
+	HideSubject bool
 }
 
 // NotificationHeader marks the notification so the gateway delivers it to
@@ -58,7 +60,11 @@ func (n *Notifier) Build(q Query, pw []byte) ([]byte, error) {
 	if from == "" {
 		from = q.Sender
 	}
-	body, err := tmpl.passwordNotice(lang.code, PasswordNoticeData{Recipient: q.Recipient, Subject: q.CleanSubject, Password: string(pw)})
+	subject := q.CleanSubject
+	if n.HideSubject {
+		subject = ""
+	}
+	body, err := tmpl.passwordNotice(lang.code, PasswordNoticeData{Recipient: q.Recipient, Subject: subject, Password: string(pw)})
 	if err != nil {
 		return nil, fmt.Errorf("notification: %w", err)
 	}

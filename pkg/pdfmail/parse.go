@@ -36,7 +36,10 @@ type parsedMessage struct {
 	Text                  string // body as plain text (from text/plain, or from HTML)
 	FromHTML              bool
 	Attachments           []*attachment
-	header                mail.Header
+	// ReplyURL is the portal's reply link for this message and recipient
+	// (CarrierNote.ReplyURL), drawn as a link on the first page.
+	ReplyURL string
+	header   mail.Header
 }
 
 // attachment is one original attachment, stored Flate-compressed.

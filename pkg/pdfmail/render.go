@@ -126,6 +126,27 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 		pdf.SetTextColor(0, 0, 0)
 	}
 
+	if pm.ReplyURL != "" {
+		// The secure reply: a link annotation over the printed address,
+		// so it works in readers that follow links and can be typed
+		// from paper in the others.
+		pdf.Ln(1)
+		y := pdf.GetY()
+		pdf.SetFont(fontFamily, "B", bodySize)
+		pdf.SetTextColor(60, 60, 60)
+		pdf.CellFormat(labelW, lineHeight, lang.reply, "", 0, "L", false, 0, "")
+		pdf.SetXY(pageMargin+labelW, y)
+		pdf.SetFont(fontFamily, "", 9)
+		pdf.SetTextColor(11, 92, 173)
+		pdf.MultiCell(textW-labelW, lineHeight, pm.ReplyURL, "", "L", false)
+		pdf.LinkString(pageMargin, y, textW, pdf.GetY()-y, pm.ReplyURL)
+		pdf.SetFont(fontFamily, "", 8)
+		pdf.SetTextColor(110, 110, 110)
+		pdf.SetX(pageMargin + labelW)
+		pdf.MultiCell(textW-labelW, 4, lang.replyHint, "", "L", false)
+		pdf.SetTextColor(0, 0, 0)
+	}
+
 	// Rule between header block and body.
 	pdf.Ln(2)
 	pdf.SetDrawColor(150, 150, 150)

@@ -45,6 +45,10 @@ type Sealer struct {
 	// CleanSubject, when set, rewrites the subject before it is printed or
 	// leaves in the carrier (Passwords.CleanSubject strips the [pw:…] tag).
 	CleanSubject func(string) string
+	// HideSubject (pdf.hide_subject) gives the carrier a neutral subject
+	// and leaves the original out of its notice; the PDF, encrypted,
+	// keeps it (its metadata is encrypted with it).
+	HideSubject bool
 	// Now and Boundary make output reproducible in tests; nil/"" = clock and
 	// random boundaries.
 	Now      func() time.Time
@@ -54,7 +58,7 @@ type Sealer struct {
 // SealInfo describes what Seal produced, for logs and delivery events (no
 // secrets in it).
 type SealInfo struct {
-	Subject     string // the carrier's (cleaned) subject
+	Subject     string // the carrier's (cleaned, or neutral) subject
 	Attachments int    // files embedded in the PDF
 	PDFBytes    int64  // size of the PDF before base64
 }
@@ -76,6 +80,10 @@ type CarrierNote struct {
 	ChosenAt time.Time
 	// PortalURL is the portal's address (portal.url), for the reset link.
 	PortalURL string
+	// ReplyURL, when set, is the portal's reply link for this message and
+	// recipient: on the PDF's first page (a link annotation) and in the
+	// notice.
+	ReplyURL string
 }
 
 // SealWithNote is Seal with a note about the password in the notice.
@@ -108,6 +116,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 	if s.CleanSubject != nil {
 		pm.Subject = s.CleanSubject(pm.Subject)
 	}
+	pm.ReplyURL = note.ReplyURL
 	if orig != nil {
 		seen := map[string]int{}
 		for _, a := range pm.Attachments {
@@ -145,9 +154,13 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		return SealInfo{}, err
 	}
 
+	carrierSubject, noticeSubject := pm.Subject, pm.Subject
+	if s.HideSubject {
+		carrierSubject, noticeSubject = lang.hiddenSubject, ""
+	}
 	nd := NoticeData{
-		Sender: pm.From, Subject: pm.Subject, AttachmentName: s.attachmentName(),
-		Attachments: len(pm.Attachments),
+		Sender: pm.From, Subject: noticeSubject, AttachmentName: s.attachmentName(),
+		Attachments: len(pm.Attachments), ReplyURL: note.ReplyURL,
 	}
 	if !note.ChosenAt.IsZero() && note.PortalURL != "" {
 		nd.PasswordChosen = lang.formatDay(note.ChosenAt)
@@ -158,9 +171,9 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
 	}
 
-	info := SealInfo{Subject: pm.Subject, Attachments: len(pm.Attachments)}
+	info := SealInfo{Subject: carrierSubject, Attachments: len(pm.Attachments)}
 	bw := bufio.NewWriterSize(out, 64<<10)
-	boundary, err := s.writeCarrierHead(bw, pm, created, notice)
+	boundary, err := s.writeCarrierHead(bw, pm, carrierSubject, created, notice)
 	if err != nil {
 		return info, fmt.Errorf("pdfmail: write carrier: %w", err)
 	}
@@ -220,7 +233,7 @@ var carrierHeaders = []string{"From", "Sender", "Reply-To", "To", "Cc", "Date", 
 
 // writeCarrierHead writes the carrier up to the PDF part's body and returns
 // the outer boundary, which the caller closes after streaming the PDF.
-func (s *Sealer) writeCarrierHead(w io.Writer, pm *parsedMessage, created time.Time, n notice) (string, error) {
+func (s *Sealer) writeCarrierHead(w io.Writer, pm *parsedMessage, subject string, created time.Time, n notice) (string, error) {
 	var hb strings.Builder
 	for _, k := range carrierHeaders {
 		for _, v := range pm.header.Values(k) {
@@ -230,7 +243,7 @@ func (s *Sealer) writeCarrierHead(w io.Writer, pm *parsedMessage, created time.T
 	if pm.header.Get("Date") == "" {
 		writeField(&hb, "Date", created.Format(time.RFC1123Z))
 	}
-	writeField(&hb, "Subject", mime.QEncoding.Encode("utf-8", pm.Subject))
+	writeField(&hb, "Subject", mime.QEncoding.Encode("utf-8", subject))
 	writeField(&hb, "MIME-Version", "1.0")
 
 	mixed := multipart.NewWriter(w)

@@ -35,6 +35,8 @@ type NoticeData struct {
 	// where a forgotten one is replaced.
 	PasswordChosen string
 	PortalResetURL string
+	// ReplyURL is the portal's secure reply link ("" when none).
+	ReplyURL string
 }
 
 // PasswordNoticeData is what password.<lang>.txt can use.

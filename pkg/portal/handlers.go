@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,10 @@ type pageData struct {
 	Rule      string
 	MinLength int
 	Text      string
+	Subject   string // a reply's original subject
+	// HideSubject leaves the subject line off the reply page.
+	HideSubject bool
+	MaxSize     string // the largest reply, for people
 }
 
 // maxFormBytes bounds a form post (two passwords and a token).
@@ -108,10 +113,11 @@ func (s *Server) fail(ctx context.Context, keys ...string) {
 	}
 }
 
-// token reads the token of a /p/ request: the live token and its hash,
+// token reads the token of a /p/ or /r/ request, which must be one of
+// kinds: the live token and its hash,
 // or ok=false with the answer already written (the same neutral page for
 // malformed, unknown, used, expired and foreign tokens).
-func (s *Server) token(w http.ResponseWriter, r *http.Request) (t store.PortalToken, hash string, ok bool) {
+func (s *Server) token(w http.ResponseWriter, r *http.Request, kinds ...string) (t store.PortalToken, hash string, ok bool) {
 	ctx, addr := r.Context(), clientKey(r)
 	if s.blocked(ctx, addr) {
 		s.page(w, http.StatusTooManyRequests, "blocked", pageData{})
@@ -120,7 +126,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) (t store.PortalTo
 	hash, err := tokenHash(r.PathValue("token"))
 	if err == nil {
 		t, err = s.Store.LivePortalToken(ctx, hash)
-		if err == nil && t.Kind != KindInvite && t.Kind != KindReset {
+		if err == nil && !slices.Contains(kinds, t.Kind) {
 			err = store.ErrNotFound
 		}
 	}
@@ -176,7 +182,7 @@ func (s *Server) setData(t store.PortalToken, raw, csrf string) pageData {
 }
 
 func (s *Server) showSet(w http.ResponseWriter, r *http.Request) {
-	t, _, ok := s.token(w, r)
+	t, _, ok := s.token(w, r, KindInvite, KindReset)
 	if !ok {
 		return
 	}
@@ -189,7 +195,7 @@ func (s *Server) postSet(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, "error", pageData{})
 		return
 	}
-	t, hash, ok := s.token(w, r)
+	t, hash, ok := s.token(w, r, KindInvite, KindReset)
 	if !ok {
 		return
 	}

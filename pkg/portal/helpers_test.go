@@ -73,11 +73,36 @@ func (w *fakeWaker) RecipientReady(_ context.Context, email string) {
 	w.mu.Unlock()
 }
 
+// fakeOutbox reads a reply to the end as the spool does, and keeps it
+// only when it could read all of it (a read error queues nothing).
+type fakeOutbox struct {
+	mu      sync.Mutex
+	replies []sentMail
+}
+
+func (o *fakeOutbox) QueueReply(_ context.Context, from, to string, r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.replies = append(o.replies, sentMail{from, []string{to}, b})
+	return nil
+}
+
+func (o *fakeOutbox) all() []sentMail {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]sentMail(nil), o.replies...)
+}
+
 type fixture struct {
 	srv    *Server
 	st     *store.Store
 	mailer *fakeMailer
 	waker  *fakeWaker
+	outbox *fakeOutbox
 	h      http.Handler
 }
 
@@ -94,8 +119,9 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &fixture{st: st, mailer: &fakeMailer{}, waker: &fakeWaker{}}
-	f.srv, err = New(&Server{Store: st, Mailer: f.mailer, Waker: f.waker, BaseURL: "https://secure.example.test/",
+	f := &fixture{st: st, mailer: &fakeMailer{}, waker: &fakeWaker{}, outbox: &fakeOutbox{}}
+	f.srv, err = New(&Server{Store: st, Mailer: f.mailer, Waker: f.waker, Outbox: f.outbox, MaxReplyBytes: testMaxReply,
+		BaseURL:  "https://secure.example.test/",
 		Language: "en", TTL: time.Hour, MinLength: 10, Hostname: "gw.example.test",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -71,6 +71,15 @@ type Server struct {
 	Store  Store
 	Mailer Mailer
 	Waker  Waker // may be nil
+	// Outbox queues secure replies; nil offers none (no reply links).
+	Outbox Outbox
+	// MaxReplyBytes is smtp.max_message_bytes: the largest reply.
+	MaxReplyBytes int64
+	// ReplyTTL is pdf.portal_reply_ttl: how long a reply link works.
+	ReplyTTL time.Duration
+	// HideSubject is pdf.hide_subject: reply links keep no subject, the
+	// reply page shows none and a reply's subject is neutral.
+	HideSubject bool
 	// BaseURL is portal.url, the address written into mails.
 	BaseURL string
 	// Language is pdf.language (de | en).
@@ -100,6 +109,12 @@ func New(s *Server) (*Server, error) {
 	if s.TTL <= 0 {
 		s.TTL = 7 * 24 * time.Hour
 	}
+	if s.ReplyTTL <= 0 {
+		s.ReplyTTL = 30 * 24 * time.Hour
+	}
+	if s.MaxReplyBytes <= 0 {
+		s.MaxReplyBytes = 50 << 20
+	}
 	if s.MinLength <= 0 {
 		s.MinLength = 10
 	}
@@ -116,7 +131,7 @@ func New(s *Server) (*Server, error) {
 		s.Now = time.Now
 	}
 	s.pages = map[string]*template.Template{}
-	for _, name := range []string{"set", "done", "invalid", "blocked", "error", "forgot", "sent", "home"} {
+	for _, name := range []string{"set", "done", "invalid", "blocked", "error", "forgot", "sent", "home", "reply", "replied", "toolarge"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("portal: template %s: %w", name, err)
@@ -144,6 +159,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /static/portal.css", s.css)
 	mux.HandleFunc("GET /p/{token}", s.showSet)
 	mux.HandleFunc("POST /p/{token}", s.postSet)
+	mux.HandleFunc("GET /r/{token}", s.showReply)
+	mux.HandleFunc("POST /r/{token}", s.postReply)
 	mux.HandleFunc("GET /reset", s.showForgot)
 	mux.HandleFunc("POST /reset", s.postForgot)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })

@@ -211,6 +211,12 @@ var migrations = []migration{
 			node          TEXT NOT NULL
 		)`,
 	}},
+	// Secure replies (issue 13): a reply link shows the original subject,
+	// which is message content, so it is kept sealed like a PDF password
+	// (NULL for other kinds of link).
+	{7, "portal reply subject", []string{
+		`ALTER TABLE portal_tokens ADD COLUMN subject {blob}`,
+	}},
 }
 
 // SchemaVersion is the schema version this build writes.

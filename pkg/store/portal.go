@@ -16,10 +16,17 @@ type PortalToken struct {
 	Email     string // the recipient the link was mailed to
 	Sender    string // who is waiting to write (shown on the page)
 	MessageID string // the message a reply link belongs to
+	// Subject is the original message's subject (reply links), sealed
+	// at rest with the master key.
+	Subject   string
 	CreatedAt time.Time
 	ExpiresAt time.Time
 	UsedAt    time.Time // zero while unused
 }
+
+// portalSubjectAAD binds a sealed subject to its link: a subject copied
+// into another row does not open.
+func portalSubjectAAD(hash string) []byte { return []byte("sealgate/portal-subject\x00" + hash) }
 
 // ErrTokenSpent means the token exists but is used or expired: the
 // portal answers it exactly like an unknown one.
@@ -34,12 +41,19 @@ func (s *Store) AddPortalToken(ctx context.Context, t PortalToken, live bool) (a
 		return false, errors.New("store: AddPortalToken: hash, kind and email are required")
 	}
 	now := s.orNow(t.CreatedAt)
-	q := `INSERT INTO portal_tokens (hash, kind, email_key, sender, message_id, created_at, expires_at)
-		SELECT $1, $2, $3, $4, $5, $6, $7`
+	var subject []byte
+	if t.Subject != "" {
+		var err error
+		if subject, err = s.kr.Seal([]byte(t.Subject), portalSubjectAAD(t.Hash)); err != nil {
+			return false, fmt.Errorf("store: sealing a portal link's subject: %w", err)
+		}
+	}
+	q := `INSERT INTO portal_tokens (hash, kind, email_key, sender, message_id, created_at, expires_at, subject)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8`
 	if live {
 		q += ` WHERE NOT EXISTS (SELECT 1 FROM portal_tokens WHERE email_key = $3 AND kind = $2 AND used_at IS NULL AND expires_at > $6)`
 	}
-	res, err := s.exec(ctx, nil, q, t.Hash, t.Kind, normEmail(t.Email), t.Sender, t.MessageID, now.UnixMicro(), t.ExpiresAt.UnixMicro())
+	res, err := s.exec(ctx, nil, q, t.Hash, t.Kind, normEmail(t.Email), t.Sender, t.MessageID, now.UnixMicro(), t.ExpiresAt.UnixMicro(), subject)
 	if err != nil {
 		return false, fmt.Errorf("store: saving portal token for %s: %w", t.Email, err)
 	}
@@ -62,10 +76,11 @@ func (s *Store) readPortalToken(ctx context.Context, tx *sql.Tx, hash, lock stri
 		t                PortalToken
 		created, expires int64
 		used             sql.NullInt64
+		subject          []byte
 	)
-	err := s.queryRow(ctx, tx, `SELECT hash, kind, email_key, sender, message_id, created_at, expires_at, used_at
+	err := s.queryRow(ctx, tx, `SELECT hash, kind, email_key, sender, message_id, created_at, expires_at, used_at, subject
 		FROM portal_tokens WHERE hash = $1`+lock, hash).
-		Scan(&t.Hash, &t.Kind, &t.Email, &t.Sender, &t.MessageID, &created, &expires, &used)
+		Scan(&t.Hash, &t.Kind, &t.Email, &t.Sender, &t.MessageID, &created, &expires, &used, &subject)
 	if errors.Is(err, sql.ErrNoRows) {
 		return PortalToken{}, fmt.Errorf("store: portal token: %w", ErrNotFound)
 	}
@@ -73,6 +88,13 @@ func (s *Store) readPortalToken(ctx context.Context, tx *sql.Tx, hash, lock stri
 		return PortalToken{}, fmt.Errorf("store: reading portal token: %w", err)
 	}
 	t.CreatedAt, t.ExpiresAt, t.UsedAt = time.UnixMicro(created).UTC(), time.UnixMicro(expires).UTC(), goTime(used)
+	if len(subject) > 0 {
+		plain, err := s.kr.Open(subject, portalSubjectAAD(t.Hash))
+		if err != nil {
+			return PortalToken{}, fmt.Errorf("store: opening a portal link's subject: %w", err)
+		}
+		t.Subject = string(plain)
+	}
 	if used.Valid || !s.now().Before(t.ExpiresAt) {
 		return t, ErrTokenSpent
 	}

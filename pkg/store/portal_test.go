@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,6 +76,49 @@ func TestPortalTokens(t *testing.T) {
 			}
 			if n, err := s.DeleteExpiredPortalTokens(ctx, clock); err != nil || n != 1 {
 				t.Fatalf("DeleteExpiredPortalTokens = %d, %v (want the expired one)", n, err)
+			}
+		})
+	}
+}
+
+// A reply link's subject is kept sealed, bound to its row: the column
+// holds no plain text, and a sealed subject copied into another row does
+// not open.
+func TestPortalReplySubjectSealed(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := b.open(t, testKeyring(t))
+			const subject = "Übernahme Q3 <confidential>"
+			for _, h := range []string{"r1", "r2"} {
+				if _, err := s.AddPortalToken(ctx, PortalToken{Hash: h, Kind: "reply", Email: "bob@partner.example",
+					Sender: "alice@example.org", MessageID: "<m1@example.org>", Subject: subject, ExpiresAt: time.Now().Add(time.Hour)}, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := s.LivePortalToken(ctx, "r1")
+			if err != nil || got.Subject != subject || got.MessageID != "<m1@example.org>" || got.Kind != "reply" {
+				t.Fatalf("LivePortalToken = %+v, %v", got, err)
+			}
+			var raw []byte
+			if err := s.queryRow(ctx, nil, `SELECT subject FROM portal_tokens WHERE hash = $1`, "r1").Scan(&raw); err != nil {
+				t.Fatal(err)
+			}
+			if len(raw) == 0 || strings.Contains(string(raw), "Q3") {
+				t.Fatalf("the subject column holds %q", raw)
+			}
+			if _, err := s.exec(ctx, nil, `UPDATE portal_tokens SET subject = $1 WHERE hash = $2`, raw, "r2"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.LivePortalToken(ctx, "r2"); err == nil {
+				t.Fatal("a subject copied from another link opened")
+			}
+			// Links without a subject (invitations) read as before.
+			if _, err := s.AddPortalToken(ctx, PortalToken{Hash: "i1", Kind: "invite", Email: "c@partner.example", ExpiresAt: time.Now().Add(time.Hour)}, true); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.LivePortalToken(ctx, "i1"); err != nil || got.Subject != "" {
+				t.Fatalf("invitation: %+v, %v", got, err)
 			}
 		})
 	}

@@ -273,11 +273,12 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 // nothing is silently dropped.
 func (s *Store) Reseal(ctx context.Context) (int, error) {
 	tables := []struct {
-		table, keyCol string
-		aad           func(string) []byte
+		table, keyCol, col string
+		aad                func(string) []byte
 	}{
-		{"pdf_passwords", "email_key", pdfPasswordAAD},
-		{"private_keys", "id", privateKeyAAD},
+		{"pdf_passwords", "email_key", "sealed", pdfPasswordAAD},
+		{"private_keys", "id", "sealed", privateKeyAAD},
+		{"portal_tokens", "hash", "subject", portalSubjectAAD},
 	}
 	total := 0
 	for _, t := range tables {
@@ -286,7 +287,7 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 			sealed []byte
 		}
 		var stale []row
-		rows, err := s.db.QueryContext(ctx, `SELECT `+t.keyCol+`, sealed FROM `+t.table)
+		rows, err := s.db.QueryContext(ctx, `SELECT `+t.keyCol+`, `+t.col+` FROM `+t.table+` WHERE `+t.col+` IS NOT NULL`)
 		if err != nil {
 			return total, fmt.Errorf("store: reseal %s: %w", t.table, err)
 		}
@@ -318,7 +319,7 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 			}
 			// Only replace the value we read: a concurrent writer's newer
 			// value (already under the current key) wins.
-			res, err := s.db.ExecContext(ctx, `UPDATE `+t.table+` SET sealed = $1 WHERE `+t.keyCol+` = $2 AND sealed = $3`,
+			res, err := s.db.ExecContext(ctx, `UPDATE `+t.table+` SET `+t.col+` = $1 WHERE `+t.keyCol+` = $2 AND `+t.col+` = $3`,
 				fresh, r.key, r.sealed)
 			if err != nil {
 				return total, fmt.Errorf("store: reseal %s row %s: %w", t.table, r.key, err)

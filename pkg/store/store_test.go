@@ -552,6 +552,10 @@ func TestResealAfterRotation(t *testing.T) {
 		if err := s.PutKey(ctx, "k", []byte("key-k")); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := s.AddPortalToken(ctx, PortalToken{Hash: "r1", Kind: "reply", Email: "a@example.com", Subject: "Merger",
+			ExpiresAt: time.Now().Add(time.Hour)}, false); err != nil {
+			t.Fatal(err)
+		}
 		s.Close()
 
 		oldPath, err := secret.RotateKeyFile(keyPath)
@@ -571,8 +575,8 @@ func TestResealAfterRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		n, err := s2.Reseal(ctx)
-		if err != nil || n != 2 {
-			t.Fatalf("Reseal = %d, %v; want 2 (a's password and key k)", n, err)
+		if err != nil || n != 3 {
+			t.Fatalf("Reseal = %d, %v; want 3 (a's password, key k, the reply link's subject)", n, err)
 		}
 		if n, err := s2.Reseal(ctx); err != nil || n != 0 {
 			t.Fatalf("second Reseal = %d, %v; want 0", n, err)
@@ -595,6 +599,9 @@ func TestResealAfterRotation(t *testing.T) {
 		}
 		if k, err := s3.Key(ctx, "k"); err != nil || string(k) != "key-k" {
 			t.Errorf("key after reseal: %q, %v", k, err)
+		}
+		if tok, err := s3.LivePortalToken(ctx, "r1"); err != nil || tok.Subject != "Merger" {
+			t.Errorf("reply link after reseal: %+v, %v", tok, err)
 		}
 	})
 }

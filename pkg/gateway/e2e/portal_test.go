@@ -22,8 +22,10 @@ import (
 // portal. Deferred messages wait 10 minutes before their next attempt, so
 // a PDF that leaves within the test's wait was released by the portal,
 // not by a retry.
-func portalGateway(t *testing.T) *gw {
-	g := newGateway(t, "")
+func portalGateway(t *testing.T) *gw { return portalize(t, newGateway(t, "")) }
+
+// portalize turns g's PDF passwords over to the portal (see portalGateway).
+func portalize(t *testing.T, g *gw) *gw {
 	cfg, err := os.ReadFile(g.config)
 	if err != nil {
 		t.Fatal(err)
