@@ -266,22 +266,26 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 	return rowsAffected(res, "store: key "+id)
 }
 
+// sealedColumns are the columns holding values sealed under the master
+// key (with the row key their additional data is bound to): what Reseal
+// reseals and StaleSecrets counts after a key rotation.
+var sealedColumns = []struct {
+	table, keyCol, col string
+	aad                func(string) []byte
+}{
+	{"pdf_passwords", "email_key", "sealed", pdfPasswordAAD},
+	{"private_keys", "id", "sealed", privateKeyAAD},
+	{"portal_tokens", "hash", "subject", portalSubjectAAD},
+}
+
 // Reseal seals again, under the keyring's current key, every stored secret
 // still sealed under an older key, and returns how many it changed. Run it
 // after a master key rotation; once it returns, the old key files are no
 // longer needed. A value that does not open stops it with an error, so
 // nothing is silently dropped.
 func (s *Store) Reseal(ctx context.Context) (int, error) {
-	tables := []struct {
-		table, keyCol, col string
-		aad                func(string) []byte
-	}{
-		{"pdf_passwords", "email_key", "sealed", pdfPasswordAAD},
-		{"private_keys", "id", "sealed", privateKeyAAD},
-		{"portal_tokens", "hash", "subject", portalSubjectAAD},
-	}
 	total := 0
-	for _, t := range tables {
+	for _, t := range sealedColumns {
 		type row struct {
 			key    string
 			sealed []byte
@@ -336,8 +340,9 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 // master key (0 once Reseal has run and nothing old was written since).
 func (s *Store) StaleSecrets(ctx context.Context) (int, error) {
 	n := 0
-	for _, table := range []string{"pdf_passwords", "private_keys"} {
-		rows, err := s.db.QueryContext(ctx, `SELECT sealed FROM `+table)
+	for _, c := range sealedColumns {
+		table := c.table
+		rows, err := s.db.QueryContext(ctx, `SELECT `+c.col+` FROM `+table+` WHERE `+c.col+` IS NOT NULL`)
 		if err != nil {
 			return n, fmt.Errorf("store: checking %s: %w", table, err)
 		}
@@ -347,7 +352,7 @@ func (s *Store) StaleSecrets(ctx context.Context) (int, error) {
 				rows.Close()
 				return n, fmt.Errorf("store: checking %s: %w", table, err)
 			}
-			if s.kr.NeedsReseal(sealed) {
+			if len(sealed) > 0 && s.kr.NeedsReseal(sealed) {
 				n++
 			}
 		}
