@@ -47,7 +47,7 @@ type peerFixture struct {
 	harvested          *harvestLog
 }
 
-func newPeerFixture(t *testing.T) *peerFixture {
+func newPeerFixture(t testing.TB) *peerFixture {
 	t.Helper()
 	f := &peerFixture{dir: t.TempDir(), pki: testpeer.NewPKI(t), harvested: &harvestLog{}}
 	f.alice = f.pki.Issue(t, "alice@partner.example", testpeer.IssueOptions{})
@@ -68,7 +68,7 @@ func newPeerFixture(t *testing.T) *peerFixture {
 	return f
 }
 
-func (f *peerFixture) file(t *testing.T, name string, data []byte) string {
+func (f *peerFixture) file(t testing.TB, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(f.dir, name)
 	if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -78,7 +78,7 @@ func (f *peerFixture) file(t *testing.T, name string, data []byte) string {
 }
 
 // sign has openssl sign entity as signer, with the message headers.
-func (f *peerFixture) sign(t *testing.T, entity []byte, signer *testpeer.Identity, from string) []byte {
+func (f *peerFixture) sign(t testing.TB, entity []byte, signer *testpeer.Identity, from string) []byte {
 	t.Helper()
 	return testpeer.MustRun(t, nil, "openssl", "cms", "-sign", "-in", f.file(t, "sign-in", entity),
 		"-signer", signer.CertFile, "-inkey", signer.KeyFile, "-certfile", f.pki.ChainFile, "-md", "sha256",
@@ -86,7 +86,7 @@ func (f *peerFixture) sign(t *testing.T, entity []byte, signer *testpeer.Identit
 }
 
 // encrypt has openssl encrypt msg to the recipient with extra options.
-func (f *peerFixture) encrypt(t *testing.T, msg []byte, to *testpeer.Identity, opts ...string) []byte {
+func (f *peerFixture) encrypt(t testing.TB, msg []byte, to *testpeer.Identity, opts ...string) []byte {
 	t.Helper()
 	args := append([]string{"cms", "-encrypt", "-in", f.file(t, "enc-in", msg), "-from", "alice@partner.example",
 		"-to", to.Email, "-subject", "Quarterly figures"}, opts...)
