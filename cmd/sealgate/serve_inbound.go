@@ -262,3 +262,16 @@ func (r *inboundRig) closeRelay() {
 		_ = c.Close() // QUIT on the pooled next-hop connections
 	}
 }
+
+// spoolOf is the spool holding entry e: the inbound one for entries of
+// the inbound queue node, else the runtime's.
+func spoolOf(rt *runtime, e store.QueueEntry) (*gateway.Spool, error) {
+	if e.Node != inboundNode(rt.node) {
+		return rt.spool, nil
+	}
+	sp, err := gateway.OpenSpool(rt.cfg.DataPath("spool-inbound"), rt.keyring)
+	if err != nil {
+		return nil, fmt.Errorf("inbound spool: %w", err)
+	}
+	return sp, nil
+}

@@ -105,6 +105,41 @@ func TestServeInboundEndToEnd(t *testing.T) {
 			t.Fatalf("want the original envelope with the reason:\n%s", m)
 		}
 	})
+	t.Run("queue delete removes an inbound message from its own spool", func(t *testing.T) {
+		sink.Fail(451, "try later")
+		defer sink.Fail(0, "")
+		testpeer.MustRun(t, nil, "swaks", "--server", addr, "--from", "carol@partner.test", "--to", "alice@example.org",
+			"--data", "@"+readable, "--hide-all")
+		var id string
+		waitUntil(t, 30*time.Second, func() bool {
+			var list []struct{ ID, State string }
+			if json.Unmarshal(g.cli("queue", "list", "-o", "json"), &list) == nil {
+				for _, e := range list {
+					if e.State == "deferred" {
+						id = e.ID
+					}
+				}
+			}
+			return id != ""
+		}, func() string { return "no deferred inbound message:\n" + tail(g.logText(), 20) })
+		spooled := func() int {
+			files, _ := filepath.Glob(filepath.Join(g.dir, "data", "spool-inbound", "*"))
+			n := 0
+			for _, f := range files {
+				if strings.Contains(filepath.Base(f), id) {
+					n++
+				}
+			}
+			return n
+		}
+		if spooled() == 0 {
+			t.Fatalf("message %s not in spool-inbound", id)
+		}
+		g.cli("queue", "delete", id)
+		if n := spooled(); n != 0 {
+			t.Fatalf("%d spool files of %s left in spool-inbound after queue delete", n, id)
+		}
+	})
 	t.Run("the signer is harvested", func(t *testing.T) {
 		out := string(g.cli("directory", "lookup", "carol@partner.test"))
 		// Only a harvested signature carries the announced capabilities
