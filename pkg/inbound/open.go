@@ -254,11 +254,11 @@ func firstAddress(c *x509.Certificate) string {
 func fromAddress(fields []field) (string, error) {
 	h := headerValue(fields, "from")
 	if h == "" {
-		return "", errors.New("message has no From")
+		return "", errors.New("the message has no From")
 	}
 	list, err := mail.ParseAddressList(h)
 	if err != nil || len(list) != 1 {
-		return "", errors.New("From is not one address")
+		return "", errors.New("the From header is not one address")
 	}
 	return list[0].Address, nil
 }

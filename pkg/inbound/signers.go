@@ -25,7 +25,7 @@ type DirectorySigners struct{ Validator Evaluator }
 func (d DirectorySigners) CheckSigner(ctx context.Context, signer *x509.Certificate, certs []*x509.Certificate, from string) error {
 	addr, err := directory.NormalizeAddress(from)
 	if err != nil {
-		return fmt.Errorf("From %q is not an address", clean(from))
+		return fmt.Errorf("the From address %q is not an address", clean(from))
 	}
 	ev := d.Validator.Evaluate(ctx, directory.Candidate{Certificate: signer, Intermediates: certs}, addr)
 	if ev.Valid {
