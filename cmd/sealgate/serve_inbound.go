@@ -80,7 +80,7 @@ func newInboundRig(ctx context.Context, cfg *config.Config, rt *runtime, mgr *pk
 		nets = anyNetwork
 	}
 	lst := gateway.NewListener(gateway.ListenerConfig{Hostname: cfg.SMTP.Hostname, TLS: tlsConf,
-		AllowedNetworks: nets, MaxMessageBytes: maxBytes,
+		AllowedNetworks: nets, MaxMessageBytes: maxBytes, AcceptRecipient: ourDomain(cfg.Policy.InternalDomains),
 		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnections: cfg.SMTP.MaxConnections,
 		ReadTimeout: cfg.SMTP.ReadTimeout.Duration, WriteTimeout: cfg.SMTP.WriteTimeout.Duration, Log: log}, q)
 	if err := q.Recover(ctx); err != nil {
@@ -274,4 +274,20 @@ func spoolOf(rt *runtime, e store.QueueEntry) (*gateway.Spool, error) {
 		return nil, fmt.Errorf("inbound spool: %w", err)
 	}
 	return sp, nil
+}
+
+// ourDomain accepts recipients in policy.internal_domains only (exact
+// domains, case-insensitive); config check requires them with [inbound].
+func ourDomain(domains []string) func(addr string) bool {
+	set := map[string]bool{}
+	for _, d := range domains {
+		set[strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")] = true
+	}
+	return func(addr string) bool {
+		at := strings.LastIndexByte(addr, '@')
+		if at < 0 {
+			return false
+		}
+		return set[strings.TrimSuffix(strings.ToLower(addr[at+1:]), ".")]
+	}
 }

@@ -37,6 +37,9 @@ func (v *validator) inbound() {
 		return
 	}
 	v.listenAddr("inbound.listen", in.Listen)
+	if len(v.c.Policy.InternalDomains) == 0 {
+		v.add("inbound.listen", []string{"policy.internal_domains"}, "needs policy.internal_domains: the inbound listener takes mail for those domains only (else it would relay anything to next_hop)", `list your domains, e.g. internal_domains = ["example.org"] in [policy]`)
+	}
 	v.hostPort("inbound.next_hop", in.NextHop, []string{"inbound.listen"}, "when inbound.listen is set (the internal mail server that receives the decrypted mail)")
 	if in.Listen == v.c.SMTP.Listen && !strings.HasSuffix(in.Listen, ":0") {
 		v.add("inbound.listen", []string{"smtp.listen"}, fmt.Sprintf("%q is smtp.listen too", in.Listen), "give the inbound listener its own address or port")

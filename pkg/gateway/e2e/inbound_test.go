@@ -140,6 +140,16 @@ func TestServeInboundEndToEnd(t *testing.T) {
 			t.Fatalf("%d spool files of %s left in spool-inbound after queue delete", n, id)
 		}
 	})
+	t.Run("no open relay: other domains are refused at RCPT", func(t *testing.T) {
+		r := testpeer.Run(t, nil, "swaks", "--server", addr, "--from", "carol@partner.test", "--to", "victim@elsewhere.test",
+			"--data", "@"+readable)
+		if r.ExitCode == 0 || !strings.Contains(string(r.Stdout), "550 5.7.1") {
+			t.Fatalf("swaks exit %d, want the RCPT refused with 550 5.7.1:\n%s", r.ExitCode, r.Stdout)
+		}
+		if strings.Contains(string(g.cli("queue", "list")), "victim@elsewhere.test") {
+			t.Fatal("the refused recipient was queued")
+		}
+	})
 	t.Run("the signer is harvested", func(t *testing.T) {
 		out := string(g.cli("directory", "lookup", "carol@partner.test"))
 		// Only a harvested signature carries the announced capabilities
