@@ -162,7 +162,15 @@ func newQueueCmd(a *app) *cobra.Command {
 		Use: "delete ID", Short: "remove a message from the queue without delivering it", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withEntry(cmd, args[0], func(rt *runtime, e store.QueueEntry) error {
-				if err := gateway.Delete(cmd.Context(), rt.store, rt.spool, rt.node, queueEvents(rt), e.ID, "an operator (sealgate queue delete)"); err != nil {
+				sp, err := spoolOf(rt, e) // serve_inbound.go: the inbound queue has its own spool
+				if err != nil {
+					return err
+				}
+				node := rt.node
+				if e.Node == inboundNode(rt.node) {
+					node = e.Node
+				}
+				if err := gateway.Delete(cmd.Context(), rt.store, sp, node, queueEvents(rt), e.ID, "an operator (sealgate queue delete)"); err != nil {
 					return err
 				}
 				if err := audited(cmd, rt, "delete", e.ID); err != nil {

@@ -217,6 +217,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return asUsage(err)
 	}
+	var in *inboundRig // [inbound]: serve_inbound.go
+	if cfg.Inbound.Enabled() {
+		if in, err = newInboundRig(ctx, cfg, rt, mgr, gc, gc, log); err != nil {
+			return err
+		}
+		defer in.ln.Close()
+	}
 	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {
 		return fmt.Errorf("smtp.listen %s: %w", cfg.SMTP.Listen, err)
@@ -226,6 +233,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	// taken HTTP port stops serve instead of leaving it without /crl.
 	var httpLn net.Listener
 	listening := []any{"smtp", ln.Addr().String()}
+	if in != nil {
+		listening = append(listening, "inbound", in.ln.Addr().String())
+	}
 	if cfg.HTTP.Listen != "" {
 		if httpLn, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
 			ln.Close()
@@ -263,6 +273,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if hooks != nil { // beside the queue: a slow endpoint never holds mail up
 		wg.Add(1)
 		go func() { defer wg.Done(); hooks.Run(qctx) }()
+	}
+	if in != nil {
+		wg.Add(1)
+		in.start(qctx, log, wg.Done)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- lst.Serve(ln) }()
@@ -304,6 +318,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_ = lst.Shutdown(sctx)
+	if in != nil {
+		in.stop(sctx)
+	}
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(sctx)
 	}
@@ -312,6 +329,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	wg.Wait()
 	if c, ok := relay.(io.Closer); ok {
 		_ = c.Close() // QUIT on the pooled smart-host connections
+	}
+	if in != nil {
+		in.closeRelay()
 	}
 	log.Info("stopped")
 	return nil

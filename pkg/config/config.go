@@ -20,6 +20,7 @@ type Config struct {
 	PDF        PDF         `toml:"pdf"`
 	HTTP       HTTP        `toml:"http"`
 	Portal     Portal      `toml:"portal"`
+	Inbound    Inbound     `toml:"inbound"`
 	Events     Events      `toml:"events"`
 	Log        Log         `toml:"log"`
 	Webhooks   []Webhook   `toml:"webhooks"`

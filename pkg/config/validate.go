@@ -33,6 +33,7 @@ func validate(c *Config, ps *problems) {
 	v.events()
 	v.log()
 	v.webhooks()
+	v.inbound()
 }
 
 type validator struct {

@@ -34,6 +34,10 @@ type ListenerConfig struct {
 	// address. An error defers the sender (451).
 	OwnsAddress     func(ctx context.Context, account, addr string) (bool, error)
 	MaxMessageBytes int64
+	// AcceptRecipient, if set, refuses RCPT TO addresses it returns false
+	// for (550 5.7.1): the inbound listener takes mail for our domains
+	// only, so it is no open relay to the next hop.
+	AcceptRecipient func(addr string) bool
 	MaxRecipients   int
 	MaxConnections  int
 	ReadTimeout     time.Duration
@@ -351,6 +355,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if !strings.Contains(to, "@") {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Recipient must be a full address (local@domain)"}
+	}
+	if s.l.cfg.AcceptRecipient != nil && !s.l.cfg.AcceptRecipient(to) {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: not a domain of this gateway"}
 	}
 	r := Recipient{Addr: to}
 	if opts != nil {
