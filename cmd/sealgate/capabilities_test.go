@@ -53,8 +53,8 @@ func TestEncryptionFollowsHarvestedCapabilities(t *testing.T) {
 	mustSG(t, cfgFile, "directory", "import", modernEML, legacyEML)
 
 	look := func(addr string) lookupJSON { return sgJSON[lookupJSON](t, cfgFile, "directory", "lookup", addr) }
-	if e := look("modern@partner.test").Encryption; e == nil || e.Content != "AES-256-GCM" || e.KeyTransport != "RSAES-OAEP" {
-		t.Fatalf("directory lookup modern: %+v", e)
+	if l := look("modern@partner.test"); l.Origin != "harvested" || l.Encryption == nil || l.Encryption.Content != "AES-256-GCM" || l.Encryption.KeyTransport != "RSAES-OAEP" {
+		t.Fatalf("directory lookup modern: origin %q, %+v", l.Origin, l.Encryption)
 	}
 	if e := look("legacy@partner.test").Encryption; e == nil || e.Content != "AES-256-CBC" || e.KeyTransport != "RSA PKCS#1 v1.5" || !strings.Contains(e.Why, "lack") {
 		t.Fatalf("directory lookup legacy: %+v", e)

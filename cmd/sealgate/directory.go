@@ -85,6 +85,7 @@ type lookupJSON struct {
 	Found       bool              `json:"found"`
 	Answer      string            `json:"answer"`
 	Source      string            `json:"source,omitempty"`
+	Origin      string            `json:"origin,omitempty"` // harvested | imported (store certificates)
 	Certificate string            `json:"certificate,omitempty"`
 	Fingerprint string            `json:"fingerprint_sha256,omitempty"`
 	NotAfter    *time.Time        `json:"not_after,omitempty"`
@@ -132,6 +133,7 @@ func (a *app) directoryLookup(ctx context.Context, email string, explain bool) e
 	if r.Found {
 		c := r.Chosen
 		out.Source = c.Source
+		out.Origin = c.Origin
 		out.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate.Raw}))
 		out.Fingerprint = c.Fingerprint()
 		na := c.Certificate.NotAfter.UTC()
@@ -165,7 +167,11 @@ func candidateOf(ev directory.Evaluated, chosen *directory.Evaluated) candidateJ
 
 func printLookup(w io.Writer, r lookupJSON, explain bool) error {
 	if r.Found {
-		fmt.Fprintf(w, "%s: found in %s\n", r.Email, r.Source)
+		if r.Origin != "" {
+			fmt.Fprintf(w, "%s: found in %s (%s)\n", r.Email, r.Source, r.Origin)
+		} else {
+			fmt.Fprintf(w, "%s: found in %s\n", r.Email, r.Source)
+		}
 		fmt.Fprintf(w, "  sha256     %s\n  not after  %s\n", r.Fingerprint, r.NotAfter.Format(time.RFC3339))
 		if len(r.Capabilities) > 0 {
 			fmt.Fprintf(w, "  announces  %s\n", strings.Join(r.Capabilities, ", "))

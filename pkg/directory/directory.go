@@ -65,6 +65,10 @@ type Candidate struct {
 	// Capabilities is the DER SMIMECapabilities the recipient announced
 	// (from a harvested signature), nil when unknown.
 	Capabilities []byte
+	// Origin says how the source came by it, where it can tell: for the
+	// store "harvested" (from a verified signed message) or "imported"
+	// (by an admin); "" otherwise.
+	Origin string
 }
 
 // Source is where certificates for an address may be found. Find returns

@@ -29,8 +29,9 @@ func (s storeSource) Find(ctx context.Context, email string) ([]Candidate, error
 	}
 	var cas []*x509.Certificate
 	type leaf struct {
-		c    *x509.Certificate
-		caps []byte
+		c      *x509.Certificate
+		caps   []byte
+		origin string
 	}
 	var leaves []leaf
 	for _, r := range rows {
@@ -42,12 +43,16 @@ func (s storeSource) Find(ctx context.Context, email string) ([]Candidate, error
 		if c.IsCA {
 			cas = append(cas, c)
 		} else {
-			leaves = append(leaves, leaf{c, r.Capabilities})
+			origin := "imported"
+			if r.Source == store.SourceHarvest {
+				origin = "harvested"
+			}
+			leaves = append(leaves, leaf{c, r.Capabilities, origin})
 		}
 	}
 	out := make([]Candidate, 0, len(leaves))
 	for _, l := range leaves {
-		out = append(out, Candidate{Certificate: l.c, Intermediates: cas, Capabilities: l.caps})
+		out = append(out, Candidate{Certificate: l.c, Intermediates: cas, Capabilities: l.caps, Origin: l.origin})
 	}
 	return out, nil
 }

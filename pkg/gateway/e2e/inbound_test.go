@@ -154,7 +154,7 @@ func TestServeInboundEndToEnd(t *testing.T) {
 		out := string(g.cli("directory", "lookup", "carol@partner.test"))
 		// Only a harvested signature carries the announced capabilities
 		// (an imported certificate has none).
-		if !strings.Contains(out, "found in store") || !strings.Contains(out, "announces  aes256-CBC") {
+		if !strings.Contains(out, "found in store (harvested)") || !strings.Contains(out, "announces  aes256-CBC") {
 			t.Fatalf("lookup does not show the harvested certificate:\n%s", out)
 		}
 	})
