@@ -96,19 +96,37 @@ func headerValue(fields []field, name string) string {
 	return ""
 }
 
-// toCRLF turns bare LF line ends into CRLF.
+// toCRLF turns bare LF line ends into CRLF. Mail that is CRLF already
+// (the usual case) comes back as it is, without a copy; otherwise whole
+// runs between line ends are copied at once.
 func toCRLF(b []byte) []byte {
-	if !bytes.Contains(b, []byte("\n")) {
+	bare := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
+		}
+		if i+j == 0 || b[i+j-1] != '\r' {
+			bare++
+		}
+		i += j + 1
+	}
+	if bare == 0 {
 		return b
 	}
-	out := make([]byte, 0, len(b)+len(b)/40)
-	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+	out := make([]byte, 0, len(b)+bare)
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return append(out, b[i:]...)
+		}
+		out = append(out, b[i:i+j]...)
+		if i+j == 0 || b[i+j-1] != '\r' {
 			out = append(out, '\r')
 		}
-		out = append(out, c)
+		out = append(out, '\n')
+		i += j + 1
 	}
-	return out
 }
 
 func appendFields(dst []byte, fields []field) []byte {
