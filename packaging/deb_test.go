@@ -73,7 +73,7 @@ func TestDebianPackage(t *testing.T) {
 	}
 	unit, _ := os.ReadFile("/lib/systemd/system/sealgate.service")
 	for _, line := range []string{"Type=notify", "User=sealgate", "ProtectSystem=strict", "NoNewPrivileges=yes",
-		"CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "PrivateTmp=yes", "ReadWritePaths=/var/lib/sealgate"} {
+		"CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "PrivateTmp=yes", "ReadWritePaths=/var/lib/sealgate", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), "\n"+line+"\n") {
 			t.Errorf("the unit lacks %s", line)
 		}

@@ -299,6 +299,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	go refreshCRL(ctx, ca, log)
 	go watchMasterKey(ctx, rt.keyring, log)
 	go pruneEvents(ctx, rt.store, cfg.Events.Retention.Duration, log)
+	if r, ok := pipeline.Decider.(*reloadableDecider); ok && cfg.File() != "" {
+		go reloadOnHangup(ctx, r, cfg.File(), log)
+	}
 	// Listeners bound, queue recovered and running: ready (Type=notify).
 	if err := sdNotify("READY=1"); err != nil {
 		log.Warn("telling systemd we are ready", "err", err)
@@ -583,7 +586,7 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		groups = staticGroupsFromConfig(cfg)
 	}
 	p := &gateway.Pipeline{Hostname: cfg.SMTP.Hostname,
-		Decider:   policyDecider{p: pol, groups: groups, log: rt.log},
+		Decider:   newReloadableDecider(policyDecider{p: pol, groups: groups, log: rt.log}),
 		Finder:    dirFinder{d: dir},
 		Signer:    &pkiSigner{m: mgr, ttl: time.Minute},
 		Encrypter: smimeEncrypter{},
