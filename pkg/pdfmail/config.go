@@ -2,8 +2,6 @@ package pdfmail
 
 import (
 	"fmt"
-	"os"
-	"time"
 
 	"github.com/sealgate/sealgate/pkg/config"
 )
@@ -27,18 +25,21 @@ func NewSealer(c config.PDF, path func(string) string) (*Sealer, error) {
 		AttachOriginal: c.AttachOriginal,
 		Templates:      tmpl,
 	}
+	// pdf.font_file is the deprecated single font: now one more entry of
+	// the chain, right after the built-in font.
+	var entries []string
 	if c.FontFile != "" {
-		font, err := os.ReadFile(path(c.FontFile))
+		entries = append(entries, path(c.FontFile))
+	}
+	for _, f := range c.Fonts {
+		entries = append(entries, path(f))
+	}
+	if len(entries) > 0 {
+		chain, err := buildChain(fontRegular, entries, SystemFontDirs)
 		if err != nil {
-			return nil, fmt.Errorf("pdf.font_file: %w", err)
+			return nil, fmt.Errorf("pdf.fonts: %w", err)
 		}
-		s.Font = font
-		// Fail at startup, not on the first mail: draw a test page.
-		lang, _ := lookupLanguage(c.Language)
-		probe := &parsedMessage{Subject: "Test „€“ ĞŞİ Łź", Text: "Grüße"}
-		if _, err := renderPages(probe, lang, time.Now(), fontSet{regular: font, bold: font}); err != nil {
-			return nil, fmt.Errorf("pdf.font_file %s is not a usable TrueType font: %w", c.FontFile, err)
-		}
+		s.chain = chain
 	}
 	if c.SubjectTag != "" {
 		tag, err := NewSubjectTag(c.SubjectTag)

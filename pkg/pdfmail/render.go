@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,12 +38,12 @@ func htmlToText(html string) (string, error) {
 // renderPages draws the letter: header block, attachment list, body,
 // "page x of y" footers. It returns an unencrypted PDF of the pages only;
 // attachments and encryption are added by assemble.
-func renderPages(pm *parsedMessage, lang language, created time.Time, fonts fontSet) (out []byte, err error) {
+func renderPages(pm *parsedMessage, lang language, created time.Time, fonts fontSet) (out []byte, warnings []string, err error) {
 	defer func() {
 		// fpdf panics on some inputs (seen: invalid UTF-8 in the title);
 		// a hostile message must produce an error, not kill the gateway.
 		if p := recover(); p != nil {
-			out, err = nil, fmt.Errorf("render pages: %v", p)
+			out, warnings, err = nil, nil, fmt.Errorf("render pages: %v", p)
 		}
 	}()
 	pdf := fpdf.New("P", "mm", "A4", "")
@@ -55,6 +56,7 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 	pdf.SetLang(lang.code)
 	pdf.AddUTF8FontFromBytes(fontFamily, "", fonts.regular)
 	pdf.AddUTF8FontFromBytes(fontFamily, "B", fonts.bold)
+	tw := &textWriter{pdf: pdf, chain: fonts.chain, added: map[int]bool{}, miss: missingRunes{}}
 	pdf.SetMargins(pageMargin, pageMargin, pageMargin)
 	pdf.SetAutoPageBreak(true, pageMargin)
 	pdf.AliasNbPages("{nb}")
@@ -79,10 +81,9 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 		pdf.SetFont(fontFamily, "B", bodySize)
 		pdf.SetTextColor(60, 60, 60)
 		pdf.CellFormat(labelW, lineHeight, label, "", 0, "L", false, 0, "")
-		pdf.SetFont(fontFamily, "", bodySize)
 		pdf.SetTextColor(0, 0, 0)
 		pdf.SetXY(pageMargin+labelW, y)
-		pdf.MultiCell(textW-labelW, lineHeight, printable(value), "", "L", false)
+		tw.block(pageMargin+labelW, "", bodySize, lineHeight, printable(value))
 	}
 	field(lang.from, pm.From)
 	field(lang.to, pm.To)
@@ -100,7 +101,7 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 	pdf.CellFormat(labelW, lineHeight, lang.subject, "", 0, "L", false, 0, "")
 	pdf.SetTextColor(0, 0, 0)
 	pdf.SetXY(pageMargin+labelW, y)
-	pdf.MultiCell(textW-labelW, lineHeight, printable(subject), "", "L", false)
+	tw.block(pageMargin+labelW, "B", bodySize, lineHeight, printable(subject))
 
 	if len(pm.Attachments) > 0 {
 		pdf.Ln(1)
@@ -118,7 +119,7 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 			}
 			fmt.Fprintf(&list, "%s (%s, %s)", printable(a.Name), a.ContentType, lang.formatSize(a.Size))
 		}
-		pdf.MultiCell(textW-labelW, lineHeight, list.String(), "", "L", false)
+		tw.block(pageMargin+labelW, "", bodySize, lineHeight, list.String())
 		pdf.SetFont(fontFamily, "", 8)
 		pdf.SetTextColor(110, 110, 110)
 		pdf.SetX(pageMargin + labelW)
@@ -140,16 +141,89 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 		pdf.SetTextColor(110, 110, 110)
 		body = lang.noBody
 	}
-	pdf.MultiCell(textW, lineHeight, body, "", "L", false)
+	tw.block(pageMargin, "", bodySize, lineHeight, body)
 
 	if err := pdf.Error(); err != nil {
-		return nil, fmt.Errorf("render pages: %w", err)
+		return nil, nil, fmt.Errorf("render pages: %w", err)
 	}
 	var buf bytes.Buffer
 	if err := pdf.Output(&buf); err != nil {
-		return nil, fmt.Errorf("render pages: %w", err)
+		return nil, nil, fmt.Errorf("render pages: %w", err)
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), tw.warnings(), nil
+}
+
+// textWriter draws text through the font chain: each run with its font,
+// fonts registered with the document (and so embedded, as subsets) only
+// when a run needs them.
+type textWriter struct {
+	pdf   *fpdf.Fpdf
+	chain *fontChain
+	added map[int]bool
+	miss  missingRunes
+}
+
+// block draws s as a paragraph whose lines start at x, wrapped at the
+// right margin, and leaves the cursor at x on the line below.
+func (t *textWriter) block(x float64, style string, size, h float64, s string) {
+	left, top, right, _ := t.pdf.GetMargins()
+	t.pdf.SetMargins(x, top, right)
+	t.pdf.SetX(x)
+	for _, r := range t.chain.segment(s, t.miss) {
+		t.setFont(r.font, style, size)
+		t.pdf.Write(h, r.text)
+	}
+	t.pdf.Ln(h)
+	t.pdf.SetMargins(left, top, right)
+	t.pdf.SetX(left)
+}
+
+func (t *textWriter) setFont(i int, style string, size float64) {
+	if i == 0 {
+		t.pdf.SetFont(fontFamily, style, size)
+		return
+	}
+	family := fmt.Sprintf("F%d", i)
+	if !t.added[i] {
+		data, err := t.chain.fonts[i].bytes()
+		if err != nil {
+			// The file went away since the chain was built: fpdf draws
+			// the built-in font's missing glyph; the PDF is still made.
+			t.pdf.SetFont(fontFamily, style, size)
+			return
+		}
+		t.pdf.AddUTF8FontFromBytes(family, "", data)
+		t.added[i] = true
+	}
+	// Fallback fonts have one face: bold text in them is drawn regular.
+	t.pdf.SetFont(family, "", size)
+}
+
+// warnings describes the characters no font had, once each, in order.
+func (t *textWriter) warnings() []string {
+	if len(t.miss) == 0 {
+		return nil
+	}
+	rs := make([]rune, 0, len(t.miss))
+	for r := range t.miss {
+		rs = append(rs, r)
+	}
+	slices.Sort(rs)
+	const most = 20
+	var b strings.Builder
+	b.WriteString("no font has ")
+	for i, r := range rs {
+		if i == most {
+			fmt.Fprintf(&b, " and %d more", len(rs)-most)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "U+%04X", r)
+	}
+	b.WriteString(": drawn as \uFFFD")
+	return []string{b.String()}
 }
 
 // printable normalises text for the page: CRLF to LF, tabs to spaces,
@@ -175,4 +249,8 @@ func printable(s string) string {
 }
 
 // fontSet is the TrueType data the pages are drawn with.
-type fontSet struct{ regular, bold []byte }
+type fontSet struct {
+	regular, bold []byte
+	// chain supplies every character the regular font lacks.
+	chain *fontChain
+}
