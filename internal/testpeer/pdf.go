@@ -126,3 +126,15 @@ func MuPDFRenderPNG(t testing.TB, pdf, password string, page, dpi int, dir strin
 	}
 	return png, strings.Join(warn, "\n")
 }
+
+// PDFTitle returns the document title poppler's pdfinfo reports.
+func PDFTitle(t testing.TB, pdf, password string) string {
+	t.Helper()
+	out := string(MustRun(t, nil, "pdfinfo", "-enc", "UTF-8", "-upw", password, pdf))
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "Title:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

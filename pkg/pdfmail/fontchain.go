@@ -4,12 +4,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"codeberg.org/go-pdf/fpdf"
 )
 
 // The pages are drawn with a chain of fonts: the built-in DejaVu Sans
@@ -54,14 +57,55 @@ type chainFont struct {
 	err  error
 }
 
+// family is the font's name in the PDF: its file name's letters and
+// digits (readers show it in their font lists), made unique by the index.
+func (f *chainFont) family(i int) string {
+	base := strings.TrimSuffix(filepath.Base(f.path), filepath.Ext(f.path))
+	name := strings.Map(func(r rune) rune {
+		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return r
+		}
+		return -1
+	}, base)
+	if f.path == "" || name == "" {
+		name = "Fallback"
+	}
+	return fmt.Sprintf("%s%d", name, i)
+}
+
+// bytes returns the font file, read and tried out in a scratch document
+// on first use: a font fpdf cannot embed is found here, not by failing the
+// message's PDF.
 func (f *chainFont) bytes() ([]byte, error) {
 	f.once.Do(func() {
 		if f.data != nil {
 			return
 		}
-		f.data, f.err = readFontFile(f.path)
+		data, err := readFontFile(f.path)
+		if err == nil {
+			err = probeFont(data)
+		}
+		f.data, f.err = data, err
 	})
 	return f.data, f.err
+}
+
+// probeFont draws one character with data in a throw-away document.
+func probeFont(data []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("font unusable: %v", p)
+		}
+	}()
+	pdf := fpdf.New("P", "mm", "A4", "")
+	pdf.AddUTF8FontFromBytes("probe", "", data)
+	pdf.AddPage()
+	pdf.SetFont("probe", "", 10)
+	pdf.Cell(10, 5, "a")
+	if err := pdf.Output(io.Discard); err != nil {
+		return fmt.Errorf("font unusable: %w", err)
+	}
+	return nil
 }
 
 // fontChain is the ordered list of fonts; safe for concurrent use.
@@ -166,8 +210,11 @@ func fontCoverage(data []byte) (*coverage, error) {
 	if sub < 0 {
 		return nil, errNotTrueType
 	}
-	segX2, ok := u16(sub + 6)
-	if !ok || segX2%2 != 0 {
+	length, ok1 := u16(sub + 2)
+	segX2, ok2 := u16(sub + 6)
+	// The four segment arrays (and a reserved word) must lie inside the
+	// subtable, and the subtable inside the file.
+	if !ok1 || !ok2 || segX2%2 != 0 || 16+4*segX2 > length || sub+length > len(data) {
 		return nil, errNotTrueType
 	}
 	ends := sub + 14

@@ -52,7 +52,8 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 	pdf.SetModificationDate(created)
 	pdf.SetProducer("sealgate", true)
 	pdf.SetCreator("sealgate", true)
-	pdf.SetTitle(printable(pm.Subject), true)
+	// The title (the subject) is set by assemble: fpdf mangles characters
+	// outside the BMP.
 	pdf.SetLang(lang.code)
 	pdf.AddUTF8FontFromBytes(fontFamily, "", fonts.regular)
 	pdf.AddUTF8FontFromBytes(fontFamily, "B", fonts.bold)
@@ -170,7 +171,9 @@ func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 	t.pdf.SetMargins(x, top, right)
 	t.pdf.SetX(x)
 	for _, r := range t.chain.segment(s, t.miss) {
-		t.setFont(r.font, style, size)
+		if !t.setFont(r.font, style, size) {
+			r.text = t.unusable(r.text)
+		}
 		t.pdf.Write(h, r.text)
 	}
 	t.pdf.Ln(h)
@@ -178,25 +181,39 @@ func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 	t.pdf.SetX(left)
 }
 
-func (t *textWriter) setFont(i int, style string, size float64) {
+// setFont selects font i of the chain. It reports false, with the
+// built-in font selected, when font i cannot be used (its file went away
+// or fpdf cannot embed it): the run is then drawn as replacement marks.
+func (t *textWriter) setFont(i int, style string, size float64) bool {
 	if i == 0 {
 		t.pdf.SetFont(fontFamily, style, size)
-		return
+		return true
 	}
-	family := fmt.Sprintf("F%d", i)
+	family := t.chain.fonts[i].family(i)
 	if !t.added[i] {
 		data, err := t.chain.fonts[i].bytes()
 		if err != nil {
-			// The file went away since the chain was built: fpdf draws
-			// the built-in font's missing glyph; the PDF is still made.
 			t.pdf.SetFont(fontFamily, style, size)
-			return
+			return false
 		}
 		t.pdf.AddUTF8FontFromBytes(family, "", data)
 		t.added[i] = true
 	}
 	// Fallback fonts have one face: bold text in them is drawn regular.
 	t.pdf.SetFont(family, "", size)
+	return true
+}
+
+// unusable turns a run meant for an unusable font into replacement marks
+// (spaces and line ends kept) and counts its characters as missing.
+func (t *textWriter) unusable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\n' {
+			return r
+		}
+		t.miss[r]++
+		return replacementRune
+	}, s)
 }
 
 // warnings describes the characters no font had, once each, in order.

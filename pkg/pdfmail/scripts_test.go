@@ -93,3 +93,57 @@ func requireSystemFontFor(t *testing.T, rs ...rune) {
 		}
 	}
 }
+
+// TestCharacterNoFontHasNeverFailsThePDF plays a sender whose mail has
+// characters no font of the chain draws (emoji outside the Basic
+// Multilingual Plane, which the PDF writer cannot draw; unassigned code
+// points): the PDF is made, the characters become U+FFFD, and the caller
+// is told which ones.
+func TestCharacterNoFontHasNeverFailsThePDF(t *testing.T) {
+	testpeer.Require(t, "pdftotext")
+	testpeer.Require(t, "qpdf")
+	tests := []struct {
+		name, subject, body string
+		missing             []string
+	}{
+		{"emoji in body", "Thanks", "Great work 👍 see you\r\n", []string{"U+1F44D"}},
+		{"emoji in subject", "Party 🎉 tonight", "Details inside.\r\n", []string{"U+1F389"}},
+		{"unassigned code point", "Odd", "before \U000EFFFD after \u0378 end\r\n", []string{"U+0378", "U+EFFFD"}},
+		{"flag and skin tone", "Hi 🇩🇪", "👋🏽 hello\r\n", []string{"U+1F1E9", "U+1F1EA", "U+1F3FD", "U+1F44B"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := buildMessage(tc.subject, testPart{contentType: "text/plain; charset=utf-8", body: []byte(tc.body)})
+			var carrier bytes.Buffer
+			info, err := (&Sealer{}).Seal(context.Background(), bytes.NewReader(msg), []byte(testPassword), &carrier)
+			if err != nil {
+				t.Fatalf("Seal failed instead of drawing a replacement: %v", err)
+			}
+			warn := strings.Join(info.Warnings, "\n")
+			for _, m := range tc.missing {
+				if !strings.Contains(warn, m) {
+					t.Errorf("warnings %q do not name %s", info.Warnings, m)
+				}
+			}
+			pdf := filepath.Join(t.TempDir(), "m.pdf")
+			if err := os.WriteFile(pdf, extractPDF(t, carrier.Bytes(), DefaultAttachmentName), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got := testpeer.PDFText(t, pdf, testPassword, false)
+			if !strings.Contains(got, "\uFFFD") {
+				t.Errorf("no replacement mark in the text:\n%s", got)
+			}
+			for _, w := range strings.Fields(tc.body) {
+				if !strings.ContainsFunc(w, func(r rune) bool { return r > 0x2FFF }) && w != "\u0378" && !strings.Contains(got, w) {
+					t.Errorf("pdftotext lost %q:\n%s", w, got)
+				}
+			}
+			if r := testpeer.QPDFCheck(t, pdf, testPassword); r.ExitCode != 0 {
+				t.Errorf("qpdf --check exited %d:\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
+			}
+			if title := testpeer.PDFTitle(t, pdf, testPassword); title != tc.subject {
+				t.Errorf("document title %q, want the subject %q", title, tc.subject)
+			}
+		})
+	}
+}

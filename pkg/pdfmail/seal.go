@@ -181,7 +181,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		return info, err
 	}
 	userPW := norm.NFKC.String(string(password)) // SASLprep-like, as readers normalise
-	if err := assemble(pages, pm.Attachments, userPW, ownerPW, created, cw); err != nil {
+	if err := assemble(pages, pm.Attachments, printable(pm.Subject), userPW, ownerPW, created, cw); err != nil {
 		return info, fmt.Errorf("pdfmail: %w", err)
 	}
 	if err := enc.Close(); err != nil {
