@@ -263,3 +263,23 @@ func TestFontTheWriterCannotEmbedNeverFailsThePDF(t *testing.T) {
 		t.Errorf("want the Latin text and two replacement marks:\n%s", text)
 	}
 }
+
+func TestPieces(t *testing.T) {
+	long := strings.Repeat("x", 150)
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"one two\nthree", []string{"one ", "two\n", "three"}},
+		{"会议定", []string{"会", "议", "定"}},
+		{"ab会cd ", []string{"ab会", "cd "}},
+		{long, []string{long[:64], long[64:128], long[128:]}},
+	}
+	for _, tc := range tests {
+		got := pieces(tc.in)
+		if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
+			t.Errorf("pieces(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"codeberg.org/go-pdf/fpdf"
 	"github.com/inbucket/html2text"
@@ -174,7 +175,12 @@ func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 		if !t.setFont(r.font, style, size) {
 			r.text = t.unusable(r.text)
 		}
-		t.pdf.Write(h, r.text)
+		// fpdf's Write converts its whole text to runes once per output
+		// line (quadratic in the text's length): it gets one word at a
+		// time and still wraps, moving a word that does not fit.
+		for _, piece := range pieces(r.text) {
+			t.pdf.Write(h, piece)
+		}
 	}
 	t.pdf.Ln(h)
 	t.pdf.SetMargins(left, top, right)
@@ -202,6 +208,30 @@ func (t *textWriter) setFont(i int, style string, size float64) bool {
 	// Fallback fonts have one face: bold text in them is drawn regular.
 	t.pdf.SetFont(family, "", size)
 	return true
+}
+
+// maxPiece bounds a piece of text handed to fpdf at once (a very long
+// "word" is broken there when it reaches the margin).
+const maxPiece = 64
+
+// pieces splits s after each space and line end, after each wide (CJK)
+// character, where lines may break without a space, and every maxPiece
+// characters.
+func pieces(s string) []string {
+	var out []string
+	start, n := 0, 0
+	for i, r := range s {
+		n++
+		if r == ' ' || r == '\n' || r >= 0x2E80 || n == maxPiece {
+			end := i + utf8.RuneLen(r)
+			out = append(out, s[start:end])
+			start, n = end, 0
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
 }
 
 // unusable turns a run meant for an unusable font into replacement marks
