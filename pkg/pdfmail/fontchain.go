@@ -413,7 +413,9 @@ type run struct {
 // missingRunes collects the characters no font had, for the warning.
 type missingRunes map[rune]int
 
-// segment splits s into runs by font; characters no font has become
+// segment splits s into runs by font (the first font that has a
+// character, or for a character the built-in font lacks, the fallback
+// font of the run it is in when that has it); characters no font has become
 // replacementRune (drawn with the built-in font) and are counted in miss.
 // Newlines stay in the run before them.
 func (c *fontChain) segment(s string, miss missingRunes) []run {
@@ -431,6 +433,12 @@ func (c *fontChain) segment(s string, miss missingRunes) []run {
 		switch {
 		case r == '\n' || r == ' ':
 			i = max(cur, 0) // whitespace joins the run it is in
+		case cur > 0 && c.fonts[cur].cover.has(r) && !c.fonts[0].cover.has(r):
+			// A character the built-in font lacks stays in the fallback
+			// font of its neighbours when that has it: 。 after Japanese
+			// from the Japanese font, not from the first Noto font that
+			// happens to have it (Mongolian).
+			i = cur
 		default:
 			if i = c.fontFor(r); i < 0 {
 				miss[r]++

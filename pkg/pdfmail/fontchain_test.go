@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -280,6 +281,51 @@ func TestPieces(t *testing.T) {
 		got := pieces(tc.in)
 		if strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
 			t.Errorf("pieces(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestSegmentKeepsNeighboursFont: the chain's rule on a synthetic chain
+// (coverage made up, no files): the first font that has a character,
+// except that a character the built-in font lacks stays in the fallback
+// font of its run; missing characters become U+FFFD and are counted.
+func TestSegmentKeepsNeighboursFont(t *testing.T) {
+	cov := func(rs string) *coverage {
+		c := new(coverage)
+		for _, r := range rs {
+			c.set(int(r))
+		}
+		return c
+	}
+	chain := &fontChain{fonts: []*chainFont{
+		{cover: cov("ab,\uFFFD")},
+		{cover: cov("。x")},    // earlier in the chain, has 。 only by chance
+		{cover: cov("日本。a,")}, // the Japanese font
+	}}
+	tests := []struct {
+		in, want string
+		missing  string
+	}{
+		{"ab", "0:ab", ""},
+		{"日本。", "2:日本。", ""},
+		{"。日本", "1:。|2:日本", ""},
+		{"日本,a", "2:日本|0:,a", ""},
+		{"a😀b", "0:a\uFFFDb", "😀"},
+		{"日 本", "2:日 本", ""},
+	}
+	for _, tc := range tests {
+		miss := missingRunes{}
+		var got []string
+		for _, r := range chain.segment(tc.in, miss) {
+			got = append(got, fmt.Sprintf("%d:%s", r.font, r.text))
+		}
+		if strings.Join(got, "|") != tc.want {
+			t.Errorf("segment(%q) = %q, want %q", tc.in, strings.Join(got, "|"), tc.want)
+		}
+		for _, r := range tc.missing {
+			if miss[r] == 0 {
+				t.Errorf("segment(%q) did not count %q as missing", tc.in, r)
+			}
 		}
 	}
 }
