@@ -78,10 +78,12 @@ func (f *chainFont) family(i int) string {
 // message's PDF.
 func (f *chainFont) bytes() ([]byte, error) {
 	f.once.Do(func() {
-		if f.data != nil {
-			return
+		// The built-in font (index 0) never comes here; bytes given
+		// in memory (the deprecated Sealer.Font) are tried out too.
+		data, err := f.data, error(nil)
+		if data == nil {
+			data, err = readFontFile(f.path)
 		}
-		data, err := readFontFile(f.path)
 		if err == nil {
 			err = probeFont(data)
 		}
