@@ -160,6 +160,7 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 // when a run needs them.
 type textWriter struct {
 	pdf   *fpdf.Fpdf
+	maxX  float64 // the right end of the lines of the current block
 	chain *fontChain
 	added map[int]bool
 	miss  missingRunes
@@ -171,20 +172,51 @@ func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 	left, top, right, _ := t.pdf.GetMargins()
 	t.pdf.SetMargins(x, top, right)
 	t.pdf.SetX(x)
+	pageW, _ := t.pdf.GetPageSize()
+	t.maxX = pageW - right
 	for _, r := range t.chain.segment(s, t.miss) {
 		if !t.setFont(r.font, style, size) {
 			r.text = t.unusable(r.text)
 		}
-		// fpdf's Write converts its whole text to runes once per output
-		// line (quadratic in the text's length): it gets one word at a
-		// time and still wraps, moving a word that does not fit.
 		for _, piece := range pieces(r.text) {
-			t.pdf.Write(h, piece)
+			t.place(x, h, piece)
 		}
 	}
 	t.pdf.Ln(h)
 	t.pdf.SetMargins(left, top, right)
 	t.pdf.SetX(left)
+}
+
+// place draws one piece (a word with its trailing space or line end, or
+// one wide character) at the cursor, on the next line when it does not
+// fit, and one character at a time when it is wider than a whole line.
+// The line filling is ours, not fpdf's Write: Write converts its whole
+// text to runes once per line (quadratic) and counts zero-width marks
+// (Devanagari vowel signs, accents) as 65535 units wide, breaking a line
+// after every one of them. GetStringWidth counts them right.
+func (t *textWriter) place(x, h float64, piece string) {
+	text, newline := strings.CutSuffix(piece, "\n")
+	word := strings.TrimRight(text, " ")
+	if wordW := t.pdf.GetStringWidth(word); t.pdf.GetX()+wordW > t.maxX {
+		if t.pdf.GetX() > x {
+			t.pdf.Ln(h)
+		}
+		if wordW > t.maxX-x && utf8.RuneCountInString(word) > 1 {
+			for _, r := range text {
+				t.place(x, h, string(r))
+			}
+			if newline {
+				t.pdf.Ln(h)
+			}
+			return
+		}
+	}
+	if text != "" {
+		t.pdf.CellFormat(t.pdf.GetStringWidth(text), h, text, "", 0, "L", false, 0, "")
+	}
+	if newline {
+		t.pdf.Ln(h)
+	}
 }
 
 // setFont selects font i of the chain. It reports false, with the

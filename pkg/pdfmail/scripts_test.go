@@ -27,6 +27,9 @@ var scriptCorpus = []struct {
 	{"chinese", "会议通知", []string{"尊敬的王先生：", "会议定于星期三下午三点举行。"}, true},
 	{"japanese", "会議のお知らせ", []string{"山田様", "いつもお世話になっております。カタカナもテスト。"}, true},
 	{"korean", "회의 안내", []string{"김철수 님께,", "회의는 수요일 오후 세 시에 열립니다."}, true},
+	// Zero-width marks: fpdf's Write took each as 65535 units wide and
+	// broke the line after it.
+	{"combining marks", "नमस्ते", []string{"नमस्ते दुनिया, नमस्कार", "Cafe\u0301 nai\u0308ve – one line"}, true},
 	{"mixed", "Grüße 你好 Привет", []string{"Latin, Ελληνικά, Русский, 中文, 日本語, 한국어 on one line.", "✓ done ☺ – “quotes” ½"}, true},
 }
 
