@@ -103,6 +103,10 @@ func (a *app) pdfRender(ctx context.Context, pwFile string) error {
 	if _, err := a.stdout.Write(out.Bytes()); err != nil {
 		return fmt.Errorf("writing the carrier: %w", err)
 	}
+	for _, w := range info.Warnings {
+		// The PDF was made; this says what it shows differently.
+		fmt.Fprintf(a.stderr, "sealgate: warning: %s\n", w)
+	}
 	if a.output != "json" && isTTY(a.stderr) {
 		fmt.Fprintf(a.stderr, "sealgate: PDF of %d bytes with %d attachment(s)\n", info.PDFBytes, info.Attachments)
 	}

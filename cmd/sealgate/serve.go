@@ -597,8 +597,15 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
 	} else {
-		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, replies: rt.portalReplies(), log: rt.log, s: &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName, HideSubject: cfg.PDF.HideSubject,
-			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}}
+		s := &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName, HideSubject: cfg.PDF.HideSubject,
+			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}
+		if err := s.SetFonts(cfg.PDF, cfg.Path); err != nil {
+			// config check names the font; drawing without it would turn
+			// the script it was configured for into replacement marks.
+			rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
+			return p, nil
+		}
+		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, replies: rt.portalReplies(), log: rt.log, s: s}
 		p.CleanSubject = pw.CleanSubject
 		p.SubjectPassword = pw.SubjectPassword
 	}
@@ -977,7 +984,7 @@ type pdfSealer struct {
 	portalURL string
 	// replies makes the portal's reply links (nil: none).
 	replies replyLinker
-	log     *slog.Logger
+	log     *slog.Logger // nil: warnings are not logged
 }
 
 func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, msg []byte) (gateway.PDFResult, error) {
@@ -996,8 +1003,13 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 	}
 	var out bytes.Buffer
 	note := pdfmail.CarrierNote{ChosenAt: res.ChosenAt, PortalURL: p.portalURL, ReplyURL: p.replyLink(ctx, res, sender, rcpt, msg)}
-	if _, err := p.s.SealWithNote(ctx, bytes.NewReader(msg), res.Password, note, &out); err != nil {
+	info, err := p.s.SealWithNote(ctx, bytes.NewReader(msg), res.Password, note, &out)
+	if err != nil {
 		return gateway.PDFResult{}, err
+	}
+	if len(info.Warnings) > 0 && p.log != nil {
+		// The PDF is sent all the same: the recipient reads the rest.
+		p.log.Warn("PDF drawn with replacement marks", "recipient", rcpt, "warnings", info.Warnings)
 	}
 	r := gateway.PDFResult{Carrier: out.Bytes()}
 	if res.Notification != nil {

@@ -125,3 +125,38 @@ func PDFFirstPageLinks(t testing.TB, pdf, password string) []string {
 	}
 	return links
 }
+
+// MuPDFRenderPNG renders one page with MuPDF's `mutool draw` (the engine of
+// many mobile and desktop viewers) at dpi into a PNG in dir and returns
+// its path. mutool prints its complaints on stderr and still exits 0 for
+// damaged files, so they are returned for the caller to assert on.
+func MuPDFRenderPNG(t testing.TB, pdf, password string, page, dpi int, dir string) (png, warnings string) {
+	t.Helper()
+	Require(t, "mutool")
+	png = filepath.Join(dir, strings.TrimSuffix(filepath.Base(pdf), ".pdf")+"-p"+strconv.Itoa(page)+".png")
+	r := Run(t, nil, "mutool", "draw", "-q", "-p", password, "-r", strconv.Itoa(dpi), "-o", png, pdf, strconv.Itoa(page))
+	if r.ExitCode != 0 {
+		t.Fatalf("mutool draw exited %d: %s", r.ExitCode, r.Stderr)
+	}
+	var warn []string
+	for _, line := range strings.Split(strings.TrimSpace(string(r.Stderr)), "\n") {
+		// Debian's mupdf-tools is built without colour management and
+		// says so on every file: not about the file.
+		if line != "" && !strings.Contains(line, "ICC support is not available") {
+			warn = append(warn, line)
+		}
+	}
+	return png, strings.Join(warn, "\n")
+}
+
+// PDFTitle returns the document title poppler's pdfinfo reports.
+func PDFTitle(t testing.TB, pdf, password string) string {
+	t.Helper()
+	out := string(MustRun(t, nil, "pdfinfo", "-enc", "UTF-8", "-upw", password, pdf))
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "Title:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

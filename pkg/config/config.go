@@ -212,8 +212,13 @@ type PDF struct {
 	PasswordLength int      `toml:"password_length"`
 	// MinPasswordLength is the shortest password a sender may write into
 	// the subject or an admin may preset (characters).
-	MinPasswordLength int    `toml:"min_password_length"`
-	FontFile          string `toml:"font_file"`
+	MinPasswordLength int `toml:"min_password_length"`
+	// FontFile is the deprecated single font: added to the chain right
+	// after the built-in font, with a warning.
+	FontFile string `toml:"font_file"`
+	// Fonts are fallback fonts (TrueType files or directories) tried after
+	// the built-in font and before the system's fonts.
+	Fonts []string `toml:"fonts"`
 	// PortalURL is the deprecated name of Portal.URL: still read (copied
 	// into Portal.URL when that is empty), with a warning.
 	PortalURL      string   `toml:"portal_url"`

@@ -566,6 +566,20 @@ func (v *validator) pdf() {
 	}
 	v.dir("pdf.template_dir", p.TemplateDir)
 	v.file("pdf.font_file", p.FontFile)
+	if p.FontFile != "" {
+		v.c.warnings = append(v.c.warnings, Problem{Key: "pdf.font_file", Line: v.c.lines["pdf.font_file"],
+			Message: "is deprecated: the font is now added to the fallback chain after the built-in font (it no longer replaces it)", Hint: "list the file in pdf.fonts instead"})
+	}
+	for i, f := range p.Fonts {
+		key := fmt.Sprintf("pdf.fonts[%d]", i)
+		if f == "" {
+			v.add(key, nil, "is empty", "name a TrueType font file or a directory of them")
+			continue
+		}
+		if _, err := os.Stat(v.c.Path(f)); err != nil {
+			v.add(key, nil, fmt.Sprintf("cannot use %s: %v", v.c.Path(f), unwrapPathError(err)), "name a TrueType font file or a directory of them (relative paths are relative to the config file's directory)")
+		}
+	}
 }
 
 func (v *validator) http() {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/zlib"
 	"fmt"
+	"hash/fnv"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +26,7 @@ const permissions = model.PermissionsNone | model.PermissionPrintRev2 | model.Pe
 // PDF encrypted with AES-256, revision 6, to w. The version is set to 2.0
 // first: pdfcpu writes the older R5 (deprecated, weaker password check)
 // for any lower version.
-func assemble(pages []byte, atts []*attachment, userPW, ownerPW string, modTime time.Time, w io.Writer) (err error) {
+func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, modTime time.Time, w io.Writer) (err error) {
 	// pdfcpu would otherwise create a config directory under $HOME.
 	disablePDFCPUConfig.Do(api.DisableConfigDir)
 	defer func() {
@@ -49,6 +51,14 @@ func assemble(pages []byte, atts []*attachment, userPW, ownerPW string, modTime 
 		if err := embedFile(ctx.XRefTable, a, modTime); err != nil {
 			return fmt.Errorf("assemble PDF: attachment %q: %w", a.Name, err)
 		}
+	}
+	if len(atts) > 0 {
+		// Readers open their attachments panel: the files are half the message.
+		ctx.RootDict.Update("PageMode", types.Name("UseAttachments"))
+	}
+	tagSubsetFonts(ctx.XRefTable)
+	if err := setTitle(ctx.XRefTable, title); err != nil {
+		return fmt.Errorf("assemble PDF: title: %w", err)
 	}
 	if err := api.WriteContext(ctx, w); err != nil {
 		return fmt.Errorf("assemble PDF: write: %w", err)
@@ -84,6 +94,9 @@ func embedFile(xt *model.XRefTable, a *attachment, modTime time.Time) error {
 	if err != nil {
 		return err
 	}
+	// F is the file name for systems that know no Unicode: ASCII only;
+	// UF (a UTF-16BE text string, set by pdfcpu) is the real name.
+	fs.Update("F", types.StringLiteral(asciiFileName(a.Name)))
 	fs.InsertName("AFRelationship", "Source")
 	fref, err := xt.IndRefForNewObject(fs)
 	if err != nil {
@@ -101,7 +114,87 @@ func embedFile(xt *model.XRefTable, a *attachment, modTime time.Time) error {
 	if err := xt.LocateNameTree("EmbeddedFiles", true); err != nil {
 		return err
 	}
-	return xt.Names["EmbeddedFiles"].Add(xt, a.Name, *fref, model.NameMap{a.Name: []types.Dict{fs}}, []string{"F", "UF"})
+	key := pdfTextString(a.Name)
+	return xt.Names["EmbeddedFiles"].Add(xt, key, *fref, model.NameMap{key: []types.Dict{fs}}, []string{"F", "UF"})
+}
+
+// pdfTextString encodes s as a PDF text string (PDF 32000-2 §7.9.2.2) in
+// UTF-16BE with a byte order mark, the bytes as a Go string (pdfcpu writes
+// such keys as hex strings). Every name is encoded so, ASCII ones too:
+// the name tree is sorted by bytes, and ASCII keys would sort before every
+// UTF-16 one instead of in the order of the names.
+func pdfTextString(s string) string {
+	return types.EncodeUTF16String(strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// asciiFileName replaces what is not printable ASCII (and the characters
+// a PDF literal string or a file system would take as syntax) by '_'.
+func asciiFileName(s string) string {
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		if r < 0x20 || r >= 0x7f || strings.ContainsRune(`()\/:*?"<>|`, r) {
+			r = '_'
+		}
+		b = append(b, byte(r))
+	}
+	return string(b)
+}
+
+// tagSubsetFonts gives the fonts fpdf embeds (subsets of the TrueType
+// fonts, named "utf8<family>") the subset tag PDF 32000-2 §9.9.2 asks
+// for: six capital letters and '+' before the name, so that readers and
+// preflight tools do not take them for the whole font. The tag is derived
+// from the name: stable output for the same document.
+func tagSubsetFonts(xt *model.XRefTable) {
+	for _, e := range xt.Table {
+		if e == nil || e.Free {
+			continue
+		}
+		d, ok := e.Object.(types.Dict)
+		if !ok {
+			continue
+		}
+		for _, key := range []string{"BaseFont", "FontName"} {
+			n, ok := d[key].(types.Name)
+			if !ok || !strings.HasPrefix(string(n), "utf8") {
+				continue
+			}
+			name := strings.TrimPrefix(string(n), "utf8")
+			h := fnv.New32a()
+			h.Write([]byte(name))
+			sum := h.Sum32()
+			var tag [6]byte
+			for i := range tag {
+				tag[i] = 'A' + byte(sum%26)
+				sum /= 26
+			}
+			d[key] = types.Name(string(tag[:]) + "+" + name)
+		}
+	}
+}
+
+// setTitle writes the document title (the subject) into the document
+// information dictionary as a UTF-16BE text string (fpdf's own encoder
+// mangles characters outside the BMP) and asks readers to show it in
+// their title bar instead of the file name.
+func setTitle(xt *model.XRefTable, title string) error {
+	if xt.Info == nil {
+		ref, err := xt.IndRefForNewObject(types.NewDict())
+		if err != nil {
+			return err
+		}
+		xt.Info = ref
+	}
+	info, err := xt.DereferenceDict(*xt.Info)
+	if err != nil || info == nil {
+		return fmt.Errorf("info dictionary: %v", err)
+	}
+	enc := types.EncodeUTF16String(strings.ToValidUTF8(title, "\uFFFD"))
+	info.Update("Title", types.NewHexLiteral([]byte(enc)))
+	vp := types.NewDict()
+	vp.Insert("DisplayDocTitle", types.Boolean(true))
+	xt.RootDict.Update("ViewerPreferences", vp)
+	return nil
 }
 
 // originalCapture compresses the original message while it is parsed, for

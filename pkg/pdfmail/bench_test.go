@@ -97,3 +97,26 @@ func BenchmarkSeal25MBAttachments(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSealOnePage: a one-page text mail sealed through the font
+// chain (built-in font, then the system's fonts): Latin only (DejaVu
+// alone), and mixed scripts that pull in fallback fonts (Chinese,
+// Japanese, Korean, symbols); the system fonts are scanned before the
+// timer starts, as serve does at startup.
+func BenchmarkSealOnePage(b *testing.B) {
+	builtinChain()
+	tests := []struct{ name, line string }{
+		{"latin", "Sehr geehrte Damen und Herren, anbei das Angebot über 1.234,56 € für Größe XL."},
+		{"mixed-scripts", "Grüße, Привет, Γεια σας, 你好世界, こんにちは, 안녕하세요 ✓ ☺"},
+	}
+	for _, tc := range tests {
+		b.Run(tc.name, func(b *testing.B) {
+			var body strings.Builder
+			for range 30 {
+				body.WriteString(tc.line + "\r\n")
+			}
+			msg := buildMessage("Bench", testPart{contentType: "text/plain; charset=utf-8", body: []byte(body.String())})
+			benchSeal(b, msg, body.Len())
+		})
+	}
+}

@@ -2,8 +2,6 @@ package pdfmail
 
 import (
 	"fmt"
-	"os"
-	"time"
 
 	"github.com/sealgate/sealgate/pkg/config"
 )
@@ -28,18 +26,8 @@ func NewSealer(c config.PDF, path func(string) string) (*Sealer, error) {
 		Templates:      tmpl,
 		HideSubject:    c.HideSubject,
 	}
-	if c.FontFile != "" {
-		font, err := os.ReadFile(path(c.FontFile))
-		if err != nil {
-			return nil, fmt.Errorf("pdf.font_file: %w", err)
-		}
-		s.Font = font
-		// Fail at startup, not on the first mail: draw a test page.
-		lang, _ := lookupLanguage(c.Language)
-		probe := &parsedMessage{Subject: "Test „€“ ĞŞİ Łź", Text: "Grüße"}
-		if _, err := renderPages(probe, lang, time.Now(), fontSet{regular: font, bold: font}); err != nil {
-			return nil, fmt.Errorf("pdf.font_file %s is not a usable TrueType font: %w", c.FontFile, err)
-		}
+	if err := s.SetFonts(c, path); err != nil {
+		return nil, err
 	}
 	if c.SubjectTag != "" {
 		tag, err := NewSubjectTag(c.SubjectTag)
@@ -65,4 +53,32 @@ func NewPasswordsFromConfig(c config.PDF, s *Sealer, deps PasswordDeps) (*Passwo
 		}
 	}
 	return NewPasswords(c.Password, deps)
+}
+
+// SetFonts builds the font chain from pdf.fonts and the deprecated
+// pdf.font_file (which joins the chain right after the built-in font
+// instead of replacing it); without either the Sealer keeps the built-in
+// font and the system's fonts. path resolves file names as in NewSealer.
+// The system directories are scanned here, once, not on each mail.
+func (s *Sealer) SetFonts(c config.PDF, path func(string) string) error {
+	if path == nil {
+		path = func(p string) string { return p }
+	}
+	var entries []string
+	if c.FontFile != "" {
+		entries = append(entries, path(c.FontFile))
+	}
+	for _, f := range c.Fonts {
+		entries = append(entries, path(f))
+	}
+	if len(entries) == 0 {
+		s.chain = builtinChain()
+		return nil
+	}
+	chain, err := buildChain(fontRegular, entries, SystemFontDirs)
+	if err != nil {
+		return fmt.Errorf("pdf.fonts: %w", err)
+	}
+	s.chain = chain
+	return nil
 }

@@ -27,7 +27,7 @@ func FuzzParseAndRender(f *testing.F) {
 			}
 			return
 		}
-		if _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold}); err != nil && !errors.Is(err, ErrMalformed) {
+		if _, _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold, builtinChain()}); err != nil && !errors.Is(err, ErrMalformed) {
 			t.Logf("render error (allowed, must not panic): %v", err)
 		}
 	})

@@ -526,8 +526,15 @@ func TestGeneratePassword(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pw) != 20 || strings.ContainsAny(string(pw), "0O1lI") {
+		if len(pw) != 20 || strings.ContainsAny(string(pw), "0Oo1lI") {
 			t.Fatalf("bad password %q", pw)
+		}
+		// ASCII letters and digits only: archivers that encode the
+		// password in Latin-1 (pypdf) or type it on any keyboard open it.
+		for _, c := range pw {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '2' && c <= '9') {
+				t.Fatalf("password %q has %q", pw, c)
+			}
 		}
 		if seen[string(pw)] {
 			t.Fatal("repeated password")

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"codeberg.org/go-pdf/fpdf"
 	"github.com/inbucket/html2text"
@@ -37,12 +39,12 @@ func htmlToText(html string) (string, error) {
 // renderPages draws the letter: header block, attachment list, body,
 // "page x of y" footers. It returns an unencrypted PDF of the pages only;
 // attachments and encryption are added by assemble.
-func renderPages(pm *parsedMessage, lang language, created time.Time, fonts fontSet) (out []byte, err error) {
+func renderPages(pm *parsedMessage, lang language, created time.Time, fonts fontSet) (out []byte, warnings []string, err error) {
 	defer func() {
 		// fpdf panics on some inputs (seen: invalid UTF-8 in the title);
 		// a hostile message must produce an error, not kill the gateway.
 		if p := recover(); p != nil {
-			out, err = nil, fmt.Errorf("render pages: %v", p)
+			out, warnings, err = nil, nil, fmt.Errorf("render pages: %v", p)
 		}
 	}()
 	pdf := fpdf.New("P", "mm", "A4", "")
@@ -51,10 +53,12 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 	pdf.SetModificationDate(created)
 	pdf.SetProducer("sealgate", true)
 	pdf.SetCreator("sealgate", true)
-	pdf.SetTitle(printable(pm.Subject), true)
+	// The title (the subject) is set by assemble: fpdf mangles characters
+	// outside the BMP.
 	pdf.SetLang(lang.code)
 	pdf.AddUTF8FontFromBytes(fontFamily, "", fonts.regular)
 	pdf.AddUTF8FontFromBytes(fontFamily, "B", fonts.bold)
+	tw := &textWriter{pdf: pdf, chain: fonts.chain, added: map[int]bool{}, miss: missingRunes{}}
 	pdf.SetMargins(pageMargin, pageMargin, pageMargin)
 	pdf.SetAutoPageBreak(true, pageMargin)
 	pdf.AliasNbPages("{nb}")
@@ -79,10 +83,9 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 		pdf.SetFont(fontFamily, "B", bodySize)
 		pdf.SetTextColor(60, 60, 60)
 		pdf.CellFormat(labelW, lineHeight, label, "", 0, "L", false, 0, "")
-		pdf.SetFont(fontFamily, "", bodySize)
 		pdf.SetTextColor(0, 0, 0)
 		pdf.SetXY(pageMargin+labelW, y)
-		pdf.MultiCell(textW-labelW, lineHeight, printable(value), "", "L", false)
+		tw.block(pageMargin+labelW, "", bodySize, lineHeight, printable(value))
 	}
 	field(lang.from, pm.From)
 	field(lang.to, pm.To)
@@ -100,7 +103,7 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 	pdf.CellFormat(labelW, lineHeight, lang.subject, "", 0, "L", false, 0, "")
 	pdf.SetTextColor(0, 0, 0)
 	pdf.SetXY(pageMargin+labelW, y)
-	pdf.MultiCell(textW-labelW, lineHeight, printable(subject), "", "L", false)
+	tw.block(pageMargin+labelW, "B", bodySize, lineHeight, printable(subject))
 
 	if len(pm.Attachments) > 0 {
 		pdf.Ln(1)
@@ -118,7 +121,7 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 			}
 			fmt.Fprintf(&list, "%s (%s, %s)", printable(a.Name), a.ContentType, lang.formatSize(a.Size))
 		}
-		pdf.MultiCell(textW-labelW, lineHeight, list.String(), "", "L", false)
+		tw.block(pageMargin+labelW, "", bodySize, lineHeight, list.String())
 		pdf.SetFont(fontFamily, "", 8)
 		pdf.SetTextColor(110, 110, 110)
 		pdf.SetX(pageMargin + labelW)
@@ -161,16 +164,166 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 		pdf.SetTextColor(110, 110, 110)
 		body = lang.noBody
 	}
-	pdf.MultiCell(textW, lineHeight, body, "", "L", false)
+	tw.block(pageMargin, "", bodySize, lineHeight, body)
 
 	if err := pdf.Error(); err != nil {
-		return nil, fmt.Errorf("render pages: %w", err)
+		return nil, nil, fmt.Errorf("render pages: %w", err)
 	}
 	var buf bytes.Buffer
 	if err := pdf.Output(&buf); err != nil {
-		return nil, fmt.Errorf("render pages: %w", err)
+		return nil, nil, fmt.Errorf("render pages: %w", err)
 	}
-	return buf.Bytes(), nil
+	return buf.Bytes(), tw.warnings(), nil
+}
+
+// textWriter draws text through the font chain: each run with its font,
+// fonts registered with the document (and so embedded, as subsets) only
+// when a run needs them.
+type textWriter struct {
+	pdf   *fpdf.Fpdf
+	maxX  float64 // the right end of the lines of the current block
+	chain *fontChain
+	added map[int]bool
+	miss  missingRunes
+}
+
+// block draws s as a paragraph whose lines start at x, wrapped at the
+// right margin, and leaves the cursor at x on the line below.
+func (t *textWriter) block(x float64, style string, size, h float64, s string) {
+	left, top, right, _ := t.pdf.GetMargins()
+	t.pdf.SetMargins(x, top, right)
+	t.pdf.SetX(x)
+	pageW, _ := t.pdf.GetPageSize()
+	t.maxX = pageW - right
+	for _, r := range t.chain.segment(s, t.miss) {
+		if !t.setFont(r.font, style, size) {
+			r.text = t.unusable(r.text)
+		}
+		for _, piece := range pieces(r.text) {
+			t.place(x, h, piece)
+		}
+	}
+	t.pdf.Ln(h)
+	t.pdf.SetMargins(left, top, right)
+	t.pdf.SetX(left)
+}
+
+// place draws one piece (a word with its trailing space or line end, or
+// one wide character) at the cursor, on the next line when it does not
+// fit, and one character at a time when it is wider than a whole line.
+// The line filling is ours, not fpdf's Write: Write converts its whole
+// text to runes once per line (quadratic) and counts zero-width marks
+// (Devanagari vowel signs, accents) as 65535 units wide, breaking a line
+// after every one of them. GetStringWidth counts them right.
+func (t *textWriter) place(x, h float64, piece string) {
+	text, newline := strings.CutSuffix(piece, "\n")
+	word := strings.TrimRight(text, " ")
+	if wordW := t.pdf.GetStringWidth(word); t.pdf.GetX()+wordW > t.maxX {
+		if t.pdf.GetX() > x {
+			t.pdf.Ln(h)
+		}
+		if wordW > t.maxX-x && utf8.RuneCountInString(word) > 1 {
+			for _, r := range text {
+				t.place(x, h, string(r))
+			}
+			if newline {
+				t.pdf.Ln(h)
+			}
+			return
+		}
+	}
+	if text != "" {
+		t.pdf.CellFormat(t.pdf.GetStringWidth(text), h, text, "", 0, "L", false, 0, "")
+	}
+	if newline {
+		t.pdf.Ln(h)
+	}
+}
+
+// setFont selects font i of the chain. It reports false, with the
+// built-in font selected, when font i cannot be used (its file went away
+// or fpdf cannot embed it): the run is then drawn as replacement marks.
+func (t *textWriter) setFont(i int, style string, size float64) bool {
+	if i == 0 {
+		t.pdf.SetFont(fontFamily, style, size)
+		return true
+	}
+	family := t.chain.fonts[i].family(i)
+	if !t.added[i] {
+		data, err := t.chain.fonts[i].bytes()
+		if err != nil {
+			t.pdf.SetFont(fontFamily, style, size)
+			return false
+		}
+		t.pdf.AddUTF8FontFromBytes(family, "", data)
+		t.added[i] = true
+	}
+	// Fallback fonts have one face: bold text in them is drawn regular.
+	t.pdf.SetFont(family, "", size)
+	return true
+}
+
+// maxPiece bounds a piece of text handed to fpdf at once (a very long
+// "word" is broken there when it reaches the margin).
+const maxPiece = 64
+
+// pieces splits s after each space and line end, after each wide (CJK)
+// character, where lines may break without a space, and every maxPiece
+// characters.
+func pieces(s string) []string {
+	var out []string
+	start, n := 0, 0
+	for i, r := range s {
+		n++
+		if r == ' ' || r == '\n' || r >= 0x2E80 || n == maxPiece {
+			end := i + utf8.RuneLen(r)
+			out = append(out, s[start:end])
+			start, n = end, 0
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+// unusable turns a run meant for an unusable font into replacement marks
+// (spaces and line ends kept) and counts its characters as missing.
+func (t *textWriter) unusable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\n' {
+			return r
+		}
+		t.miss[r]++
+		return replacementRune
+	}, s)
+}
+
+// warnings describes the characters no font had, once each, in order.
+func (t *textWriter) warnings() []string {
+	if len(t.miss) == 0 {
+		return nil
+	}
+	rs := make([]rune, 0, len(t.miss))
+	for r := range t.miss {
+		rs = append(rs, r)
+	}
+	slices.Sort(rs)
+	const most = 20
+	var b strings.Builder
+	b.WriteString("no font has ")
+	for i, r := range rs {
+		if i == most {
+			fmt.Fprintf(&b, " and %d more", len(rs)-most)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "U+%04X", r)
+	}
+	b.WriteString(": drawn as \uFFFD")
+	return []string{b.String()}
 }
 
 // printable normalises text for the page: CRLF to LF, tabs to spaces,
@@ -196,4 +349,8 @@ func printable(s string) string {
 }
 
 // fontSet is the TrueType data the pages are drawn with.
-type fontSet struct{ regular, bold []byte }
+type fontSet struct {
+	regular, bold []byte
+	// chain supplies every character the regular font lacks.
+	chain *fontChain
+}

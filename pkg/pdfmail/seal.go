@@ -39,9 +39,12 @@ type Sealer struct {
 	AttachOriginal bool
 	// Templates for the carrier notice; nil uses the built-in ones.
 	Templates *Templates
-	// Font replaces the embedded DejaVu Sans (TrueType bytes, regular and
-	// bold); nil keeps DejaVu.
+	// Font is deprecated (pdf.font_file): TrueType bytes added to the font
+	// chain right after the built-in DejaVu Sans. FontBold is ignored.
 	Font, FontBold []byte
+	// chain is the font chain NewSealer built from pdf.fonts; nil uses the
+	// built-in font and the system's fonts.
+	chain *fontChain
 	// CleanSubject, when set, rewrites the subject before it is printed or
 	// leaves in the carrier (Passwords.CleanSubject strips the [pw:…] tag).
 	CleanSubject func(string) string
@@ -61,6 +64,10 @@ type SealInfo struct {
 	Subject     string // the carrier's (cleaned, or neutral) subject
 	Attachments int    // files embedded in the PDF
 	PDFBytes    int64  // size of the PDF before base64
+	// Warnings say what the PDF shows differently from the message (a
+	// character no font has, drawn as a replacement mark). The PDF is made
+	// all the same; the caller logs them or puts them in the event.
+	Warnings []string
 }
 
 // Seal reads a whole RFC 5322 message from msg and writes to out the carrier
@@ -139,14 +146,16 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		runtime.GC()
 	}
 
-	fonts := fontSet{regular: fontRegular, bold: fontBold}
-	if s.Font != nil {
-		fonts.regular, fonts.bold = s.Font, s.Font
-		if s.FontBold != nil {
-			fonts.bold = s.FontBold
+	chain := s.chain
+	if chain == nil {
+		chain = builtinChain()
+		if s.Font != nil {
+			if chain, err = chain.withSecond(s.Font); err != nil {
+				return SealInfo{}, fmt.Errorf("pdfmail: Sealer.Font: %w", err)
+			}
 		}
 	}
-	pages, err := renderPages(pm, lang, created, fonts)
+	pages, warnings, err := renderPages(pm, lang, created, fontSet{regular: fontRegular, bold: fontBold, chain: chain})
 	if err != nil {
 		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
 	}
@@ -171,7 +180,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
 	}
 
-	info := SealInfo{Subject: carrierSubject, Attachments: len(pm.Attachments)}
+	info := SealInfo{Subject: carrierSubject, Attachments: len(pm.Attachments), Warnings: warnings}
 	bw := bufio.NewWriterSize(out, 64<<10)
 	boundary, err := s.writeCarrierHead(bw, pm, carrierSubject, created, notice)
 	if err != nil {
@@ -185,7 +194,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		return info, err
 	}
 	userPW := norm.NFKC.String(string(password)) // SASLprep-like, as readers normalise
-	if err := assemble(pages, pm.Attachments, userPW, ownerPW, created, cw); err != nil {
+	if err := assemble(pages, pm.Attachments, printable(pm.Subject), userPW, ownerPW, created, cw); err != nil {
 		return info, fmt.Errorf("pdfmail: %w", err)
 	}
 	if err := enc.Close(); err != nil {
