@@ -68,22 +68,31 @@ func TestServeInboundEndToEnd(t *testing.T) {
 		"-inkey", carol.KeyFile, "-certfile", partners.ChainFile, "-md", "sha256")
 	encrypt := func(name, recip string, opts ...string) string {
 		out := filepath.Join(dir, name)
+		// Options after -recip apply to that recipient (-keyopt).
 		args := append([]string{"cms", "-encrypt", "-in", signed, "-out", out, "-from", "carol@partner.test",
-			"-to", "alice@example.org", "-subject", "Contract " + name}, opts...)
-		testpeer.MustRun(t, nil, "openssl", append(args, "-recip", recip)...)
+			"-to", "alice@example.org", "-subject", "Contract " + name, "-recip", recip}, opts...)
+		testpeer.MustRun(t, nil, "openssl", args...)
 		return out
 	}
 	readable := encrypt("gcm", old, "-aes-256-gcm")
 	foreign := encrypt("foreign", carol.CertFile, "-aes256")
-	for _, f := range []string{readable, foreign} {
+	// The key transports a partner's openssl uses: PKCS#1 v1.5 (default)
+	// and RSAES-OAEP, to Alice's current certificate this time.
+	current := filepath.Join(dir, "alice-current.pem")
+	if err := os.WriteFile(current, certPEM(t, g.cli("cert", "show", "alice@example.org")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v15 := encrypt("v15", current, "-aes256")
+	oaep := encrypt("oaep", current, "-aes256", "-keyopt", "rsa_padding_mode:oaep")
+	for _, f := range []string{readable, foreign, v15, oaep} {
 		testpeer.MustRun(t, nil, "swaks", "--server", addr, "--from", "carol@partner.test", "--to", "alice@example.org",
 			"--data", "@"+f, "--hide-all")
 	}
-	msgs := sink.WaitMessages(t, 2, 30*time.Second)
+	msgs := sink.WaitMessages(t, 4, 30*time.Second)
 	bySubject := map[string]string{}
 	for _, m := range msgs {
 		s := string(m.Data)
-		for _, k := range []string{"Contract gcm", "Contract foreign"} {
+		for _, k := range []string{"Contract gcm", "Contract foreign", "Contract v15", "Contract oaep"} {
 			if strings.Contains(s, k) {
 				bySubject[k] = s
 			}
@@ -96,6 +105,15 @@ func TestServeInboundEndToEnd(t *testing.T) {
 			t.Fatalf("not readable or not passed:\n%s", m)
 		}
 	})
+	for _, k := range []string{"Contract v15", "Contract oaep"} {
+		t.Run(k+" decrypted with the current key", func(t *testing.T) {
+			m := bySubject[k]
+			if !strings.Contains(m, "The signed contract, for Alice.") || !strings.Contains(m, "smime=pass") ||
+				strings.Contains(m, "application/pkcs7-mime") {
+				t.Fatalf("not readable or not passed:\n%s", m)
+			}
+		})
+	}
 	t.Run("undecryptable arrives as it came with the reason", func(t *testing.T) {
 		m := bySubject["Contract foreign"]
 		orig, _ := os.ReadFile(foreign)
