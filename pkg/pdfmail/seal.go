@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/sealgate/sealgate/pkg/message"
 )
 
 // DefaultAttachmentName is the carrier's PDF file name unless configured.
@@ -186,7 +188,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 	if err != nil {
 		return info, fmt.Errorf("pdfmail: write carrier: %w", err)
 	}
-	b64 := &lineWrapper{w: bw}
+	b64 := &message.LineBreaker{W: bw}
 	enc := base64.NewEncoder(base64.StdEncoding, b64)
 	cw := &countingWriter{w: enc}
 	ownerPW, err := randomOwnerPassword()
@@ -346,32 +348,6 @@ func randomOwnerPassword() (string, error) {
 		return "", fmt.Errorf("pdfmail: owner password: %w", err)
 	}
 	return hex.EncodeToString(b), nil
-}
-
-// lineWrapper breaks base64 output into 76-character lines (RFC 2045 §6.8).
-type lineWrapper struct {
-	w   io.Writer
-	col int
-}
-
-func (l *lineWrapper) Write(p []byte) (int, error) {
-	written := 0
-	for len(p) > 0 {
-		if l.col == 76 {
-			if _, err := io.WriteString(l.w, "\r\n"); err != nil {
-				return written, err
-			}
-			l.col = 0
-		}
-		n := min(76-l.col, len(p))
-		if _, err := l.w.Write(p[:n]); err != nil {
-			return written, err
-		}
-		l.col += n
-		written += n
-		p = p[n:]
-	}
-	return written, nil
 }
 
 type countingWriter struct {

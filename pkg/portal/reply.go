@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/sealgate/sealgate/pkg/message"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -431,7 +432,7 @@ func writeAttachment(mw *multipart.Writer, p *multipart.Part) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	enc := base64.NewEncoder(base64.StdEncoding, &lineBreaker{w: aw})
+	enc := base64.NewEncoder(base64.StdEncoding, &message.LineBreaker{W: aw})
 	if _, err := io.Copy(enc, br); err != nil {
 		return false, err
 	}
@@ -448,32 +449,6 @@ func mediaOnly(ct string) string {
 		return "application/octet-stream"
 	}
 	return mt
-}
-
-// lineBreaker breaks base64 into 76-character lines (RFC 2045 §6.8).
-type lineBreaker struct {
-	w   io.Writer
-	col int
-}
-
-func (l *lineBreaker) Write(p []byte) (int, error) {
-	written := 0
-	for len(p) > 0 {
-		if l.col == 76 {
-			if _, err := io.WriteString(l.w, "\r\n"); err != nil {
-				return written, err
-			}
-			l.col = 0
-		}
-		n := min(76-l.col, len(p))
-		if _, err := l.w.Write(p[:n]); err != nil {
-			return written, err
-		}
-		l.col += n
-		written += n
-		p = p[n:]
-	}
-	return written, nil
 }
 
 // replySubject is "Re: " and the original subject (once, not "Re: Re:").
