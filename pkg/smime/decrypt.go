@@ -41,23 +41,33 @@ func rebuild(outer []field, inner []byte) []byte {
 // RSA (an HSM fits) or an EC private key (*ecdsa.PrivateKey,
 // *ecdh.PrivateKey, or any type with an ECDH method).
 func Decrypt(msg []byte, cert *x509.Certificate, key crypto.PrivateKey) ([]byte, error) {
+	fields, inner, err := openEnvelope(msg, cert, key)
+	if err != nil {
+		return nil, err
+	}
+	outer, _ := partition(fields)
+	return rebuild(outer, inner), nil
+}
+
+// openEnvelope decrypts msg's envelope and returns the carrier's header
+// fields and the entity inside.
+func openEnvelope(msg []byte, cert *x509.Certificate, key crypto.PrivateKey) ([]field, []byte, error) {
 	k := Classify(msg)
 	if k != KindEnveloped && k != KindAuthEnveloped {
-		return nil, ErrNotEncrypted
+		return nil, nil, ErrNotEncrypted
 	}
 	fields, body := splitMessage(msg)
 	der, err := cmsBody(fields, body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env, err := cms.ParseEnvelope(der)
 	if err != nil {
-		return nil, fmt.Errorf("smime: decrypt: %w", err)
+		return nil, nil, fmt.Errorf("smime: decrypt: %w", err)
 	}
 	inner, err := env.Decrypt(cert, key)
 	if err != nil {
-		return nil, fmt.Errorf("smime: decrypt: %w", err)
+		return nil, nil, fmt.Errorf("smime: decrypt: %w", err)
 	}
-	outer, _ := partition(fields)
-	return rebuild(outer, inner), nil
+	return fields, inner, nil
 }

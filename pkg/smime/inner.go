@@ -14,24 +14,8 @@ import (
 // headers: callers that merge headers themselves (the inbound gateway)
 // use it.
 func DecryptEntity(msg []byte, cert *x509.Certificate, key crypto.PrivateKey) ([]byte, error) {
-	k := Classify(msg)
-	if k != KindEnveloped && k != KindAuthEnveloped {
-		return nil, ErrNotEncrypted
-	}
-	fields, body := splitMessage(msg)
-	der, err := cmsBody(fields, body)
-	if err != nil {
-		return nil, err
-	}
-	env, err := cms.ParseEnvelope(der)
-	if err != nil {
-		return nil, fmt.Errorf("smime: decrypt: %w", err)
-	}
-	inner, err := env.Decrypt(cert, key)
-	if err != nil {
-		return nil, fmt.Errorf("smime: decrypt: %w", err)
-	}
-	return inner, nil
+	_, inner, err := openEnvelope(msg, cert, key)
+	return inner, err
 }
 
 // SignedEntity returns the content of a signed message (the first part
