@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -169,10 +170,7 @@ func (a *app) keyFinish(ctx context.Context) error {
 // after `sealgate key rotate` serve seals new values (spool, passwords,
 // keys) under the new key without a restart. Opening a value under a key
 // it lacks makes the keyring look at once anyway.
-func watchMasterKey(ctx context.Context, kr *secret.Keyring, log interface {
-	Info(string, ...any)
-	Error(string, ...any)
-}) {
+func watchMasterKey(ctx context.Context, kr *secret.Keyring, log *slog.Logger) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
