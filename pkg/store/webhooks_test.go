@@ -112,7 +112,9 @@ func TestHeldLockAcrossNodes(t *testing.T) {
 		if err := l1.conn.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s2.db.ExecContext(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		// With a timeout pg_terminate_backend waits until the session is
+		// gone; without one it only signals it, and the checks below race.
+		if _, err := s2.db.ExecContext(ctx, `SELECT pg_terminate_backend($1, 10000)`, pid); err != nil {
 			t.Fatal(err)
 		}
 		if err := l1.Alive(ctx); err == nil {

@@ -42,7 +42,18 @@ func TestServeNotifiesSystemd(t *testing.T) {
 	if got := read(); got != "READY=1" {
 		t.Fatalf("first notification %q, want READY=1", got)
 	}
-	smtp, _ := listeningAddrs(g.logText())
+	// serve logs "listening" before it sends READY=1, but the log reaches
+	// this test through a pipe that may lag the datagram: wait for the line,
+	// never for the listener.
+	var smtp string
+	for deadline := time.Now().Add(10 * time.Second); smtp == "" && time.Now().Before(deadline); {
+		if smtp, _ = listeningAddrs(g.logText()); smtp == "" {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if smtp == "" {
+		t.Fatalf("serve sent READY=1 but never logged its listener\n%s", tail(g.logText(), 20))
+	}
 	c, err := net.DialTimeout("tcp", smtp, 5*time.Second)
 	if err != nil {
 		t.Fatalf("READY=1 came before the SMTP listener accepts: %v", err)
