@@ -194,10 +194,11 @@ type PolicyRule struct {
 	MaxSize             int64    `toml:"max_size"`
 
 	// Actions.
-	Sign            string `toml:"sign"`       // always | if-key | never
-	Encrypt         string `toml:"encrypt"`    // none | smime | smime-or-pdf | pdf | smime-required
-	OnFailure       string `toml:"on_failure"` // hold | bounce | plain (plain only where allowed)
-	TLS             string `toml:"tls"`        // none | opportunistic | required
+	Sign            string `toml:"sign"`         // always | if-key | never
+	Encrypt         string `toml:"encrypt"`      // none | smime | smime-or-pdf | pdf | smime-required
+	OnFailure       string `toml:"on_failure"`   // hold | bounce | plain (plain only where allowed)
+	TLS             string `toml:"tls"`          // none | opportunistic | required | verified | dane
+	TLSFallback     string `toml:"tls_fallback"` // pdf | hold | bounce: when the recipient's servers fall short of tls
 	EncryptCalendar bool   `toml:"encrypt_calendar"`
 }
 

@@ -104,6 +104,7 @@ type rule struct {
 	encrypt         Encrypt
 	onFailure       Failure
 	tls             TLSMode
+	tlsFallback     TLSFallback
 	stripSubjectTag bool
 	encryptCalendar bool
 }
@@ -338,10 +339,14 @@ func (c *compiler) rule(i int, pr config.PolicyRule) rule {
 	r.encrypt = Encrypt(enum("encrypt", pr.Encrypt, encryptNames[:], uint8(DefaultEncrypt)))
 	r.onFailure = Failure(enum("on_failure", pr.OnFailure, failureNames[:], uint8(DefaultOnFailure)))
 	r.tls = TLSMode(enum("tls", pr.TLS, tlsNames[:], uint8(DefaultTLS)))
+	r.tlsFallback = TLSFallback(enum("tls_fallback", pr.TLSFallback, fallbackNames[:], uint8(TLSFallbackHold)))
 	r.stripSubjectTag = pr.StripSubjectTag
 	r.encryptCalendar = pr.EncryptCalendar
 
 	// Contradictions: settings that cannot mean anything together.
+	if pr.TLSFallback != "" && !r.tls.AtLeast(TLSRequired) {
+		c.problem(sub("tls_fallback"), rname, fmt.Sprintf("tls_fallback with tls = %q: the rule demands no TLS that could be missing", r.tls), `set tls = "required", "verified" or "dane", or remove tls_fallback`)
+	}
 	if pr.StripSubjectTag && pr.SubjectTag == "" {
 		c.problem(sub("strip_subject_tag"), rname, "strip_subject_tag without subject_tag: there is no tag to strip", `set subject_tag (e.g. "[secure]") or remove strip_subject_tag`)
 	}

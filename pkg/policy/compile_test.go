@@ -82,7 +82,9 @@ func TestCompileProblems(t *testing.T) {
 			"policy.rules[0].encrypt", 14, []string{`"aes" is not one of none, smime, smime-or-pdf, pdf, smime-required`}},
 		{"unknown sign", config.Policy{Rules: []config.PolicyRule{{Name: "e", Sign: "sometimes"}}},
 			"policy.rules[0].sign", 10, []string{`"sometimes"`}},
-		{"unknown tls", config.Policy{Rules: []config.PolicyRule{{Name: "e", TLS: "dane"}}}, "policy.rules[0].tls", 10, []string{`"dane"`}},
+		{"unknown tls", config.Policy{Rules: []config.PolicyRule{{Name: "e", TLS: "pkix"}}}, "policy.rules[0].tls", 10, []string{`"pkix" is not one of opportunistic, required, none, verified, dane`}},
+		{"unknown tls_fallback", config.Policy{Rules: []config.PolicyRule{{Name: "e", TLS: "dane", TLSFallback: "plain"}}}, "policy.rules[0].tls_fallback", 10, []string{`"plain" is not one of hold, pdf, bounce`}},
+		{"tls_fallback without a TLS demand", config.Policy{Rules: []config.PolicyRule{{Name: "e", TLSFallback: "pdf"}}}, "policy.rules[0].tls_fallback", 10, []string{"demands no TLS", `tls = "required"`}},
 		{"unknown on_failure", config.Policy{Rules: []config.PolicyRule{{Name: "e", OnFailure: "drop"}}}, "policy.rules[0].on_failure", 15, []string{`"drop"`}},
 		{"min above max", config.Policy{Rules: []config.PolicyRule{{Name: "z", MinSize: 10, MaxSize: 5}}},
 			"policy.rules[0].min_size", 19, []string{"can never match"}},
@@ -201,6 +203,42 @@ func TestParseHeaderCondition(t *testing.T) {
 		name, value, err := ParseHeaderCondition(c.in)
 		if (err == nil) != c.ok || name != c.name || value != c.value {
 			t.Errorf("ParseHeaderCondition(%q) = %q, %q, %v", c.in, name, value, err)
+		}
+	}
+}
+
+// TestTLSModes: the strict TLS modes and the fallback reach the Decision,
+// the fallback is hold unless the rule says otherwise (fail closed), and
+// AtLeast orders the modes.
+func TestTLSModes(t *testing.T) {
+	cases := []struct {
+		tls, fallback string
+		want          TLSMode
+		wantFallback  TLSFallback
+	}{
+		{"verified", "pdf", TLSVerified, TLSFallbackPDF},
+		{"dane", "", TLSDANE, TLSFallbackHold},
+		{"dane", "bounce", TLSDANE, TLSFallbackBounce},
+		{"required", "hold", TLSRequired, TLSFallbackHold},
+	}
+	for _, c := range cases {
+		t.Run(c.tls+"/"+c.fallback, func(t *testing.T) {
+			p, err := Compile(config.Policy{Rules: []config.PolicyRule{{Name: "r", Encrypt: "smime-or-pdf", TLS: c.tls, TLSFallback: c.fallback}}}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := p.Decide(Facts{Sender: "a@example.org"}, Recipient{Address: "b@partner.test"})
+			if d.TLS != c.want || d.TLSFallback != c.wantFallback {
+				t.Fatalf("decision TLS %v fallback %v, want %v %v", d.TLS, d.TLSFallback, c.want, c.wantFallback)
+			}
+		})
+	}
+	order := []TLSMode{TLSNone, TLSOpportunistic, TLSRequired, TLSVerified, TLSDANE}
+	for i, a := range order {
+		for j, b := range order {
+			if a.AtLeast(b) != (i >= j) {
+				t.Errorf("%v.AtLeast(%v) = %v", a, b, a.AtLeast(b))
+			}
 		}
 	}
 }

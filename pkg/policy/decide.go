@@ -158,7 +158,7 @@ func nameIs(name, want string) bool {
 func (r *rule) decision(calendar, hasCert bool) Decision {
 	d := Decision{
 		Rule: r.name, RuleIndex: r.index, Action: ActionDeliver,
-		Sign: r.sign, Encrypt: r.encrypt, OnFailure: r.onFailure, TLS: r.tls,
+		Sign: r.sign, Encrypt: r.encrypt, OnFailure: r.onFailure, TLS: r.tls, TLSFallback: r.tlsFallback,
 		StripSubjectTag: r.stripSubjectTag, SubjectTag: r.cfg.SubjectTag,
 	}
 	switch r.encrypt {

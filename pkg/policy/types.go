@@ -74,6 +74,34 @@ const (
 	TLSRequired
 	// TLSNone never starts TLS.
 	TLSNone
+	// TLSVerified delivers only over TLS whose server certificate is
+	// verified: DANE, an MTA-STS policy in enforce mode, or a PKIX chain
+	// valid for the MX host's name (relay.mode "mx"; towards a smart host
+	// the smart host's certificate is verified).
+	TLSVerified
+	// TLSDANE delivers only over TLS that DANE (RFC 7672) verifies: the
+	// recipient's MX hosts publish DNSSEC-signed TLSA records.
+	TLSDANE
+)
+
+// AtLeast reports whether t is as strict as min. None < opportunistic
+// < required < verified < dane.
+func (t TLSMode) AtLeast(min TLSMode) bool { return tlsRank[t] >= tlsRank[min] }
+
+var tlsRank = [...]uint8{TLSNone: 0, TLSOpportunistic: 1, TLSRequired: 2, TLSVerified: 3, TLSDANE: 4}
+
+// TLSFallback is what happens to a recipient whose servers cannot give the
+// TLS the rule asks for (policy rule key tls_fallback).
+type TLSFallback uint8
+
+const (
+	// TLSFallbackHold keeps the message queued (zero value: fail closed).
+	TLSFallbackHold TLSFallback = iota
+	// TLSFallbackPDF sends PDF mail over whatever TLS the servers have:
+	// the content is protected end to end, so the channel matters less.
+	TLSFallbackPDF
+	// TLSFallbackBounce returns the message to the sender with the reason.
+	TLSFallbackBounce
 )
 
 // Action is the outcome for one recipient.
@@ -92,12 +120,13 @@ const (
 )
 
 var (
-	signNames    = [...]string{SignAlways: "always", SignIfKey: "if-key", SignNever: "never"}
-	encryptNames = [...]string{EncryptNone: "none", EncryptSMIME: "smime", EncryptSMIMEOrPDF: "smime-or-pdf", EncryptPDF: "pdf", EncryptSMIMERequired: "smime-required"}
-	methodNames  = [...]string{MethodNone: "none", MethodSMIME: "smime", MethodPDF: "pdf"}
-	failureNames = [...]string{FailHold: "hold", FailBounce: "bounce", FailPlain: "plain"}
-	tlsNames     = [...]string{TLSOpportunistic: "opportunistic", TLSRequired: "required", TLSNone: "none"}
-	actionNames  = [...]string{ActionHold: "hold", ActionDeliver: "deliver", ActionBounce: "bounce", ActionPass: "pass"}
+	signNames     = [...]string{SignAlways: "always", SignIfKey: "if-key", SignNever: "never"}
+	encryptNames  = [...]string{EncryptNone: "none", EncryptSMIME: "smime", EncryptSMIMEOrPDF: "smime-or-pdf", EncryptPDF: "pdf", EncryptSMIMERequired: "smime-required"}
+	methodNames   = [...]string{MethodNone: "none", MethodSMIME: "smime", MethodPDF: "pdf"}
+	failureNames  = [...]string{FailHold: "hold", FailBounce: "bounce", FailPlain: "plain"}
+	tlsNames      = [...]string{TLSOpportunistic: "opportunistic", TLSRequired: "required", TLSNone: "none", TLSVerified: "verified", TLSDANE: "dane"}
+	fallbackNames = [...]string{TLSFallbackHold: "hold", TLSFallbackPDF: "pdf", TLSFallbackBounce: "bounce"}
+	actionNames   = [...]string{ActionHold: "hold", ActionDeliver: "deliver", ActionBounce: "bounce", ActionPass: "pass"}
 )
 
 func enumString(names []string, v uint8, kind string) string {
@@ -121,7 +150,10 @@ func (e Encrypt) String() string  { return enumString(encryptNames[:], uint8(e),
 func (m Method) String() string   { return enumString(methodNames[:], uint8(m), "Method") }
 func (f Failure) String() string  { return enumString(failureNames[:], uint8(f), "Failure") }
 func (t TLSMode) String() string  { return enumString(tlsNames[:], uint8(t), "TLSMode") }
-func (a Action) String() string   { return enumString(actionNames[:], uint8(a), "Action") }
+func (f TLSFallback) String() string {
+	return enumString(fallbackNames[:], uint8(f), "TLSFallback")
+}
+func (a Action) String() string { return enumString(actionNames[:], uint8(a), "Action") }
 
 // MarshalText makes the enums appear by name in JSON.
 func (m SignMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
@@ -201,6 +233,8 @@ type Decision struct {
 	OnFailure Failure
 	// TLS is the outbound TLS requirement.
 	TLS TLSMode
+	// TLSFallback applies when the recipient's servers cannot meet TLS.
+	TLSFallback TLSFallback
 	// StripSubjectTag asks to remove SubjectTag from the outgoing subject
 	// (see StripTag).
 	StripSubjectTag bool
