@@ -493,7 +493,13 @@ func (v *validator) policy() {
 		v.oneOf(key+".sign", r.Sign, "always", "if-key", "never")
 		v.oneOf(key+".encrypt", r.Encrypt, "none", "smime", "smime-or-pdf", "pdf", "smime-required")
 		v.oneOf(key+".on_failure", r.OnFailure, "hold", "bounce", "plain")
-		v.oneOf(key+".tls", r.TLS, "none", "opportunistic", "required")
+		v.oneOf(key+".tls", r.TLS, "none", "opportunistic", "required", "verified", "dane")
+		if r.TLSFallback != "" { // empty: hold, unless tls asks for nothing
+			v.oneOf(key+".tls_fallback", r.TLSFallback, "hold", "pdf", "bounce")
+		}
+		if r.TLS == "dane" && v.c.Relay.Mode != "mx" {
+			v.add(key+".tls", nil, fmt.Sprintf(`tls = "dane" with relay.mode = %q: DANE is checked against the recipient's own MX hosts`, v.c.Relay.Mode), `set relay.mode = "mx", or use tls = "verified" (the smart host's certificate verified)`)
+		}
 		for j, d := range r.SenderDomain {
 			v.domain(indexKey(key+".sender_domain", j), d, true)
 		}
