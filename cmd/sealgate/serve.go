@@ -591,24 +591,29 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		Signer:    &pkiSigner{m: mgr, ttl: time.Minute},
 		Encrypter: smimeEncrypter{},
 		StripTag:  policy.StripTag}
-	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
-		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
-		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname, HideSubject: cfg.PDF.HideSubject}, Portal: rt.portalSource()})
+	// The same constructor as `sealgate pdf render`, so serve honours every
+	// [pdf] key the CLI does (template_dir, fonts, attach_original, ...).
+	// A sealer that cannot be built (a font or template config check
+	// names) leaves PDF mail disabled: drawing without the configured font
+	// would turn its script into replacement marks, and the recipients who
+	// need PDF are held, never sent in the clear.
+	s, err := pdfmail.NewSealer(cfg.PDF, cfg.Path)
 	if err != nil {
 		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
-	} else {
-		s := &pdfmail.Sealer{Language: cfg.PDF.Language, AttachmentName: cfg.PDF.AttachmentName, HideSubject: cfg.PDF.HideSubject,
-			AttachOriginal: cfg.PDF.AttachOriginal, CleanSubject: pw.CleanSubject}
-		if err := s.SetFonts(cfg.PDF, cfg.Path); err != nil {
-			// config check names the font; drawing without it would turn
-			// the script it was configured for into replacement marks.
-			rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
-			return p, nil
-		}
-		p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, replies: rt.portalReplies(), log: rt.log, s: s}
-		p.CleanSubject = pw.CleanSubject
-		p.SubjectPassword = pw.SubjectPassword
+		return p, nil
 	}
+	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
+		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
+		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname, HideSubject: cfg.PDF.HideSubject, Templates: s.Templates},
+		Portal:   rt.portalSource()})
+	if err != nil {
+		rt.log.Warn("PDF mail disabled: recipients that need it are held", "err", err)
+		return p, nil
+	}
+	s.CleanSubject = pw.CleanSubject
+	p.PDF = &pdfSealer{pw: pw, owner: p.Signer.(*pkiSigner).Owner, portalURL: cfg.Portal.URL, replies: rt.portalReplies(), log: rt.log, s: s}
+	p.CleanSubject = pw.CleanSubject
+	p.SubjectPassword = pw.SubjectPassword
 	return p, nil
 }
 
