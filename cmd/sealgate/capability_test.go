@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +19,6 @@ import (
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/api"
 	"github.com/sealgate/sealgate/pkg/capability"
-	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/directory"
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/policy"
@@ -173,31 +171,8 @@ cors_origins = ["http://addin.example.test:8080"]
 func newCapEnv(t testing.TB, extra string) *capEnv {
 	testpeer.Require(t, "openssl")
 	pk := testpeer.NewPKI(t)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "sealgate.toml")
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, capConfig, filepath.Join(dir, "data"), pk.ChainFile, extra), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
+	_, rt, p, ca := servePipeline(t, t.TempDir(), func(dataDir string) string { return fmt.Sprintf(capConfig, dataDir, pk.ChainFile, extra) })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := openRuntime(ctx, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.store.Close() })
-	ca, mgr, err := openPKI(ctx, rt)
-	t.Cleanup(rt.Close)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := buildPipeline(cfg, rt, mgr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &capEnv{rt: rt, pipeline: p, pki: pk,
 		mux: internalMux(internalHTTP{rt: rt, ca: ca, log: log, capability: newCapabilityHandler(p, log)})}
 	e.token = e.newToken(t, "addin", api.ScopeCapabilityRead)

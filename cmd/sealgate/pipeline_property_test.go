@@ -20,6 +20,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/directory"
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/message"
+	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 	"github.com/sealgate/sealgate/pkg/policy"
 	"github.com/sealgate/sealgate/pkg/smime"
 	"github.com/sealgate/sealgate/pkg/smime/cms"
@@ -73,31 +74,8 @@ type oracle struct {
 func newOracle(t testing.TB) *oracle {
 	testpeer.Require(t, "openssl")
 	pk := testpeer.NewPKI(t)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "sealgate.toml")
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, oracleConfig, filepath.Join(dir, "data"), pk.ChainFile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, rt, p, _ := servePipeline(t, t.TempDir(), func(dataDir string) string { return fmt.Sprintf(oracleConfig, dataDir, pk.ChainFile) })
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rt, err := openRuntime(ctx, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.store.Close() })
-	_, mgr, err := openPKI(ctx, rt)
-	t.Cleanup(rt.Close)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := buildPipeline(cfg, rt, mgr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	o := &oracle{t: t, cfg: cfg, rt: rt, pipeline: p, partners: map[string]*testpeer.Identity{}}
 	for _, addr := range []string{"c1@partner.test", "c2@partner.test", "b1@partner.test"} {
 		id := pk.Issue(t, addr, testpeer.IssueOptions{})
@@ -378,4 +356,34 @@ func FuzzPipelineOracle(f *testing.F) {
 		o.t = t
 		o.check(drawScenario(a, b))
 	})
+}
+
+// servePipeline writes the config conf(data_dir) into dir and builds what
+// serve builds from it: runtime, PKI and pipeline, closed at the test's end.
+func servePipeline(t testing.TB, dir string, conf func(dataDir string) string) (*config.Config, *runtime, *gateway.Pipeline, *embeddedca.CA) {
+	t.Helper()
+	cfgFile := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(cfgFile, []byte(conf(filepath.Join(dir, "data"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rt, err := openRuntime(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.store.Close() })
+	ca, mgr, err := openPKI(ctx, rt)
+	t.Cleanup(rt.Close)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := buildPipeline(cfg, rt, mgr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, rt, p, ca
 }

@@ -32,27 +32,83 @@ func (r *reloadableDecider) Decide(ctx context.Context, m *gateway.MessageFacts,
 	return r.cur.Load().Decide(ctx, m, rcpt, hasCert)
 }
 
-// reloadPolicy reads the config file again and, when it is valid, puts
-// its [policy] in place. An invalid file changes nothing: the running
-// policy stays, and the log says which key on which line is wrong.
-func (r *reloadableDecider) reloadPolicy(path string) (rules int, err error) {
-	cfg, err := config.Load(path)
-	if err != nil {
-		return 0, fmt.Errorf("the config file does not load; the running policy stays: %w", err)
-	}
+// compilePolicy reads the policy of a freshly loaded config file.
+func compilePolicy(cfg *config.Config) (*policy.Policy, error) {
 	pol, err := policy.FromConfig(cfg)
 	if err != nil {
-		return 0, fmt.Errorf("the new policy does not compile; the running policy stays: %w", err)
+		return nil, fmt.Errorf("the new policy does not compile: %w", err)
 	}
-	old := r.cur.Load()
-	next := *old
+	return pol, nil
+}
+
+// use puts pol in place for the next message.
+func (r *reloadableDecider) use(pol *policy.Policy) {
+	next := *r.cur.Load()
 	next.p = pol
 	r.cur.Store(&next)
+}
+
+// reloader is what SIGHUP (systemctl reload) re-reads: [policy] and
+// [users]. Listeners, the store, the relay and the CA stay as they are
+// (those need a restart, and the log says so when they differ).
+type reloader struct {
+	path    string
+	policy  *reloadableDecider
+	users   *liveUsers // nil when serve runs without the PKI
+	rt      *runtime
+	started *config.Config
+	log     *slog.Logger
+}
+
+// reload reads the config file again and, when it is valid as a whole,
+// puts its [policy] and [users] in place together. An invalid file, a
+// policy that does not compile or users that cannot be set up change
+// nothing: what runs stays, and the error names the key and line.
+func (r *reloader) reload() (rules int, err error) {
+	cfg, err := config.Load(r.path)
+	if err != nil {
+		return 0, fmt.Errorf("the config file does not load; what runs stays: %w", err)
+	}
+	pol, err := compilePolicy(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("%w; what runs stays", err)
+	}
+	if r.users != nil {
+		if err := r.users.reload(cfg, r.rt); err != nil {
+			return 0, err
+		}
+	}
+	r.policy.use(pol)
+	for _, key := range restartOnly(r.started, cfg) {
+		r.log.Warn("SIGHUP: this change takes effect only after a restart", "key", key)
+	}
 	return len(cfg.Policy.Rules), nil
 }
 
-// reloadOnHangup reloads the policy at each SIGHUP until ctx ends.
-func reloadOnHangup(ctx context.Context, r *reloadableDecider, path string, log *slog.Logger) {
+// restartOnly names the sections a reload does not apply that differ
+// between the running config and the file.
+func restartOnly(running, file *config.Config) []string {
+	var keys []string
+	if running.SMTP.Listen != file.SMTP.Listen {
+		keys = append(keys, "smtp.listen")
+	}
+	if running.HTTP.Listen != file.HTTP.Listen {
+		keys = append(keys, "http.listen")
+	}
+	if running.Portal.Listen != file.Portal.Listen {
+		keys = append(keys, "portal.listen")
+	}
+	if running.Relay.Mode != file.Relay.Mode || running.Relay.Smarthost != file.Relay.Smarthost || running.Relay.Dir != file.Relay.Dir {
+		keys = append(keys, "relay")
+	}
+	if running.Store.Driver != file.Store.Driver || running.Store.DSN != file.Store.DSN {
+		keys = append(keys, "store")
+	}
+	return keys
+}
+
+// reloadOnHangup reloads at each SIGHUP until ctx ends.
+func reloadOnHangup(ctx context.Context, r *reloader) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -61,12 +117,12 @@ func reloadOnHangup(ctx context.Context, r *reloadableDecider, path string, log 
 		case <-ctx.Done():
 			return
 		case <-hup:
-			n, err := r.reloadPolicy(path)
+			n, err := r.reload()
 			if err != nil {
-				log.Error("SIGHUP: policy not reloaded", "err", err)
+				r.log.Error("SIGHUP: not reloaded", "err", err)
 				continue
 			}
-			log.Info("SIGHUP: policy reloaded", "rules", n)
+			r.log.Info("SIGHUP: policy and users reloaded", "rules", n)
 		}
 	}
 }

@@ -91,6 +91,9 @@ type runtime struct {
 	node    string
 	// groups answers sender_group for the pipeline (set by openPKI).
 	groups senderGroupSource
+	// users is the [users] section in force (set by openPKI), swapped at
+	// SIGHUP; groups is it too when openPKI ran.
+	users *liveUsers
 	// closers release what openPKI opened (the certificate manager's
 	// group committer, the directory's connection pool); Close runs them.
 	closers []func()
@@ -300,7 +303,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	go watchMasterKey(ctx, rt.keyring, log)
 	go pruneEvents(ctx, rt.store, cfg.Events.Retention.Duration, log)
 	if r, ok := pipeline.Decider.(*reloadableDecider); ok && cfg.File() != "" {
-		go reloadOnHangup(ctx, r, cfg.File(), log)
+		go reloadOnHangup(ctx, &reloader{path: cfg.File(), policy: r, users: rt.users, rt: rt, started: cfg, log: log})
 	}
 	// Listeners bound, queue recovered and running: ready (Type=notify).
 	if err := sdNotify("READY=1"); err != nil {
@@ -365,8 +368,8 @@ func pkiSync(ctx context.Context, m *pki.Manager, signer *pkiSigner, groups send
 		obs = noSyncObserver{}
 	}
 	run := func() {
-		if dg, ok := groups.(*directoryGroups); ok {
-			_ = dg.Refresh(ctx) // logged there; the cache keeps the last good read
+		if r, ok := groups.(interface{ Refresh(context.Context) error }); ok {
+			_ = r.Refresh(ctx) // logged there; the cache keeps the last good read
 		}
 		unlock, err := lock()
 		if err != nil {
@@ -520,17 +523,14 @@ func relayTLSConfig(cfg *config.Config) (*tls.Config, error) {
 // (its CRL is served here). What it opens, rt.Close releases.
 func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, error) {
 	cfg := rt.cfg
-	users, ldapDir, err := newUserSource(cfg)
+	set, err := newUserSet(cfg, rt)
 	if err != nil {
 		return nil, nil, err
 	}
-	rt.groups = staticGroupsFromConfig(cfg)
-	if ldapDir != nil {
-		rt.closers = append(rt.closers, func() { ldapDir.Close() })
-		// Not read here: a directory down at start must not stop the
-		// gateway; the first message (or sync) reads it.
-		rt.groups = newDirectoryGroups(ldapDir.GroupMemberships, rt.log)
-	}
+	rt.users = &liveUsers{}
+	rt.users.cur.Store(set)
+	rt.closers = append(rt.closers, rt.users.close)
+	rt.groups = rt.users
 	kt, err := pki.ParseKeyType(cfg.PKI.KeyType)
 	if err != nil {
 		return nil, nil, asUsage(fmt.Errorf("pki.key_type: %w", err))
@@ -541,10 +541,10 @@ func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, er
 	gc := store.NewGroupCommit(rt.store)
 	gc.Linger = rolloutLinger
 	rt.closers = append(rt.closers, func() { gc.Close() })
-	m := &pki.Manager{Store: gc, Users: users, KeyType: kt, Validity: cfg.PKI.Validity.Duration,
+	m := &pki.Manager{Store: gc, Users: rt.users, KeyType: kt, Validity: cfg.PKI.Validity.Duration,
 		RenewBefore: cfg.PKI.RenewBefore.Duration, Actor: "serve", Logger: rt.log}
-	if ldapDir != nil && cfg.Users.LDAP.PublishCertificates {
-		m.Publisher = ldapDir
+	if set.publish {
+		m.Publisher = rt.users
 	}
 	var ca *embeddedca.CA
 	switch cfg.PKI.Issuer {

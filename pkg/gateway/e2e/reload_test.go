@@ -52,7 +52,7 @@ func TestServeReloadsPolicyOnHangup(t *testing.T) {
 		waitUntil(t, 30*time.Second, func() bool { return strings.Contains(g.logText()[from:], want) },
 			func() string { return "no " + want + " in the log:\n" + tail(g.logText()[from:], 10) })
 	}
-	hangup("SIGHUP: policy reloaded")
+	hangup("SIGHUP: policy and users reloaded")
 
 	if err := c.Mail("alice@example.org"); err != nil {
 		t.Fatalf("the connection opened before the reload: %v", err)
@@ -74,7 +74,7 @@ func TestServeReloadsPolicyOnHangup(t *testing.T) {
 
 	// A broken edit: the running policy stays and the log says why.
 	g.editConfig(`on_failure = "hold"`, `on_failure = "drop"`)
-	hangup("SIGHUP: policy not reloaded")
+	hangup("SIGHUP: not reloaded")
 	if !strings.Contains(g.logText(), "on_failure") {
 		t.Fatalf("the refusal does not name the key:\n%s", tail(g.logText(), 5))
 	}
@@ -86,5 +86,48 @@ func TestServeReloadsPolicyOnHangup(t *testing.T) {
 	}
 	if o := g.waitOutcome(t, "third@partner.test"); o.Entry == nil || o.Entry.State != "held" {
 		t.Fatalf("after a broken reload: %s, want held (the last good policy)", o)
+	}
+}
+
+// TestServeReloadsUsersOnHangup: SIGHUP also re-reads [users]: a sender
+// added to a group in [[users.static]] is decided by the sender_group rule
+// from the next message on, without a restart; an edit that changes what
+// only a restart can (smtp.listen) is named in the log, not half-applied.
+func TestServeReloadsUsersOnHangup(t *testing.T) {
+	t.Parallel()
+	const rules = "[[policy.rules]]\nname = \"legal\"\nsender_group = [\"legal\"]\nsign = \"always\"\nencrypt = \"smime-required\"\non_failure = \"hold\"\n\n" +
+		"[[policy.rules]]\nname = \"default\"\nsign = \"always\"\nencrypt = \"none\"\n"
+	g := newGatewayRules(t, rules, "")
+	g.start()
+	defer g.stopServe()
+	msg := func(to, subject string) []byte {
+		return []byte("From: alice@example.org\r\nTo: " + to + "\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@example.org>\r\n\r\nbody\r\n")
+	}
+	if r := submit(t, g.addr, submission{From: "alice@example.org", To: []string{"one@partner.test"}, Data: msg("one@partner.test", "before")}); !r.is(250, "") {
+		t.Fatalf("before the reload: %s", r)
+	}
+	if f := g.waitDelivered(t, "one@partner.test"); !strings.Contains(string(f.Msg), "multipart/signed") {
+		t.Fatalf("before the reload (alice not in legal): want signed, got\n%.400s", f.Msg)
+	}
+
+	g.editConfig(`name = "Alice Example"
+groups = ["smime-users"]`, `name = "Alice Example"
+groups = ["smime-users", "legal"]`)
+	g.editConfig("[smtp]\nlisten = \"127.0.0.1:0\"", "[smtp]\nlisten = \"127.0.0.1:2\"")
+	from := len(g.logText())
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, func() bool { return strings.Contains(g.logText()[from:], "SIGHUP: policy and users reloaded") },
+		func() string { return "no reload in the log:\n" + tail(g.logText()[from:], 10) })
+
+	if !strings.Contains(g.logText()[from:], "only after a restart") || !strings.Contains(g.logText()[from:], "smtp.listen") {
+		t.Errorf("the changed smtp.listen is not named as needing a restart:\n%s", tail(g.logText()[from:], 10))
+	}
+	if r := submit(t, g.addr, submission{From: "alice@example.org", To: []string{"two@partner.test"}, Data: msg("two@partner.test", "after")}); !r.is(250, "") {
+		t.Fatalf("after the reload: %s", r)
+	}
+	if o := g.waitOutcome(t, "two@partner.test"); o.Entry == nil || o.Entry.State != "held" {
+		t.Fatalf("after the reload (alice in legal: smime-required, no certificate): %s, want held", o)
 	}
 }
