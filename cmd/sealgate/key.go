@@ -31,8 +31,10 @@ func newKeyCmd(a *app) *cobra.Command {
 		Long: "rotate writes a new master key to pki.master_key_file, keeping the previous one as\n" +
 			"<file>.old.<time>, then seals the stored secrets and the embedded CA's keys again under\n" +
 			"the new key, each value replaced on its own: a crash at any point leaves every value\n" +
-			"under the old or the new key, and both open. A running serve picks up the new key within\n" +
-			"seconds. Spooled messages keep their old wrapping until delivered. rotate --finish checks\n" +
+			"under the old or the new key, and both open. Spooled messages get their keys rewrapped\n" +
+			"the same way (a message delivered meanwhile is not brought back). A running serve picks\n" +
+			"up the new key within seconds. rotate --finish reseals what was written under the old key\n" +
+			"since (a node that had not reloaded yet), checks\n" +
 			"that nothing (store, CA, spool) still needs an old key and deletes the old key files.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -48,12 +50,13 @@ func newKeyCmd(a *app) *cobra.Command {
 }
 
 type keyRotateJSON struct {
-	KeyID        string `json:"key_id"`
-	OldKeyFile   string `json:"old_key_file,omitempty"`
-	StoreValues  int    `json:"store_values_resealed"`
-	CAKeys       int    `json:"ca_keys_resealed"`
-	SpoolPending int    `json:"spooled_messages_on_old_key"`
-	Finished     bool   `json:"finished"`
+	KeyID         string `json:"key_id"`
+	OldKeyFile    string `json:"old_key_file,omitempty"`
+	StoreValues   int    `json:"store_values_resealed"`
+	CAKeys        int    `json:"ca_keys_resealed"`
+	SpoolResealed int    `json:"spooled_messages_resealed"`
+	SpoolPending  int    `json:"spooled_messages_on_old_key"`
+	Finished      bool   `json:"finished"`
 }
 
 func (a *app) keyRotate(ctx context.Context) error {
@@ -92,12 +95,19 @@ func (a *app) keyRotate(ctx context.Context) error {
 		}
 	}
 	if sp, err := gateway.OpenSpool(cfg.DataPath("spool"), kr); err == nil {
-		out.SpoolPending, _ = sp.StaleKeys(kr.NeedsReseal)
+		if out.SpoolResealed, out.SpoolPending, err = sp.Reseal(kr); err != nil {
+			return fmt.Errorf("resealing the spool (run key rotate again to continue; the old key is kept): %w", err)
+		}
 	}
 	return a.print(out, func(w io.Writer) error {
-		_, err := fmt.Fprintf(w, "new master key %s; resealed %d stored secrets and %d CA keys; the old key is kept as %s\n"+
-			"(%d spooled messages still use it until delivered): run `sealgate key rotate --finish` later to delete it\n",
-			out.KeyID, out.StoreValues, out.CAKeys, oldPath, out.SpoolPending)
+		_, err := fmt.Fprintf(w, "new master key %s; resealed %d stored secrets, %d CA keys and %d spooled messages; the old key is kept as %s\n",
+			out.KeyID, out.StoreValues, out.CAKeys, out.SpoolResealed, oldPath)
+		if err == nil && out.SpoolPending > 0 {
+			_, err = fmt.Fprintf(w, "%d spooled messages could not be swapped here and still use it until delivered\n", out.SpoolPending)
+		}
+		if err == nil {
+			_, err = fmt.Fprintf(w, "run `sealgate key rotate --finish` later (once every node uses the new key) to delete it\n")
+		}
 		return err
 	})
 }
@@ -147,6 +157,9 @@ func (a *app) keyFinish(ctx context.Context) error {
 		}
 	}
 	if sp, err := gateway.OpenSpool(cfg.DataPath("spool"), kr); err == nil {
+		if _, _, err := sp.Reseal(kr); err != nil {
+			return err
+		}
 		n, err := sp.StaleKeys(kr.NeedsReseal)
 		if err != nil {
 			return err

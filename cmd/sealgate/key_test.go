@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"context"
 	"os"
 	"path/filepath"
@@ -18,8 +19,9 @@ import (
 // secrets and the CA's keys under it and keeps the old key; everything
 // still works (a PKCS#12 export opens in openssl, the PDF password reads,
 // the CA signs); a keyring loaded before the rotation (a running serve)
-// reads the new values; --finish refuses while a spooled message still
-// uses the old key and deletes the old key once nothing does.
+// reads the new values; the spooled message's key is rewrapped too; a
+// message spooled under the old key after the rotation (a node that had
+// not reloaded) is resealed by --finish, which then deletes the old key.
 func TestKeyRotate(t *testing.T) {
 	testpeer.Require(t, "openssl")
 	dir, cfgFile := backupNode(t, "")
@@ -49,7 +51,7 @@ func TestKeyRotate(t *testing.T) {
 	}
 
 	out := sgJSON[keyRotateJSON](t, cfgFile, "key", "rotate")
-	if out.KeyID == oldID.String() || out.StoreValues < 3 || out.CAKeys != 2 || out.SpoolPending != 1 {
+	if out.KeyID == oldID.String() || out.StoreValues < 3 || out.CAKeys != 2 || out.SpoolResealed != 1 || out.SpoolPending != 0 {
 		t.Fatalf("rotate: %+v (old key %s)", out, oldID)
 	}
 	if olds, _ := secret.OldKeyFiles(keyFile); len(olds) != 1 {
@@ -82,14 +84,18 @@ func TestKeyRotate(t *testing.T) {
 	}
 	st.Close()
 
-	code, _, stderr := sg(t, cfgFile, "key", "rotate", "--finish")
-	if code == 0 || !strings.Contains(stderr, "1 spooled messages still use an old key") {
-		t.Fatalf("--finish with a message on the old key: exit %d, %s", code, stderr)
+	// A node that has not reloaded yet spools a message under the old key.
+	olds, _ := secret.OldKeyFiles(keyFile)
+	lagging, err := secret.LoadOrCreateKeyring(olds[0])
+	if err != nil || lagging.CurrentKeyID() != oldID {
+		t.Fatalf("the old key file as a keyring: %v", err)
 	}
-	if olds, _ := secret.OldKeyFiles(keyFile); len(olds) != 1 {
-		t.Fatal("--finish deleted the old key while a message needs it")
+	ls, err := gateway.OpenSpool(cfg.DataPath("spool"), lagging)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := sp.Remove(waiting); err != nil { // delivered
+	late := gateway.NewID()
+	if _, err := ls.Write(&gateway.Envelope{ID: late, From: "alice@example.org"}, strings.NewReader("Subject: late\r\n\r\nlate body\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	if out := sgJSON[keyRotateJSON](t, cfgFile, "key", "rotate", "--finish"); !out.Finished {
@@ -98,6 +104,26 @@ func TestKeyRotate(t *testing.T) {
 	if olds, _ := secret.OldKeyFiles(keyFile); len(olds) != 0 {
 		t.Fatalf("old key files left: %v", olds)
 	}
-	// And everything still opens with the one key left.
+	// And everything still opens with the one key left, the spooled
+	// messages included.
 	mustSG(t, cfgFile, "cert", "export", "alice@example.org", "--p12", p12+".2", "--password-file", ppw)
+	only, err := secret.LoadOrCreateKeyring(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os2, err := gateway.OpenSpool(cfg.DataPath("spool"), only)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{waiting, late} {
+		m, err := os2.Open(id)
+		if err != nil {
+			t.Fatalf("spooled message %s under the new key alone: %v", id, err)
+		}
+		body, err := io.ReadAll(m)
+		m.Close()
+		if err != nil || !bytes.Contains(body, []byte("body")) {
+			t.Fatalf("spooled message %s: %q %v", id, body, err)
+		}
+	}
 }

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // StaleKeys counts the spooled messages whose message key is wrapped
@@ -26,20 +29,154 @@ func (s *Spool) StaleKeys(needsReseal func(sealed []byte) bool) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("spool: %w", err)
 		}
-		r := bufio.NewReader(f)
-		magic := make([]byte, len(spoolMagic))
-		_, err = io.ReadFull(r, magic)
-		var wrapped []byte
-		if err == nil && string(magic) == spoolMagic {
-			wrapped, err = readBlock(r, 4096)
-		}
+		wrapped, err := readWrappedKey(bufio.NewReader(f))
 		f.Close()
-		if err != nil || string(magic) != spoolMagic {
-			return n, fmt.Errorf("spool: message %s: %w", id, ErrSpoolCorrupt)
+		if err != nil {
+			return n, fmt.Errorf("spool: message %s: %w", id, err)
 		}
 		if needsReseal(wrapped) {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// Resealer is the keyring as Reseal needs it: open a message key under
+// any key it holds, seal under the current one, and say which wrappings
+// are under an older key.
+type Resealer interface {
+	Keyring
+	NeedsReseal(sealed []byte) bool
+}
+
+// resealHook runs between writing a resealed copy and swapping it in
+// (tests play a delivery that removes the message there).
+var resealHook func(id string)
+
+// Reseal rewraps each spooled message's key under the keyring's current
+// master key, so `sealgate key rotate` leaves nothing in the spool that
+// needs the old key. Only the wrapped key changes: the sealed chunks are
+// copied as they are. It is safe while serve runs: each file is rewritten
+// to a temporary copy, fsynced, and swapped in with one atomic
+// renameat2(RENAME_EXCHANGE), which fails when the message was delivered
+// (removed) meanwhile, so a delivered message is never brought back; a
+// reader holding the old file keeps reading it (the old key stays until
+// --finish). A crash leaves either the old or the new file, plus at most a
+// tmp-* copy that Recover removes. It returns how many were resealed and
+// how many still need the old key (a file system without RENAME_EXCHANGE
+// leaves them for --finish to report).
+func (s *Spool) Reseal(kr Resealer) (resealed, pending int, err error) {
+	ids, err := s.IDs()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, id := range ids {
+		done, err := s.reseal(kr, id)
+		switch {
+		case err != nil:
+			return resealed, pending, fmt.Errorf("spool: resealing message %s: %w", id, err)
+		case done:
+			resealed++
+		case s.stale(kr, id):
+			pending++
+		}
+	}
+	if resealed > 0 {
+		if err := syncDir(s.dir); err != nil {
+			return resealed, pending, err
+		}
+	}
+	return resealed, pending, nil
+}
+
+// stale says the message id (still there) wraps its key under an old key.
+func (s *Spool) stale(kr Resealer, id string) bool {
+	f, err := os.Open(s.path(id))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	wrapped, err := readWrappedKey(bufio.NewReader(f))
+	return err == nil && kr.NeedsReseal(wrapped)
+}
+
+func readWrappedKey(r io.Reader) ([]byte, error) {
+	magic := make([]byte, len(spoolMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != spoolMagic {
+		return nil, ErrSpoolCorrupt
+	}
+	w, err := readBlock(r, 4096)
+	if err != nil {
+		return nil, ErrSpoolCorrupt
+	}
+	return w, nil
+}
+
+// reseal rewraps one message; false without an error when there was
+// nothing to do (gone, already current, or the swap is not supported).
+func (s *Spool) reseal(kr Resealer, id string) (bool, error) {
+	f, err := os.Open(s.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // delivered meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	wrapped, err := readWrappedKey(r)
+	if err != nil {
+		return false, err
+	}
+	if !kr.NeedsReseal(wrapped) {
+		return false, nil
+	}
+	aad := []byte("sealgate spool " + id)
+	key, err := kr.Open(wrapped, aad)
+	if err != nil {
+		return false, fmt.Errorf("opening the message key: %w", err)
+	}
+	rewrapped, err := kr.Seal(key, aad)
+	clear(key)
+	if err != nil {
+		return false, fmt.Errorf("wrapping the message key: %w", err)
+	}
+	tmp := filepath.Join(s.dir, "tmp-reseal-"+id)
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil // another rotate is at it
+	}
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp) // after the swap it holds the old file
+	bw := bufio.NewWriter(out)
+	bw.WriteString(spoolMagic)
+	writeBlock(bw, rewrapped)
+	_, err = io.Copy(bw, r)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, err
+	}
+	if resealHook != nil {
+		resealHook(id)
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, s.path(id), unix.RENAME_EXCHANGE)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return false, nil // delivered between our read and the swap
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP):
+		return false, nil // no atomic swap here: left for --finish to report
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
