@@ -1,9 +1,13 @@
 package pki
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/internal/testpeer"
 )
 
 func forestConfig(domains ...LDAPDomain) LDAPConfig {
@@ -145,4 +149,35 @@ func FuzzFormatSID(f *testing.F) {
 			t.Fatalf("formatSID(%x) = %q", b, s)
 		}
 	})
+}
+
+// TestForestDomainBaseMustExist: a domain whose url points at a server
+// that does not hold its base DN (a DC of another domain, a typo) is an
+// error, not a domain whose members were all deleted: without the check
+// every member would be left out and revoked.
+func TestForestDomainBaseMustExist(t *testing.T) {
+	other := testpeer.StartSlapd(t, testpeer.SlapdOptions{Suffix: "dc=other,dc=test"})
+	const member = "CN=Bob,OU=Branch,DC=example,DC=test"
+	for _, tc := range []struct {
+		name, base string
+		wantErr    string
+	}{
+		{"base DN the server holds, member absent: left out", "dc=other,dc=test", ""},
+		{"base DN the server does not hold", "OU=Branch,DC=example,DC=test", "reading its base DN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDirectory(LDAPConfig{URL: other.URL, BaseDN: tc.base, UserFilter: "(objectClass=person)", Timeout: 5 * time.Second})
+			defer d.Close()
+			users, err := d.readMembers(context.Background(), []string{member}, time.Now())
+			if tc.wantErr == "" {
+				if err != nil || len(users) != 0 {
+					t.Fatalf("users %v, error %v; want none and no error", users, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("users %v, error %v; want an error saying %q", users, err, tc.wantErr)
+			}
+		})
+	}
 }
