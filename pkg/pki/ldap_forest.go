@@ -236,7 +236,10 @@ func (f *forest) members(ctx context.Context) ([]string, error) {
 		for _, g := range groupDNs {
 			fmt.Fprintf(&ors, "(memberOf:%s:=%s)", ruleInChain, ldap.EscapeFilter(g))
 		}
-		filter := "(|" + ors.String() + ")"
+		// Only what is classified below: user accounts and foreign
+		// principals (the class narrows the candidates the server must
+		// walk the chain for: on Samba about twice as fast as the rule alone).
+		filter := fmt.Sprintf("(&(|(sAMAccountType=%d)(objectClass=%s))(|%s))", samNormalUserAccount, classForeignSecurityPrinc, ors.String())
 		// Base "" with subtree scope: on a GC port that is the whole
 		// forest (on a DC's own port it is an error, not an empty list).
 		res, err := conn.SearchWithPaging(ldap.NewSearchRequest("", ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
@@ -265,11 +268,12 @@ func (f *forest) members(ctx context.Context) ([]string, error) {
 }
 
 // readMembers reads the entries dns (all in this domain) from this
-// domain's DC: one base-object search each, filtered by the user filter
-// (and on AD by sAMAccountType), so a contact or a filtered-out entry
-// yields nothing. An entry the DC does not have (deleted after the GC
-// replicated) is left out. The domain's base DN must exist on the DC: a
-// url pointing at the wrong domain's DC would otherwise make every
+// domain's DC, memberBatch at a time: a subtree search for those DNs
+// (distinguishedName on AD, entryDN elsewhere) filtered by the user
+// filter (and on AD by sAMAccountType), so a contact or a filtered-out
+// entry yields nothing. An entry the DC does not have (deleted after the
+// GC replicated) is left out. The domain's base DN must exist on the DC:
+// a url pointing at the wrong domain's DC would otherwise make every
 // member "deleted" and revoke them all.
 func (d *LDAPDirectory) readMembers(ctx context.Context, dns []string, now time.Time) ([]User, error) {
 	var out []User
@@ -283,18 +287,20 @@ func (d *LDAPDirectory) readMembers(ctx context.Context, dns []string, now time.
 			"(objectClass=*)", []string{"1.1"}, nil)); err != nil {
 			return fmt.Errorf("domain %s on %s: reading its base DN: %w (is url a DC of this domain?)", d.cfg.BaseDN, d.cfg.URL, err)
 		}
-		filter := d.cfg.UserFilter
+		filter, dnAttr := d.cfg.UserFilter, "entryDN"
 		if isAD {
-			filter = fmt.Sprintf("(&%s(sAMAccountType=%d))", filter, samNormalUserAccount)
+			filter, dnAttr = fmt.Sprintf("(&%s(sAMAccountType=%d))", filter, samNormalUserAccount), "distinguishedName"
 		}
 		attrs := d.userAttributes(isAD)
-		for _, dn := range dns {
-			res, err := conn.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, filter, attrs, nil))
-			if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
-				continue
+		for batch := range slices.Chunk(dns, memberBatch) {
+			var ors strings.Builder
+			for _, dn := range batch {
+				fmt.Fprintf(&ors, "(%s=%s)", dnAttr, ldap.EscapeFilter(dn))
 			}
+			f := fmt.Sprintf("(&%s(|%s))", filter, ors.String())
+			res, err := conn.Search(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, f, attrs, nil))
 			if err != nil {
-				return fmt.Errorf("reading member %s from %s: %w", dn, d.cfg.URL, err)
+				return fmt.Errorf("reading %d members under %s from %s: %w", len(batch), d.cfg.BaseDN, d.cfg.URL, err)
 			}
 			for _, e := range res.Entries {
 				u, ok, err := d.accountUser(e, isAD, now)
@@ -310,6 +316,11 @@ func (d *LDAPDirectory) readMembers(ctx context.Context, dns []string, now time.
 	})
 	return out, err
 }
+
+// memberBatch is how many member DNs one search asks for: few enough to
+// keep the filter small (AD's default MaxQueryDuration and filter size
+// limits are far away), many enough that 3,000 members take 60 searches.
+const memberBatch = 50
 
 // formatSID renders a binary objectSid (revision, sub-authority count,
 // 48-bit big-endian identifier authority, little-endian 32-bit
