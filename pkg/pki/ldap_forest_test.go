@@ -182,6 +182,42 @@ func TestActiveDirectoryForest(t *testing.T) {
 		}
 	})
 
+	t.Run("sender groups through the GC", func(t *testing.T) {
+		// This domain's base is OU=People: Bob (OU=Branch) is found
+		// only because the GC is searched forest-wide. His address is
+		// the GC's copy (in a real forest the same as his domain's).
+		home := func(c *pki.LDAPConfig) { c.BaseDN = forestPeople }
+		forestGroups, err := open(t, forestCfg(home)).GroupMemberships(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, err := open(t, forestCfg(home, func(c *pki.LDAPConfig) { c.GlobalCatalog, c.Domains = "", nil })).GroupMemberships(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			email       string
+			viaGC, here bool
+		}{
+			{"alice@example.test", true, true},
+			{"bob@gc-copy.example.test", true, false},
+		} {
+			for _, c := range []struct {
+				name string
+				m    map[string][]string
+				want bool
+			}{{"through the GC", forestGroups, tc.viaGC}, {"this domain only", local, tc.here}} {
+				g := c.m[tc.email]
+				if got := slices.Contains(g, "S/MIME Forest"); got != c.want {
+					t.Errorf("%s %s: in S/MIME Forest = %v, want %v (groups %v)", tc.email, c.name, got, c.want, g)
+				}
+			}
+		}
+		if g := forestGroups["bob@gc-copy.example.test"]; !slices.Contains(g, "branch-staff") {
+			t.Errorf("Bob's groups through the GC lack the nested Branch Staff: %v", g)
+		}
+	})
+
 	t.Run("rollout; outages and unknown domains revoke nobody", func(t *testing.T) {
 		kit := embeddedKit(t)
 		st := newStore(t)
