@@ -141,6 +141,10 @@ func TestActiveDirectoryForest(t *testing.T) {
 		if gcProxy.Accepted() == before {
 			t.Fatal("the global catalog port was not asked")
 		}
+		// StartTLS on 3268 before the bind, as on 389.
+		if bytes.Contains(gcProxy.Sent(), []byte(testpeer.SambaUserPW)) {
+			t.Fatal("the bind password crossed to the global catalog in clear text")
+		}
 		got := map[string]pki.User{}
 		for _, u := range users {
 			got[u.Email] = u
