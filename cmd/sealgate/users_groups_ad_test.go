@@ -26,6 +26,86 @@ func TestActiveDirectoryCLI(t *testing.T) {
 	ad.ExtendSchemaExchange(t)
 	t.Run("sender groups", func(t *testing.T) { adSenderGroups(t, ad) })
 	t.Run("pki rollout", func(t *testing.T) { adPKIRollout(t, ad) })
+	t.Run("pki rollout through the global catalog", func(t *testing.T) { adForestRollout(t, ad) })
+}
+
+// adForestRollout: users.ldap.global_catalog and [[users.ldap.domains]]
+// from a config file. Home is OU=Home, the "other domain" OU=Away (the
+// same DC serves both: Samba holds one domain only); the group nests a
+// group holding Ida from OU=Away. With the domain listed, both get
+// certificates; without it the rollout stops with an error naming Ida's
+// DN and the entry to add, and nobody's certificate is revoked.
+func adForestRollout(t *testing.T, ad *testpeer.SambaAD) {
+	home, away := "OU=Home,"+ad.BaseDN, "OU=Away,"+ad.BaseDN
+	ad.Apply(t, fmt.Sprintf("dn: %s\nobjectClass: organizationalUnit\n\ndn: %s\nobjectClass: organizationalUnit\n\n", home, away)+
+		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Hal," + home, SAMAccountName: "hal", Mail: "hal@example.test"})+
+		testpeer.UserLDIF(testpeer.ADUser{DN: "CN=Ida," + away, SAMAccountName: "ida", Mail: "ida@example.test"})+
+		testpeer.GroupLDIF("CN=Away Team,"+away, "away-team", "CN=Ida,"+away)+
+		testpeer.GroupLDIF("CN=Forest Signers,"+home, "forest-signers", "CN=Hal,"+home, "CN=Away Team,"+away))
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bind.pw"), []byte(ad.AdminPW+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf(`data_dir = "./data"
+[relay]
+mode = "dir"
+dir = "./data/outbox"
+[pki]
+key_type = "p256"
+[users]
+source = "ldap"
+groups = ["Forest Signers"]
+[users.ldap]
+url = %q
+bind_dn = %q
+bind_password_file = "bind.pw"
+base_dn = %q
+ca_file = %q
+global_catalog = "ldaps://127.0.0.1:3269"
+[[policy.rules]]
+name = "sign only"
+sign = "always"
+encrypt = "none"
+`, ad.LDAPSURL, ad.AdminDN, home, ad.CAFile)
+	withDomain := filepath.Join(dir, "forest.toml")
+	homeOnly := filepath.Join(dir, "home-only.toml")
+	if err := os.WriteFile(withDomain, []byte(base+fmt.Sprintf("[[users.ldap.domains]]\nbase_dn = %q\nurl = %q\n", away, ad.LDAPSURL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(homeOnly, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustSG(t, withDomain, "config", "check")
+	mustSG(t, withDomain, "pki", "init")
+	var res map[string]any
+	if err := json.Unmarshal([]byte(mustSG(t, withDomain, "-o", "json", "pki", "rollout")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["issued"].(float64) != 2 || res["failed"].(float64) != 0 {
+		t.Fatalf("rollout (hal directly, ida from the other domain through Away Team): %v", res)
+	}
+	active := func(cfg string) []string {
+		var out []string
+		for _, s := range sgJSON[[]statusJSON](t, cfg, "pki", "status") {
+			if s.State == "active" {
+				out = append(out, s.Email)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []string{"hal@example.test", "ida@example.test"}
+	if got := active(withDomain); !slices.Equal(got, want) {
+		t.Fatalf("active after the rollout: %v, want %v", got, want)
+	}
+	code, out, errs := sg(t, homeOnly, "pki", "rollout")
+	if code == 0 || !strings.Contains(errs, "CN=Ida,OU=Away,DC=example,DC=test lies in no configured domain") ||
+		!strings.Contains(errs, "[[users.ldap.domains]]") {
+		t.Fatalf("rollout without the domain: exit %d\n%s%s", code, out, errs)
+	}
+	if got := active(homeOnly); !slices.Equal(got, want) {
+		t.Fatalf("active after the refused rollout: %v, want %v (nobody revoked)", got, want)
+	}
 }
 
 // adSenderGroups: serve's sender_group lookup, wired from a config file as

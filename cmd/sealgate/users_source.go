@@ -36,9 +36,14 @@ func newUserSource(cfg *config.Config) (users pki.UserSource, ldapDir *pki.LDAPD
 		if err != nil {
 			return nil, nil, err
 		}
+		var domains []pki.LDAPDomain
+		for _, dom := range l.Domains {
+			domains = append(domains, pki.LDAPDomain{BaseDN: dom.BaseDN, URL: dom.URL})
+		}
 		d, err := pki.NewLDAPDirectory(pki.LDAPConfig{URL: l.URL, BindDN: l.BindDN, BindPassword: pw, BaseDN: l.BaseDN,
 			UserFilter: l.UserFilter, GroupBaseDN: l.GroupBaseDN, Groups: cfg.Users.Groups, Timeout: l.Timeout.Duration,
-			TLS: tlsCfg, StartTLS: l.StartTLS, AllowPlaintextBind: l.AllowPlaintextBind, ReadPublished: l.PublishCertificates})
+			TLS: tlsCfg, StartTLS: l.StartTLS, AllowPlaintextBind: l.AllowPlaintextBind, ReadPublished: l.PublishCertificates,
+			GlobalCatalog: l.GlobalCatalog, Domains: domains})
 		if err != nil {
 			return nil, nil, asUsage(fmt.Errorf("users.ldap: %w", err))
 		}

@@ -138,6 +138,21 @@ type UsersLDAP struct {
 	// over ldap:// without starttls, i.e. the password in clear text on
 	// the wire. Off unless the admin says so (a directory on loopback).
 	AllowPlaintextBind bool `toml:"allow_plaintext_bind"`
+	// GlobalCatalog is the AD forest's global catalog
+	// (ldaps://HOST:3269, or ldap://HOST:3268 with starttls): nested
+	// group membership is resolved there across the forest. Same
+	// credentials, ca_file and transport rules as url.
+	GlobalCatalog string `toml:"global_catalog"`
+	// Domains are the forest's other domains whose users may be members
+	// of users.groups, each with a DC to read them from.
+	Domains []UsersLDAPDomain `toml:"domains"`
+}
+
+// UsersLDAPDomain is one [[users.ldap.domains]]: a domain of the forest
+// (its naming context) and a DC serving it.
+type UsersLDAPDomain struct {
+	BaseDN string `toml:"base_dn"`
+	URL    string `toml:"url"`
 }
 
 // Keyserver is an LDAP directory searched for recipient certificates.

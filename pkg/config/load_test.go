@@ -190,6 +190,26 @@ func TestProblems(t *testing.T) {
 		{name: "anonymous over ldap", doc: dirRelay + "[users.ldap]\nurl = \"ldap://127.0.0.1:389\"\n"},
 		{name: "starttls on ldaps", doc: dirRelay + "[users.ldap]\nurl = \"ldaps://dc1.example.org:636\"\nstarttls = true\n",
 			want: []keyLine{{"users.ldap.starttls", 6}}, wantMsg: "already TLS"},
+		{name: "global catalog over ldaps with a domain", doc: dirRelay + "[users.ldap]\nurl = \"ldaps://dc1.example.org\"\nbase_dn = \"DC=example,DC=org\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"pw\"\n" +
+			"global_catalog = \"ldaps://gc.example.org:3269\"\n[[users.ldap.domains]]\nbase_dn = \"DC=emea,DC=example,DC=org\"\nurl = \"ldaps://dc1.emea.example.org\"\n",
+			files: map[string]string{"pw": "x"}},
+		{name: "global catalog on 3268 with starttls", doc: dirRelay + "[users.ldap]\nurl = \"ldap://dc1.example.org\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"pw\"\nstarttls = true\nglobal_catalog = \"ldap://gc.example.org:3268\"\n",
+			files: map[string]string{"pw": "x"}},
+		{name: "global catalog bind in clear text refused", doc: dirRelay + "[users.ldap]\nurl = \"ldaps://dc1.example.org\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"pw\"\nglobal_catalog = \"ldap://gc.example.org:3268\"\n",
+			files: map[string]string{"pw": "x"},
+			want:  []keyLine{{"users.ldap.global_catalog", 8}}, wantMsg: "clear text", wantHint: "3269"},
+		{name: "global catalog not an LDAP URL", doc: dirRelay + "[users.ldap]\nglobal_catalog = \"gc.example.org:3269\"\n",
+			want: []keyLine{{"users.ldap.global_catalog", 5}}, wantMsg: "not an LDAP URL"},
+		{name: "domains without global catalog", doc: dirRelay + "[users]\nsource = \"ldap\"\n[users.ldap]\nurl = \"ldaps://dc1\"\nbase_dn = \"DC=example,DC=org\"\n" +
+			"[[users.ldap.domains]]\nbase_dn = \"DC=emea,DC=example,DC=org\"\nurl = \"ldaps://dc1.emea.example.org\"\n",
+			want: []keyLine{{"users.ldap.domains", 9}}, wantMsg: "global_catalog is not"},
+		{name: "domain entries checked", doc: dirRelay + "[users.ldap]\nbase_dn = \"dc=example, dc=org\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"pw\"\nglobal_catalog = \"ldaps://gc:3269\"\n" +
+			"[[users.ldap.domains]]\nbase_dn = \"DC=Example,DC=Org\"\nurl = \"ldaps://dc1\"\n" +
+			"[[users.ldap.domains]]\nbase_dn = \"emea.example.org\"\nurl = \"ldap://dc1.emea\"\n" +
+			"[[users.ldap.domains]]\n",
+			files: map[string]string{"pw": "x"},
+			want: []keyLine{{"users.ldap.domains[0].base_dn", 10}, {"users.ldap.domains[1].base_dn", 13}, {"users.ldap.domains[1].url", 14},
+				{"users.ldap.domains[2].base_dn", 15}, {"users.ldap.domains[2].url", 15}}},
 		{name: "keyserver simple bind in clear text refused", doc: dirRelay + "[[keyservers]]\nname = \"p\"\nurl = \"ldap://keys.example.net\"\nbase_dn = \"dc=x\"\nbind_dn = \"cn=svc\"\nbind_password_file = \"pw\"\n",
 			files: map[string]string{"pw": "x"},
 			want:  []keyLine{{"keyservers[0].url", 6}}, wantMsg: "keyservers[0].bind_dn in clear text", wantHint: "starttls = true"},

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/go-ldap/ldap/v3"
 )
 
 // validate checks values and their combinations. It only checks what the
@@ -412,6 +414,66 @@ func (v *validator) users() {
 	v.file("users.ldap.bind_password_file", l.BindPasswordFile)
 	v.file("users.ldap.ca_file", l.CAFile)
 	v.positive("users.ldap.timeout", l.Timeout)
+	v.forest(l)
+}
+
+// forest checks users.ldap.global_catalog and [[users.ldap.domains]]:
+// the same transport rules as users.ldap.url (starttls upgrades every
+// ldap:// URL of users.ldap; a bind over ldap:// without it is refused
+// unless allow_plaintext_bind), each domain once, with a DN.
+func (v *validator) forest(l UsersLDAP) {
+	plain := func(key, val string) {
+		u, err := url.Parse(val)
+		if err != nil || u.Scheme != "ldap" || l.StartTLS || l.BindDN == "" || l.AllowPlaintextBind {
+			return
+		}
+		v.add(key, []string{"users.ldap.bind_dn"}, fmt.Sprintf("%q without users.ldap.starttls would send the password of users.ldap.bind_dn in clear text", val),
+			`use ldaps:// (global catalog: port 3269, DC: 636), or set users.ldap.starttls = true; allow_plaintext_bind = true only for a directory on this host`)
+	}
+	if l.GlobalCatalog != "" {
+		v.ldapURL("users.ldap.global_catalog", l.GlobalCatalog)
+		plain("users.ldap.global_catalog", l.GlobalCatalog)
+	} else if len(l.Domains) > 0 && v.c.Users.Source == "ldap" {
+		v.add("users.ldap.domains", []string{"users.ldap"}, "is set but users.ldap.global_catalog is not",
+			`other domains are read only for members found through the global catalog: set global_catalog = "ldaps://gc.example.org:3269"`)
+	}
+	seen := map[string]string{}
+	if dn, err := ldap.ParseDN(l.BaseDN); err == nil && l.BaseDN != "" {
+		seen[canonicalDN(dn)] = "users.ldap.base_dn"
+	}
+	for i, d := range l.Domains {
+		key := indexKey("users.ldap.domains", i)
+		if strings.TrimSpace(d.BaseDN) == "" {
+			v.add(key+".base_dn", []string{key}, "is required for each domain", `set base_dn = "DC=emea,DC=example,DC=org" (the domain's naming context)`)
+		} else if dn, err := ldap.ParseDN(d.BaseDN); err != nil {
+			v.add(key+".base_dn", []string{key}, fmt.Sprintf("%q is not a DN", d.BaseDN), `write the domain's naming context, e.g. "DC=emea,DC=example,DC=org"`)
+		} else if other, dup := seen[canonicalDN(dn)]; dup {
+			v.add(key+".base_dn", []string{key}, fmt.Sprintf("%q is also %s", d.BaseDN, other), "list each domain once")
+		} else {
+			seen[canonicalDN(dn)] = key + ".base_dn"
+		}
+		if d.URL == "" {
+			v.add(key+".url", []string{key}, "is required for each domain", `set url = "ldaps://dc1.emea.example.org:636" (a DC of that domain)`)
+		} else {
+			v.ldapURL(key+".url", d.URL)
+			plain(key+".url", d.URL)
+		}
+	}
+}
+
+// canonicalDN compares DNs the way a directory does: types and values
+// case-insensitively, spaces around separators ignored.
+func canonicalDN(dn *ldap.DN) string {
+	var parts []string
+	for _, rdn := range dn.RDNs {
+		var as []string
+		for _, a := range rdn.Attributes {
+			as = append(as, strings.ToLower(a.Type)+"="+ldap.EscapeDN(strings.ToLower(a.Value)))
+		}
+		slices.Sort(as)
+		parts = append(parts, strings.Join(as, "+"))
+	}
+	return strings.Join(parts, ",")
 }
 
 func (v *validator) keyservers() {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
@@ -55,6 +56,26 @@ type LDAPConfig struct {
 	// (userCertificate on AD) so rollouts can repair entries whose
 	// published certificate is out of date.
 	ReadPublished bool
+	// GlobalCatalog, when set, is the AD forest's global catalog
+	// (ldaps://HOST:3269, or ldap://HOST:3268 with StartTLS): group
+	// membership is resolved there, across the forest, and each member
+	// is read from the DC of its own domain (URL for BaseDN, Domains for
+	// the others). Same credentials and TLS settings as URL.
+	GlobalCatalog string
+	// Domains are the forest's other domains whose users may be members
+	// of users.groups: each member's DN picks the entry with the longest
+	// matching BaseDN. Only used with GlobalCatalog.
+	Domains []LDAPDomain
+	// Log receives warnings (foreign security principals skipped);
+	// nil is slog.Default().
+	Log *slog.Logger
+}
+
+// LDAPDomain is one [[users.ldap.domains]] entry: a domain of the forest
+// and a DC (or load balancer) serving it.
+type LDAPDomain struct {
+	BaseDN string
+	URL    string
 }
 
 // LDAPDirectory is the LDAP/AD user source and certificate publisher. It
@@ -67,6 +88,8 @@ type LDAPDirectory struct {
 	// directory does not change product between two operations, and AD
 	// differs in attribute names and in how nesting is resolved.
 	kind atomic.Int32
+	// forest is set with GlobalCatalog (see ldap_forest.go).
+	forest *forest
 }
 
 // Server kinds cached in LDAPDirectory.kind.
@@ -88,12 +111,11 @@ func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("users.ldap.url %q: %w", cfg.URL, err)
 	}
-	switch {
-	case cfg.StartTLS && u.Scheme != "ldap":
+	if cfg.StartTLS && u.Scheme != "ldap" {
 		return nil, fmt.Errorf("users.ldap.starttls needs an ldap:// URL, not %q: remove starttls or use ldap://HOST:389", cfg.URL)
-	case u.Scheme == "ldap" && !cfg.StartTLS && cfg.BindDN != "" && !cfg.AllowPlaintextBind:
-		return nil, fmt.Errorf("users.ldap.url %q: binding as %s without TLS would send its password in clear text: "+
-			"use ldaps://HOST:636 or starttls = true, or allow_plaintext_bind = true for a directory on this host", cfg.URL, cfg.BindDN)
+	}
+	if err := checkTransport("users.ldap.url", cfg.URL, cfg); err != nil {
+		return nil, err
 	}
 	if cfg.UserFilter == "" {
 		cfg.UserFilter = "(&(objectClass=person)(mail=*))"
@@ -107,9 +129,42 @@ func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = defaultLDAPTimeout
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	d := newDirectory(cfg)
+	if cfg.GlobalCatalog != "" || len(cfg.Domains) > 0 {
+		f, err := newForest(cfg)
+		if err != nil {
+			return nil, err
+		}
+		d.forest = f
+	}
+	return d, nil
+}
+
+func newDirectory(cfg LDAPConfig) *LDAPDirectory {
 	d := &LDAPDirectory{cfg: cfg}
 	d.pool = &connPool{dial: d.dial}
-	return d, nil
+	return d
+}
+
+// checkTransport refuses a simple bind that would cross the wire in
+// clear text: bind_dn over ldap:// without StartTLS, unless
+// AllowPlaintextBind says the admin means it.
+func checkTransport(key, rawURL string, cfg LDAPConfig) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", key, rawURL, err)
+	}
+	if u.Scheme != "ldap" && u.Scheme != "ldaps" || u.Host == "" {
+		return fmt.Errorf("%s %q is not an ldap:// or ldaps:// URL with a host", key, rawURL)
+	}
+	if u.Scheme == "ldap" && !cfg.StartTLS && cfg.BindDN != "" && !cfg.AllowPlaintextBind {
+		return fmt.Errorf("%s %q: binding as %s without TLS would send its password in clear text: "+
+			"use ldaps://HOST:636 or starttls = true, or allow_plaintext_bind = true for a directory on this host", key, rawURL, cfg.BindDN)
+	}
+	return nil
 }
 
 // Users returns enabled, unexpired members (direct or through nested
@@ -118,6 +173,9 @@ func NewLDAPDirectory(cfg LDAPConfig) (*LDAPDirectory, error) {
 // walked here (cycles are harmless). A configured group that does not
 // exist is an error: an empty result would revoke everybody.
 func (d *LDAPDirectory) Users(ctx context.Context) ([]User, error) {
+	if d.forest != nil {
+		return d.forestUsers(ctx)
+	}
 	var out []User
 	err := d.withConn(ctx, func(conn *ldap.Conn) error {
 		var err error
@@ -136,12 +194,7 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 	if err != nil {
 		return nil, err
 	}
-	certAttr := certAttribute(isAD)
-	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", attrUserAccountControl, attrAccountExpires,
-		attrRecipientTypeDetails, attrRemoteRecipientType}
-	if d.cfg.ReadPublished {
-		attrs = append(attrs, certAttr)
-	}
+	attrs := d.userAttributes(isAD)
 	filter := d.cfg.UserFilter
 	var members map[string]bool
 	if isAD {
@@ -161,30 +214,50 @@ func (d *LDAPDirectory) users(conn *ldap.Conn) ([]User, error) {
 		if members != nil && !members[normDN(e.DN)] {
 			continue
 		}
-		// Disabled person accounts and expired ones: left out, so the
-		// rollout revokes.
-		kind, inactive, err := accountState(e, now)
+		u, ok, err := d.accountUser(e, isAD, now)
 		if err != nil {
 			return nil, fmt.Errorf("reading users under %s: %w", d.cfg.BaseDN, err)
-		} else if inactive {
-			continue
 		}
-		u, ok := userFromEntry(e)
 		if !ok || seen[u.Email] {
 			continue
 		}
-		u.Kind = kind
 		seen[u.Email] = true
-		if d.cfg.ReadPublished {
-			u.Published = e.GetRawAttributeValues(certAttr)
-			if u.Published == nil {
-				u.Published = [][]byte{}
-			}
-		}
 		out = append(out, u)
 	}
 	slices.SortFunc(out, func(a, b User) int { return strings.Compare(a.Email, b.Email) })
 	return out, nil
+}
+
+// userAttributes are what Users reads of each account.
+func (d *LDAPDirectory) userAttributes(isAD bool) []string {
+	attrs := []string{"mail", "proxyAddresses", "displayName", "cn", attrUserAccountControl, attrAccountExpires,
+		attrRecipientTypeDetails, attrRemoteRecipientType}
+	if d.cfg.ReadPublished {
+		attrs = append(attrs, certAttribute(isAD))
+	}
+	return attrs
+}
+
+// accountUser turns a user entry into a User; ok is false for disabled
+// person accounts and expired ones (left out, so the rollout revokes) and
+// for entries without a usable address.
+func (d *LDAPDirectory) accountUser(e *ldap.Entry, isAD bool, now time.Time) (User, bool, error) {
+	kind, inactive, err := accountState(e, now)
+	if err != nil || inactive {
+		return User{}, false, err
+	}
+	u, ok := userFromEntry(e)
+	if !ok {
+		return User{}, false, nil
+	}
+	u.Kind = kind
+	if d.cfg.ReadPublished {
+		u.Published = e.GetRawAttributeValues(certAttribute(isAD))
+		if u.Published == nil {
+			u.Published = [][]byte{}
+		}
+	}
+	return u, true, nil
 }
 
 // adMembersFilter restricts userFilter to user accounts (sAMAccountType
@@ -338,9 +411,15 @@ func (d *LDAPDirectory) nestedMembers(conn *ldap.Conn, roots []string) (map[stri
 // normDN makes DNs comparable: attribute types and values lower-cased,
 // spaces around separators dropped. Unparsable DNs are only lower-cased.
 func normDN(dn string) string {
+	return strings.Join(normRDNs(dn), ",")
+}
+
+// normRDNs is normDN's RDNs, leaf first; an unparsable DN is one
+// lower-cased element.
+func normRDNs(dn string) []string {
 	p, err := ldap.ParseDN(dn)
 	if err != nil {
-		return strings.ToLower(strings.TrimSpace(dn))
+		return []string{strings.ToLower(strings.TrimSpace(dn))}
 	}
 	var parts []string
 	for _, rdn := range p.RDNs {
@@ -353,7 +432,7 @@ func normDN(dn string) string {
 		slices.Sort(as)
 		parts = append(parts, strings.Join(as, "+"))
 	}
-	return strings.Join(parts, ",")
+	return parts
 }
 
 // Publish replaces the entry's userCertificate;binary (userCertificate on
@@ -362,6 +441,15 @@ func normDN(dn string) string {
 func (d *LDAPDirectory) Publish(ctx context.Context, u User, certs []*x509.Certificate) error {
 	if u.DN == "" {
 		return fmt.Errorf("%s has no directory entry to publish to", u.Email)
+	}
+	if d.forest != nil {
+		// Written to the DC of the user's own domain: the global
+		// catalog is read-only.
+		dom, err := d.forest.domainOf(d, u.DN)
+		if err != nil {
+			return fmt.Errorf("publishing for %s: %w", u.Email, err)
+		}
+		d = dom
 	}
 	return d.withConn(ctx, func(conn *ldap.Conn) error {
 		isAD, err := d.isActiveDirectory(conn)
@@ -409,6 +497,18 @@ func writeCerts(conn *ldap.Conn, isAD bool, dn string, certs []*x509.Certificate
 // Unpublish removes certs from the entry (or entries) holding email as
 // mail or smtp: proxy address, keeping any other certificate there.
 func (d *LDAPDirectory) Unpublish(ctx context.Context, email string, certs []*x509.Certificate) error {
+	if d.forest == nil {
+		return d.unpublish(ctx, email, certs)
+	}
+	// A user who left may have lived in any domain of the forest.
+	var errs []error
+	for _, dom := range d.forest.all(d) {
+		errs = append(errs, dom.unpublish(ctx, email, certs))
+	}
+	return errors.Join(errs...)
+}
+
+func (d *LDAPDirectory) unpublish(ctx context.Context, email string, certs []*x509.Certificate) error {
 	return d.withConn(ctx, func(conn *ldap.Conn) error {
 		isAD, err := d.isActiveDirectory(conn)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -120,3 +121,74 @@ func benchPublish(b *testing.B, cfg pki.LDAPConfig, dn func(int) string, users i
 type atomicCounter struct{ n atomic.Int64 }
 
 func (c *atomicCounter) add() int { return int(c.n.Add(1)) }
+
+// BenchmarkForestUsers reads the users of a forest: membership of one
+// group (nested one level) from Samba's global catalog on 3269, then 100
+// members from the root domain (Samba, ldaps://) and 100 from a second
+// domain (slapd, ldaps://), one base-object read per member. "one domain"
+// is the same 100 Samba users read without the GC (one filtered search),
+// for comparison. Run with e.g. -benchtime=20x.
+func BenchmarkForestUsers(b *testing.B) {
+	const n = 100
+	ad := testpeer.StartSambaAD(b)
+	branch := "OU=Branch," + ad.BaseDN
+	var ldif strings.Builder
+	fmt.Fprintf(&ldif, "dn: %s\nobjectClass: organizationalUnit\n\ndn: %s\nobjectClass: organizationalUnit\n\n", adPeople, branch)
+	var members []string
+	for i := 1; i <= n; i++ {
+		ldif.WriteString(testpeer.UserLDIF(testpeer.ADUser{DN: adUserDN(i), SAMAccountName: fmt.Sprintf("u%02d", i), Mail: adMail(i)}))
+		members = append(members, adUserDN(i))
+	}
+	var slapdLDIF strings.Builder
+	var branchMembers []string
+	for i := 1; i <= n; i++ {
+		dn := fmt.Sprintf("CN=B%03d,%s", i, branch)
+		ldif.WriteString(testpeer.UserLDIF(testpeer.ADUser{DN: dn, SAMAccountName: fmt.Sprintf("b%03d", i)}))
+		fmt.Fprintf(&slapdLDIF, "dn: %s\nobjectClass: inetOrgPerson\nobjectClass: adUser\ncn: B%03d\nsn: B\nmail: b%03d@branch.example.test\nuserAccountControl: 512\n\n", dn, i, i)
+		branchMembers = append(branchMembers, dn)
+	}
+	ldif.WriteString(testpeer.GroupLDIF("CN=Branch,"+adPeople, "branch-all", branchMembers...))
+	ldif.WriteString(testpeer.GroupLDIF("CN=Bench,"+adPeople, "bench", append(members, "CN=Branch,"+adPeople)...))
+	ad.Apply(b, ldif.String())
+	svc := "CN=admin," + branch
+	ad.Apply(b, testpeer.UserLDIF(testpeer.ADUser{DN: svc, SAMAccountName: "svc-bench"}))
+	certFile, keyFile := testpeer.WriteServerCert(b, b.TempDir(), "dc.branch.example.test")
+	slapd := testpeer.StartSlapd(b, testpeer.SlapdOptions{Suffix: branch, RootPW: testpeer.SambaUserPW, TLSCertFile: certFile, TLSKeyFile: keyFile, LDIF: slapdLDIF.String()})
+	trust := ad.TLSConfig(b)
+	for _, f := range []string{certFile} {
+		b2, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		trust.RootCAs.AppendCertsFromPEM(b2)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  pki.LDAPConfig
+		want int
+	}{
+		{"one domain", pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: svc, BindPassword: testpeer.SambaUserPW, BaseDN: ad.BaseDN,
+			Groups: []string{"bench"}, Timeout: 10 * time.Second, TLS: trust}, n},
+		{"forest", pki.LDAPConfig{URL: ad.LDAPSURL, BindDN: svc, BindPassword: testpeer.SambaUserPW, BaseDN: ad.BaseDN,
+			Groups: []string{"bench"}, Timeout: 10 * time.Second, TLS: trust, GlobalCatalog: "ldaps://127.0.0.1:3269",
+			Domains: []pki.LDAPDomain{{BaseDN: branch, URL: slapd.LDAPSURL}}}, 2 * n},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			d, err := pki.NewLDAPDirectory(tc.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			for b.Loop() {
+				users, err := d.Users(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(users) != tc.want {
+					b.Fatalf("%d users, want %d", len(users), tc.want)
+				}
+			}
+			b.ReportMetric(float64(tc.want), "users/op")
+		})
+	}
+}

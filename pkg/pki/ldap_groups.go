@@ -24,17 +24,28 @@ import (
 // silently lose half its members, and their sender_group rules with them.
 // Nobody is in 1,500 groups. (Other servers are read through member,
 // which has the same limit only where the server imposes one.)
+//
+// With a global catalog (an AD forest) the same read goes to the GC, and
+// users are searched in the whole forest (base ""): memberOf there holds
+// the universal groups of every domain, so a sender from another domain
+// in a universal group is found. Addresses come from the GC's copy
+// (mail and proxyAddresses are in its partial attribute set); nothing
+// here decides about certificates.
 func (d *LDAPDirectory) GroupMemberships(ctx context.Context) (map[string][]string, error) {
+	src, userBase := d, d.cfg.BaseDN
+	if d.forest != nil {
+		src, userBase = d.forest.gc, ""
+	}
 	var out map[string][]string
-	err := d.withConn(ctx, func(conn *ldap.Conn) error {
+	err := src.withConn(ctx, func(conn *ldap.Conn) error {
 		var err error
-		out, err = d.groupMemberships(conn)
+		out, err = src.groupMemberships(conn, userBase)
 		return err
 	})
 	return out, err
 }
 
-func (d *LDAPDirectory) groupMemberships(conn *ldap.Conn) (map[string][]string, error) {
+func (d *LDAPDirectory) groupMemberships(conn *ldap.Conn, userBase string) (map[string][]string, error) {
 	isAD, err := d.isActiveDirectory(conn)
 	if err != nil {
 		return nil, err
@@ -69,10 +80,10 @@ func (d *LDAPDirectory) groupMemberships(conn *ldap.Conn) (map[string][]string, 
 			parents[n] = append(parents[n], g)
 		}
 	}
-	ures, err := conn.SearchWithPaging(ldap.NewSearchRequest(d.cfg.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
+	ures, err := conn.SearchWithPaging(ldap.NewSearchRequest(userBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
 		0, 0, false, d.cfg.UserFilter, userAttrs, nil), ldapPageSize)
 	if err != nil {
-		return nil, fmt.Errorf("searching users under %s with %s: %w", d.cfg.BaseDN, d.cfg.UserFilter, err)
+		return nil, fmt.Errorf("searching users under %q on %s with %s: %w", userBase, d.cfg.URL, d.cfg.UserFilter, err)
 	}
 	if isAD {
 		for _, e := range ures.Entries {

@@ -217,5 +217,11 @@ func (d *LDAPDirectory) withConn(ctx context.Context, op func(*ldap.Conn) error)
 // Close closes the connections kept for reuse; later operations fail.
 func (d *LDAPDirectory) Close() error {
 	d.pool.close()
+	if d.forest != nil {
+		d.forest.gc.pool.close()
+		for _, dom := range d.forest.domains {
+			dom.dir.pool.close()
+		}
+	}
 	return nil
 }
