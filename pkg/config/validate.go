@@ -34,6 +34,7 @@ func validate(c *Config, ps *problems) {
 	v.log()
 	v.webhooks()
 	v.inbound()
+	v.dkim()
 }
 
 type validator struct {
