@@ -182,6 +182,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		return asUsage(err)
 	}
 	relay, err := buildRelay(cfg)
+	if err == nil {
+		relay, err = withDKIM(cfg, relay, log) // signs what buildRelay's relay sends (dkim.go)
+	}
 	if err != nil {
 		return asUsage(err)
 	}

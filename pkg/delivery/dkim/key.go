@@ -119,6 +119,17 @@ func GenerateKey(algorithm string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("dkim: algorithm %q; want %s or %s", algorithm, RSA, Ed25519)
 }
 
+// Algorithm names key's algorithm (RSA or Ed25519; "" for another).
+func Algorithm(key crypto.Signer) string {
+	switch key.Public().(type) {
+	case *rsa.PublicKey:
+		return RSA
+	case ed25519.PublicKey:
+		return Ed25519
+	}
+	return ""
+}
+
 // MarshalKey encodes key as PEM PKCS#8, the format LoadKey reads.
 func MarshalKey(key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)

@@ -49,7 +49,7 @@ type Signer struct {
 
 // New checks cfg and returns its Signer.
 func New(cfg Config) (*Signer, error) {
-	if !validLabel(cfg.Selector) {
+	if !ValidSelector(cfg.Selector) {
 		return nil, fmt.Errorf("dkim: selector %q is not a DNS name", cfg.Selector)
 	}
 	if cfg.Key == nil {
@@ -71,6 +71,11 @@ func New(cfg Config) (*Signer, error) {
 	}
 	return s, nil
 }
+
+// ValidSelector says whether s can be a selector (RFC 6376 3.1: labels of
+// letters, digits, hyphens; underscores are let through for admins who
+// use them).
+func ValidSelector(s string) bool { return validLabel(s) }
 
 // NormalizeDomain returns a domain as DKIM's d= names it: the A-label
 // form in lower case, without a final dot.
