@@ -22,7 +22,7 @@ const (
 	plainMsg = "From: Alice <alice@example.org>\r\nTo: bob@elsewhere.test\r\nSubject: Hello\r\n" +
 		"Date: Fri, 04 Dec 2026 12:00:00 +0000\r\nMessage-ID: <1@example.org>\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n\r\nHello Bob,\r\n\r\nsee you.  \r\n\r\n\r\n"
-	envelopedMsg = "From: alice@Example.ORG\r\nTo: bob@elsewhere.test\r\nSubject: secret\r\nMIME-Version: 1.0\r\n" +
+	envelopedMsg = "From: alice@Example.ORG\r\nTo: bob@elsewhere.test\r\nSubject: secret\r\nDate: Fri, 04 Dec 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n" +
 		"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=smime.p7m\r\n\r\n" +
 		"MIAGCSqGSIb3DQEHA6CAMIACAQAxggEwMIIBLAIBADCBkzCBijELMAkGA1UEBhMCREUx\r\nAAAA\r\n"
