@@ -12,7 +12,7 @@ import (
 func bigMessage() []byte {
 	var b bytes.Buffer
 	b.WriteString(strings.SplitN(envelopedMsg, "\r\n\r\n", 2)[0] + "\r\n\r\n")
-	line := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx", 1)[:76] + "\r\n"
+	line := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldY", 3)[:76] + "\r\n"
 	for b.Len() < 1<<20 {
 		b.WriteString(line)
 	}
