@@ -12,7 +12,8 @@ import (
 // signature covers the exact bytes that go on the wire, after every change
 // the pipeline made (S/MIME signing and encryption, the PDF carrier,
 // cleaned header fields). It decorates whatever Relay serve builds
-// (smart host, MX, outbox directory) and keeps its TLS reports and Close.
+// (smart host, MX, outbox directory) and keeps its TLS reports (per hop or
+// per recipient) and Close.
 //
 // A retry calls Deliver again and is signed again over the bytes it
 // carries then; within one Deliver, a relay that resends (a pooled
@@ -27,15 +28,38 @@ type SigningRelay struct {
 	Sign func(d Delivery) ([]byte, error)
 }
 
+// eachHopRelay is a relay whose recipients of one parcel may leave over
+// different hops (direct delivery to several domains' MX hosts): one TLS
+// report per recipient.
+type eachHopRelay interface {
+	DeliverEach(ctx context.Context, d Delivery) ([]error, []*events.TLS)
+}
+
 // Deliver implements Relay.
 func (s *SigningRelay) Deliver(ctx context.Context, d Delivery) []error {
-	errs, _ := s.DeliverHop(ctx, d)
+	errs, _ := s.DeliverEach(ctx, d)
 	return errs
 }
 
 // DeliverHop implements HopRelay; the TLS report is Next's (nil when Next
-// reports none).
+// reports none, or when its recipients left over different hops).
 func (s *SigningRelay) DeliverHop(ctx context.Context, d Delivery) ([]error, *events.TLS) {
+	errs, tlss := s.DeliverEach(ctx, d)
+	var tls *events.TLS
+	for i, t := range tlss {
+		if i == 0 {
+			tls = t
+		} else if t != tls {
+			return errs, nil
+		}
+	}
+	return errs, tls
+}
+
+// DeliverEach signs d and hands it to Next, returning one error and one
+// TLS report per recipient, whatever kind of relay Next is (so the queue
+// records each recipient's own hop behind the decorator too).
+func (s *SigningRelay) DeliverEach(ctx context.Context, d Delivery) ([]error, []*events.TLS) {
 	data, err := s.Sign(d)
 	if err != nil {
 		err = fmt.Errorf("signing the parcel: %w", err)
@@ -46,8 +70,19 @@ func (s *SigningRelay) DeliverHop(ctx context.Context, d Delivery) ([]error, *ev
 		return errs, nil
 	}
 	d.Data = data
-	if hop, ok := s.Next.(HopRelay); ok {
-		return hop.DeliverHop(ctx, d)
+	switch next := s.Next.(type) {
+	case eachHopRelay:
+		return next.DeliverEach(ctx, d)
+	case HopRelay:
+		errs, tls := next.DeliverHop(ctx, d)
+		if tls == nil {
+			return errs, nil
+		}
+		tlss := make([]*events.TLS, len(d.Rcpts))
+		for i := range tlss {
+			tlss[i] = tls
+		}
+		return errs, tlss
 	}
 	return s.Next.Deliver(ctx, d), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/sealgate/sealgate/pkg/events"
@@ -27,6 +28,18 @@ func (r *sigNextHop) DeliverHop(ctx context.Context, d Delivery) ([]error, *even
 }
 
 func (r *sigNextHop) Close() error { r.closed = true; return nil }
+
+// sigNextEach reports one TLS per recipient (direct delivery).
+type sigNextEach struct{ sigNextRelay }
+
+func (r *sigNextEach) DeliverEach(ctx context.Context, d Delivery) ([]error, []*events.TLS) {
+	errs := r.Deliver(ctx, d)
+	tlss := make([]*events.TLS, len(d.Rcpts))
+	for i := range tlss {
+		tlss[i] = &events.TLS{Version: fmt.Sprintf("hop %d", i)}
+	}
+	return errs, tlss
+}
 
 func TestSigningRelay(t *testing.T) {
 	d := Delivery{QueueID: "q1", Rcpts: []string{"a@x.test", "b@x.test"}, Data: []byte("From: a@example.org\r\n\r\nbody\r\n")}
@@ -93,6 +106,21 @@ func TestSigningRelay(t *testing.T) {
 	}
 	if err := (&SigningRelay{Next: &sigNextRelay{}, Sign: sign}).Close(); err != nil {
 		t.Fatal(err)
+	}
+	// Per-recipient hops pass through, with the signed bytes.
+	each := &sigNextEach{}
+	s := &SigningRelay{Next: each, Sign: sign}
+	errs, tlss := s.DeliverEach(context.Background(), d)
+	if len(errs) != 2 || errs[0] != nil || len(tlss) != 2 || tlss[1].Version != "hop 1" || !bytes.HasPrefix(each.got[0].Data, []byte("DKIM-Signature:")) {
+		t.Fatalf("DeliverEach: %v %v %+v", errs, tlss, each.got)
+	}
+	if _, tls := s.DeliverHop(context.Background(), d); tls != nil {
+		t.Errorf("two recipients over two hops reported as one hop %v", tls)
+	}
+	// A hop relay's one report becomes each recipient's.
+	hop2 := &sigNextHop{sigNextRelay{tls: tls}}
+	if _, tlss := (&SigningRelay{Next: hop2, Sign: sign}).DeliverEach(context.Background(), d); len(tlss) != 2 || tlss[0] != tls || tlss[1] != tls {
+		t.Errorf("hop TLS per recipient: %v", tlss)
 	}
 	if !bytes.HasPrefix(d.Data, []byte("From:")) {
 		t.Fatal("the caller's parcel was changed in place")
