@@ -29,15 +29,22 @@ func dkimKeyCheck(cfg *config.Config) []config.Problem {
 	if !cfg.DKIM.Enabled() {
 		return nil
 	}
+	var ps []config.Problem
+	for i, d := range cfg.DKIM.Domains {
+		if _, err := dkim.NormalizeDomain(d); err != nil {
+			key := fmt.Sprintf("dkim.domains[%d]", i)
+			ps = append(ps, config.Problem{Key: key, Line: cfg.Line(key), Message: fmt.Sprintf("%q: %v", d, err), Hint: `write a domain, e.g. "example.org"`})
+		}
+	}
 	p := cfg.DKIMKeyPath()
 	if _, err := dkim.LoadKey(p); err != nil {
 		hint := "a PEM PKCS#8 RSA (2048 bits or more) or Ed25519 private key, mode 0600"
 		if errors.Is(err, fs.ErrNotExist) {
 			hint = "make one with `sealgate dkim keygen` and publish the record it prints"
 		}
-		return []config.Problem{{Key: "dkim.key_file", Line: cfg.Line("dkim.key_file"), Message: err.Error(), Hint: hint}}
+		ps = append(ps, config.Problem{Key: "dkim.key_file", Line: cfg.Line("dkim.key_file"), Message: err.Error(), Hint: hint})
 	}
-	return nil
+	return ps
 }
 
 func newDKIMCmd(a *app) *cobra.Command {

@@ -137,3 +137,18 @@ func TestDKIMExposedKeyRefused(t *testing.T) {
 		t.Fatalf("record with an exposed key: exit %d\n%s", code, stderr)
 	}
 }
+
+// A domain the config's form check lets through but DNS cannot carry
+// (an IDN that does not convert) is named by config check, not found
+// when serve starts.
+func TestDKIMConfigCheckDomains(t *testing.T) {
+	cfg, _ := dkimTestConfig(t, "[dkim]\ndomains = [\"example.org\", \"xn--a.example\"]\n")
+	code, _, stderr := runCLI(t, "config", "check", "--config", cfg)
+	if code != 2 || !strings.Contains(stderr, "dkim.domains[1]") || strings.Contains(stderr, "dkim.domains[0]") {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	// keygen refuses the file too rather than print a record for it.
+	if code, _, stderr := runCLI(t, "dkim", "keygen", "--config", cfg); code != 2 || !strings.Contains(stderr, "dkim.domains[1]") {
+		t.Fatalf("keygen: exit %d\n%s", code, stderr)
+	}
+}
