@@ -195,6 +195,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	// lone message's 250 comes at most 2 ms later.
 	gc.Linger = 2 * time.Millisecond
 	defer gc.Close()
+	// Last, around whatever relay was built: signs the bytes it sends (dkim.go).
+	if relay, err = withDKIM(cfg, relay, log); err != nil {
+		return asUsage(err)
+	}
 	q := &gateway.Queue{Spool: rt.spool, Store: gc, Node: rt.node, Hostname: cfg.SMTP.Hostname,
 		Process: pipeline, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
 		Backoff:         gateway.DoublingBackoff(cfg.Relay.RetryBackoff.Duration),

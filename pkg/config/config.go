@@ -21,6 +21,7 @@ type Config struct {
 	HTTP       HTTP        `toml:"http"`
 	Portal     Portal      `toml:"portal"`
 	Inbound    Inbound     `toml:"inbound"`
+	DKIM       DKIM        `toml:"dkim"`
 	Events     Events      `toml:"events"`
 	Log        Log         `toml:"log"`
 	Webhooks   []Webhook   `toml:"webhooks"`

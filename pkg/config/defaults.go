@@ -31,6 +31,7 @@ func Default() *Config {
 			RetryBackoff: Duration{30 * time.Second},
 		},
 		Store: Store{Driver: "sqlite"},
+		DKIM:  DKIM{Selector: "sealgate"},
 		PKI: PKI{
 			Issuer:        "embedded",
 			KeyType:       "rsa2048",

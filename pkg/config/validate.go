@@ -36,6 +36,7 @@ func validate(c *Config, ps *problems) {
 	v.log()
 	v.webhooks()
 	v.inbound()
+	v.dkim()
 }
 
 type validator struct {
