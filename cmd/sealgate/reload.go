@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sync/atomic"
 	"syscall"
 
@@ -103,6 +104,10 @@ func restartOnly(running, file *config.Config) []string {
 	}
 	if running.Store.Driver != file.Store.Driver || running.Store.DSN != file.Store.DSN {
 		keys = append(keys, "store")
+	}
+	if running.DKIM.Selector != file.DKIM.Selector || running.DKIM.KeyFile != file.DKIM.KeyFile ||
+		!slices.Equal(running.DKIM.Domains, file.DKIM.Domains) {
+		keys = append(keys, "dkim")
 	}
 	return keys
 }
