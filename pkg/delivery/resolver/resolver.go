@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
@@ -43,10 +44,6 @@ const udpSize = 1232
 type Resolver struct {
 	Addr    string        // host:port; "" = first nameserver of /etc/resolv.conf
 	Timeout time.Duration // per query; 0 = DefaultTimeout
-
-	confOnce sync.Once
-	confAddr string
-	confErr  error
 }
 
 // ErrNotFound is NXDOMAIN or a NOERROR answer without records of the type
@@ -473,26 +470,26 @@ func parseReply(q *dns.Msg, wire []byte) (*dns.Msg, error) {
 // server is the resolver's address: Addr, or the first nameserver of
 // /etc/resolv.conf.
 func (r *Resolver) server() (string, error) {
-	if r.Addr != "" {
-		if _, _, err := net.SplitHostPort(r.Addr); err != nil {
-			return "", fmt.Errorf("resolver address %q: %w", r.Addr, err)
-		}
-		return r.Addr, nil
+	if r.Addr == "" {
+		return systemResolver()
 	}
-	r.confOnce.Do(func() {
-		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-		if err != nil {
-			r.confErr = fmt.Errorf("reading /etc/resolv.conf: %w", err)
-			return
-		}
-		if len(cc.Servers) == 0 {
-			r.confErr = errors.New("/etc/resolv.conf names no nameserver")
-			return
-		}
-		r.confAddr = net.JoinHostPort(cc.Servers[0], cc.Port)
-	})
-	return r.confAddr, r.confErr
+	if _, _, err := net.SplitHostPort(r.Addr); err != nil {
+		return "", fmt.Errorf("resolver address %q: %w", r.Addr, err)
+	}
+	return r.Addr, nil
 }
+
+// systemResolver reads /etc/resolv.conf once.
+var systemResolver = sync.OnceValues(func() (string, error) {
+	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil {
+		return "", fmt.Errorf("reading /etc/resolv.conf: %w", err)
+	}
+	if len(cc.Servers) == 0 {
+		return "", errors.New("/etc/resolv.conf names no nameserver")
+	}
+	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
+})
 
 // idnaProfile maps U-labels to A-labels for lookup but lets names with
 // underscores through (_25._tcp, _domainkey, _mta-sts).
@@ -505,6 +502,10 @@ func toASCII(domain string) (string, error) {
 	d := strings.TrimSuffix(strings.TrimSpace(domain), ".")
 	if d == "" {
 		return "", errors.New("empty domain")
+	}
+	// x/net/idna maps invalid UTF-8 to U+FFFD and encodes that.
+	if !utf8.ValidString(d) || strings.ContainsRune(d, utf8.RuneError) {
+		return "", errors.New("not a valid domain name: invalid UTF-8")
 	}
 	a, err := idnaProfile.ToASCII(d)
 	if err != nil {
