@@ -147,6 +147,19 @@ func (u *Unbound) Log() string {
 	return u.d.log()
 }
 
+// LogContains waits up to 5 s for unbound to print substr (its log
+// arrives through a pipe, after the answer it explains).
+func (u *Unbound) LogContains(substr string) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(u.Log(), substr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // KnotOptions change how StartKnotWith serves a zone.
 type KnotOptions struct {
 	// Unsigned serves the zone without DNSSEC: with no trust anchor for

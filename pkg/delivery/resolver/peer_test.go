@@ -206,7 +206,7 @@ func TestResolverAgainstUnbound(t *testing.T) {
 				}
 			})
 		}
-		if !strings.Contains(w.unbound.Log(), "validation failure") {
+		if !w.unbound.LogContains("validation failure") {
 			t.Errorf("unbound did not report the bogus TLSA as a validation failure:\n%s", w.unbound.Log())
 		}
 	})

@@ -412,8 +412,12 @@ func roundTrip(ctx context.Context, network, addr string, q *dns.Msg) (*dns.Msg,
 	for {
 		wire, err := co.ReadMsgHeader(nil)
 		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+			// The socket deadline is the context's; its timer may fire
+			// a moment after the socket gives up.
+			if cerr := ctx.Err(); cerr != nil {
+				err = fmt.Errorf("%w (%v)", cerr, err)
+			} else if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+				err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 			}
 			if dropped > 0 {
 				return nil, fmt.Errorf("read %s after dropping %d mismatched replies: %w", network, dropped, err)
