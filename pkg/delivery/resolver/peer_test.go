@@ -228,6 +228,31 @@ func TestResolverAgainstUnbound(t *testing.T) {
 	})
 }
 
+// Signatures that expired (knot signed them, unbound finds them stale)
+// make every lookup in the zone temporary: neither "no record" nor an
+// unauthenticated answer.
+func TestExpiredSignaturesAreTemporary(t *testing.T) {
+	k := testpeer.StartKnotWith(t, "expired.test", []string{
+		"@ MX 10 mx1", "mx1 A 127.0.0.2",
+		"_25._tcp.mx1 TLSA 3 1 1 0101010101010101010101010101010101010101010101010101010101010101",
+	}, testpeer.KnotOptions{Expired: true})
+	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{Stubs: []testpeer.Stub{k.Stub()}, TrustAnchors: k.DS()})
+	r := &resolver.Resolver{Addr: u.Addr, Timeout: 10 * time.Second}
+	ctx := context.Background()
+	if res, err := r.LookupMX(ctx, "expired.test"); !isTemp(err) {
+		t.Errorf("MX: %v, %v; want a TempError", hosts(res), err)
+	}
+	if ips, auth, err := r.LookupAddrs(ctx, "mx1.expired.test"); !isTemp(err) {
+		t.Errorf("addresses: %v authentic %v, %v; want a TempError", ips, auth, err)
+	}
+	if recs, auth, err := r.LookupTLSA(ctx, "mx1.expired.test", 25); !isTemp(err) || len(recs) != 0 || auth {
+		t.Errorf("TLSA: %v authentic %v, %v; want a TempError", recs, auth, err)
+	}
+	if !u.LogContains("signature expired") {
+		t.Errorf("unbound did not report expired signatures:\n%s", u.Log())
+	}
+}
+
 // End to end: the TLSA records knot serves, unbound validates and the
 // Resolver returns decide about the chain a real TLS server (openssl
 // s_server) presents.
