@@ -172,6 +172,18 @@ func TestResolverAgainstUnbound(t *testing.T) {
 		}
 	})
 
+	t.Run("canonical name", func(t *testing.T) {
+		for _, tc := range []struct{ host, canonical string }{
+			{"alias2.secure.test", "mx1.secure.test"},
+			{"mx1.secure.test", ""},
+		} {
+			h, err := w.r.LookupHost(ctx, tc.host)
+			if err != nil || h.Canonical != tc.canonical || !h.Authentic {
+				t.Errorf("LookupHost(%s) = canonical %q authentic %v, %v; want %q", tc.host, h.Canonical, h.Authentic, err, tc.canonical)
+			}
+		}
+	})
+
 	t.Run("TLSA", func(t *testing.T) {
 		tests := []struct {
 			host      string
