@@ -30,8 +30,10 @@ type Stub struct {
 
 // UnboundConfig configures a throwaway unbound.
 type UnboundConfig struct {
-	// LocalData are RR lines unbound answers itself ("mx.example.org. A
-	// 127.0.0.2"); they are not signed, so never authentic.
+	// LocalData are RR lines with absolute names that unbound answers
+	// itself ("mx.example.org. A 127.0.0.2"; TXT data longer than 255
+	// bytes via TXT()); they are not signed, so never authentic. A name
+	// in LocalData answers only the types given (NODATA for others).
 	LocalData []string
 	// Stubs are zones unbound resolves at the given authoritative servers.
 	Stubs []Stub

@@ -40,7 +40,8 @@ const maxCNAME = 8
 // udpSize is the EDNS(0) buffer we announce (the DNS flag day 2020 value).
 const udpSize = 1232
 
-// Resolver sends queries to one validating resolver.
+// Resolver sends queries to one validating resolver. It holds no state:
+// safe for concurrent use, and the zero value asks the system's resolver.
 type Resolver struct {
 	Addr    string        // host:port; "" = first nameserver of /etc/resolv.conf
 	Timeout time.Duration // per query; 0 = DefaultTimeout
