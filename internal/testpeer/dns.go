@@ -30,8 +30,10 @@ type Stub struct {
 
 // UnboundConfig configures a throwaway unbound.
 type UnboundConfig struct {
-	// LocalData are RR lines unbound answers itself ("mx.example.org. A
-	// 127.0.0.2"); they are not signed, so never authentic.
+	// LocalData are RR lines with absolute names that unbound answers
+	// itself ("mx.example.org. A 127.0.0.2"; TXT data longer than 255
+	// bytes via TXT()); they are not signed, so never authentic. A name
+	// in LocalData answers only the types given (NODATA for others).
 	LocalData []string
 	// Stubs are zones unbound resolves at the given authoritative servers.
 	Stubs []Stub
@@ -70,7 +72,7 @@ func StartUnbound(t testing.TB, cfg UnboundConfig) *Unbound {
 		// "invalid." is one of unbound's default static zones: an instant
 		// NXDOMAIN once it serves. The log line makes sure the answer is
 		// ours and not another test's server that holds the UDP port.
-		d, err := startDaemon("unbound", exec.Command(bin, "-d", "-c", u.Conf), "start of service", func() bool {
+		d, err := startDaemon("unbound", exec.Command(bin, "-d", "-c", u.Conf), "start of service", "", func() bool {
 			return dnsAnswers(u.Addr, "ready.invalid.", dns.TypeA)
 		})
 		if err != nil {
@@ -97,6 +99,9 @@ func (u *Unbound) config(cfg UnboundConfig, port int) (string, error) {
 	b.WriteString("  num-threads: 1\n  so-reuseport: no\n  outgoing-range: 64\n  num-queries-per-thread: 32\n")
 	b.WriteString("  msg-cache-size: 1m\n  rrset-cache-size: 1m\n  key-cache-size: 1m\n  neg-cache-size: 1m\n")
 	b.WriteString("  trust-anchor-signaling: no\n  root-key-sentinel: no\n  val-log-level: 2\n")
+	// Peers share the clock: no grace for expired signatures (the default
+	// skew is 10% of the signature's lifetime, at least an hour).
+	b.WriteString("  val-sig-skew-min: 0\n  val-sig-skew-max: 0\n")
 	if len(cfg.TrustAnchors) > 0 {
 		b.WriteString("  module-config: \"validator iterator\"\n")
 		for _, ta := range cfg.TrustAnchors {
@@ -132,6 +137,23 @@ func (u *Unbound) config(cfg UnboundConfig, port int) (string, error) {
 	return b.String(), nil
 }
 
+// TXT is a TXT record line for owner holding text, split into strings of
+// at most 255 bytes as DNS requires (a DKIM key record is longer), with
+// quotes and backslashes escaped. For LocalData or a zone's records.
+func TXT(owner, text string) string {
+	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	var b strings.Builder
+	b.WriteString(owner + " TXT")
+	for {
+		n := min(len(text), 255)
+		b.WriteString(` "` + esc.Replace(text[:n]) + `"`)
+		text = text[n:]
+		if text == "" {
+			return b.String()
+		}
+	}
+}
+
 // Stop terminates unbound; safe to call more than once.
 func (u *Unbound) Stop() {
 	if u.d != nil {
@@ -147,6 +169,19 @@ func (u *Unbound) Log() string {
 	return u.d.log()
 }
 
+// LogContains waits up to 5 s for unbound to print substr (its log
+// arrives through a pipe, after the answer it explains).
+func (u *Unbound) LogContains(substr string) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(u.Log(), substr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // KnotOptions change how StartKnotWith serves a zone.
 type KnotOptions struct {
 	// Unsigned serves the zone without DNSSEC: with no trust anchor for
@@ -157,6 +192,11 @@ type KnotOptions struct {
 	// (signing off) with the replacement and the original signatures: a
 	// validating resolver finds the replaced RRset "bogus" (SERVFAIL).
 	Replace map[string]string
+	// Expired makes knot sign with signatures valid for 4 seconds (every
+	// TTL is 1 s), waits until they have expired and serves them (signing
+	// off): a validating resolver finds every signed answer "bogus". Adds
+	// about 5 s to the start.
+	Expired bool
 }
 
 // Knot is a running knotd serving one zone.
@@ -165,9 +205,10 @@ type Knot struct {
 	Zone string // fully qualified
 	Dir  string
 
-	ds     []string
-	dnskey []string
-	d      *daemon
+	ds        []string
+	dnskey    []string
+	d         *daemon
+	shortSigs bool // signatures that expire within seconds
 }
 
 // StartKnot starts knotd serving zone with records, signed by knot with
@@ -194,13 +235,18 @@ func StartKnotWith(t testing.TB, zone string, records []string, opts KnotOptions
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	k := &Knot{Zone: zone, Dir: dir}
 	zoneFile := filepath.Join(dir, "zone.db")
-	if err := os.WriteFile(zoneFile, []byte(zoneText(zone, records)), 0o600); err != nil {
+	ttl := 300
+	if opts.Expired {
+		ttl = 1 // knot refuses a signature refresh shorter than the TTLs
+	}
+	if err := os.WriteFile(zoneFile, []byte(zoneText(zone, records, ttl)), 0o600); err != nil {
 		t.Fatalf("zone file: %v", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
 		t.Fatalf("knot db: %v", err)
 	}
 	signed := !opts.Unsigned
+	k.shortSigs = opts.Expired
 	if err := k.start(bin, signed); err != nil {
 		t.Fatalf("starting knotd: %v", err)
 	}
@@ -208,11 +254,11 @@ func StartKnotWith(t testing.TB, zone string, records []string, opts KnotOptions
 	if signed {
 		k.trustAnchors(t)
 	}
-	if len(opts.Replace) > 0 {
+	if len(opts.Replace) > 0 || opts.Expired {
 		if opts.Unsigned {
-			t.Fatalf("knot: Replace needs a signed zone")
+			t.Fatalf("knot: Replace and Expired need a signed zone")
 		}
-		k.tamper(t, bin, zoneFile, opts.Replace)
+		k.tamper(t, bin, zoneFile, opts.Replace, opts.Expired)
 	}
 	return k
 }
@@ -250,6 +296,9 @@ func (k *Knot) conf(port int, signed bool) string {
 	fmt.Fprintf(&b, "database:\n  storage: %s\n", q(filepath.Join(k.Dir, "db")))
 	b.WriteString("acl:\n  - id: loopback\n    address: 127.0.0.0/8\n    action: transfer\n")
 	b.WriteString("policy:\n  - id: test\n    algorithm: ecdsap256sha256\n    nsec3: off\n")
+	if k.shortSigs {
+		b.WriteString("    rrsig-lifetime: 4s\n    rrsig-refresh: 2s\n    rrsig-pre-refresh: 1s\n    propagation-delay: 0\n")
+	}
 	fmt.Fprintf(&b, "zone:\n  - domain: %s\n    storage: %s\n    file: zone.db\n", q(k.Zone), q(k.Dir))
 	b.WriteString("    journal-content: none\n    zonefile-sync: -1\n    acl: loopback\n")
 	if signed {
@@ -267,7 +316,8 @@ func (k *Knot) start(bin string, signed bool) error {
 		if err := os.WriteFile(conf, []byte(k.conf(port, signed)), 0o600); err != nil {
 			return fmt.Errorf("knot.conf: %w", err)
 		}
-		d, err := startDaemon("knotd", exec.Command(bin, "-c", conf), "server started", func() bool {
+		// A zone knot cannot load leaves knotd running without it.
+		d, err := startDaemon("knotd", exec.Command(bin, "-c", conf), "server started", "zone event 'load' failed", func() bool {
 			return knotServes(k.Addr, k.Zone, signed)
 		})
 		if err != nil {
@@ -307,8 +357,9 @@ func (k *Knot) trustAnchors(t testing.TB) {
 }
 
 // tamper transfers the signed zone, replaces records keeping their
-// signatures, and serves the result with signing off.
-func (k *Knot) tamper(t testing.TB, bin, zoneFile string, replace map[string]string) {
+// signatures (and, with expire, waits until every signature has expired),
+// and serves the result with signing off.
+func (k *Knot) tamper(t testing.TB, bin, zoneFile string, replace map[string]string, expire bool) {
 	t.Helper()
 	tr := new(dns.Transfer)
 	m := new(dns.Msg)
@@ -351,11 +402,24 @@ func (k *Knot) tamper(t testing.TB, bin, zoneFile string, replace map[string]str
 		}
 	}
 	var b strings.Builder
+	var last time.Time
 	for _, rr := range rrs {
 		b.WriteString(rr.String())
 		b.WriteByte('\n')
+		if sig, ok := rr.(*dns.RRSIG); ok {
+			if exp := time.Unix(int64(sig.Expiration), 0); exp.After(last) {
+				last = exp
+			}
+		}
 	}
 	k.Stop()
+	if expire {
+		if last.IsZero() || last.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("knot signed %s with signatures valid until %v, not seconds", k.Zone, last)
+		}
+		// RRSIG times have one-second resolution: wait past the last.
+		time.Sleep(time.Until(last) + 1100*time.Millisecond)
+	}
 	if err := os.WriteFile(zoneFile, []byte(b.String()), 0o600); err != nil {
 		t.Fatalf("zone file: %v", err)
 	}
@@ -384,9 +448,9 @@ func sameRR(a, b dns.RR) bool {
 }
 
 // zoneText is the zone file: the records after a SOA and NS unless given.
-func zoneText(zone string, records []string) string {
+func zoneText(zone string, records []string, ttl int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "$ORIGIN %s\n$TTL 300\n", zone)
+	fmt.Fprintf(&b, "$ORIGIN %s\n$TTL %d\n", zone, ttl)
 	hasSOA, hasNS := false, false
 	zp := dns.NewZoneParser(strings.NewReader(strings.Join(records, "\n")+"\n"), zone, "")
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
@@ -401,7 +465,7 @@ func zoneText(zone string, records []string) string {
 	}
 	// A record miekg cannot parse is left to knotd, which says why.
 	if !hasSOA {
-		fmt.Fprintf(&b, "@ SOA ns.%s hostmaster.%s 1 3600 900 604800 300\n", zone, zone)
+		fmt.Fprintf(&b, "@ SOA ns.%s hostmaster.%s 1 3600 900 604800 %d\n", zone, zone, ttl)
 	}
 	if !hasNS {
 		fmt.Fprintf(&b, "@ NS ns.%s\nns.%s A 127.0.0.1\n", zone, zone)
@@ -442,9 +506,9 @@ func (l *lockedBuffer) String() string {
 }
 
 // startDaemon starts cmd and waits until it printed started and ready()
-// holds, or until it exits (then its output is the error, "address
-// already in use" included).
-func startDaemon(name string, cmd *exec.Cmd, started string, ready func() bool) (*daemon, error) {
+// holds, or until it exits or prints failed (then its output is the
+// error, "address already in use" included).
+func startDaemon(name string, cmd *exec.Cmd, started, failed string, ready func() bool) (*daemon, error) {
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -459,6 +523,10 @@ func startDaemon(name string, cmd *exec.Cmd, started string, ready func() bool) 
 		case <-d.done:
 			return nil, fmt.Errorf("%s exited: %s", name, out.String())
 		default:
+		}
+		if failed != "" && strings.Contains(out.String(), failed) {
+			d.stop()
+			return nil, fmt.Errorf("%s failed: %s", name, out.String())
 		}
 		if strings.Contains(out.String(), started) && ready() {
 			return d, nil
