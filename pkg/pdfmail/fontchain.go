@@ -406,36 +406,23 @@ func builtinChain() *fontChain {
 	return defaultChain
 }
 
-// run is a stretch of text drawn with one font of the chain.
-type run struct {
-	font int
-	text string
-}
-
 // missingRunes collects the characters no font had, for the warning.
 type missingRunes map[rune]int
 
-// segment splits s into runs by font (the first font that has a
-// character, or for a character the built-in font lacks, the fallback
-// font of the run it is in when that has it); characters no font has become
-// replacementRune (drawn with the built-in font) and are counted in miss.
-// Newlines stay in the run before them.
-func (c *fontChain) segment(s string, miss missingRunes) []run {
-	var runs []run
-	var b strings.Builder
+// assign picks the font of each character of rs (the first font that
+// has it, or for a character the built-in font lacks, the fallback font
+// of the run it is in when that has it; a mark stays in the font of its
+// letter when that has it). Characters no font has become replacementRune
+// in rs (drawn with the built-in font) and are counted in miss.
+func (c *fontChain) assign(rs []rune, miss missingRunes) []int {
+	fonts := make([]int, len(rs))
 	cur := -1
-	flush := func() {
-		if b.Len() > 0 {
-			runs = append(runs, run{font: cur, text: b.String()})
-			b.Reset()
-		}
-	}
-	for _, r := range s {
+	for k, r := range rs {
 		i := 0
 		switch {
 		case r == '\n' || r == ' ':
 			i = max(cur, 0) // whitespace joins the run it is in
-		case cur > 0 && c.fonts[cur].cover.has(r) && !c.fonts[0].cover.has(r):
+		case cur > 0 && c.fonts[cur].cover.has(r) && (!c.fonts[0].cover.has(r) || isMark(r)):
 			// A character the built-in font lacks stays in the fallback
 			// font of its neighbours when that has it: 。 after Japanese
 			// from the Japanese font, not from the first Noto font that
@@ -444,15 +431,11 @@ func (c *fontChain) segment(s string, miss missingRunes) []run {
 		default:
 			if i = c.fontFor(r); i < 0 {
 				miss[r]++
-				r, i = replacementRune, 0
+				rs[k], i = replacementRune, 0
 			}
 		}
-		if i != cur {
-			flush()
-			cur = i
-		}
-		b.WriteRune(r)
+		fonts[k] = i
+		cur = i
 	}
-	flush()
-	return runs
+	return fonts
 }

@@ -1,0 +1,117 @@
+package pdfmail
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf16"
+
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
+)
+
+// fpdf writes its TrueType fonts with CID = Unicode code point and a
+// ToUnicode map that says just that (every code to itself). Text drawn as
+// Arabic presentation forms (shape.go) would then copy as presentation
+// forms; fixToUnicode replaces each font's map with one that sends every
+// presentation form back to the characters it stands for and every other
+// code to itself.
+
+// toUnicodeCMap is the CMap (PDF 32000-2 §9.10.3): the codes of over
+// (presentation forms) mapped to their characters, all others to
+// themselves. Ranges never cross a change of the first byte and a block
+// holds at most 100 entries, as the CMap format asks.
+func toUnicodeCMap(over map[rune][]rune) []byte {
+	var b strings.Builder
+	b.WriteString("/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n" +
+		"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n" +
+		"/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n" +
+		"1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n")
+	codes := make([]rune, 0, len(over))
+	for c := range over {
+		if c >= 0 && c <= 0xFFFF {
+			codes = append(codes, c)
+		}
+	}
+	slices.Sort(codes)
+
+	// The identity ranges between the overridden codes.
+	type span struct{ lo, hi rune }
+	var spans []span
+	next := rune(0)
+	emit := func(lo, hi rune) {
+		for lo <= hi {
+			end := min(hi, lo|0xFF)
+			spans = append(spans, span{lo, end})
+			lo = end + 1
+		}
+	}
+	for _, c := range codes {
+		if c > next {
+			emit(next, c-1)
+		}
+		next = c + 1
+	}
+	emit(next, 0xFFFF)
+
+	for i := 0; i < len(spans); i += 100 {
+		part := spans[i:min(i+100, len(spans))]
+		fmt.Fprintf(&b, "%d beginbfrange\n", len(part))
+		for _, s := range part {
+			fmt.Fprintf(&b, "<%04X> <%04X> <%04X>\n", s.lo, s.hi, s.lo)
+		}
+		b.WriteString("endbfrange\n")
+	}
+	for i := 0; i < len(codes); i += 100 {
+		part := codes[i:min(i+100, len(codes))]
+		fmt.Fprintf(&b, "%d beginbfchar\n", len(part))
+		for _, c := range part {
+			fmt.Fprintf(&b, "<%04X> <", c)
+			for _, u := range utf16.Encode(over[c]) {
+				fmt.Fprintf(&b, "%04X", u)
+			}
+			b.WriteString(">\n")
+		}
+		b.WriteString("endbfchar\n")
+	}
+	b.WriteString("endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n")
+	return []byte(b.String())
+}
+
+// fixToUnicode gives every Type0 font fpdf wrote (named "utf8…") the
+// ToUnicode map of toUnicodeCMap.
+func fixToUnicode(xt *model.XRefTable) error {
+	var cmap []byte
+	for _, e := range xt.Table {
+		if e == nil || e.Free {
+			continue
+		}
+		d, ok := e.Object.(types.Dict)
+		if !ok || d.Subtype() == nil || *d.Subtype() != "Type0" {
+			continue
+		}
+		if n, ok := d["BaseFont"].(types.Name); !ok || !strings.Contains(string(n), "utf8") {
+			continue
+		}
+		ref, ok := d["ToUnicode"].(types.IndirectRef)
+		if !ok {
+			continue
+		}
+		if cmap == nil {
+			cmap = toUnicodeCMap(arabic().original)
+		}
+		sd, err := xt.NewStreamDictForBuf(cmap)
+		if err != nil {
+			return fmt.Errorf("ToUnicode: %w", err)
+		}
+		if err := sd.Encode(); err != nil {
+			return fmt.Errorf("ToUnicode: %w", err)
+		}
+		target, ok := xt.Table[ref.ObjectNumber.Value()]
+		if !ok || target == nil {
+			return fmt.Errorf("ToUnicode: object %d missing", ref.ObjectNumber.Value())
+		}
+		target.Object = *sd
+	}
+	return nil
+}
