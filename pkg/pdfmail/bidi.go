@@ -167,10 +167,12 @@ func bidiOdd(rs []rune, base uint8) (odd []bool, ok bool) {
 	return odd, seen == len(rs)
 }
 
-// isBidiControl reports whether r is an explicit direction mark or
-// embedding: it steers the algorithm and is not drawn.
-func isBidiControl(r rune) bool {
-	if r == 0x200E || r == 0x200F || r == 0x061C {
+// notDrawn reports whether r only steers layout and has no glyph of its
+// own: explicit direction marks and embeddings, joiners (used by shaping),
+// variation selectors (emoji or text presentation).
+func notDrawn(r rune) bool {
+	switch {
+	case r == 0x200E, r == 0x200F, r == 0x061C, r == 0x200C, r == 0x200D, r >= 0xFE00 && r <= 0xFE0F:
 		return true
 	}
 	switch bidiClass(r) {

@@ -51,6 +51,12 @@ func (c *coverage) set(r int) { c[r/64] |= 1 << (uint(r) % 64) }
 type chainFont struct {
 	path  string // "" for the built-in font
 	cover *coverage
+	// astral fonts draw characters outside the BMP through Private Use
+	// Area codes (astral.go): pua maps each such character to its code,
+	// glyphs each code to the glyph of the font file at path.
+	astral bool
+	pua    map[rune]rune
+	glyphs map[rune]uint16
 
 	once sync.Once
 	data []byte
@@ -60,6 +66,9 @@ type chainFont struct {
 // family is the font's name in the PDF: its file name's letters and
 // digits (readers show it in their font lists), made unique by the index.
 func (f *chainFont) family(i int) string {
+	if f.astral {
+		return fmt.Sprintf("%s%d", astralFamily, i)
+	}
 	base := strings.TrimSuffix(filepath.Base(f.path), filepath.Ext(f.path))
 	name := strings.Map(func(r rune) rune {
 		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
@@ -84,16 +93,24 @@ func (f *chainFont) bytes() ([]byte, error) {
 		if data == nil {
 			data, err = readFontFile(f.path)
 		}
+		sample := "a"
+		if err == nil && f.astral {
+			data, err = withCmap(data, f.glyphs)
+			for c := range f.glyphs {
+				sample = string(c)
+				break
+			}
+		}
 		if err == nil {
-			err = probeFont(data)
+			err = probeFont(data, sample)
 		}
 		f.data, f.err = data, err
 	})
 	return f.data, f.err
 }
 
-// probeFont draws one character with data in a throw-away document.
-func probeFont(data []byte) (err error) {
+// probeFont draws sample with data in a throw-away document.
+func probeFont(data []byte, sample string) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("font unusable: %v", p)
@@ -103,7 +120,7 @@ func probeFont(data []byte) (err error) {
 	pdf.AddUTF8FontFromBytes("probe", "", data)
 	pdf.AddPage()
 	pdf.SetFont("probe", "", 10)
-	pdf.Cell(10, 5, "a")
+	pdf.Cell(10, 5, sample)
 	if err := pdf.Output(io.Discard); err != nil {
 		return fmt.Errorf("font unusable: %w", err)
 	}
@@ -117,6 +134,14 @@ type fontChain struct {
 
 // fontFor returns the index of the first font that has r, or -1.
 func (c *fontChain) fontFor(r rune) int {
+	if r > 0xFFFF {
+		for i, f := range c.fonts {
+			if _, ok := f.pua[r]; ok {
+				return i
+			}
+		}
+		return -1
+	}
 	for i, f := range c.fonts {
 		if f.cover.has(r) {
 			return i
@@ -322,6 +347,7 @@ func buildChain(builtin []byte, entries []string, systemDirs []string) (*fontCha
 	}
 	chain := &fontChain{fonts: []*chainFont{{cover: cov, data: builtin}}}
 	seen := map[string]bool{}
+	astral := map[*chainFont]map[rune]uint16{} // character → glyph
 	add := func(p string) error {
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
@@ -341,6 +367,11 @@ func buildChain(builtin []byte, entries []string, systemDirs []string) (*fontCha
 		// The bytes are read again when first drawn with: a system
 		// directory can hold hundreds of fonts.
 		chain.fonts = append(chain.fonts, &chainFont{path: p, cover: c})
+		if g := astralGlyphs(data); len(g) > 0 {
+			af := &chainFont{path: p, cover: new(coverage), astral: true}
+			chain.fonts = append(chain.fonts, af)
+			astral[af] = g
+		}
 		return nil
 	}
 	for _, e := range entries {
@@ -371,7 +402,40 @@ func buildChain(builtin []byte, entries []string, systemDirs []string) (*fontCha
 			_ = add(f)
 		}
 	}
+	chain.registerAstral(astral)
 	return chain, nil
+}
+
+// registerAstral gives the astral characters of the chain's fonts their
+// Private Use Area codes, by tier (astralTier) and in chain order, and fills in each
+// astral font's maps.
+func (c *fontChain) registerAstral(astral map[*chainFont]map[rune]uint16) {
+	for tier := range 3 {
+		for _, f := range c.fonts {
+			g := astral[f]
+			rs := make([]rune, 0, len(g))
+			for r := range g {
+				if astralTier(r) == tier {
+					rs = append(rs, r)
+				}
+			}
+			slices.Sort(rs)
+			registerAstral(rs)
+		}
+	}
+	for _, f := range c.fonts {
+		g := astral[f]
+		if g == nil {
+			continue
+		}
+		f.pua, f.glyphs = map[rune]rune{}, map[rune]uint16{}
+		for r, glyph := range g {
+			if code, ok := puaFor(r); ok {
+				f.pua[r] = code
+				f.glyphs[code] = glyph
+			}
+		}
+	}
 }
 
 // withSecond returns a copy of c with data (TrueType bytes) right after
@@ -421,7 +485,11 @@ func (c *fontChain) assign(rs []rune, miss missingRunes) []int {
 		i := 0
 		switch {
 		case r == '\n' || r == ' ':
-			i = max(cur, 0) // whitespace joins the run it is in
+			// Whitespace joins the run it is in; astral fonts have
+			// Private Use Area codes only.
+			if cur > 0 && !c.fonts[cur].astral {
+				i = cur
+			}
 		case cur > 0 && c.fonts[cur].cover.has(r) && (!c.fonts[0].cover.has(r) || isMark(r)):
 			// A character the built-in font lacks stays in the fallback
 			// font of its neighbours when that has it: 。 after Japanese
@@ -432,6 +500,8 @@ func (c *fontChain) assign(rs []rune, miss missingRunes) []int {
 			if i = c.fontFor(r); i < 0 {
 				miss[r]++
 				rs[k], i = replacementRune, 0
+			} else if r > 0xFFFF {
+				rs[k] = c.fonts[i].pua[r]
 			}
 		}
 		fonts[k] = i

@@ -221,11 +221,10 @@ func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []rune) {
 	rs = shapeArabic(rs, func(r rune) bool { return t.chain.fontFor(r) >= 0 })
 	levels, base := bidiLevels(rs)
-	// Explicit direction marks and embeddings have done their work: they
-	// have no glyph.
+	// Direction marks, embeddings and joiners have done their work.
 	k := 0
 	for i, r := range rs {
-		if isBidiControl(r) {
+		if notDrawn(r) {
 			continue
 		}
 		rs[k], levels[k] = r, levels[i]

@@ -32,7 +32,7 @@ type arabicData struct {
 	forms   map[rune]*joinForms
 	lamAlef map[rune][2]rune // alef variant → isolated, final lam-alef ligature
 	// original is what each presentation form stands for (one letter,
-	// or lam and alef).
+	// or alef and lam: see below).
 	original map[rune][]rune
 }
 
@@ -88,7 +88,11 @@ func arabic() *arabicData {
 					lig[1] = r
 				}
 				d.lamAlef[dec[1]] = lig
-				d.original[r] = dec
+				// The glyph shows alef left of lam: in a
+				// right-to-left run each glyph's characters are
+				// given in the order the glyphs are drawn (left to
+				// right), and readers reverse the whole run.
+				d.original[r] = []rune{dec[1], dec[0]}
 			default:
 				flush()
 			}

@@ -79,9 +79,11 @@ func toUnicodeCMap(over map[rune][]rune) []byte {
 }
 
 // fixToUnicode gives every Type0 font fpdf wrote (named "utf8…") the
-// ToUnicode map of toUnicodeCMap.
+// ToUnicode map of toUnicodeCMap: presentation forms to the Arabic
+// letters, and in the astral fonts Private Use Area codes to the
+// characters outside the BMP they stand for.
 func fixToUnicode(xt *model.XRefTable) error {
-	var cmap []byte
+	var cmap, astralCmap []byte
 	for _, e := range xt.Table {
 		if e == nil || e.Free {
 			continue
@@ -97,10 +99,19 @@ func fixToUnicode(xt *model.XRefTable) error {
 		if !ok {
 			continue
 		}
-		if cmap == nil {
-			cmap = toUnicodeCMap(arabic().original)
+		var data []byte
+		if strings.Contains(string(d["BaseFont"].(types.Name)), "utf8"+strings.ToLower(astralFamily)) {
+			if astralCmap == nil {
+				astralCmap = toUnicodeCMap(astralToUnicode())
+			}
+			data = astralCmap
+		} else {
+			if cmap == nil {
+				cmap = toUnicodeCMap(arabic().original)
+			}
+			data = cmap
 		}
-		sd, err := xt.NewStreamDictForBuf(cmap)
+		sd, err := xt.NewStreamDictForBuf(data)
 		if err != nil {
 			return fmt.Errorf("ToUnicode: %w", err)
 		}
