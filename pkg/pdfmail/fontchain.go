@@ -24,7 +24,9 @@ import (
 // Unicode cmap of format 4 only and so draws characters of the Basic
 // Multilingual Plane only: a font is admitted to the chain when it is such
 // a font, and its coverage is read from that same cmap, so that the chain
-// never picks a font the writer then cannot draw from.
+// never picks a font the writer then cannot draw from. A font that also
+// has characters outside the BMP (a format-12 cmap) gets a second entry
+// that draws them through Private Use Area codes (astral.go).
 
 // replacementRune stands in for a character no font of the chain has: a
 // visible mark (DejaVu has it) that also copies as "unknown character".

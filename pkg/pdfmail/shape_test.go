@@ -1,7 +1,10 @@
 package pdfmail
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
+	"io"
 	"regexp"
 	"slices"
 	"strconv"
@@ -253,4 +256,32 @@ func FuzzParagraphLayout(f *testing.F) {
 			t.Fatalf("order has %d of %d characters", len(order), len(rs))
 		}
 	})
+}
+
+// TestMailCannotTakePrivateUseCodes plays a sender who writes thousands of
+// distinct characters outside the BMP, hoping to use up the Private Use
+// Area codes the astral fonts are drawn with: the codes are given when the
+// chain is built, from the fonts, so the mail changes nothing.
+func TestMailCannotTakePrivateUseCodes(t *testing.T) {
+	builtinChain()
+	count := func() int {
+		astralRegistry.mu.Lock()
+		defer astralRegistry.mu.Unlock()
+		return len(astralRegistry.toPUA)
+	}
+	before := count()
+	var body strings.Builder
+	for r := rune(0x12000); r < 0x12000+7000; r++ {
+		body.WriteRune(r)
+		if r%50 == 0 {
+			body.WriteString("\r\n")
+		}
+	}
+	msg := buildMessage("Keilschrift", testPart{contentType: "text/plain; charset=utf-8", body: []byte(body.String())})
+	if _, err := (&Sealer{}).Seal(context.Background(), bytes.NewReader(msg), []byte(testPassword), io.Discard); err != nil {
+		t.Fatalf("Seal: %v", err)
+	}
+	if after := count(); after != before {
+		t.Errorf("a mail changed the registered codes: %d before, %d after", before, after)
+	}
 }
