@@ -246,10 +246,21 @@ func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []ru
 		w[i] = t.advance(fonts[i], style, size, r)
 	}
 
-	avail := t.maxX - x
+	for _, l := range breakLines(rs, w, t.maxX-x) {
+		a, b := l[0], l[1]
+		t.line(x, style, size, h, rs[a:b], levels[a:b], fonts[a:b], w[a:b], base)
+	}
+}
+
+// breakLines fills lines of width avail with the paragraph rs (logical
+// order, w the width of each character) and returns each line's range.
+// A piece wider than a whole line is broken between characters (not
+// before a mark). There is always at least one line.
+func breakLines(rs []rune, w []float64, avail float64) [][2]int {
+	var lines [][2]int
 	lineStart, lineW := 0, 0.0
 	flush := func(end int) {
-		t.line(x, style, size, h, rs[lineStart:end], levels[lineStart:end], fonts[lineStart:end], w[lineStart:end], base)
+		lines = append(lines, [2]int{lineStart, end})
 		lineStart, lineW = end, 0
 	}
 	start := 0
@@ -265,7 +276,6 @@ func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []ru
 			flush(start)
 		}
 		if wordW-trail > avail && end-start > 1 {
-			// Wider than a whole line: broken between characters.
 			for i := start; i < end; i++ {
 				if lineW > 0 && lineW+w[i] > avail && !isMark(rs[i]) {
 					flush(i)
@@ -278,6 +288,7 @@ func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []ru
 		start = end
 	}
 	flush(len(rs))
+	return lines
 }
 
 // line draws one line of a paragraph: trailing spaces dropped, reordered

@@ -285,3 +285,47 @@ func TestMailCannotTakePrivateUseCodes(t *testing.T) {
 		t.Errorf("a mail changed the registered codes: %d before, %d after", before, after)
 	}
 }
+
+// TestLinesBrokenInLogicalOrder: a right-to-left paragraph wider than a
+// line is broken in logical order (its first words on the first line),
+// then each line is reordered on its own.
+func TestLinesBrokenInLogicalOrder(t *testing.T) {
+	tests := []struct {
+		name, in string
+		avail    float64
+		want     []string // each line as drawn, left to right
+	}{
+		{"hebrew", "אחת שתיים שלוש ארבע", 10, []string{"םייתש תחא", "עברא שולש"}},
+		{"english", "one two three four", 10, []string{"one two", "three four"}},
+		{"mixed, numbers keep their order", "מחיר 1234 שקל היום", 10, []string{"1234 ריחמ", "םויה לקש"}},
+		{"long word broken between letters", "אבגדהוזחטיכלמנ", 5, []string{"הדגבא", "יטחזו", "נמלכ"}},
+		{"mark stays with its letter", "ab\u0301cdef", 2, []string{"ab\u0301", "cd", "ef"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := []rune(tc.in)
+			levels, _ := bidiLevels(rs)
+			w := make([]float64, len(rs))
+			for i, r := range rs {
+				if !isMark(r) {
+					w[i] = 1
+				}
+			}
+			var got []string
+			for _, l := range breakLines(rs, w, tc.avail) {
+				line, lv := rs[l[0]:l[1]], levels[l[0]:l[1]]
+				for len(line) > 0 && line[len(line)-1] == ' ' {
+					line, lv = line[:len(line)-1], lv[:len(lv)-1]
+				}
+				var b strings.Builder
+				for _, i := range visualOrder(line, lv) {
+					b.WriteRune(line[i])
+				}
+				got = append(got, b.String())
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("lines %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
