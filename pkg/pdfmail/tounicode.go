@@ -1,11 +1,15 @@
 package pdfmail
 
 import (
+	"bytes"
+	"compress/zlib"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf16"
 
+	"github.com/pdfcpu/pdfcpu/pkg/filter"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 )
@@ -81,9 +85,9 @@ func toUnicodeCMap(over map[rune][]rune) []byte {
 // fixToUnicode gives every Type0 font fpdf wrote (named "utf8…") the
 // ToUnicode map of toUnicodeCMap: presentation forms to the Arabic
 // letters, and in the astral fonts Private Use Area codes to the
-// characters outside the BMP they stand for.
+// characters outside the BMP they stand for. The maps are compressed once
+// per process (the astral one again when a chain registers new codes).
 func fixToUnicode(xt *model.XRefTable) error {
-	var cmap, astralCmap []byte
 	for _, e := range xt.Table {
 		if e == nil || e.Free {
 			continue
@@ -92,7 +96,8 @@ func fixToUnicode(xt *model.XRefTable) error {
 		if !ok || d.Subtype() == nil || *d.Subtype() != "Type0" {
 			continue
 		}
-		if n, ok := d["BaseFont"].(types.Name); !ok || !strings.Contains(string(n), "utf8") {
+		name, ok := d["BaseFont"].(types.Name)
+		if !ok || !strings.Contains(string(name), "utf8") {
 			continue
 		}
 		ref, ok := d["ToUnicode"].(types.IndirectRef)
@@ -100,29 +105,74 @@ func fixToUnicode(xt *model.XRefTable) error {
 			continue
 		}
 		var data []byte
-		if strings.Contains(string(d["BaseFont"].(types.Name)), "utf8"+strings.ToLower(astralFamily)) {
-			if astralCmap == nil {
-				astralCmap = toUnicodeCMap(astralToUnicode())
-			}
-			data = astralCmap
+		var err error
+		if strings.Contains(string(name), "utf8"+strings.ToLower(astralFamily)) {
+			data, err = astralCMap()
 		} else {
-			if cmap == nil {
-				cmap = toUnicodeCMap(arabic().original)
-			}
-			data = cmap
+			data, err = arabicCMap()
 		}
-		sd, err := xt.NewStreamDictForBuf(data)
 		if err != nil {
-			return fmt.Errorf("ToUnicode: %w", err)
-		}
-		if err := sd.Encode(); err != nil {
 			return fmt.Errorf("ToUnicode: %w", err)
 		}
 		target, ok := xt.Table[ref.ObjectNumber.Value()]
 		if !ok || target == nil {
 			return fmt.Errorf("ToUnicode: object %d missing", ref.ObjectNumber.Value())
 		}
-		target.Object = *sd
+		// A copy per font: writing the document encrypts each stream.
+		sd := types.StreamDict{
+			Dict:           types.NewDict(),
+			Raw:            append([]byte(nil), data...),
+			FilterPipeline: []types.PDFFilter{{Name: filter.Flate}},
+		}
+		sd.InsertName("Filter", filter.Flate)
+		n := int64(len(sd.Raw))
+		sd.StreamLength = &n
+		sd.Update("Length", types.Integer(n))
+		target.Object = sd
 	}
 	return nil
+}
+
+var (
+	arabicCMapOnce sync.Once
+	arabicCMapData []byte
+	arabicCMapErr  error
+
+	astralCMapMu    sync.Mutex
+	astralCMapCodes int // registered codes when astralCMapData was made
+	astralCMapData  []byte
+)
+
+func arabicCMap() ([]byte, error) {
+	arabicCMapOnce.Do(func() {
+		arabicCMapData, arabicCMapErr = deflate(toUnicodeCMap(arabic().original))
+	})
+	return arabicCMapData, arabicCMapErr
+}
+
+func astralCMap() ([]byte, error) {
+	m := astralToUnicode()
+	astralCMapMu.Lock()
+	defer astralCMapMu.Unlock()
+	if astralCMapData == nil || astralCMapCodes != len(m) {
+		data, err := deflate(toUnicodeCMap(m))
+		if err != nil {
+			return nil, err
+		}
+		astralCMapData, astralCMapCodes = data, len(m)
+	}
+	return astralCMapData, nil
+}
+
+// deflate compresses for the FlateDecode filter (zlib format).
+func deflate(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	w := zlib.NewWriter(&buf)
+	if _, err := w.Write(b); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
