@@ -329,3 +329,24 @@ func TestLinesBrokenInLogicalOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestShapedSealsConcurrently: the chain's fonts, the astral codes and the
+// ToUnicode maps are shared by concurrent seals (run with -race).
+func TestShapedSealsConcurrently(t *testing.T) {
+	msgs := [][]byte{
+		buildMessage("שלום 👍", testPart{contentType: "text/plain; charset=utf-8", body: []byte("שלום לכולם, John 42.\r\n")}),
+		buildMessage("مرحبا 🎉", testPart{contentType: "text/plain; charset=utf-8", body: []byte("السلام عليكم، لا\r\n")}),
+	}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			_, err := (&Sealer{}).Seal(context.Background(), bytes.NewReader(msgs[i%2]), []byte(testPassword), io.Discard)
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
