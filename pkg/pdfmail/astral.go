@@ -11,19 +11,19 @@ import (
 // mathematical letters) are in the fonts' format-12 cmaps, which the PDF
 // writer (fpdf) does not read. A font that has such characters gets a
 // second entry in the chain: the same font with a new cmap (one format-4
-// subtable) that maps codes of the Private Use Area (U+E000–U+F8FF) to
+// subtable) that maps codes of the Private Use Area (U+E000–U+F7FF) to
 // their glyphs. The writer draws those codes, and the font's ToUnicode map
 // sends each back to the character it stands for (fixToUnicode), so the
 // text copies as the emoji of the mail.
 //
 // Which code stands for which character is fixed per process when chains
 // are built, from the fonts alone (emoji first, then symbols and
-// mathematical letters, then the rest, until the 6400 codes are taken):
+// mathematical letters, then the rest, until the 6144 codes are taken):
 // the mail cannot change it.
 
 const (
 	puaFirst = 0xE000
-	puaLast  = 0xF8FF
+	puaLast  = 0xF7FF // U+F800–U+F8FF: mirrored glyphs (mirror.go)
 )
 
 // astralFamily starts the name of the fonts drawn through Private Use Area

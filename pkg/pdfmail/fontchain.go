@@ -179,6 +179,25 @@ var errNotTrueType = errors.New("not a TrueType (glyf) font with a Unicode cmap 
 // The font is outside input (a configured file, a system file): every
 // offset is checked against the data.
 func fontCoverage(data []byte) (*coverage, error) {
+	cov := new(coverage)
+	err := readFormat4(data, func(c, _ int) { cov.set(c) })
+	if err != nil {
+		return nil, err
+	}
+	return cov, nil
+}
+
+// format4Glyphs reads the glyph of every BMP character of a TrueType
+// font's format-4 cmap.
+func format4Glyphs(data []byte) (map[rune]uint16, error) {
+	m := map[rune]uint16{}
+	err := readFormat4(data, func(c, glyph int) { m[rune(c)] = uint16(glyph) })
+	return m, err
+}
+
+// readFormat4 calls fn for each character the format-4 cmap (the one
+// fpdf reads) maps to a glyph.
+func readFormat4(data []byte, fn func(c, glyph int)) error {
 	u16 := func(off int) (int, bool) {
 		if off < 0 || off+2 > len(data) {
 			return 0, false
@@ -192,19 +211,19 @@ func fontCoverage(data []byte) (*coverage, error) {
 		return int(binary.BigEndian.Uint32(data[off:])), true
 	}
 	if len(data) < 12 {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	switch string(data[:4]) {
 	case "\x00\x01\x00\x00", "true":
 	default: // OTTO (CFF outlines), ttcf (collections), wOFF …
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	numTables, _ := u16(4)
 	cmap, glyf := -1, false
 	for i := range numTables {
 		rec := 12 + 16*i
 		if rec+16 > len(data) {
-			return nil, errNotTrueType
+			return errNotTrueType
 		}
 		switch string(data[rec : rec+4]) {
 		case "cmap":
@@ -214,12 +233,12 @@ func fontCoverage(data []byte) (*coverage, error) {
 		}
 	}
 	if cmap < 0 || !glyf {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	// The same subtable fpdf picks: the first (3,1) or (0,*) of format 4.
 	n, ok := u16(cmap + 2)
 	if !ok {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	sub := -1
 	for i := range n {
@@ -227,7 +246,7 @@ func fontCoverage(data []byte) (*coverage, error) {
 		encoding, ok2 := u16(cmap + 6 + 8*i)
 		off, ok3 := u32(cmap + 8 + 8*i)
 		if !ok1 || !ok2 || !ok3 {
-			return nil, errNotTrueType
+			return errNotTrueType
 		}
 		if (platform == 3 && encoding == 1) || platform == 0 {
 			if format, ok := u16(cmap + off); ok && format == 4 {
@@ -237,23 +256,22 @@ func fontCoverage(data []byte) (*coverage, error) {
 		}
 	}
 	if sub < 0 {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	length, ok1 := u16(sub + 2)
 	segX2, ok2 := u16(sub + 6)
 	// The four segment arrays (and a reserved word) must lie inside the
 	// subtable, and the subtable inside the file.
 	if !ok1 || !ok2 || segX2%2 != 0 || 16+4*segX2 > length || sub+length > len(data) {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	ends := sub + 14
 	starts := ends + segX2 + 2
 	deltas := starts + segX2
 	ranges := deltas + segX2
 	if ranges+segX2 > len(data) {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
-	cov := new(coverage)
 	for s := 0; s < segX2/2; s++ {
 		end, _ := u16(ends + 2*s)
 		start, _ := u16(starts + 2*s)
@@ -271,11 +289,11 @@ func fontCoverage(data []byte) (*coverage, error) {
 				glyph = (g + delta) & 0xFFFF
 			}
 			if glyph != 0 {
-				cov.set(c)
+				fn(c, glyph)
 			}
 		}
 	}
-	return cov, nil
+	return nil
 }
 
 // fontFiles expands a configured entry (a file or a directory, searched

@@ -55,9 +55,13 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 	// The title (the subject) is set by assemble: fpdf mangles characters
 	// outside the BMP.
 	pdf.SetLang(lang.code)
-	pdf.AddUTF8FontFromBytes(fontFamily, "", fonts.regular)
-	pdf.AddUTF8FontFromBytes(fontFamily, "B", fonts.bold)
-	tw := &textWriter{pdf: pdf, chain: fonts.chain, added: map[int]bool{}, bad: map[int]bool{}, miss: missingRunes{}, width: map[widthKey]float64{}}
+	// The built-in font with the glyphs of mirrored brackets under codes
+	// of their own (mirror.go).
+	regular, bold := withMirrorGlyphs(fonts.regular), withMirrorGlyphs(fonts.bold)
+	pdf.AddUTF8FontFromBytes(fontFamily, "", regular)
+	pdf.AddUTF8FontFromBytes(fontFamily, "B", bold)
+	tw := &textWriter{pdf: pdf, chain: fonts.chain, added: map[int]bool{}, bad: map[int]bool{}, miss: missingRunes{}, width: map[widthKey]float64{},
+		mirrorCodes: len(regular) > 0 && len(bold) > 0 && &regular[0] != &fonts.regular[0] && &bold[0] != &fonts.bold[0]}
 	pdf.SetMargins(pageMargin, pageMargin, pageMargin)
 	pdf.SetAutoPageBreak(true, pageMargin)
 	pdf.AliasNbPages("{nb}")
@@ -189,6 +193,8 @@ type textWriter struct {
 	bad   map[int]bool // fonts of the chain that cannot be drawn with
 	miss  missingRunes
 	width map[widthKey]float64
+	// mirrorCodes: the built-in font has the mirror codes of mirror.go.
+	mirrorCodes bool
 }
 
 // widthKey names a character's advance in a font and style, per point of
@@ -314,7 +320,11 @@ func (t *textWriter) line(x float64, style string, size, h float64, rs []rune, l
 		for ; j < len(order) && fonts[order[j]] == f; j++ {
 			r := rs[order[j]]
 			if levels[order[j]]%2 == 1 {
-				r = mirrored(r)
+				if c, ok := mirrorCode(r); ok && f == 0 && t.mirrorCodes {
+					r = c
+				} else {
+					r = mirrored(r)
+				}
 			}
 			b.WriteRune(r)
 			runW += w[order[j]]

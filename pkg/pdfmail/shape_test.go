@@ -350,3 +350,38 @@ func TestShapedSealsConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorCodes: a bracket in right-to-left text is drawn with a code
+// of its own whose glyph is its mirror image and which copies as the
+// bracket of the mail.
+func TestMirrorCodes(t *testing.T) {
+	orig, err := format4Glyphs(fontRegular)
+	if err != nil {
+		t.Fatal(err)
+	}
+	derived, err := format4Glyphs(withMirrorGlyphs(fontRegular))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ r, looksLike rune }{{'(', ')'}, {')', '('}, {'[', ']'}, {'{', '}'}, {'<', '>'}, {'«', '»'}} {
+		code, ok := mirrorCode(tc.r)
+		if !ok {
+			t.Errorf("%q has no mirror code", tc.r)
+			continue
+		}
+		if derived[code] != orig[tc.looksLike] {
+			t.Errorf("code U+%04X for %q draws glyph %d, want %d (the glyph of %q)", code, tc.r, derived[code], orig[tc.looksLike], tc.looksLike)
+		}
+		if got := mirrors().toUni[code]; len(got) != 1 || got[0] != tc.r {
+			t.Errorf("code U+%04X copies as %q, want %q", code, string(got), tc.r)
+		}
+	}
+	for r, g := range orig {
+		if derived[r] != g {
+			t.Fatalf("the derived font lost U+%04X", r)
+		}
+	}
+	if _, ok := mirrorCode('a'); ok {
+		t.Error("a letter got a mirror code")
+	}
+}

@@ -84,7 +84,8 @@ func toUnicodeCMap(over map[rune][]rune) []byte {
 
 // fixToUnicode gives every Type0 font fpdf wrote (named "utf8…") the
 // ToUnicode map of toUnicodeCMap: presentation forms to the Arabic
-// letters, and in the astral fonts Private Use Area codes to the
+// letters, in the built-in font the mirror codes (mirror.go) to their
+// characters, and in the astral fonts Private Use Area codes to the
 // characters outside the BMP they stand for. The maps are compressed once
 // per process (the astral one again when a chain registers new codes).
 func fixToUnicode(xt *model.XRefTable) error {
@@ -106,9 +107,12 @@ func fixToUnicode(xt *model.XRefTable) error {
 		}
 		var data []byte
 		var err error
-		if strings.Contains(string(name), "utf8"+strings.ToLower(astralFamily)) {
+		switch base := strings.ToLower(fontFamily); {
+		case strings.Contains(string(name), "utf8"+strings.ToLower(astralFamily)):
 			data, err = astralCMap()
-		} else {
+		case string(name) == "utf8"+base || string(name) == "utf8"+base+"B":
+			data, err = builtinCMap()
+		default:
 			data, err = arabicCMap()
 		}
 		if err != nil {
@@ -142,6 +146,28 @@ var (
 	astralCMapCodes int // registered codes when astralCMapData was made
 	astralCMapData  []byte
 )
+
+var (
+	builtinCMapOnce sync.Once
+	builtinCMapData []byte
+	builtinCMapErr  error
+)
+
+// builtinCMap is the built-in font's map: presentation forms and the
+// mirror codes (mirror.go).
+func builtinCMap() ([]byte, error) {
+	builtinCMapOnce.Do(func() {
+		m := map[rune][]rune{}
+		for k, v := range arabic().original {
+			m[k] = v
+		}
+		for k, v := range mirrors().toUni {
+			m[k] = v
+		}
+		builtinCMapData, builtinCMapErr = deflate(toUnicodeCMap(m))
+	})
+	return builtinCMapData, builtinCMapErr
+}
 
 func arabicCMap() ([]byte, error) {
 	arabicCMapOnce.Do(func() {
