@@ -67,6 +67,18 @@ func puaFor(c rune) (rune, bool) {
 	return code, ok
 }
 
+// astralOriginal is the character the code stands for (code itself if
+// none).
+func astralOriginal(code rune) rune {
+	r := &astralRegistry
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.fromPU[code]; ok && len(c) == 1 {
+		return c[0]
+	}
+	return code
+}
+
 // astralToUnicode is the ToUnicode overrides of the astral fonts.
 func astralToUnicode() map[rune][]rune {
 	r := &astralRegistry

@@ -241,7 +241,11 @@ func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []ru
 	for i, f := range fonts {
 		if f > 0 && !t.usable(f) {
 			if rs[i] != ' ' {
-				t.miss[rs[i]]++
+				r := rs[i]
+				if t.chain.fonts[f].astral {
+					r = astralOriginal(r)
+				}
+				t.miss[r]++
 				rs[i] = replacementRune
 			}
 			fonts[i] = 0

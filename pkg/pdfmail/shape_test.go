@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/internal/testpeer"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -383,5 +386,44 @@ func TestMirrorCodes(t *testing.T) {
 	}
 	if _, ok := mirrorCode('a'); ok {
 		t.Error("a letter got a mirror code")
+	}
+}
+
+// TestDamagedAstralFontNamesTheEmoji plays a font whose format-12 cmap is
+// sound but whose glyph tables are not: the emoji become replacement marks
+// and the warning names the emoji (not the Private Use Area code).
+func TestDamagedAstralFontNamesTheEmoji(t *testing.T) {
+	const symbola = "/usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf"
+	data, err := os.ReadFile(symbola)
+	if err != nil {
+		if testpeer.InCI() {
+			t.Fatalf("fonts-symbola missing: %v", err)
+		}
+		t.Skip("fonts-symbola not installed")
+	}
+	n := int(binary.BigEndian.Uint16(data[4:]))
+	for i := range n {
+		if rec := 12 + 16*i; string(data[rec:rec+4]) == "loca" {
+			binary.BigEndian.PutUint32(data[rec+8:], uint32(len(data)-10))
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "damaged.ttf"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chain, err := buildChain(fontRegular, []string{dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chain.fontFor(0x1F44D) < 0 {
+		t.Fatal("the damaged font's format-12 cmap should pass")
+	}
+	msg := buildMessage("Danke", testPart{contentType: "text/plain; charset=utf-8", body: []byte("Super 👍\r\n")})
+	info, err := (&Sealer{chain: chain}).Seal(context.Background(), bytes.NewReader(msg), []byte(testPassword), io.Discard)
+	if err != nil {
+		t.Fatalf("a damaged font failed the PDF: %v", err)
+	}
+	if w := strings.Join(info.Warnings, " "); !strings.Contains(w, "U+1F44D") {
+		t.Errorf("warnings %q do not name U+1F44D", info.Warnings)
 	}
 }
