@@ -174,11 +174,13 @@ func TestPDFPasswordSet(t *testing.T) {
 }
 
 // TestPDFRenderEmoji: the issue's report: one emoji made `pdf render` exit
-// 1. Now the carrier is written and stderr names the character.
+// 1. Now the carrier is written; an emoji a system font has is drawn
+// (fonts-symbola), and stderr names a character no font has (U+1F7FF, not
+// assigned).
 func TestPDFRenderEmoji(t *testing.T) {
 	dir, conf := pdfTestEnv(t)
 	pwFile := pdfWriteSecretFile(t, dir, "Vorschau-Passwort\n")
-	msg := []byte("From: a@example.org\r\nTo: b@partner.example\r\nSubject: =?utf-8?q?Danke_=F0=9F=91=8D?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSuper \xf0\x9f\x91\x8d\r\n")
+	msg := []byte("From: a@example.org\r\nTo: b@partner.example\r\nSubject: =?utf-8?q?Danke_=F0=9F=91=8D?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSuper \xf0\x9f\x91\x8d \xf0\x9f\x9f\xbf\r\n")
 	code, stdout, stderr := pdfRunCLI(msg, "pdf", "render", "--config", conf, "--password-file", pwFile)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -186,8 +188,8 @@ func TestPDFRenderEmoji(t *testing.T) {
 	if !strings.Contains(stdout, "Content-Type: application/pdf") {
 		t.Error("no PDF in the carrier")
 	}
-	if !strings.Contains(stderr, "warning") || !strings.Contains(stderr, "U+1F44D") {
-		t.Errorf("stderr %q does not warn about U+1F44D", stderr)
+	if !strings.Contains(stderr, "warning") || !strings.Contains(stderr, "U+1F7FF") {
+		t.Errorf("stderr %q does not warn about U+1F7FF", stderr)
 	}
 	if strings.Contains(stderr, "Vorschau-Passwort") {
 		t.Error("password on stderr")

@@ -56,6 +56,9 @@ func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, m
 		// Readers open their attachments panel: the files are half the message.
 		ctx.RootDict.Update("PageMode", types.Name("UseAttachments"))
 	}
+	if err := fixToUnicode(ctx.XRefTable); err != nil {
+		return fmt.Errorf("assemble PDF: %w", err)
+	}
 	tagSubsetFonts(ctx.XRefTable)
 	if err := setTitle(ctx.XRefTable, title); err != nil {
 		return fmt.Errorf("assemble PDF: title: %w", err)

@@ -100,14 +100,19 @@ func BenchmarkSeal25MBAttachments(b *testing.B) {
 
 // BenchmarkSealOnePage: a one-page text mail sealed through the font
 // chain (built-in font, then the system's fonts): Latin only (DejaVu
-// alone), and mixed scripts that pull in fallback fonts (Chinese,
-// Japanese, Korean, symbols); the system fonts are scanned before the
+// alone), mixed scripts that pull in fallback fonts (Chinese, Japanese,
+// Korean, symbols), Arabic and Hebrew (shaping and bidi), emoji (an astral
+// font rewritten and embedded); the system fonts are scanned before the
 // timer starts, as serve does at startup.
 func BenchmarkSealOnePage(b *testing.B) {
 	builtinChain()
 	tests := []struct{ name, line string }{
 		{"latin", "Sehr geehrte Damen und Herren, anbei das Angebot über 1.234,56 € für Größe XL."},
 		{"mixed-scripts", "Grüße, Привет, Γεια σας, 你好世界, こんにちは, 안녕하세요 ✓ ☺"},
+		// Joined, right to left, with the ToUnicode map for the forms.
+		{"arabic", "السلام عليكم ورحمة الله وبركاته، نرجو منكم مراجعة العرض المرفق قبل الأسبوع القادم."},
+		{"hebrew-mixed", "הפגישה עם John Smith תתקיים ב-15 במרץ בשעה 10:30 (חדר 4), מחיר 1,234.50 ₪."},
+		{"emoji", "Great work 👍 see you tonight 🎉 – thanks ☺ and 🏁 at 10:30"},
 	}
 	for _, tc := range tests {
 		b.Run(tc.name, func(b *testing.B) {

@@ -24,7 +24,9 @@ import (
 // Unicode cmap of format 4 only and so draws characters of the Basic
 // Multilingual Plane only: a font is admitted to the chain when it is such
 // a font, and its coverage is read from that same cmap, so that the chain
-// never picks a font the writer then cannot draw from.
+// never picks a font the writer then cannot draw from. A font that also
+// has characters outside the BMP (a format-12 cmap) gets a second entry
+// that draws them through Private Use Area codes (astral.go).
 
 // replacementRune stands in for a character no font of the chain has: a
 // visible mark (DejaVu has it) that also copies as "unknown character".
@@ -51,6 +53,12 @@ func (c *coverage) set(r int) { c[r/64] |= 1 << (uint(r) % 64) }
 type chainFont struct {
 	path  string // "" for the built-in font
 	cover *coverage
+	// astral fonts draw characters outside the BMP through Private Use
+	// Area codes (astral.go): pua maps each such character to its code,
+	// glyphs each code to the glyph of the font file at path.
+	astral bool
+	pua    map[rune]rune
+	glyphs map[rune]uint16
 
 	once sync.Once
 	data []byte
@@ -60,6 +68,9 @@ type chainFont struct {
 // family is the font's name in the PDF: its file name's letters and
 // digits (readers show it in their font lists), made unique by the index.
 func (f *chainFont) family(i int) string {
+	if f.astral {
+		return fmt.Sprintf("%s%d", astralFamily, i)
+	}
 	base := strings.TrimSuffix(filepath.Base(f.path), filepath.Ext(f.path))
 	name := strings.Map(func(r rune) rune {
 		if r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
@@ -84,16 +95,24 @@ func (f *chainFont) bytes() ([]byte, error) {
 		if data == nil {
 			data, err = readFontFile(f.path)
 		}
+		sample := "a"
+		if err == nil && f.astral {
+			data, err = withCmap(data, f.glyphs)
+			for c := range f.glyphs {
+				sample = string(c)
+				break
+			}
+		}
 		if err == nil {
-			err = probeFont(data)
+			err = probeFont(data, sample)
 		}
 		f.data, f.err = data, err
 	})
 	return f.data, f.err
 }
 
-// probeFont draws one character with data in a throw-away document.
-func probeFont(data []byte) (err error) {
+// probeFont draws sample with data in a throw-away document.
+func probeFont(data []byte, sample string) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("font unusable: %v", p)
@@ -103,7 +122,7 @@ func probeFont(data []byte) (err error) {
 	pdf.AddUTF8FontFromBytes("probe", "", data)
 	pdf.AddPage()
 	pdf.SetFont("probe", "", 10)
-	pdf.Cell(10, 5, "a")
+	pdf.Cell(10, 5, sample)
 	if err := pdf.Output(io.Discard); err != nil {
 		return fmt.Errorf("font unusable: %w", err)
 	}
@@ -117,6 +136,14 @@ type fontChain struct {
 
 // fontFor returns the index of the first font that has r, or -1.
 func (c *fontChain) fontFor(r rune) int {
+	if r > 0xFFFF {
+		for i, f := range c.fonts {
+			if _, ok := f.pua[r]; ok {
+				return i
+			}
+		}
+		return -1
+	}
 	for i, f := range c.fonts {
 		if f.cover.has(r) {
 			return i
@@ -152,6 +179,25 @@ var errNotTrueType = errors.New("not a TrueType (glyf) font with a Unicode cmap 
 // The font is outside input (a configured file, a system file): every
 // offset is checked against the data.
 func fontCoverage(data []byte) (*coverage, error) {
+	cov := new(coverage)
+	err := readFormat4(data, func(c, _ int) { cov.set(c) })
+	if err != nil {
+		return nil, err
+	}
+	return cov, nil
+}
+
+// format4Glyphs reads the glyph of every BMP character of a TrueType
+// font's format-4 cmap.
+func format4Glyphs(data []byte) (map[rune]uint16, error) {
+	m := map[rune]uint16{}
+	err := readFormat4(data, func(c, glyph int) { m[rune(c)] = uint16(glyph) })
+	return m, err
+}
+
+// readFormat4 calls fn for each character the format-4 cmap (the one
+// fpdf reads) maps to a glyph.
+func readFormat4(data []byte, fn func(c, glyph int)) error {
 	u16 := func(off int) (int, bool) {
 		if off < 0 || off+2 > len(data) {
 			return 0, false
@@ -165,19 +211,19 @@ func fontCoverage(data []byte) (*coverage, error) {
 		return int(binary.BigEndian.Uint32(data[off:])), true
 	}
 	if len(data) < 12 {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	switch string(data[:4]) {
 	case "\x00\x01\x00\x00", "true":
 	default: // OTTO (CFF outlines), ttcf (collections), wOFF …
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	numTables, _ := u16(4)
 	cmap, glyf := -1, false
 	for i := range numTables {
 		rec := 12 + 16*i
 		if rec+16 > len(data) {
-			return nil, errNotTrueType
+			return errNotTrueType
 		}
 		switch string(data[rec : rec+4]) {
 		case "cmap":
@@ -187,12 +233,12 @@ func fontCoverage(data []byte) (*coverage, error) {
 		}
 	}
 	if cmap < 0 || !glyf {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	// The same subtable fpdf picks: the first (3,1) or (0,*) of format 4.
 	n, ok := u16(cmap + 2)
 	if !ok {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	sub := -1
 	for i := range n {
@@ -200,7 +246,7 @@ func fontCoverage(data []byte) (*coverage, error) {
 		encoding, ok2 := u16(cmap + 6 + 8*i)
 		off, ok3 := u32(cmap + 8 + 8*i)
 		if !ok1 || !ok2 || !ok3 {
-			return nil, errNotTrueType
+			return errNotTrueType
 		}
 		if (platform == 3 && encoding == 1) || platform == 0 {
 			if format, ok := u16(cmap + off); ok && format == 4 {
@@ -210,23 +256,22 @@ func fontCoverage(data []byte) (*coverage, error) {
 		}
 	}
 	if sub < 0 {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	length, ok1 := u16(sub + 2)
 	segX2, ok2 := u16(sub + 6)
 	// The four segment arrays (and a reserved word) must lie inside the
 	// subtable, and the subtable inside the file.
 	if !ok1 || !ok2 || segX2%2 != 0 || 16+4*segX2 > length || sub+length > len(data) {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
 	ends := sub + 14
 	starts := ends + segX2 + 2
 	deltas := starts + segX2
 	ranges := deltas + segX2
 	if ranges+segX2 > len(data) {
-		return nil, errNotTrueType
+		return errNotTrueType
 	}
-	cov := new(coverage)
 	for s := 0; s < segX2/2; s++ {
 		end, _ := u16(ends + 2*s)
 		start, _ := u16(starts + 2*s)
@@ -244,11 +289,11 @@ func fontCoverage(data []byte) (*coverage, error) {
 				glyph = (g + delta) & 0xFFFF
 			}
 			if glyph != 0 {
-				cov.set(c)
+				fn(c, glyph)
 			}
 		}
 	}
-	return cov, nil
+	return nil
 }
 
 // fontFiles expands a configured entry (a file or a directory, searched
@@ -322,6 +367,7 @@ func buildChain(builtin []byte, entries []string, systemDirs []string) (*fontCha
 	}
 	chain := &fontChain{fonts: []*chainFont{{cover: cov, data: builtin}}}
 	seen := map[string]bool{}
+	astral := map[*chainFont]map[rune]uint16{} // character → glyph
 	add := func(p string) error {
 		if abs, err := filepath.Abs(p); err == nil {
 			p = abs
@@ -341,6 +387,11 @@ func buildChain(builtin []byte, entries []string, systemDirs []string) (*fontCha
 		// The bytes are read again when first drawn with: a system
 		// directory can hold hundreds of fonts.
 		chain.fonts = append(chain.fonts, &chainFont{path: p, cover: c})
+		if g := astralGlyphs(data); len(g) > 0 {
+			af := &chainFont{path: p, cover: new(coverage), astral: true}
+			chain.fonts = append(chain.fonts, af)
+			astral[af] = g
+		}
 		return nil
 	}
 	for _, e := range entries {
@@ -371,7 +422,40 @@ func buildChain(builtin []byte, entries []string, systemDirs []string) (*fontCha
 			_ = add(f)
 		}
 	}
+	chain.registerAstral(astral)
 	return chain, nil
+}
+
+// registerAstral gives the astral characters of the chain's fonts their
+// Private Use Area codes, by tier (astralTier) and in chain order, and fills in each
+// astral font's maps.
+func (c *fontChain) registerAstral(astral map[*chainFont]map[rune]uint16) {
+	for tier := range 3 {
+		for _, f := range c.fonts {
+			g := astral[f]
+			rs := make([]rune, 0, len(g))
+			for r := range g {
+				if astralTier(r) == tier {
+					rs = append(rs, r)
+				}
+			}
+			slices.Sort(rs)
+			registerAstral(rs)
+		}
+	}
+	for _, f := range c.fonts {
+		g := astral[f]
+		if g == nil {
+			continue
+		}
+		f.pua, f.glyphs = map[rune]rune{}, map[rune]uint16{}
+		for r, glyph := range g {
+			if code, ok := puaFor(r); ok {
+				f.pua[r] = code
+				f.glyphs[code] = glyph
+			}
+		}
+	}
 }
 
 // withSecond returns a copy of c with data (TrueType bytes) right after
@@ -406,36 +490,27 @@ func builtinChain() *fontChain {
 	return defaultChain
 }
 
-// run is a stretch of text drawn with one font of the chain.
-type run struct {
-	font int
-	text string
-}
-
 // missingRunes collects the characters no font had, for the warning.
 type missingRunes map[rune]int
 
-// segment splits s into runs by font (the first font that has a
-// character, or for a character the built-in font lacks, the fallback
-// font of the run it is in when that has it); characters no font has become
-// replacementRune (drawn with the built-in font) and are counted in miss.
-// Newlines stay in the run before them.
-func (c *fontChain) segment(s string, miss missingRunes) []run {
-	var runs []run
-	var b strings.Builder
+// assign picks the font of each character of rs (the first font that
+// has it, or for a character the built-in font lacks, the fallback font
+// of the run it is in when that has it; a mark stays in the font of its
+// letter when that has it). Characters no font has become replacementRune
+// in rs (drawn with the built-in font) and are counted in miss.
+func (c *fontChain) assign(rs []rune, miss missingRunes) []int {
+	fonts := make([]int, len(rs))
 	cur := -1
-	flush := func() {
-		if b.Len() > 0 {
-			runs = append(runs, run{font: cur, text: b.String()})
-			b.Reset()
-		}
-	}
-	for _, r := range s {
+	for k, r := range rs {
 		i := 0
 		switch {
 		case r == '\n' || r == ' ':
-			i = max(cur, 0) // whitespace joins the run it is in
-		case cur > 0 && c.fonts[cur].cover.has(r) && !c.fonts[0].cover.has(r):
+			// Whitespace joins the run it is in; astral fonts have
+			// Private Use Area codes only.
+			if cur > 0 && !c.fonts[cur].astral {
+				i = cur
+			}
+		case cur > 0 && c.fonts[cur].cover.has(r) && (!c.fonts[0].cover.has(r) || isMark(r)):
 			// A character the built-in font lacks stays in the fallback
 			// font of its neighbours when that has it: 。 after Japanese
 			// from the Japanese font, not from the first Noto font that
@@ -444,15 +519,13 @@ func (c *fontChain) segment(s string, miss missingRunes) []run {
 		default:
 			if i = c.fontFor(r); i < 0 {
 				miss[r]++
-				r, i = replacementRune, 0
+				rs[k], i = replacementRune, 0
+			} else if r > 0xFFFF {
+				rs[k] = c.fonts[i].pua[r]
 			}
 		}
-		if i != cur {
-			flush()
-			cur = i
-		}
-		b.WriteRune(r)
+		fonts[k] = i
+		cur = i
 	}
-	flush()
-	return runs
+	return fonts
 }

@@ -18,6 +18,7 @@ func FuzzParseAndRender(f *testing.F) {
 	f.Add([]byte("Subject: x\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nbody"))
 	f.Add([]byte("Content-Type: text/plain; charset=utf-16\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=FF=FEa=00"))
 	f.Add([]byte("From: \"unterminated <a@b\r\nDate: yesterday\r\n\r\n\t\x00\x1b[31m"))
+	f.Add(buildMessage("שלום (1) 👍", testPart{contentType: "text/plain; charset=utf-8", body: []byte("שלום John 42.\r\nبِسْمِ لا \u202Eabc\u202C 🎉\r\n")}))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pm, err := parseMessage(bytes.NewReader(data), newOriginalCapture())

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"codeberg.org/go-pdf/fpdf"
 	"github.com/inbucket/html2text"
@@ -56,9 +55,13 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 	// The title (the subject) is set by assemble: fpdf mangles characters
 	// outside the BMP.
 	pdf.SetLang(lang.code)
-	pdf.AddUTF8FontFromBytes(fontFamily, "", fonts.regular)
-	pdf.AddUTF8FontFromBytes(fontFamily, "B", fonts.bold)
-	tw := &textWriter{pdf: pdf, chain: fonts.chain, added: map[int]bool{}, miss: missingRunes{}}
+	// The built-in font with the glyphs of mirrored brackets under codes
+	// of their own (mirror.go).
+	regular, bold := withMirrorGlyphs(fonts.regular), withMirrorGlyphs(fonts.bold)
+	pdf.AddUTF8FontFromBytes(fontFamily, "", regular)
+	pdf.AddUTF8FontFromBytes(fontFamily, "B", bold)
+	tw := &textWriter{pdf: pdf, chain: fonts.chain, added: map[int]bool{}, bad: map[int]bool{}, miss: missingRunes{}, width: map[widthKey]float64{},
+		mirrorCodes: len(regular) > 0 && len(bold) > 0 && &regular[0] != &fonts.regular[0] && &bold[0] != &fonts.bold[0]}
 	pdf.SetMargins(pageMargin, pageMargin, pageMargin)
 	pdf.SetAutoPageBreak(true, pageMargin)
 	pdf.AliasNbPages("{nb}")
@@ -178,16 +181,31 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 
 // textWriter draws text through the font chain: each run with its font,
 // fonts registered with the document (and so embedded, as subsets) only
-// when a run needs them.
+// when a run needs them. It lays out each paragraph with the
+// bidirectional algorithm (bidi.go) and Arabic joining (shape.go): lines
+// are broken in logical order, then each line is drawn in visual order,
+// right-aligned when the paragraph is right to left.
 type textWriter struct {
 	pdf   *fpdf.Fpdf
 	maxX  float64 // the right end of the lines of the current block
 	chain *fontChain
 	added map[int]bool
+	bad   map[int]bool // fonts of the chain that cannot be drawn with
 	miss  missingRunes
+	width map[widthKey]float64
+	// mirrorCodes: the built-in font has the mirror codes of mirror.go.
+	mirrorCodes bool
 }
 
-// block draws s as a paragraph whose lines start at x, wrapped at the
+// widthKey names a character's advance in a font and style, per point of
+// font size.
+type widthKey struct {
+	font int
+	bold bool
+	r    rune
+}
+
+// block draws s as paragraphs whose lines start at x, wrapped at the
 // right margin, and leaves the cursor at x on the line below.
 func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 	left, top, right, _ := t.pdf.GetMargins()
@@ -195,108 +213,202 @@ func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 	t.pdf.SetX(x)
 	pageW, _ := t.pdf.GetPageSize()
 	t.maxX = pageW - right
-	for _, r := range t.chain.segment(s, t.miss) {
-		if !t.setFont(r.font, style, size) {
-			r.text = t.unusable(r.text)
-		}
-		for _, piece := range pieces(r.text) {
-			t.place(x, h, piece)
-		}
+	for para := range strings.SplitSeq(s, "\n") {
+		t.paragraph(x, style, size, h, []rune(para))
 	}
-	t.pdf.Ln(h)
 	t.pdf.SetMargins(left, top, right)
 	t.pdf.SetX(left)
 }
 
-// place draws one piece (a word with its trailing space or line end, or
-// one wide character) at the cursor, on the next line when it does not
-// fit, and one character at a time when it is wider than a whole line.
+// paragraph draws one paragraph (no line end inside) and moves below it.
 // The line filling is ours, not fpdf's Write: Write converts its whole
-// text to runes once per line (quadratic) and counts zero-width marks
-// (Devanagari vowel signs, accents) as 65535 units wide, breaking a line
-// after every one of them. GetStringWidth counts them right.
-func (t *textWriter) place(x, h float64, piece string) {
-	text, newline := strings.CutSuffix(piece, "\n")
-	word := strings.TrimRight(text, " ")
-	if wordW := t.pdf.GetStringWidth(word); t.pdf.GetX()+wordW > t.maxX {
-		if t.pdf.GetX() > x {
-			t.pdf.Ln(h)
+// text to runes once per line (quadratic), counts zero-width marks as
+// 65535 units wide and knows no right to left.
+func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []rune) {
+	rs = shapeArabic(rs, func(r rune) bool { return t.chain.fontFor(r) >= 0 })
+	levels, base := bidiLevels(rs)
+	// Direction marks, embeddings and joiners have done their work.
+	k := 0
+	for i, r := range rs {
+		if notDrawn(r) {
+			continue
 		}
-		if wordW > t.maxX-x && utf8.RuneCountInString(word) > 1 {
-			for _, r := range text {
-				t.place(x, h, string(r))
+		rs[k], levels[k] = r, levels[i]
+		k++
+	}
+	rs, levels = rs[:k], levels[:k]
+	fonts := t.chain.assign(rs, t.miss)
+	for i, f := range fonts {
+		if f > 0 && !t.usable(f) {
+			if rs[i] != ' ' {
+				r := rs[i]
+				if t.chain.fonts[f].astral {
+					r = astralOriginal(r)
+				}
+				t.miss[r]++
+				rs[i] = replacementRune
 			}
-			if newline {
-				t.pdf.Ln(h)
-			}
-			return
+			fonts[i] = 0
 		}
 	}
-	if text != "" {
-		t.pdf.CellFormat(t.pdf.GetStringWidth(text), h, text, "", 0, "L", false, 0, "")
+	w := make([]float64, len(rs))
+	for i, r := range rs {
+		w[i] = t.advance(fonts[i], style, size, r)
 	}
-	if newline {
-		t.pdf.Ln(h)
+
+	for _, l := range breakLines(rs, w, t.maxX-x) {
+		a, b := l[0], l[1]
+		t.line(x, style, size, h, rs[a:b], levels[a:b], fonts[a:b], w[a:b], base)
 	}
 }
 
-// setFont selects font i of the chain. It reports false, with the
-// built-in font selected, when font i cannot be used (its file went away
-// or fpdf cannot embed it): the run is then drawn as replacement marks.
-func (t *textWriter) setFont(i int, style string, size float64) bool {
-	if i == 0 {
-		t.pdf.SetFont(fontFamily, style, size)
+// breakLines fills lines of width avail with the paragraph rs (logical
+// order, w the width of each character) and returns each line's range.
+// A piece wider than a whole line is broken between characters (not
+// before a mark). There is always at least one line.
+func breakLines(rs []rune, w []float64, avail float64) [][2]int {
+	var lines [][2]int
+	lineStart, lineW := 0, 0.0
+	flush := func(end int) {
+		lines = append(lines, [2]int{lineStart, end})
+		lineStart, lineW = end, 0
+	}
+	start := 0
+	for _, end := range pieceEnds(rs) {
+		wordW, trail := 0.0, 0.0
+		for i := start; i < end; i++ {
+			wordW += w[i]
+		}
+		for i := end - 1; i >= start && rs[i] == ' '; i-- {
+			trail += w[i]
+		}
+		if lineW > 0 && lineW+wordW-trail > avail {
+			flush(start)
+		}
+		if wordW-trail > avail && end-start > 1 {
+			for i := start; i < end; i++ {
+				if lineW > 0 && lineW+w[i] > avail && !isMark(rs[i]) {
+					flush(i)
+				}
+				lineW += w[i]
+			}
+		} else {
+			lineW += wordW
+		}
+		start = end
+	}
+	flush(len(rs))
+	return lines
+}
+
+// line draws one line of a paragraph: trailing spaces dropped, reordered
+// for display, each run of one font as one cell.
+func (t *textWriter) line(x float64, style string, size, h float64, rs []rune, levels []uint8, fonts []int, w []float64, base uint8) {
+	for len(rs) > 0 && rs[len(rs)-1] == ' ' {
+		rs, levels, fonts, w = rs[:len(rs)-1], levels[:len(rs)-1], fonts[:len(rs)-1], w[:len(rs)-1]
+	}
+	total := 0.0
+	for _, v := range w {
+		total += v
+	}
+	if base == 1 {
+		t.pdf.SetX(max(x, t.maxX-total))
+	}
+	order := visualOrder(rs, levels)
+	var b strings.Builder
+	for i := 0; i < len(order); {
+		f := fonts[order[i]]
+		b.Reset()
+		runW := 0.0
+		j := i
+		for ; j < len(order) && fonts[order[j]] == f; j++ {
+			r := rs[order[j]]
+			if levels[order[j]]%2 == 1 {
+				if c, ok := mirrorCode(r); ok && f == 0 && t.mirrorCodes {
+					r = c
+				} else {
+					r = mirrored(r)
+				}
+			}
+			b.WriteRune(r)
+			runW += w[order[j]]
+		}
+		t.setFont(f, style, size)
+		t.pdf.CellFormat(runW, h, b.String(), "", 0, "L", false, 0, "")
+		i = j
+	}
+	t.pdf.Ln(h)
+}
+
+// advance is the width of r drawn in font f of the chain, cached.
+func (t *textWriter) advance(f int, style string, size float64, r rune) float64 {
+	key := widthKey{font: f, bold: f == 0 && style == "B", r: r}
+	if u, ok := t.width[key]; ok {
+		return u * size
+	}
+	t.setFont(f, style, size)
+	w := t.pdf.GetStringWidth(string(r))
+	t.width[key] = w / size
+	return w
+}
+
+// usable reports whether font i of the chain can be drawn with (its file
+// still there, fpdf can embed it), registering it with the document.
+func (t *textWriter) usable(i int) bool {
+	if i == 0 || t.added[i] {
 		return true
 	}
-	family := t.chain.fonts[i].family(i)
-	if !t.added[i] {
-		data, err := t.chain.fonts[i].bytes()
-		if err != nil {
-			t.pdf.SetFont(fontFamily, style, size)
-			return false
-		}
-		t.pdf.AddUTF8FontFromBytes(family, "", data)
-		t.added[i] = true
+	if t.bad[i] {
+		return false
 	}
-	// Fallback fonts have one face: bold text in them is drawn regular.
-	t.pdf.SetFont(family, "", size)
+	data, err := t.chain.fonts[i].bytes()
+	if err != nil {
+		t.bad[i] = true
+		return false
+	}
+	t.pdf.AddUTF8FontFromBytes(t.chain.fonts[i].family(i), "", data)
+	t.added[i] = true
 	return true
 }
 
-// maxPiece bounds a piece of text handed to fpdf at once (a very long
-// "word" is broken there when it reaches the margin).
-const maxPiece = 64
-
-// pieces splits s after each space and line end, after each wide (CJK)
-// character, where lines may break without a space, and every maxPiece
-// characters.
-func pieces(s string) []string {
-	var out []string
-	start, n := 0, 0
-	for i, r := range s {
-		n++
-		if r == ' ' || r == '\n' || r >= 0x2E80 || n == maxPiece {
-			end := i + utf8.RuneLen(r)
-			out = append(out, s[start:end])
-			start, n = end, 0
-		}
+// setFont selects font i of the chain (usable must have said yes).
+func (t *textWriter) setFont(i int, style string, size float64) {
+	if i == 0 || !t.usable(i) {
+		t.pdf.SetFont(fontFamily, style, size)
+		return
 	}
-	if start < len(s) {
-		out = append(out, s[start:])
-	}
-	return out
+	// Fallback fonts have one face: bold text in them is drawn regular.
+	t.pdf.SetFont(t.chain.fonts[i].family(i), "", size)
 }
 
-// unusable turns a run meant for an unusable font into replacement marks
-// (spaces and line ends kept) and counts its characters as missing.
-func (t *textWriter) unusable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == ' ' || r == '\n' {
-			return r
+// isWide reports whether r is a CJK character (ideographs, kana, Hangul,
+// full-width forms): lines may break after it.
+func isWide(r rune) bool {
+	return r >= 0x2E80 && r < 0xA000 || r >= 0xAC00 && r < 0xD800 ||
+		r >= 0xF900 && r < 0xFB00 || r >= 0xFF00 && r < 0xFFF0 || r >= 0x20000
+}
+
+// maxPiece bounds a piece of text measured at once (a very long "word"
+// is broken there when it reaches the margin).
+const maxPiece = 64
+
+// pieceEnds returns where the pieces of rs end: after each space, after
+// each wide (CJK) character, where lines may break without a space, and
+// every maxPiece characters.
+func pieceEnds(rs []rune) []int {
+	var ends []int
+	n := 0
+	for i, r := range rs {
+		n++
+		if r == ' ' || r == '\n' || isWide(r) || n == maxPiece {
+			ends = append(ends, i+1)
+			n = 0
 		}
-		t.miss[r]++
-		return replacementRune
-	}, s)
+	}
+	if n > 0 {
+		ends = append(ends, len(rs))
+	}
+	return ends
 }
 
 // warnings describes the characters no font had, once each, in order.
