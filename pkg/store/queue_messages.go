@@ -128,3 +128,18 @@ func (s *Store) RenewLeases(ctx context.Context, node string, ids []string, unti
 	}
 	return n, nil
 }
+
+// ReleaseLeases frees every lease node holds, for a node starting again
+// after a crash: what it was working on is due for anyone at once instead
+// of after the lease timeout. Only node itself may call it.
+func (s *Store) ReleaseLeases(ctx context.Context, node string) (int, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE queue SET lease_node = '', lease_until = NULL WHERE lease_node = $1`, node)
+	if err != nil {
+		return 0, fmt.Errorf("store: releasing the leases of %s: %w", node, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: releasing the leases of %s: %w", node, err)
+	}
+	return int(n), nil
+}

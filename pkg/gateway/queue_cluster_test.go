@@ -1,0 +1,245 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/pkg/store"
+)
+
+// clusterQueue is a queue keeping its messages in the store, as serve
+// does with store.driver = "postgres".
+func clusterQueue(t *testing.T, node string, relay Relay) *Queue {
+	t.Helper()
+	q, _ := testQueue(t, passAll{}, relay)
+	q.Node, q.Messages = node, q.Store.(*store.Store)
+	return q
+}
+
+// sharing makes b use a's store and keyring (nodes of one cluster share the
+// database and the master key), each with a spool directory of its own.
+func sharing(t *testing.T, a, b *Queue) {
+	t.Helper()
+	b.Store, b.Messages, b.Events = a.Store, a.Messages, a.Events
+	sp, err := OpenSpool(filepath.Join(t.TempDir(), "spool-"+b.Node), a.Spool.kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Spool = sp
+}
+
+func TestClusterQueueKeepsMessageInStore(t *testing.T) {
+	relay := &recordingRelay{}
+	q := clusterQueue(t, "gw-a", relay)
+	ctx := context.Background()
+	q.init()
+	id := accept(t, q, "b@ext.test")
+	if ids, _ := q.Spool.IDs(); len(ids) != 0 {
+		t.Fatalf("spool files %v: the message belongs in the database", ids)
+	}
+	e, err := q.Store.QueueEntry(ctx, id)
+	if err != nil || !e.Stored || e.LeaseNode != "gw-a" {
+		t.Fatalf("entry %+v, %v", e, err)
+	}
+	sealed, err := q.Messages.QueueMessage(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), "SECRET BODY") || strings.Contains(string(sealed), "quarterly") || strings.Contains(string(sealed), "a@org.test") {
+		t.Fatal("the stored message is readable without the master key")
+	}
+	if !strings.HasPrefix(string(sealed), spoolMagic) {
+		t.Fatal("the stored message is not in the spool's format")
+	}
+	runQueue(t, q)
+	waitFor(t, "delivery", queueEmpty(q))
+	if d := relay.deliveries(); len(d) != 1 || d[0].QueueID != id || !strings.Contains(string(d[0].Data), "SECRET BODY") {
+		t.Fatalf("deliveries %+v", d)
+	}
+}
+
+// TestClusterDeadNodesMailDelivered: node a accepts and dies before it
+// delivers (it never runs); once its leases run out node b delivers
+// everything, each message once.
+func TestClusterDeadNodesMailDelivered(t *testing.T) {
+	relayA, relayB := &recordingRelay{}, &recordingRelay{}
+	a := clusterQueue(t, "gw-a", relayA)
+	a.Lease = 200 * time.Millisecond
+	b := clusterQueue(t, "gw-b", relayB)
+	b.Lease = 200 * time.Millisecond
+	sharing(t, a, b)
+	const n = 40
+	want := map[string]bool{}
+	for range n {
+		want[accept(t, a, "x@ext.test")] = true
+	}
+	runQueue(t, b)
+	waitFor(t, "node b delivering node a's mail", func() bool { return len(relayB.deliveries()) >= n })
+	waitFor(t, "the queue empty", queueEmpty(b))
+	got := map[string]int{}
+	for _, d := range relayB.deliveries() {
+		got[d.QueueID]++
+	}
+	for id := range want {
+		if got[id] != 1 {
+			t.Errorf("%s delivered %d times", id, got[id])
+		}
+	}
+	if len(relayA.deliveries()) != 0 {
+		t.Error("the dead node delivered")
+	}
+}
+
+// TestClusterTamperedMessageHeld plays an attacker with write access to
+// the database: a message altered in its row, or another message's row
+// copied over it, fails authentication and is held, never sent.
+func TestClusterTamperedMessageHeld(t *testing.T) {
+	tamper := map[string]func(own, other []byte) []byte{
+		"flipped byte": func(own, _ []byte) []byte {
+			b := append([]byte(nil), own...)
+			b[len(b)-20] ^= 1
+			return b
+		},
+		"cut short":           func(own, _ []byte) []byte { return own[:len(own)-30] },
+		"another message's":   func(_, other []byte) []byte { return other },
+		"not a spool message": func(_, _ []byte) []byte { return []byte("From: evil@example.com\r\n\r\nhi\r\n") },
+	}
+	for name, fn := range tamper {
+		t.Run(name, func(t *testing.T) {
+			relay := &recordingRelay{}
+			q := clusterQueue(t, "gw-a", relay)
+			st := q.Messages.(*store.Store)
+			ctx := context.Background()
+			q.init()
+			id, other := accept(t, q, "x@ext.test"), accept(t, q, "y@ext.test")
+			for len(q.wake) > 0 {
+				<-q.wake // delivered through claims below, after the tampering
+			}
+			own, _ := st.QueueMessage(ctx, id)
+			theirs, _ := st.QueueMessage(ctx, other)
+			e, _ := st.QueueEntry(ctx, id) // leased to gw-a since its accept
+			if err := st.PutQueueMessage(ctx, e, fn(own, theirs)); err != nil {
+				t.Fatal(err)
+			}
+			q.deliver(ctx, id)
+			for _, d := range relay.deliveries() {
+				if d.QueueID == id {
+					t.Fatal("a tampered message was delivered")
+				}
+			}
+			e, err := st.QueueEntry(ctx, id)
+			if err != nil || e.State != StateHeld || !strings.Contains(e.HoldReason, "unreadable") {
+				t.Fatalf("tampered entry: %+v, %v", e, err)
+			}
+		})
+	}
+}
+
+// TestClusterRecoverMovesSpoolFiles: a node that kept its messages in
+// spool files (before this version, or before it joined the cluster) moves
+// them into the database at start; a file cut short before its 250 goes.
+func TestClusterRecoverMovesSpoolFiles(t *testing.T) {
+	relay := &recordingRelay{}
+	q := clusterQueue(t, "gw-a", relay)
+	ctx := context.Background()
+	q.init()
+	write := func(withEntry bool) string {
+		env := &Envelope{ID: NewID(), From: "a@org.test", Recipients: toRecipients([]string{"x@ext.test"})}
+		if _, err := q.Spool.Write(env, strings.NewReader(testMsg)); err != nil {
+			t.Fatal(err)
+		}
+		if withEntry {
+			if err := q.Store.PutQueueEntry(ctx, store.QueueEntry{ID: env.ID, Node: q.Node, State: StateQueued,
+				NextAttempt: time.Now(), Recipients: env.Addrs(), Attempts: 2}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return env.ID
+	}
+	withEntry, orphan, torn := write(true), write(false), write(false)
+	p := q.Spool.path(torn)
+	b, _ := os.ReadFile(p)
+	if err := os.WriteFile(p, b[:len(b)-10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := q.Spool.IDs(); len(ids) != 0 {
+		t.Fatalf("spool files left: %v", ids)
+	}
+	for _, id := range []string{withEntry, orphan} {
+		e, err := q.Store.QueueEntry(ctx, id)
+		if err != nil || !e.Stored {
+			t.Fatalf("%s after recovery: %+v, %v", id, e, err)
+		}
+	}
+	if e, _ := q.Store.QueueEntry(ctx, withEntry); e.Attempts != 2 {
+		t.Errorf("the moved entry lost its attempts: %+v", e)
+	}
+	if _, err := q.Store.QueueEntry(ctx, torn); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a torn file without entry was queued: %v", err)
+	}
+	runQueue(t, q)
+	waitFor(t, "the moved messages delivered", queueEmpty(q))
+	if len(relay.deliveries()) != 2 {
+		t.Fatalf("deliveries: %d, want 2", len(relay.deliveries()))
+	}
+}
+
+// TestClusterDeleteAnywhere: an operator on node b deletes a message node
+// a accepted; it is gone for every node at once.
+func TestClusterDeleteAnywhere(t *testing.T) {
+	relayA := &recordingRelay{}
+	a := clusterQueue(t, "gw-a", relayA)
+	b := clusterQueue(t, "gw-b", &recordingRelay{})
+	sharing(t, a, b)
+	ctx := context.Background()
+	a.init()
+	id := accept(t, a, "x@ext.test")
+	if err := Delete(ctx, b.Store, b.Spool, b.Node, b.Events, id, "an operator on gw-b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Store.QueueEntry(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("entry after delete: %v", err)
+	}
+	a.deliver(ctx, id) // its worker, woken by the accept
+	if len(relayA.deliveries()) != 0 {
+		t.Fatal("a deleted message was delivered")
+	}
+}
+
+// TestClusterLostLeaseOutcomeStands: a node that stalled past its lease
+// while another took the message over does not overwrite what that node
+// decided.
+func TestClusterLostLeaseOutcomeStands(t *testing.T) {
+	a := clusterQueue(t, "gw-a", &recordingRelay{})
+	ctx := context.Background()
+	a.init()
+	id := accept(t, a, "x@ext.test")
+	if err := a.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+		e.LeaseNode, e.State, e.Attempts = "gw-b", StateDeferred, 5
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a.updateEntry(ctx, id, func(e *store.QueueEntry) { e.State, e.Attempts = StateHeld, 1 })
+	e, _ := a.Store.QueueEntry(ctx, id)
+	if e.State != StateDeferred || e.Attempts != 5 || e.LeaseNode != "gw-b" {
+		t.Fatalf("the stalled node overwrote the entry: %+v", e)
+	}
+	// And with the lease still its own, the update goes through and
+	// frees the lease.
+	if err := a.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error { e.LeaseNode = "gw-a"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	a.updateEntry(ctx, id, func(e *store.QueueEntry) { e.State = StateHeld })
+	if e, _ := a.Store.QueueEntry(ctx, id); e.State != StateHeld || e.LeaseNode != "" || !e.LeaseUntil.IsZero() {
+		t.Fatalf("own update: %+v", e)
+	}
+}
