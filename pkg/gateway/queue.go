@@ -147,8 +147,8 @@ type Queue struct {
 	// Lease is how long a claim lasts without renewal (default 2 min): a
 	// node that dies loses its work to the others after it. A node renews
 	// the leases of the messages it works on every Lease/3.
-	Lease time.Duration
-	Node  string // this node's name: its spool holds the messages it accepted
+	Lease    time.Duration
+	Node     string // this node's name: its spool holds the messages it accepted
 	Hostname string // for Received:, DSNs
 	Process  Processor
 	Relay    Relay
