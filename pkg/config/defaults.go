@@ -30,7 +30,7 @@ func Default() *Config {
 			RetryFor:     Duration{120 * time.Hour},
 			RetryBackoff: Duration{30 * time.Second},
 		},
-		Store: Store{Driver: "sqlite"},
+		Store: Store{Driver: "sqlite", LeaseTimeout: Duration{2 * time.Minute}},
 		PKI: PKI{
 			Issuer:        "embedded",
 			KeyType:       "rsa2048",
