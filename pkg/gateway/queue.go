@@ -645,7 +645,14 @@ func readHeader(r io.Reader) ([]byte, error) {
 // second delivery. A message stored in the database goes with its entry.
 func (q *Queue) finish(ctx context.Context, id string, stored bool) {
 	if stored {
-		if err := q.Store.DeleteQueueEntry(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		err := q.persist(ctx, id, "removing delivered message", func() error {
+			err := q.Store.DeleteQueueEntry(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // deleted by an operator meanwhile
+			}
+			return err
+		})
+		if err != nil {
 			// Its lease runs out and it is delivered again (at least once).
 			q.Log.Error("removing delivered message", "queue_id", id, "err", err)
 		}
@@ -693,6 +700,12 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	m, err := q.open(ctx, entry)
 	if entry.Stored && errors.Is(err, store.ErrNotFound) {
 		q.Log.Info("message deleted before its delivery", "queue_id", id)
+		return
+	}
+	if entry.Stored && err != nil && !errors.Is(err, ErrSpoolCorrupt) {
+		// The database, not the message: its lease runs out and it is
+		// tried again (by this node or another).
+		q.Log.Error("reading a queued message", "queue_id", id, "err", err)
 		return
 	}
 	if errors.Is(err, os.ErrNotExist) {
@@ -920,8 +933,42 @@ func (q *Queue) discardDeleted(ctx context.Context, id string) {
 	q.Log.Info("message deleted by an operator on another node removed", "queue_id", id)
 }
 
+// persist runs write, the outcome of a delivery, until it succeeds or ctx
+// ends, when the messages are in the database (Messages): the next hop has
+// answered already, and a write lost to a database restart would send the
+// message again once its lease ran out. The message stays in flight
+// meanwhile, so its lease is renewed once the database is back.
+func (q *Queue) persist(ctx context.Context, id, what string, write func() error) error {
+	err := write()
+	if q.Messages == nil {
+		return err
+	}
+	wait := 200 * time.Millisecond
+	for err != nil {
+		q.Log.Warn(what+": retrying", "queue_id", id, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+		err = write()
+	}
+	return nil
+}
+
 func (q *Queue) updateEntry(ctx context.Context, id string, fn func(*store.QueueEntry)) {
-	err := q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+	err := q.persist(ctx, id, "updating queue entry", func() error { return q.updateEntryOnce(ctx, id, fn) })
+	if errors.Is(err, store.ErrNotFound) {
+		return // deleted by an operator meanwhile
+	}
+	if err != nil {
+		q.Log.Error("updating queue entry", "queue_id", id, "err", err)
+	}
+}
+
+func (q *Queue) updateEntryOnce(ctx context.Context, id string, fn func(*store.QueueEntry)) error {
+	return q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
 		if e.State == StateDeleted {
 			return nil // an operator deleted it meanwhile: that stands
 		}
@@ -935,9 +982,6 @@ func (q *Queue) updateEntry(ctx context.Context, id string, fn func(*store.Queue
 		e.LeaseNode, e.LeaseUntil = "", time.Time{} // done with it: free for whoever it is due for
 		return nil
 	})
-	if err != nil {
-		q.Log.Error("updating queue entry", "queue_id", id, "err", err)
-	}
 }
 
 func (q *Queue) splitHeld(ctx context.Context, env *Envelope, msg []byte, held map[string]string, attempt int) {
