@@ -14,6 +14,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 	"github.com/sealgate/sealgate/pkg/secret"
+	"github.com/sealgate/sealgate/pkg/store"
 )
 
 func init() { register(newKeyCmd) }
@@ -94,6 +95,9 @@ func (a *app) keyRotate(ctx context.Context) error {
 	if sp, err := gateway.OpenSpool(cfg.DataPath("spool"), kr); err == nil {
 		out.SpoolPending, _ = sp.StaleKeys(kr.NeedsReseal)
 	}
+	if n, err := staleQueueMessages(ctx, st, kr.NeedsReseal); err == nil {
+		out.SpoolPending += n
+	}
 	return a.print(out, func(w io.Writer) error {
 		_, err := fmt.Fprintf(w, "new master key %s; resealed %d stored secrets and %d CA keys; the old key is kept as %s\n"+
 			"(%d spooled messages still use it until delivered): run `sealgate key rotate --finish` later to delete it\n",
@@ -155,6 +159,11 @@ func (a *app) keyFinish(ctx context.Context) error {
 			return fmt.Errorf("%d spooled messages still use an old key (held or waiting for a retry): release, deliver or delete them, then run --finish again; the old key files stay", n)
 		}
 	}
+	if n, err := staleQueueMessages(ctx, st, kr.NeedsReseal); err != nil {
+		return err
+	} else if n > 0 {
+		return fmt.Errorf("%d queued messages in the database still use an old key (held or waiting for a retry): release, deliver or delete them, then run --finish again; the old key files stay", n)
+	}
 	for _, p := range olds {
 		if err := os.Remove(p); err != nil {
 			return fmt.Errorf("removing %s: %w", p, err)
@@ -186,4 +195,21 @@ func watchMasterKey(ctx context.Context, kr *secret.Keyring, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// staleQueueMessages counts the messages kept in the database (store.driver
+// = "postgres") whose message key is wrapped under an old master key.
+func staleQueueMessages(ctx context.Context, st *store.Store, needsReseal func([]byte) bool) (int, error) {
+	n := 0
+	err := st.QueueMessageHeads(ctx, func(id string, head []byte) error {
+		stale, err := gateway.StaleSealed(head, needsReseal)
+		if err != nil {
+			return fmt.Errorf("queued message %s: %w", id, err)
+		}
+		if stale {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }

@@ -508,6 +508,29 @@ func (q *Queue) claim(ctx context.Context, now time.Time, more chan struct{}) ([
 	return due, nil
 }
 
+// holdsLease says whether this node may deliver e now. A lease that is
+// ours with more than half its time left is (no other node may claim it
+// before it runs out); one closer to its end (a message that waited long
+// for a worker, or a database outage stopped the renewals) is confirmed
+// and extended in the database, and lost if another node took it.
+func (q *Queue) holdsLease(ctx context.Context, e store.QueueEntry) bool {
+	if e.LeaseNode != q.Node {
+		return false
+	}
+	if time.Until(e.LeaseUntil) > q.Lease/2 {
+		return true
+	}
+	n, err := q.Messages.RenewLeases(ctx, q.Node, []string{e.ID}, time.Now().Add(q.Lease))
+	if err != nil {
+		q.Log.Error("confirming a lease", "queue_id", e.ID, "err", err)
+		return false // the lease runs out and it is claimed again
+	}
+	if n == 0 {
+		q.Log.Info("lease taken over by another node before the delivery began", "queue_id", e.ID)
+	}
+	return n == 1
+}
+
 // renewLeases extends the leases of the messages in flight every Lease/3
 // until ctx ends, so that a slow delivery is not taken over by another
 // node; a node that dies stops renewing and its leases run out.
@@ -520,12 +543,18 @@ func (q *Queue) renewLeases(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// The messages in flight, and those accepted here that wait for
+		// a worker (their lease is from the accept).
 		q.mu.Lock()
 		ids := make([]string, 0, len(q.inflight))
 		for id := range q.inflight {
 			ids = append(ids, id)
 		}
 		q.mu.Unlock()
+		q.fresh.Range(func(id, _ any) bool {
+			ids = append(ids, id.(string))
+			return true
+		})
 		if len(ids) == 0 {
 			continue
 		}
@@ -694,7 +723,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			e.State, e.NextAttempt, e.HoldReason = StateHeld, time.Time{}, "spool file unreadable: "+err.Error()
 		})
 	}
-	if entry.Stored && entry.LeaseNode != q.Node {
+	if entry.Stored && !q.holdsLease(ctx, entry) {
 		return // claimed meanwhile by another node, whose lease stands
 	}
 	m, err := q.open(ctx, entry)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/pkg/secret"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -241,5 +242,50 @@ func TestClusterLostLeaseOutcomeStands(t *testing.T) {
 	a.updateEntry(ctx, id, func(e *store.QueueEntry) { e.State = StateHeld })
 	if e, _ := a.Store.QueueEntry(ctx, id); e.State != StateHeld || e.LeaseNode != "" || !e.LeaseUntil.IsZero() {
 		t.Fatalf("own update: %+v", e)
+	}
+}
+
+// TestStaleSealed: `key rotate --finish` must not delete a master key that
+// a message in the database still needs.
+func TestStaleSealed(t *testing.T) {
+	oldKey, newKey := make([]byte, 32), make([]byte, 32)
+	newKey[0] = 1
+	krOld, err := secret.NewKeyring(oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	krBoth, err := secret.NewKeyring(newKey, oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(kr *secret.Keyring) []byte {
+		sp, err := OpenSpool(t.TempDir(), kr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := sp.Seal(&Envelope{ID: NewID()}, strings.NewReader(testMsg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name      string
+		sealed    []byte
+		stale     bool
+		corrupted bool
+	}{
+		{"under the old key", seal(krOld), true, false},
+		{"under the new key", seal(krBoth), false, false},
+		{"only its head", seal(krOld)[:200], true, false},
+		{"not a sealed message", []byte("From: x\r\n\r\nhello"), false, true},
+		{"cut inside the key", seal(krOld)[:20], false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stale, err := StaleSealed(tc.sealed, krBoth.NeedsReseal)
+			if tc.corrupted != errors.Is(err, ErrSpoolCorrupt) || stale != tc.stale {
+				t.Fatalf("StaleSealed = %v, %v; want stale %v, corrupt %v", stale, err, tc.stale, tc.corrupted)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -26,20 +27,33 @@ func (s *Spool) StaleKeys(needsReseal func(sealed []byte) bool) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("spool: %w", err)
 		}
-		r := bufio.NewReader(f)
-		magic := make([]byte, len(spoolMagic))
-		_, err = io.ReadFull(r, magic)
-		var wrapped []byte
-		if err == nil && string(magic) == spoolMagic {
-			wrapped, err = readBlock(r, 4096)
-		}
+		stale, err := staleKey(bufio.NewReader(f), needsReseal)
 		f.Close()
-		if err != nil || string(magic) != spoolMagic {
-			return n, fmt.Errorf("spool: message %s: %w", id, ErrSpoolCorrupt)
+		if err != nil {
+			return n, fmt.Errorf("spool: message %s: %w", id, err)
 		}
-		if needsReseal(wrapped) {
+		if stale {
 			n++
 		}
 	}
 	return n, nil
+}
+
+// StaleSealed says whether a sealed message (the bytes Seal made, or
+// their first 4 KB) has its message key wrapped under an older master key.
+func StaleSealed(sealed []byte, needsReseal func(sealed []byte) bool) (bool, error) {
+	return staleKey(bytes.NewReader(sealed), needsReseal)
+}
+
+func staleKey(r io.Reader, needsReseal func(sealed []byte) bool) (bool, error) {
+	magic := make([]byte, len(spoolMagic))
+	_, err := io.ReadFull(r, magic)
+	var wrapped []byte
+	if err == nil && string(magic) == spoolMagic {
+		wrapped, err = readBlock(r, 4096)
+	}
+	if err != nil || string(magic) != spoolMagic {
+		return false, ErrSpoolCorrupt
+	}
+	return needsReseal(wrapped), nil
 }

@@ -143,3 +143,31 @@ func (s *Store) ReleaseLeases(ctx context.Context, node string) (int, error) {
 	}
 	return int(n), nil
 }
+
+// QueueMessageHeads calls fn with the id and the first bytes (at most 4200:
+// enough for the spool format's magic and wrapped message key) of every
+// message stored in the queue, for `key rotate`, which must know whether
+// any is still wrapped under an old master key.
+func (s *Store) QueueMessageHeads(ctx context.Context, fn func(id string, head []byte) error) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, substr(message, 1, 4200) FROM queue WHERE message IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("store: reading queued messages: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id   string
+			head []byte
+		)
+		if err := rows.Scan(&id, &head); err != nil {
+			return fmt.Errorf("store: reading queued messages: %w", err)
+		}
+		if err := fn(id, head); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: reading queued messages: %w", err)
+	}
+	return nil
+}

@@ -221,3 +221,30 @@ func TestGroupCommitQueueMessage(t *testing.T) {
 		}
 	})
 }
+
+func TestQueueMessageHeads(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t, testKeyring(t))
+		big := bytes.Repeat([]byte("0123456789"), 1000)
+		if err := s.PutQueueMessage(ctx, QueueEntry{ID: "b", State: "queued"}, big); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutQueueMessage(ctx, QueueEntry{ID: "a", State: "queued"}, []byte("short")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutQueueEntry(ctx, QueueEntry{ID: "file", State: "queued"}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		err := s.QueueMessageHeads(ctx, func(id string, head []byte) error {
+			got = append(got, fmt.Sprintf("%s:%d", id, len(head)))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"a:5", "b:4200"}; !slices.Equal(got, want) {
+			t.Fatalf("heads %v, want %v", got, want)
+		}
+	})
+}
