@@ -512,10 +512,12 @@ func (q *Queue) claim(ctx context.Context, now time.Time, more chan struct{}) ([
 // ours with more than half its time left is (no other node may claim it
 // before it runs out); one closer to its end (a message that waited long
 // for a worker, or a database outage stopped the renewals) is confirmed
-// and extended in the database, and lost if another node took it.
+// and extended in the database, and lost if another node took it. A
+// message kicked here without a lease (the portal made it due) is taken
+// if nobody holds a live lease on it.
 func (q *Queue) holdsLease(ctx context.Context, e store.QueueEntry) bool {
 	if e.LeaseNode != q.Node {
-		return false
+		return q.takeLease(ctx, e.ID)
 	}
 	if time.Until(e.LeaseUntil) > q.Lease/2 {
 		return true

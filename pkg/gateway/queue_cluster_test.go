@@ -289,3 +289,42 @@ func TestStaleSealed(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterKickTakesFreeLease: a message made due by the portal and
+// kicked on this node is delivered here at once if no node holds it, and
+// left alone while another node's lease is live.
+func TestClusterKickTakesFreeLease(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		leaseNode string
+		leaseFor  time.Duration
+		delivered bool
+	}{
+		{"free", "", 0, true},
+		{"another node's lease ran out", "gw-b", -time.Second, true},
+		{"another node's live lease", "gw-b", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			relay := &recordingRelay{}
+			q := clusterQueue(t, "gw-a", relay)
+			ctx := context.Background()
+			q.init()
+			id := accept(t, q, "x@ext.test")
+			<-q.wake
+			q.fresh.Delete(id)
+			if err := q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+				e.State, e.LeaseNode, e.LeaseUntil = StateDeferred, tc.leaseNode, time.Time{}
+				if tc.leaseNode != "" {
+					e.LeaseUntil = time.Now().Add(tc.leaseFor)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			q.deliver(ctx, id) // what Kick's wake leads to
+			if got := len(relay.deliveries()) == 1; got != tc.delivered {
+				t.Fatalf("delivered: %v, want %v", got, tc.delivered)
+			}
+		})
+	}
+}
