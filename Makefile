@@ -11,7 +11,7 @@ test:
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
-# The cluster test with the issue's 2,000 messages per phase (the CI suite sends 400).
+# The cluster test with the issue's 2,000 messages per phase (the CI suite sends 300).
 soak-cluster:
 	SEALGATE_CLUSTER_MESSAGES=2000 go test -count=1 -v -run TestClusterTwoNodesOnePostgres -timeout 20m ./pkg/gateway/e2e/
 

@@ -29,7 +29,7 @@ encrypt = "none"
 `
 
 // clusterMessages is how many messages each phase of the cluster test
-// sends: 400 by default, which keeps the test within CI's time on two busy
+// sends: 300 by default, which keeps the test within CI's time on two busy
 // cores (2,000 took about a minute per phase there); `make soak-cluster`
 // runs the issue's 2,000 (SEALGATE_CLUSTER_MESSAGES).
 func clusterMessages(t *testing.T) int {
@@ -40,7 +40,7 @@ func clusterMessages(t *testing.T) int {
 		}
 		return n
 	}
-	return 400
+	return 300
 }
 
 // clusterNode is a gateway node of the test cluster: its own data_dir and
