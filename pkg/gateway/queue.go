@@ -490,7 +490,11 @@ func (q *Queue) Run(ctx context.Context) error {
 // claim takes the lease on up to Workers due entries (any node's) and
 // signals more when it got all it asked for.
 func (q *Queue) claim(ctx context.Context, now time.Time, more chan struct{}) ([]store.QueueEntry, error) {
-	due, err := q.Messages.ClaimQueueEntries(ctx, q.Node, now, now.Add(q.Lease), q.Workers)
+	// A claim that hangs (a network cut to the database) must not stall
+	// the loop that also hands out the fresh messages.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	due, err := q.Messages.ClaimQueueEntries(cctx, q.Node, now, now.Add(q.Lease), q.Workers)
 	if err != nil {
 		return nil, err
 	}
