@@ -979,7 +979,8 @@ func (q *Queue) persist(ctx context.Context, id, what string, write func() error
 		return err
 	}
 	wait := 200 * time.Millisecond
-	for err != nil {
+	// Gone (an operator deleted it) is an answer, not an outage.
+	for err != nil && !errors.Is(err, store.ErrNotFound) {
 		q.Log.Warn(what+": retrying", "queue_id", id, "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
@@ -989,7 +990,7 @@ func (q *Queue) persist(ctx context.Context, id, what string, write func() error
 		wait = min(2*wait, 5*time.Second)
 		err = write()
 	}
-	return nil
+	return err
 }
 
 func (q *Queue) updateEntry(ctx context.Context, id string, fn func(*store.QueueEntry)) {

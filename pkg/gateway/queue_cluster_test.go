@@ -328,3 +328,23 @@ func TestClusterKickTakesFreeLease(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterOutcomeOfDeletedMessage: an outcome for a message an operator
+// deleted meanwhile is dropped at once, not retried as if the database
+// were down.
+func TestClusterOutcomeOfDeletedMessage(t *testing.T) {
+	q, el := testQueue(t, passAll{}, &recordingRelay{})
+	q.Node, q.Messages = "gw-a", q.Store.(*store.Store)
+	q.init()
+	id := accept(t, q, "x@ext.test")
+	if err := q.Store.DeleteQueueEntry(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	q.updateEntry(ctx, id, func(e *store.QueueEntry) { e.State = StateDeferred })
+	q.finish(ctx, id, true)
+	if strings.Contains(el.String(), "retrying") {
+		t.Fatalf("a deleted message's outcome was retried:\n%s", el.String())
+	}
+}
