@@ -1,4 +1,4 @@
-.PHONY: build test bench run deb
+.PHONY: build test bench soak-cluster run deb
 
 build:
 	go build -o bin/sealgate ./cmd/sealgate
@@ -10,6 +10,10 @@ test:
 # Benchmarks (figures quoted in closing notes come from here).
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+# The cluster test with the issue's 2,000 messages per phase (the CI suite sends 300).
+soak-cluster:
+	SEALGATE_CLUSTER_MESSAGES=2000 go test -count=1 -v -run TestClusterTwoNodesOnePostgres -timeout 20m ./pkg/gateway/e2e/
 
 run: build
 	bin/sealgate serve --config config.example.toml

@@ -14,6 +14,7 @@ import (
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/pki/embeddedca"
 	"github.com/sealgate/sealgate/pkg/secret"
+	"github.com/sealgate/sealgate/pkg/store"
 )
 
 func init() { register(newKeyCmd) }
@@ -99,6 +100,9 @@ func (a *app) keyRotate(ctx context.Context) error {
 			return fmt.Errorf("resealing the spool (run key rotate again to continue; the old key is kept): %w", err)
 		}
 	}
+	if n, err := staleQueueMessages(ctx, st, kr.NeedsReseal); err == nil {
+		out.SpoolPending += n
+	}
 	return a.print(out, func(w io.Writer) error {
 		_, err := fmt.Fprintf(w, "new master key %s; resealed %d stored secrets, %d CA keys and %d spooled messages; the old key is kept as %s\n",
 			out.KeyID, out.StoreValues, out.CAKeys, out.SpoolResealed, oldPath)
@@ -168,6 +172,11 @@ func (a *app) keyFinish(ctx context.Context) error {
 			return fmt.Errorf("%d spooled messages still use an old key (held or waiting for a retry): release, deliver or delete them, then run --finish again; the old key files stay", n)
 		}
 	}
+	if n, err := staleQueueMessages(ctx, st, kr.NeedsReseal); err != nil {
+		return err
+	} else if n > 0 {
+		return fmt.Errorf("%d queued messages in the database still use an old key (held or waiting for a retry): release, deliver or delete them, then run --finish again; the old key files stay", n)
+	}
 	for _, p := range olds {
 		if err := os.Remove(p); err != nil {
 			return fmt.Errorf("removing %s: %w", p, err)
@@ -199,4 +208,21 @@ func watchMasterKey(ctx context.Context, kr *secret.Keyring, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// staleQueueMessages counts the messages kept in the database (store.driver
+// = "postgres") whose message key is wrapped under an old master key.
+func staleQueueMessages(ctx context.Context, st *store.Store, needsReseal func([]byte) bool) (int, error) {
+	n := 0
+	err := st.QueueMessageHeads(ctx, func(id string, head []byte) error {
+		stale, err := gateway.StaleSealed(head, needsReseal)
+		if err != nil {
+			return fmt.Errorf("queued message %s: %w", id, err)
+		}
+		if stale {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }

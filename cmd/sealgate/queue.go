@@ -32,6 +32,18 @@ type queueEntryJSON struct {
 	HoldReason  string   `json:"hold_reason,omitempty"`
 	CreatedAt   string   `json:"created_at"`
 	Node        string   `json:"node"`
+	// LeaseNode is the node working on the message right now (postgres:
+	// it holds the entry's lease until LeaseUntil); absent when none does.
+	LeaseNode  string `json:"lease_node,omitempty"`
+	LeaseUntil string `json:"lease_until,omitempty"`
+}
+
+// holder is the node working on e now: its live lease's node, else "-".
+func (j queueEntryJSON) holder() string {
+	if j.LeaseNode == "" {
+		return "-"
+	}
+	return j.LeaseNode
 }
 
 func toQueueJSON(e store.QueueEntry) queueEntryJSON {
@@ -43,6 +55,9 @@ func toQueueJSON(e store.QueueEntry) queueEntryJSON {
 	}
 	if !e.NextAttempt.IsZero() {
 		j.NextAttempt = e.NextAttempt.Format(time.RFC3339)
+	}
+	if e.LeaseNode != "" && e.LeaseUntil.After(time.Now()) {
+		j.LeaseNode, j.LeaseUntil = e.LeaseNode, e.LeaseUntil.Format(time.RFC3339)
 	}
 	return j
 }
@@ -99,7 +114,7 @@ func newQueueCmd(a *app) *cobra.Command {
 			}
 			return a.print(out, func(w io.Writer) error {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tSTATE\tSIZE\tATTEMPTS\tSENDER\tRECIPIENTS\tREASON")
+				fmt.Fprintln(tw, "ID\tSTATE\tSIZE\tATTEMPTS\tSENDER\tRECIPIENTS\tNODE\tREASON")
 				for _, e := range out {
 					reason := e.HoldReason
 					if reason == "" {
@@ -108,8 +123,8 @@ func newQueueCmd(a *app) *cobra.Command {
 					if len(reason) > 60 {
 						reason = reason[:57] + "..."
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", e.ID, e.State, e.Size, e.Attempts, e.Sender,
-						strings.Join(e.Recipients, ","), reason)
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.State, e.Size, e.Attempts, e.Sender,
+						strings.Join(e.Recipients, ","), e.holder(), reason)
 				}
 				if len(out) == 0 {
 					fmt.Fprintln(tw, "(queue empty)")
@@ -129,6 +144,9 @@ func newQueueCmd(a *app) *cobra.Command {
 						j.ID, j.State, j.Node, j.Sender, strings.Join(j.Recipients, ", "), j.Size, j.Attempts, j.CreatedAt)
 					if j.NextAttempt != "" {
 						fmt.Fprintf(w, "next attempt: %s\n", j.NextAttempt)
+					}
+					if j.LeaseNode != "" {
+						fmt.Fprintf(w, "worked on by: %s (lease until %s)\n", j.LeaseNode, j.LeaseUntil)
 					}
 					if j.HoldReason != "" {
 						fmt.Fprintf(w, "held because: %s\n", j.HoldReason)

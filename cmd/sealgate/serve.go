@@ -205,6 +205,11 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		Events:          &events.Recorder{Store: gc, Logger: log, Node: rt.node, Observers: []events.Observer{rt.metrics}},
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 	}
+	if cfg.Store.Driver == "postgres" {
+		// Several nodes on one database: messages live in it, sealed,
+		// and any node delivers any node's mail under a lease.
+		q.Messages, q.Lease = gc, cfg.Store.LeaseTimeout.Duration
+	}
 	// Who may send as whom: the signer's view of the users (aliases map to
 	// their user), so a personal account can use its aliases and nothing
 	// else, in MAIL FROM (listener) and in From and Sender (admission).

@@ -221,6 +221,58 @@ func (p *Postgres) NewDatabase(tb testing.TB) string {
 	return p.DSN(name)
 }
 
+// Restart stops the server (fast shutdown: sessions are cut, as in a
+// database failover) and starts it again on the same port and data after
+// down, for tests of clients that must reconnect.
+func (p *Postgres) Restart(down time.Duration) error {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return errors.New("postgres: not running")
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("postgres did not stop within 30 s:\n%s", p.Log())
+	}
+	time.Sleep(down)
+	cred, err := postgresCredential(p.dir)
+	if err != nil {
+		return err
+	}
+	old := p.cmd
+	p.cmd = exec.Command(old.Path, old.Args[1:]...)
+	p.cmd.Dir, p.cmd.Stdout, p.cmd.Stderr = old.Dir, p.log, p.log
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	p.exited = make(chan struct{})
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("restarting postgres: %w", err)
+	}
+	exited := p.exited
+	go func() { _ = p.cmd.Wait(); close(exited) }()
+	return p.waitRestarted(30 * time.Second)
+}
+
+// waitRestarted waits until the restarted server answers.
+func (p *Postgres) waitRestarted(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("postgres exited during restart:\n%s", p.Log())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := exec.CommandContext(ctx, filepath.Join(p.bin, "pg_isready"), "-q", "-h", "127.0.0.1",
+			"-p", strconv.Itoa(p.Port), "-U", "postgres").Run()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("postgres not back on 127.0.0.1:%d after %v:\n%s", p.Port, timeout, p.Log())
+}
+
 // Stop shuts the server down (fast shutdown, then kill after 10 s) and
 // deletes its directory. Safe to call more than once.
 func (p *Postgres) Stop() {

@@ -20,6 +20,8 @@ type SinkMessage struct {
 	Data  []byte
 	TLS   bool
 	User  string
+	// Helo is the name the client greeted with (tells cluster nodes apart).
+	Helo string
 }
 
 // Sink is a small SMTP server for tests: the next hop the gateway relays
@@ -166,7 +168,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	}
 	_, tlsOn := ss.c.TLSConnectionState()
 	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, SinkMessage{From: ss.from, Rcpts: append([]string(nil), ss.to...), Data: b, TLS: tlsOn, User: ss.user})
+	ss.s.msgs = append(ss.s.msgs, SinkMessage{From: ss.from, Rcpts: append([]string(nil), ss.to...), Data: b, TLS: tlsOn, User: ss.user, Helo: ss.c.Hostname()})
 	ss.s.mu.Unlock()
 	return nil
 }

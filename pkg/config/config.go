@@ -81,6 +81,10 @@ type Store struct {
 	// for a DSN with a password: the file can be 0600 while the config
 	// stays readable.
 	DSNFile string `toml:"dsn_file"`
+	// LeaseTimeout is how long a node's claim on a queued message lasts
+	// without renewal (postgres): after it, a node that died loses its
+	// messages to the others.
+	LeaseTimeout Duration `toml:"lease_timeout"`
 }
 
 // PKI configures per-user certificates.

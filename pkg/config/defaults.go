@@ -30,7 +30,7 @@ func Default() *Config {
 			RetryFor:     Duration{120 * time.Hour},
 			RetryBackoff: Duration{30 * time.Second},
 		},
-		Store: Store{Driver: "sqlite"},
+		Store: Store{Driver: "sqlite", LeaseTimeout: Duration{2 * time.Minute}},
 		DKIM:  DKIM{Selector: "sealgate"},
 		PKI: PKI{
 			Issuer:        "embedded",

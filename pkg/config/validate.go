@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -316,6 +317,9 @@ func (v *validator) relay() {
 
 func (v *validator) store() {
 	s := v.c.Store
+	if v.positive("store.lease_timeout", s.LeaseTimeout); s.LeaseTimeout.Duration > 0 && s.LeaseTimeout.Duration < 3*time.Second {
+		v.add("store.lease_timeout", nil, fmt.Sprintf("%s is too short: a node renews its leases every third of it, and a busy database could make it lose them while it delivers (mail sent twice)", s.LeaseTimeout.Duration), `use e.g. "2m" (the default); "30s" at least for production`)
+	}
 	if v.oneOf("store.driver", s.Driver, "sqlite", "postgres") && s.Driver == "postgres" {
 		switch {
 		case s.DSN != "" && s.DSNFile != "":

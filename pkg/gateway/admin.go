@@ -30,7 +30,7 @@ func Release(ctx context.Context, st QueueStore, sp *Spool, rec *events.Recorder
 		return before, fmt.Errorf("queue: releasing %s: %w", id, err)
 	}
 	if before.State == StateHeld {
-		record(ctx, rec, before, spooledMessageID(sp, id), events.Released, "released by "+by+" (was held: "+before.HoldReason+")")
+		record(ctx, rec, before, queuedMessageID(ctx, st, sp, before), events.Released, "released by "+by+" (was held: "+before.HoldReason+")")
 	}
 	return before, nil
 }
@@ -45,7 +45,21 @@ func Delete(ctx context.Context, st QueueStore, sp *Spool, node string, rec *eve
 	if err != nil {
 		return fmt.Errorf("queue: deleting %s: %w", id, err)
 	}
-	msgID := spooledMessageID(sp, id)
+	msgID := queuedMessageID(ctx, st, sp, e)
+	if e.Stored {
+		// In the database: gone for every node with its row. A node
+		// delivering it right now finds the row gone when it finishes.
+		err = st.DeleteQueueEntry(ctx, id)
+		if err != nil {
+			return fmt.Errorf("queue: deleting %s: %w", id, err)
+		}
+		reason := "deleted by " + by
+		if e.State == StateHeld && e.HoldReason != "" {
+			reason += " (was held: " + e.HoldReason + ")"
+		}
+		record(ctx, rec, e, msgID, events.Deleted, reason)
+		return nil
+	}
 	if _, err = os.Stat(sp.path(id)); err == nil || e.Node == node {
 		err = sp.Discard(id) // ours: the file goes (if it is still here), then the entry
 	}
@@ -89,13 +103,27 @@ func record(ctx context.Context, rec *events.Recorder, e store.QueueEntry, msgID
 	rec.RecordAll(ctx, evs)
 }
 
-// spooledMessageID reads the Message-ID of a spooled message ("" when the
-// file is elsewhere or unreadable: the event goes without it).
-func spooledMessageID(sp *Spool, id string) string {
+// queuedMessageID reads the Message-ID of a queued message ("" when the
+// file is elsewhere or it is unreadable: the event goes without it). A
+// message stored in the database is read from there when st can.
+func queuedMessageID(ctx context.Context, st QueueStore, sp *Spool, e store.QueueEntry) string {
 	if sp == nil {
 		return ""
 	}
-	m, err := sp.Open(id)
+	var (
+		m   *SpooledMessage
+		err error
+	)
+	if ms, ok := st.(interface {
+		QueueMessage(ctx context.Context, id string) ([]byte, error)
+	}); ok && e.Stored {
+		var sealed []byte
+		if sealed, err = ms.QueueMessage(ctx, e.ID); err == nil {
+			m, err = sp.OpenSealed(e.ID, sealed)
+		}
+	} else {
+		m, err = sp.Open(e.ID)
+	}
 	if err != nil {
 		return ""
 	}

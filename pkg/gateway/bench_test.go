@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
+	"github.com/sealgate/sealgate/pkg/secret"
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
@@ -94,6 +95,44 @@ func BenchmarkSMTPRelay10KB(b *testing.B) {
 					b.Fatal(errs[0])
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkAcceptPostgresParallel10KB: the durable-accept path with 20
+// sessions on the test's PostgreSQL (fsync off there, so this measures the
+// work, not a disk): the message in a spool file and its entry in the
+// database (a single node), against message and entry in one row (a
+// cluster, store.driver = "postgres"). Both through store.GroupCommit.
+func BenchmarkAcceptPostgresParallel10KB(b *testing.B) {
+	pg := testpeer.StartPostgres(b)
+	for _, mode := range []string{"spool-file", "in-database"} {
+		b.Run(mode, func(b *testing.B) {
+			q, _ := testQueue(b, passAll{}, &recordingRelay{})
+			st, err := store.Open(context.Background(), store.Options{Driver: "postgres", DSN: pg.NewDatabase(b), Keyring: q.Spool.kr.(*secret.Keyring)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			gc := store.NewGroupCommit(st)
+			defer gc.Close()
+			q.Store = gc
+			if mode == "in-database" {
+				q.Messages = gc
+			}
+			q.init()
+			msg := strings.Repeat("0123456789abcdef\r\n", 10240/18)
+			b.SetBytes(int64(len(msg)))
+			b.SetParallelism(10)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					env := &Envelope{From: "a@org.test", Recipients: []Recipient{{Addr: "b@ext.test"}}}
+					if err := q.Accept(context.Background(), env, strings.NewReader(msg)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }

@@ -40,6 +40,19 @@ type QueueStore interface {
 	DeleteQueueEntry(ctx context.Context, id string) error
 }
 
+// MessageStore keeps the sealed messages in the database, each in the same
+// row and transaction as its queue entry, and leases the entries to the
+// node working on them (*store.Store and *store.GroupCommit satisfy it).
+// With it any node of a cluster delivers any message; without it messages
+// stay in this node's spool files.
+type MessageStore interface {
+	PutQueueMessage(ctx context.Context, e store.QueueEntry, sealed []byte) error
+	QueueMessage(ctx context.Context, id string) ([]byte, error)
+	ClaimQueueEntries(ctx context.Context, node string, now, until time.Time, limit int) ([]store.QueueEntry, error)
+	RenewLeases(ctx context.Context, node string, ids []string, until time.Time) (int, error)
+	ReleaseLeases(ctx context.Context, node string) (int, error)
+}
+
 // Processor turns a spooled message into what goes out for the given
 // pending recipients (the policy pipeline). An error holds every recipient:
 // a message is never sent when its processing failed.
@@ -123,8 +136,18 @@ type HopRelay interface {
 // Queue accepts messages into the spool and delivers them: one worker per
 // message, retries with backoff per recipient, holds and bounces.
 type Queue struct {
-	Spool    *Spool
-	Store    QueueStore
+	Spool *Spool
+	Store QueueStore
+	// Messages, if set, keeps new messages in the database (sealed by
+	// Spool's code and keyring, no file) and has this node claim due work
+	// under a lease, so that nodes sharing one PostgreSQL deliver each
+	// other's mail (store.driver = "postgres"). Spool files of earlier
+	// versions are moved into it by Recover.
+	Messages MessageStore
+	// Lease is how long a claim lasts without renewal (default 2 min): a
+	// node that dies loses its work to the others after it. A node renews
+	// the leases of the messages it works on every Lease/3.
+	Lease    time.Duration
 	Node     string // this node's name: its spool holds the messages it accepted
 	Hostname string // for Received:, DSNs
 	Process  Processor
@@ -185,6 +208,9 @@ func (q *Queue) init() {
 		if q.Poll <= 0 {
 			q.Poll = time.Second
 		}
+		if q.Lease <= 0 {
+			q.Lease = 2 * time.Minute
+		}
 		if q.Log == nil {
 			q.Log = slog.Default()
 		}
@@ -232,6 +258,9 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 		hc = &headerCapture{r: r}
 		r = hc
 	}
+	if q.Messages != nil {
+		return q.acceptStored(ctx, env, r, hc)
+	}
 	size, err := q.Spool.Write(env, r)
 	if err != nil {
 		return err
@@ -266,6 +295,39 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 	return nil
 }
 
+// acceptStored is Accept with the message in the database: sealed in
+// memory, then entry and message in one transaction, leased to this node
+// (which delivers it at once); 250 only after that commit.
+func (q *Queue) acceptStored(ctx context.Context, env *Envelope, r io.Reader, hc *headerCapture) error {
+	sealed, size, err := q.Spool.Seal(env, r)
+	if err != nil {
+		return err
+	}
+	if hc != nil {
+		hdr, err := hc.header()
+		if err == nil {
+			err = q.Admit.Admit(ctx, env, hdr)
+		}
+		if err != nil {
+			return err // nothing was written
+		}
+	}
+	e := store.QueueEntry{ID: env.ID, Node: q.Node, Sender: env.From, Recipients: env.Addrs(),
+		State: StateQueued, NextAttempt: env.Received, Size: size, CreatedAt: env.Received,
+		LeaseNode: q.Node, LeaseUntil: time.Now().Add(q.Lease), Stored: true}
+	q.fresh.Store(env.ID, e)
+	if err := q.Messages.PutQueueMessage(ctx, e, sealed); err != nil {
+		q.fresh.Delete(env.ID)
+		return fmt.Errorf("queue: recording %s: %w", env.ID, err)
+	}
+	select {
+	case q.wake <- env.ID:
+	default: // its lease runs out and a poll claims it
+		q.fresh.Delete(env.ID)
+	}
+	return nil
+}
+
 // Recover reconciles the spool with the store after a crash: a spool file
 // without an entry (crash between fsync and the store write) is queued
 // again; an entry of this node without a file (crash between removing the
@@ -276,6 +338,9 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 func (q *Queue) Recover(ctx context.Context) error {
 	q.init()
 	q.recovered = true
+	if q.Messages != nil {
+		return q.recoverStored(ctx)
+	}
 	q.Spool.removeTemps()
 	ids, err := q.Spool.IDs()
 	if err != nil {
@@ -379,28 +444,133 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(q.Poll)
 	defer tick.Stop()
+	if q.Messages != nil {
+		renewDone := make(chan struct{})
+		defer func() { <-renewDone }()
+		go func() { defer close(renewDone); q.renewLeases(ctx) }()
+	}
+	// more is ready when the last claim took all it asked for: there is
+	// probably more due (a dead node's backlog), so claim again at once.
+	more := make(chan struct{}, 1)
 	lastExpiry := time.Time{}
 	for {
+		var due []store.QueueEntry
+		var err error
 		select {
 		case <-ctx.Done():
 			wg.Wait()
 			return nil
 		case id := <-q.wake:
 			dispatch(id)
+			continue
+		case <-more:
+			due, err = q.claim(ctx, time.Now(), more)
 		case now := <-tick.C:
-			due, err := q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node, DueBy: now, Limit: 1000})
-			if err != nil && ctx.Err() == nil {
-				q.Log.Error("queue poll", "err", err)
-			}
-			for _, e := range due {
-				if e.State != StateHeld {
-					dispatch(e.ID)
-				}
+			if q.Messages != nil {
+				due, err = q.claim(ctx, now, more)
+			} else {
+				due, err = q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node, DueBy: now, Limit: 1000})
 			}
 			if now.Sub(lastExpiry) > 60*q.Poll {
 				lastExpiry = now
 				q.expireHeld(ctx, now)
 			}
+		}
+		if err != nil && ctx.Err() == nil {
+			q.Log.Error("queue poll", "err", err)
+		}
+		for _, e := range due {
+			if e.State != StateHeld {
+				dispatch(e.ID)
+			}
+		}
+	}
+}
+
+// claim takes the lease on up to Workers due entries (any node's) and
+// signals more when it got all it asked for.
+func (q *Queue) claim(ctx context.Context, now time.Time, more chan struct{}) ([]store.QueueEntry, error) {
+	// A claim that hangs (a network cut to the database) must not stall
+	// the loop that also hands out the fresh messages.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	due, err := q.Messages.ClaimQueueEntries(cctx, q.Node, now, now.Add(q.Lease), q.Workers)
+	if err != nil {
+		return nil, err
+	}
+	if len(due) == q.Workers {
+		select {
+		case more <- struct{}{}:
+		default:
+		}
+	}
+	for _, e := range due {
+		if e.Node != q.Node {
+			q.Log.Info("delivering a message accepted by another node", "queue_id", e.ID, "accepted_by", e.Node)
+		}
+	}
+	return due, nil
+}
+
+// holdsLease says whether this node may deliver e now. A lease that is
+// ours with more than half its time left is (no other node may claim it
+// before it runs out); one closer to its end (a message that waited long
+// for a worker, or a database outage stopped the renewals) is confirmed
+// and extended in the database, and lost if another node took it. A
+// message kicked here without a lease (the portal made it due) is taken
+// if nobody holds a live lease on it.
+func (q *Queue) holdsLease(ctx context.Context, e store.QueueEntry) bool {
+	if e.LeaseNode != q.Node {
+		return q.takeLease(ctx, e.ID)
+	}
+	if time.Until(e.LeaseUntil) > q.Lease/2 {
+		return true
+	}
+	n, err := q.Messages.RenewLeases(ctx, q.Node, []string{e.ID}, time.Now().Add(q.Lease))
+	if err != nil {
+		q.Log.Error("confirming a lease", "queue_id", e.ID, "err", err)
+		return false // the lease runs out and it is claimed again
+	}
+	if n == 0 {
+		q.Log.Info("lease taken over by another node before the delivery began", "queue_id", e.ID)
+	}
+	return n == 1
+}
+
+// renewLeases extends the leases of the messages in flight every Lease/3
+// until ctx ends, so that a slow delivery is not taken over by another
+// node; a node that dies stops renewing and its leases run out.
+func (q *Queue) renewLeases(ctx context.Context) {
+	t := time.NewTicker(q.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// The messages in flight, and those accepted here that wait for
+		// a worker (their lease is from the accept).
+		q.mu.Lock()
+		ids := make([]string, 0, len(q.inflight))
+		for id := range q.inflight {
+			ids = append(ids, id)
+		}
+		q.mu.Unlock()
+		q.fresh.Range(func(id, _ any) bool {
+			ids = append(ids, id.(string))
+			return true
+		})
+		if len(ids) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, q.Lease/3)
+		n, err := q.Messages.RenewLeases(rctx, q.Node, ids, time.Now().Add(q.Lease))
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			q.Log.Error("renewing the leases of the messages in flight", "err", err)
+		} else if n < len(ids) {
+			q.Log.Debug("some leases were not renewed (finished meanwhile, or taken over after a stall)", "renewed", n, "in_flight", len(ids))
 		}
 	}
 }
@@ -413,7 +583,11 @@ func (q *Queue) done(id string) {
 
 // expireHeld bounces held messages older than RetryFor.
 func (q *Queue) expireHeld(ctx context.Context, now time.Time) {
-	held, err := q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node, State: StateHeld})
+	f := store.QueueFilter{Node: q.Node, State: StateHeld}
+	if q.Messages != nil {
+		f.Node = "" // any node's: the one that held it may be gone
+	}
+	held, err := q.Store.QueueEntries(ctx, f)
 	if err != nil {
 		return
 	}
@@ -421,7 +595,13 @@ func (q *Queue) expireHeld(ctx context.Context, now time.Time) {
 		if now.Sub(e.CreatedAt) < q.RetryFor {
 			continue
 		}
-		m, err := q.Spool.Open(e.ID)
+		if e.Stored && !q.takeLease(ctx, e.ID) {
+			continue // another node expires it
+		}
+		if !e.Stored && e.Node != q.Node {
+			continue // in another node's spool
+		}
+		m, err := q.open(ctx, e)
 		if err != nil {
 			continue
 		}
@@ -437,8 +617,36 @@ func (q *Queue) expireHeld(ctx context.Context, now time.Time) {
 		}
 		q.Events.RecordAll(ctx, evs)
 		q.bounce(ctx, &env, hdr, bounced)
-		q.finish(ctx, e.ID)
+		q.finish(ctx, e.ID, e.Stored)
 	}
+}
+
+// takeLease gives this node the lease on entry id if nobody holds a live
+// one, for work a claim does not hand out (expiring held messages).
+func (q *Queue) takeLease(ctx context.Context, id string) bool {
+	got := false
+	err := q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+		now := time.Now()
+		if e.LeaseNode != "" && e.LeaseNode != q.Node && e.LeaseUntil.After(now) {
+			return nil
+		}
+		e.LeaseNode, e.LeaseUntil, got = q.Node, now.Add(q.Lease), true
+		return nil
+	})
+	return err == nil && got
+}
+
+// open opens the message of entry e: from the database when it is stored
+// there, else from this node's spool.
+func (q *Queue) open(ctx context.Context, e store.QueueEntry) (*SpooledMessage, error) {
+	if !e.Stored || q.Messages == nil {
+		return q.Spool.Open(e.ID)
+	}
+	sealed, err := q.Messages.QueueMessage(ctx, e.ID)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return q.Spool.OpenSealed(e.ID, sealed)
 }
 
 // messageIDOf is the Message-ID of a header section ("" if it has none or
@@ -469,8 +677,22 @@ func readHeader(r io.Reader) ([]byte, error) {
 
 // finish removes a message that has nothing left to do: the file first,
 // so that a crash in between leaves an entry Recover drops, never a
-// second delivery.
-func (q *Queue) finish(ctx context.Context, id string) {
+// second delivery. A message stored in the database goes with its entry.
+func (q *Queue) finish(ctx context.Context, id string, stored bool) {
+	if stored {
+		err := q.persist(ctx, id, "removing delivered message", func() error {
+			err := q.Store.DeleteQueueEntry(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil // deleted by an operator meanwhile
+			}
+			return err
+		})
+		if err != nil {
+			// Its lease runs out and it is delivered again (at least once).
+			q.Log.Error("removing delivered message", "queue_id", id, "err", err)
+		}
+		return
+	}
 	if err := q.Spool.Remove(id); err != nil {
 		q.Log.Error("removing spool file", "queue_id", id, "err", err)
 		return
@@ -507,7 +729,20 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			e.State, e.NextAttempt, e.HoldReason = StateHeld, time.Time{}, "spool file unreadable: "+err.Error()
 		})
 	}
-	m, err := q.Spool.Open(id)
+	if entry.Stored && !q.holdsLease(ctx, entry) {
+		return // claimed meanwhile by another node, whose lease stands
+	}
+	m, err := q.open(ctx, entry)
+	if entry.Stored && errors.Is(err, store.ErrNotFound) {
+		q.Log.Info("message deleted before its delivery", "queue_id", id)
+		return
+	}
+	if entry.Stored && err != nil && !errors.Is(err, ErrSpoolCorrupt) {
+		// The database, not the message: its lease runs out and it is
+		// tried again (by this node or another).
+		q.Log.Error("reading a queued message", "queue_id", id, "err", err)
+		return
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		// Deleted by `sealgate queue delete` (or delivered and removed
 		// just before a crash): nothing left to send.
@@ -677,7 +912,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			e.LastError = joinReasons(deferred)
 		})
 	default:
-		q.finish(ctx, id)
+		q.finish(ctx, id, entry.Stored)
 	}
 }
 
@@ -733,17 +968,56 @@ func (q *Queue) discardDeleted(ctx context.Context, id string) {
 	q.Log.Info("message deleted by an operator on another node removed", "queue_id", id)
 }
 
-func (q *Queue) updateEntry(ctx context.Context, id string, fn func(*store.QueueEntry)) {
-	err := q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
-		if e.State == StateDeleted {
-			return nil // an operator deleted it meanwhile: that stands
+// persist runs write, the outcome of a delivery, until it succeeds or ctx
+// ends, when the messages are in the database (Messages): the next hop has
+// answered already, and a write lost to a database restart would send the
+// message again once its lease ran out. The message stays in flight
+// meanwhile, so its lease is renewed once the database is back.
+func (q *Queue) persist(ctx context.Context, id, what string, write func() error) error {
+	err := write()
+	if q.Messages == nil {
+		return err
+	}
+	wait := 200 * time.Millisecond
+	// Gone (an operator deleted it) is an answer, not an outage.
+	for err != nil && !errors.Is(err, store.ErrNotFound) {
+		q.Log.Warn(what+": retrying", "queue_id", id, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(wait):
 		}
-		fn(e)
-		return nil
-	})
+		wait = min(2*wait, 5*time.Second)
+		err = write()
+	}
+	return err
+}
+
+func (q *Queue) updateEntry(ctx context.Context, id string, fn func(*store.QueueEntry)) {
+	err := q.persist(ctx, id, "updating queue entry", func() error { return q.updateEntryOnce(ctx, id, fn) })
+	if errors.Is(err, store.ErrNotFound) {
+		return // deleted by an operator meanwhile
+	}
 	if err != nil {
 		q.Log.Error("updating queue entry", "queue_id", id, "err", err)
 	}
+}
+
+func (q *Queue) updateEntryOnce(ctx context.Context, id string, fn func(*store.QueueEntry)) error {
+	return q.Store.UpdateQueueEntry(ctx, id, func(e *store.QueueEntry) error {
+		if e.State == StateDeleted {
+			return nil // an operator deleted it meanwhile: that stands
+		}
+		if e.Stored && e.LeaseNode != q.Node {
+			// This node stalled past its lease and another took over:
+			// that node's outcome stands.
+			q.Log.Warn("lease lost during delivery; the other node's outcome stands", "queue_id", id, "lease_node", e.LeaseNode)
+			return nil
+		}
+		fn(e)
+		e.LeaseNode, e.LeaseUntil = "", time.Time{} // done with it: free for whoever it is due for
+		return nil
+	})
 }
 
 func (q *Queue) splitHeld(ctx context.Context, env *Envelope, msg []byte, held map[string]string, attempt int) {
@@ -755,15 +1029,20 @@ func (q *Queue) splitHeld(ctx context.Context, env *Envelope, msg []byte, held m
 			cp.Recipients = append(cp.Recipients, r)
 		}
 	}
-	if _, err := q.Spool.Write(&cp, bytes.NewReader(msg)); err != nil {
-		q.Log.Error("splitting held recipients", "queue_id", env.ID, "err", err)
-		return
-	}
-	err := q.Store.PutQueueEntry(ctx, store.QueueEntry{ID: cp.ID, Node: q.Node, Sender: cp.From,
+	e := store.QueueEntry{ID: cp.ID, Node: q.Node, Sender: cp.From,
 		Recipients: cp.Addrs(), State: StateHeld, HoldReason: joinReasons(held), Size: int64(len(msg)), CreatedAt: env.Received,
 		// Its acceptance is recorded already (attempt 0 would record it
 		// again when it is released).
-		Attempts: attempt})
+		Attempts: attempt}
+	var err error
+	if q.Messages != nil {
+		var sealed []byte
+		if sealed, _, err = q.Spool.Seal(&cp, bytes.NewReader(msg)); err == nil {
+			err = q.Messages.PutQueueMessage(ctx, e, sealed)
+		}
+	} else if _, err = q.Spool.Write(&cp, bytes.NewReader(msg)); err == nil {
+		err = q.Store.PutQueueEntry(ctx, e)
+	}
 	if err != nil {
 		q.Log.Error("splitting held recipients", "queue_id", env.ID, "err", err)
 	}
@@ -870,4 +1149,82 @@ func describe(err error) string {
 		return fmt.Sprintf("%d %d.%d.%d %s", se.Code, ec[0], ec[1], ec[2], se.Message)
 	}
 	return err.Error()
+}
+
+// recoverStored is Recover with the messages in the database. This node's
+// leases from before a crash are freed (it is starting, so it works on
+// nothing), and the spool files of an earlier version, or of this node
+// before it joined a cluster, move into the database: each is read through
+// (every chunk authenticated) and stored with its entry in one
+// transaction, then its file goes. A file without an entry that does not
+// read through was cut short by a crash before its 250 and goes.
+func (q *Queue) recoverStored(ctx context.Context) error {
+	if n, err := q.Messages.ReleaseLeases(ctx, q.Node); err != nil {
+		return err
+	} else if n > 0 {
+		q.Log.Info("freed the leases this node held before it stopped", "entries", n)
+	}
+	q.Spool.removeTemps()
+	ids, err := q.Spool.IDs()
+	if err != nil {
+		return err
+	}
+	onDisk := map[string]bool{}
+	for _, id := range ids {
+		onDisk[id] = true
+		e, err := q.Store.QueueEntry(ctx, id)
+		switch {
+		case err == nil && e.State == StateDeleted:
+			q.discardDeleted(ctx, id)
+			continue
+		case err == nil && e.Stored:
+			_ = q.Spool.Remove(id) // moved before a crash; the row has it
+			continue
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		found := err == nil
+		raw, rerr := os.ReadFile(q.Spool.path(id))
+		var m *SpooledMessage
+		if rerr == nil {
+			if m, rerr = q.Spool.OpenSealed(id, raw); rerr == nil {
+				_, rerr = io.Copy(io.Discard, m)
+				m.Close()
+			}
+		}
+		if rerr != nil {
+			if found {
+				// Acknowledged once: an admin decides, nothing is dropped.
+				q.Log.Error("spooled message unreadable, left in the spool for an admin", "queue_id", id, "err", rerr)
+				continue
+			}
+			q.Log.Warn("incomplete spool file without a queue entry removed (its write was interrupted before the 250)", "queue_id", id, "err", rerr)
+			_ = q.Spool.Remove(id)
+			continue
+		}
+		if !found {
+			env := m.Envelope
+			e = store.QueueEntry{ID: id, Node: q.Node, Sender: env.From, Recipients: env.Addrs(), State: StateQueued,
+				NextAttempt: time.Now(), CreatedAt: env.Received}
+		}
+		e.LeaseNode, e.LeaseUntil = "", time.Time{}
+		if err := q.Messages.PutQueueMessage(ctx, e, raw); err != nil {
+			return err
+		}
+		if err := q.Spool.Remove(id); err != nil {
+			q.Log.Error("removing a spool file moved into the database", "queue_id", id, "err", err)
+		}
+		q.Log.Info("spooled message moved into the database", "queue_id", id)
+	}
+	all, err := q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node})
+	if err != nil {
+		return err
+	}
+	for _, e := range all {
+		if !e.Stored && !onDisk[e.ID] {
+			q.Log.Warn("queue entry without spool file dropped (delivered before a crash)", "queue_id", e.ID)
+			_ = q.Store.DeleteQueueEntry(ctx, e.ID)
+		}
+	}
+	return nil
 }

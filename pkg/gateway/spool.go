@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -313,7 +314,7 @@ func readBlock(r io.Reader, max int) ([]byte, error) {
 // stream that authenticates each chunk as it is read.
 type SpooledMessage struct {
 	Envelope Envelope
-	f        *os.File
+	f        io.Closer // the file, or a no-op for a message from the store
 	r        *bufio.Reader
 	aead     cipher.AEAD
 	idx      uint64
@@ -382,6 +383,40 @@ func (m *SpooledMessage) init(kr Keyring, id string) error {
 	}
 	m.idx = 1
 	return nil
+}
+
+// Seal encodes env and the message read from r exactly as Write puts them
+// into a spool file (same format, same keyring: a message key wrapped by
+// the master key, AES-GCM chunks), but into memory, for a queue that keeps
+// its messages in the database. It returns the sealed bytes and the number
+// of message bytes; r's error is returned unchanged (wrapped).
+func (s *Spool) Seal(env *Envelope, r io.Reader) ([]byte, int64, error) {
+	if !validID(env.ID) {
+		return nil, 0, fmt.Errorf("spool: invalid id %q", env.ID)
+	}
+	var buf bytes.Buffer
+	n, err := s.encode(&buf, env, r)
+	if err != nil {
+		return nil, n, err
+	}
+	return buf.Bytes(), n, nil
+}
+
+// OpenSealed opens message id from the bytes Seal made (or a spool file's
+// content): the same checks as Open, so bytes that were altered, cut short
+// or sealed for another id fail with ErrSpoolCorrupt.
+func (s *Spool) OpenSealed(id string, sealed []byte) (*SpooledMessage, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("spool: invalid id %q", id)
+	}
+	r := spoolReaders.Get().(*bufio.Reader)
+	r.Reset(bytes.NewReader(sealed))
+	m := &SpooledMessage{f: io.NopCloser(nil), r: r, sealed: chunkBufs.Get().(*[]byte), plain: chunkBufs.Get().(*[]byte)}
+	if err := m.init(s.kr, id); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("spool: message %s: %w", id, err)
+	}
+	return m, nil
 }
 
 // Read returns the decrypted message.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,12 +30,12 @@ func (s *Spool) StaleKeys(needsReseal func(sealed []byte) bool) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("spool: %w", err)
 		}
-		wrapped, err := readWrappedKey(bufio.NewReader(f))
+		stale, err := staleKey(bufio.NewReader(f), needsReseal)
 		f.Close()
 		if err != nil {
 			return n, fmt.Errorf("spool: message %s: %w", id, err)
 		}
-		if needsReseal(wrapped) {
+		if stale {
 			n++
 		}
 	}
@@ -179,4 +180,18 @@ func (s *Spool) reseal(kr Resealer, id string) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// StaleSealed says whether a sealed message (the bytes Seal made, or
+// their first 4 KB) has its message key wrapped under an older master key.
+func StaleSealed(sealed []byte, needsReseal func(sealed []byte) bool) (bool, error) {
+	return staleKey(bytes.NewReader(sealed), needsReseal)
+}
+
+func staleKey(r io.Reader, needsReseal func(sealed []byte) bool) (bool, error) {
+	wrapped, err := readWrappedKey(r)
+	if err != nil {
+		return false, err
+	}
+	return needsReseal(wrapped), nil
 }

@@ -60,6 +60,7 @@ const (
 	opKey
 	opCert
 	opEvent
+	opPutMsg
 )
 
 type batchOp struct {
@@ -70,6 +71,7 @@ type batchOp struct {
 	cert  Certificate
 	event DeliveryEvent // with opEvent; exec sets its ID
 	key   []byte        // PKCS#8 DER
+	msg   []byte        // the sealed message, with opPutMsg
 	// sealed is key sealed before queueing, so that AES-GCM runs in the
 	// caller's goroutine rather than in the one writer.
 	sealed []byte
@@ -94,6 +96,15 @@ func (g *GroupCommit) PutQueueEntry(ctx context.Context, e QueueEntry) error {
 		return g.Store.PutQueueEntry(ctx, e) // its error message
 	}
 	return g.submit(ctx, &batchOp{kind: opPut, entry: e})
+}
+
+// PutQueueMessage is (*Store).PutQueueMessage, committed with whatever else
+// is waiting: entry and message still go in the same transaction.
+func (g *GroupCommit) PutQueueMessage(ctx context.Context, e QueueEntry, sealed []byte) error {
+	if e.ID == "" || e.State == "" || checkQueueMessage(e, sealed) != nil {
+		return g.Store.PutQueueMessage(ctx, e, sealed) // its error message
+	}
+	return g.submit(ctx, &batchOp{kind: opPutMsg, entry: e, msg: sealed})
 }
 
 // DeleteQueueEntry is (*Store).DeleteQueueEntry (ErrNotFound if there was
@@ -259,6 +270,8 @@ func (g *GroupCommit) single(ctx context.Context, op *batchOp) error {
 	switch op.kind {
 	case opPut:
 		return g.Store.PutQueueEntry(ctx, op.entry)
+	case opPutMsg:
+		return g.Store.PutQueueMessage(ctx, op.entry, op.msg)
 	case opDelete:
 		return g.Store.DeleteQueueEntry(ctx, op.id)
 	case opKey:
@@ -278,6 +291,8 @@ func (g *GroupCommit) exec(ctx context.Context, tx *sql.Tx, op *batchOp) error {
 	switch op.kind {
 	case opPut:
 		return g.Store.putQueueEntry(ctx, tx, op.entry)
+	case opPutMsg:
+		return g.Store.putQueueMessage(ctx, tx, op.entry, op.msg)
 	case opDelete:
 		res, err := g.Store.exec(ctx, tx, `DELETE FROM queue WHERE id = $1`, op.id)
 		if err != nil {

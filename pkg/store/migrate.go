@@ -20,6 +20,9 @@ type dialect struct {
 	// forUpdate locks a row read for a read-modify-write. SQLite has no
 	// row locks; its BEGIN IMMEDIATE holds the write lock already.
 	forUpdate string
+	// skipLocked makes a claim skip rows another transaction has locked.
+	// SQLite needs none: one writer at a time.
+	skipLocked string
 }
 
 var sqliteDialect = &dialect{
@@ -39,6 +42,7 @@ var postgresDialect = &dialect{
 	// The key is an arbitrary constant reserved for sealgate's migrations.
 	lockMigrations: "SELECT pg_advisory_xact_lock(727465012)",
 	forUpdate:      " FOR UPDATE",
+	skipLocked:     " FOR UPDATE SKIP LOCKED",
 }
 
 // migration is one schema step. Steps are append-only: a released step is
@@ -216,6 +220,17 @@ var migrations = []migration{
 	// (NULL for other kinds of link).
 	{7, "portal reply subject", []string{
 		`ALTER TABLE portal_tokens ADD COLUMN subject {blob}`,
+	}},
+	// Several nodes on one PostgreSQL (issue 17): the message itself, sealed
+	// as the spool seals its files, lives in its queue row (NULL: the
+	// message is in the spool files of the entry's node, as before), and a
+	// node works on a row only while it holds its lease (lease_node until
+	// lease_until), so a node that dies loses its work to the others.
+	{8, "queue messages and leases", []string{
+		`ALTER TABLE queue ADD COLUMN message {blob}`,
+		`ALTER TABLE queue ADD COLUMN lease_node TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE queue ADD COLUMN lease_until BIGINT`,
+		`CREATE INDEX queue_claim ON queue (next_attempt, lease_until)`,
 	}},
 }
 

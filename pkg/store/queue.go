@@ -9,14 +9,17 @@ import (
 	"time"
 )
 
-// QueueEntry is the metadata of one spooled message; the message itself
-// stays in the spool files of the node that accepted it (Node). The store
-// gives the gateway durable, shared bookkeeping: what is waiting, where,
-// until when, and why. States are the gateway's vocabulary; the store only
-// requires one.
+// QueueEntry is the metadata of one queued message. The message itself is
+// either in the spool files of the node that accepted it (Node; SQLite,
+// and entries written before the message moved into the database) or,
+// sealed, in the entry's row (Stored: PutQueueMessage), where any node can
+// deliver it while it holds the entry's lease (ClaimQueueEntries). The
+// store gives the gateway durable, shared bookkeeping: what is waiting,
+// where, until when, and why. States are the gateway's vocabulary; the
+// store only requires one.
 type QueueEntry struct {
 	ID          string // spool id, unique across nodes
-	Node        string // the node whose spool holds the message
+	Node        string // the node that accepted the message (whose spool holds it unless Stored)
 	Sender      string
 	Recipients  []string
 	State       string // e.g. "queued", "deferred", "held"
@@ -27,6 +30,13 @@ type QueueEntry struct {
 	Size        int64
 	CreatedAt   time.Time // set by the first put (now, when zero) and kept
 	UpdatedAt   time.Time // set by every put
+	// LeaseNode is the node working on the entry until LeaseUntil ("" and
+	// zero: nobody). A put writes both as given.
+	LeaseNode  string
+	LeaseUntil time.Time
+	// Stored says the sealed message is in the entry's row (read it with
+	// QueueMessage). Read only: puts keep the message as it is.
+	Stored bool
 }
 
 // QueueFilter selects queue entries; zero fields match everything.
@@ -62,22 +72,25 @@ func (s *Store) putQueueEntry(ctx context.Context, tx *sql.Tx, e QueueEntry) err
 	}
 	now := s.now()
 	_, err = s.exec(ctx, tx, `INSERT INTO queue
-		(id, node, sender, recipients, state, attempts, next_attempt, last_error, hold_reason, size, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		(id, node, sender, recipients, state, attempts, next_attempt, last_error, hold_reason, size, created_at, updated_at,
+			lease_node, lease_until)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		ON CONFLICT (id) DO UPDATE SET
 			node = excluded.node, sender = excluded.sender, recipients = excluded.recipients,
 			state = excluded.state, attempts = excluded.attempts, next_attempt = excluded.next_attempt,
 			last_error = excluded.last_error, hold_reason = excluded.hold_reason, size = excluded.size,
-			updated_at = excluded.updated_at`,
+			updated_at = excluded.updated_at, lease_node = excluded.lease_node, lease_until = excluded.lease_until`,
 		e.ID, e.Node, e.Sender, string(rj), e.State, int64(e.Attempts), dbTime(e.NextAttempt),
-		e.LastError, e.HoldReason, e.Size, s.orNow(e.CreatedAt).UnixMicro(), now.UnixMicro())
+		e.LastError, e.HoldReason, e.Size, s.orNow(e.CreatedAt).UnixMicro(), now.UnixMicro(),
+		e.LeaseNode, dbTime(e.LeaseUntil))
 	if err != nil {
 		return fmt.Errorf("store: saving queue entry %s: %w", e.ID, err)
 	}
 	return nil
 }
 
-const queueColumns = `id, node, sender, recipients, state, attempts, next_attempt, last_error, hold_reason, size, created_at, updated_at`
+const queueColumns = `id, node, sender, recipients, state, attempts, next_attempt, last_error, hold_reason, size, created_at, updated_at,
+	lease_node, lease_until, CASE WHEN message IS NULL THEN 0 ELSE 1 END`
 
 // QueueEntry returns one entry, or ErrNotFound.
 func (s *Store) QueueEntry(ctx context.Context, id string) (QueueEntry, error) {
@@ -170,11 +183,12 @@ func scanQueueEntry(r scanner) (QueueEntry, error) {
 		e                    QueueEntry
 		rcpts                string
 		attempts             int64
-		next                 sql.NullInt64
+		next, leaseUntil     sql.NullInt64
 		createdAt, updatedAt int64
+		stored               int64
 	)
 	if err := r.Scan(&e.ID, &e.Node, &e.Sender, &rcpts, &e.State, &attempts, &next, &e.LastError,
-		&e.HoldReason, &e.Size, &createdAt, &updatedAt); err != nil {
+		&e.HoldReason, &e.Size, &createdAt, &updatedAt, &e.LeaseNode, &leaseUntil, &stored); err != nil {
 		return QueueEntry{}, err
 	}
 	if err := json.Unmarshal([]byte(rcpts), &e.Recipients); err != nil {
@@ -184,5 +198,7 @@ func scanQueueEntry(r scanner) (QueueEntry, error) {
 	e.NextAttempt = goTime(next)
 	e.CreatedAt = time.UnixMicro(createdAt).UTC()
 	e.UpdatedAt = time.UnixMicro(updatedAt).UTC()
+	e.LeaseUntil = goTime(leaseUntil)
+	e.Stored = stored != 0
 	return e, nil
 }

@@ -216,6 +216,8 @@ type queueEntry struct {
 	Recipients []string `json:"recipients"`
 	HoldReason string   `json:"hold_reason"`
 	LastError  string   `json:"last_error"`
+	Node       string   `json:"node"`
+	LeaseNode  string   `json:"lease_node"`
 }
 
 // queueEntries is `queue list`; t is the (sub)test that asks, so that a
