@@ -100,6 +100,11 @@ func (a *app) keyRotate(ctx context.Context) error {
 			return fmt.Errorf("resealing the spool (run key rotate again to continue; the old key is kept): %w", err)
 		}
 	}
+	n, err := resealQueueMessages(ctx, st, kr)
+	if err != nil {
+		return fmt.Errorf("resealing the queued messages (run key rotate again to continue; the old key is kept): %w", err)
+	}
+	out.SpoolResealed += n
 	if n, err := staleQueueMessages(ctx, st, kr.NeedsReseal); err == nil {
 		out.SpoolPending += n
 	}
@@ -172,6 +177,9 @@ func (a *app) keyFinish(ctx context.Context) error {
 			return fmt.Errorf("%d spooled messages still use an old key (held or waiting for a retry): release, deliver or delete them, then run --finish again; the old key files stay", n)
 		}
 	}
+	if _, err := resealQueueMessages(ctx, st, kr); err != nil {
+		return err
+	}
 	if n, err := staleQueueMessages(ctx, st, kr.NeedsReseal); err != nil {
 		return err
 	} else if n > 0 {
@@ -208,6 +216,43 @@ func watchMasterKey(ctx context.Context, kr *secret.Keyring, log *slog.Logger) {
 			}
 		}
 	}
+}
+
+// resealQueueMessages rewraps the message keys of the messages kept in
+// the database (store.driver = "postgres") under the current master key:
+// only each message's header is swapped, in the database, and only while
+// it is unchanged, so a message delivered or resealed meanwhile is left
+// alone. SQLite keeps messages in the spool: nothing to do there.
+func resealQueueMessages(ctx context.Context, st *store.Store, kr gateway.Resealer) (int, error) {
+	type head struct {
+		id   string
+		head []byte
+	}
+	var heads []head
+	if err := st.QueueMessageHeads(ctx, func(id string, h []byte) error {
+		heads = append(heads, head{id, h})
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, h := range heads {
+		oldLen, header, stale, err := gateway.ResealHeader(kr, h.id, h.head)
+		if err != nil {
+			return n, fmt.Errorf("queued message %s: %w", h.id, err)
+		}
+		if !stale {
+			continue
+		}
+		ok, err := st.ReplaceQueueMessageHeader(ctx, h.id, h.head[:oldLen], header)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // staleQueueMessages counts the messages kept in the database (store.driver

@@ -132,15 +132,9 @@ func (s *Spool) reseal(kr Resealer, id string) (bool, error) {
 	if !kr.NeedsReseal(wrapped) {
 		return false, nil
 	}
-	aad := []byte("sealgate spool " + id)
-	key, err := kr.Open(wrapped, aad)
+	rewrapped, err := rewrapKey(kr, id, wrapped)
 	if err != nil {
-		return false, fmt.Errorf("opening the message key: %w", err)
-	}
-	rewrapped, err := kr.Seal(key, aad)
-	clear(key)
-	if err != nil {
-		return false, fmt.Errorf("wrapping the message key: %w", err)
+		return false, err
 	}
 	tmp := filepath.Join(s.dir, "tmp-reseal-"+id)
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -194,4 +188,48 @@ func staleKey(r io.Reader, needsReseal func(sealed []byte) bool) (bool, error) {
 		return false, err
 	}
 	return needsReseal(wrapped), nil
+}
+
+// rewrapKey opens message id's key under whichever master key wrapped it
+// and wraps it under the current one.
+func rewrapKey(kr Resealer, id string, wrapped []byte) ([]byte, error) {
+	aad := []byte("sealgate spool " + id)
+	key, err := kr.Open(wrapped, aad)
+	if err != nil {
+		return nil, fmt.Errorf("opening the message key: %w", err)
+	}
+	defer clear(key)
+	rewrapped, err := kr.Seal(key, aad)
+	if err != nil {
+		return nil, fmt.Errorf("wrapping the message key: %w", err)
+	}
+	return rewrapped, nil
+}
+
+// ResealHeader is Reseal for a message kept as bytes (in the database,
+// store.driver = "postgres"): given the first bytes of message id, it
+// returns the length of the header that carries the wrapped key and the
+// header to put in its place, or stale = false when the key is already
+// under the current master key. The sealed chunks after the header stay
+// as they are, so the caller swaps only the header (and only if the old
+// header is still there).
+func ResealHeader(kr Resealer, id string, head []byte) (oldLen int, header []byte, stale bool, err error) {
+	r := bytes.NewReader(head)
+	wrapped, err := readWrappedKey(r)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	if !kr.NeedsReseal(wrapped) {
+		return 0, nil, false, nil
+	}
+	rewrapped, err := rewrapKey(kr, id, wrapped)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	var b bytes.Buffer
+	bw := bufio.NewWriter(&b)
+	bw.WriteString(spoolMagic)
+	writeBlock(bw, rewrapped)
+	bw.Flush()
+	return len(head) - r.Len(), b.Bytes(), true, nil
 }

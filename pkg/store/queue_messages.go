@@ -171,3 +171,25 @@ func (s *Store) QueueMessageHeads(ctx context.Context, fn func(id string, head [
 	}
 	return nil
 }
+
+// ReplaceQueueMessageHeader swaps the first oldLen bytes of queued message
+// id for header when they still equal old (key rotation rewraps a message
+// key; the sealed content after it is not touched and not sent over the
+// wire). It reports false when the message is gone (delivered) or its
+// header changed meanwhile. Only PostgreSQL keeps messages in the store.
+func (s *Store) ReplaceQueueMessageHeader(ctx context.Context, id string, old, header []byte) (bool, error) {
+	if s.d.name != "postgres" {
+		return false, errors.New("store: queued messages are kept in the store only on PostgreSQL")
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE queue SET message = $1::bytea || substr(message, $2)
+		WHERE id = $3 AND message IS NOT NULL AND substr(message, 1, $4) = $5::bytea`,
+		header, len(old)+1, id, len(old), old)
+	if err != nil {
+		return false, fmt.Errorf("store: resealing queued message %s: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: resealing queued message %s: %w", id, err)
+	}
+	return n == 1, nil
+}
