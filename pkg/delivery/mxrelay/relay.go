@@ -297,8 +297,14 @@ func fill(n int, err error) []error {
 // nothing was delivered, and the caller may try another address.
 func (r *Relay) deliverTo(ctx context.Context, d gateway.Delivery, host, addr string, pol hostTLS, rcpts []string) (errs []error, hop *events.TLS, done bool, err error) {
 	key := poolKey{addr: addr, host: host, pol: pol.key()}
+	if pol.by == "" {
+		// Nothing names the host in an unverified connection: it serves
+		// every domain whose MX is at this address (as Postfix reuses
+		// connections by IP), e.g. a hoster's MX shared by many domains.
+		key.host = ""
+	}
 	for range 2 {
-		c, reused, err := r.get(ctx, key, pol)
+		c, reused, err := r.get(ctx, key, host, pol)
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -314,7 +320,9 @@ func (r *Relay) deliverTo(ctx context.Context, d gateway.Delivery, host, addr st
 		if retry {
 			return nil, nil, false, errs[0]
 		}
-		return errs, c.hop, true, nil
+		h := *c.hop
+		h.Host = host // the connection may have been opened for another MX name at this address
+		return errs, &h, true, nil
 	}
 	return nil, nil, false, errors.New("connection lost twice before the message was sent")
 }
