@@ -30,6 +30,9 @@ type Relay struct {
 	DANE DANE
 	// STS hands out MTA-STS policies; nil: none are used.
 	STS STSPolicies
+	// MinTLS is the floor under every rule's mode (relay.tls): a rule
+	// may ask for more, never for less.
+	MinTLS policy.TLSMode
 	// Hostname is our EHLO name.
 	Hostname string
 	// Port is the MX hosts' SMTP port (default 25; relay.mx_port, tests).
@@ -154,6 +157,9 @@ func (r *Relay) deliverDomain(ctx context.Context, d gateway.Delivery, dom strin
 	mode := d.TLS
 	if d.RequireTLS && !mode.AtLeast(policy.TLSRequired) {
 		mode = policy.TLSRequired
+	}
+	if !mode.AtLeast(r.MinTLS) {
+		mode = r.MinTLS
 	}
 	lctx, cancel := context.WithTimeout(ctx, r.timeout())
 	mx, err := r.Resolver.LookupMX(lctx, dom)

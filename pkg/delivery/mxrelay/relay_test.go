@@ -238,3 +238,25 @@ func TestConnectionReuse(t *testing.T) {
 		t.Fatalf("idle connections %d, want 2 (verified used twice, required once)", len(r.pool.idle))
 	}
 }
+
+// relay.tls is a floor under the rules: an opportunistic rule's copy
+// under MinTLS = required does not go to a host without STARTTLS.
+func TestMinTLS(t *testing.T) {
+	w := startWorld(t)
+	plain := w.net.Hosts[hostOf(testpeer.MXPlain)]
+	for _, tc := range []struct {
+		min       policy.TLSMode
+		delivered bool
+	}{{policy.TLSOpportunistic, true}, {policy.TLSRequired, false}} {
+		t.Run(tc.min.String(), func(t *testing.T) {
+			r := w.relay(t)
+			r.MinTLS = tc.min
+			before := len(plain.Messages())
+			errs := r.Deliver(context.Background(), delivery(policy.TLSOpportunistic, "bob@"+domainOf(testpeer.MXPlain)))
+			got := len(plain.Messages()) - before
+			if (errs[0] == nil) != tc.delivered || got != map[bool]int{true: 1, false: 0}[tc.delivered] {
+				t.Fatalf("err %v, host got %d", errs[0], got)
+			}
+		})
+	}
+}
