@@ -69,7 +69,9 @@ encrypt = "none"
 			}
 		}
 		return false
-	}, func() string { return fmt.Sprintf("carol not deferred with the reason: %+v\n%s", g.queueEntries(t), tail(g.logText(), 20)) })
+	}, func() string {
+		return fmt.Sprintf("carol not deferred with the reason: %+v\n%s", g.queueEntries(t), tail(g.logText(), 20))
+	})
 	if got := n.Hosts["mx.selfsigned.test"].Messages(); len(got) != 1 {
 		t.Fatalf("the self-signed host got the verified copy too: %+v", got)
 	}
