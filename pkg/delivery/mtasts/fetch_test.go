@@ -96,7 +96,9 @@ func serve(body, ctype string) func(http.ResponseWriter, *http.Request) {
 	}
 }
 
-func loopback(context.Context, string) ([]net.IP, error) { return []net.IP{net.IPv4(127, 0, 0, 1)}, nil }
+func loopback(context.Context, string) ([]net.IP, error) {
+	return []net.IP{net.IPv4(127, 0, 0, 1)}, nil
+}
 
 // TestFetch plays the policy host, honest and not: only a 200 text/plain
 // answer within 64 KiB, over a certificate valid for mta-sts.DOMAIN from
