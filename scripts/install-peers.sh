@@ -3,7 +3,7 @@
 # (openssl, gpgsm, NSS tools, qpdf, poppler, slapd, swaks, postfix with Cyrus
 # SASL for the smart-host peer, python3 (its email package reads our DSNs), PostgreSQL,
 # Samba AD DC, headless Chromium for the recipient portal and the sample pages, Prometheus with promtool,
-# MuPDF's mutool, and the TrueType fonts the PDF's font chain falls back to: Noto
+# MuPDF's mutool, unbound and Knot DNS (with kdig, and dig) for DNSSEC and DANE, and the TrueType fonts the PDF's font chain falls back to: Noto
 # (many scripts), Droid Sans Fallback (Chinese, Japanese), Nanum (Korean), Symbola (symbols)),
 # and the Perl TLS modules swaks only recommends (--tls needs Net::SSLeay),
 # only those missing, without prompts and without starting any service.
@@ -15,7 +15,7 @@ need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # The libraries the unpacked exim4 links against (exim4-daemon-light's Depends).
 exim_libs="libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0"
-for pkg in openssl gpgsm systemd adduser libnss3-tools qpdf poppler-utils swaks libnet-ssleay-perl libio-socket-ssl-perl postfix sasl2-bin libsasl2-modules python3 slapd ldap-utils postgresql fonts-dejavu-core samba-ad-dc samba-ad-provision chromium prometheus mupdf-tools fonts-noto-core fonts-droid-fallback fonts-nanum fonts-symbola $exim_libs; do
+for pkg in openssl gpgsm systemd adduser libnss3-tools qpdf poppler-utils swaks libnet-ssleay-perl libio-socket-ssl-perl postfix sasl2-bin libsasl2-modules python3 slapd ldap-utils postgresql fonts-dejavu-core samba-ad-dc samba-ad-provision chromium prometheus mupdf-tools unbound knot knot-dnsutils dnsutils fonts-noto-core fonts-droid-fallback fonts-nanum fonts-symbola $exim_libs; do
 	have "$pkg" || need+=("$pkg")
 done
 EXIM_DIR=/var/cache/sealgate-peers/exim

@@ -48,6 +48,14 @@ func TestDaemonsRetryATakenPort(t *testing.T) {
 			return port
 		}},
 		{"postgres", func(t *testing.T) int { return StartPostgres(t).Port }},
+		{"knotd", func(t *testing.T) int {
+			port, _ := strconv.Atoi(portOf(StartKnot(t, "example.test", nil).Addr))
+			return port
+		}},
+		{"unbound", func(t *testing.T) int {
+			port, _ := strconv.Atoi(portOf(StartUnbound(t, UnboundConfig{}).Addr))
+			return port
+		}},
 		{"step-ca", func(t *testing.T) int {
 			ca := StartStepCA(t, stepca.SMIMETemplate, time.Hour)
 			port, _ := strconv.Atoi(portOf(ca.URL))

@@ -1,6 +1,7 @@
 // Package testpeer starts and drives the real programs that check
 // sealgate's output in tests: openssl, gpgsm, NSS cmsutil, qpdf, poppler,
-// slapd, swaks, Postfix, Exim. Nobody here wrote them, which is the point.
+// slapd, swaks, Postfix, Exim, unbound, Knot DNS. Nobody here wrote them,
+// which is the point.
 //
 // A missing peer skips the test on a developer machine and fails it under
 // CI=true, so a green CI always means the peers ran.
