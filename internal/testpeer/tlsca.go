@@ -24,13 +24,14 @@ type TLSTestCA struct {
 	File string
 }
 
-// NewTLSTestCA makes a CA valid from an hour ago for a day.
+// NewTLSTestCA makes a CA valid from a week ago until tomorrow (so that
+// an expired server certificate still has a chain to it).
 func NewTLSTestCA(t testing.TB) *TLSTestCA {
 	t.Helper()
 	key := newECKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sealgate test server CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-7 * 24 * time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
