@@ -225,7 +225,9 @@ func newWorld(t *testing.T) *world {
 		certs[key] = &c
 		return &c
 	}
-	valid := func(name string) *tls.Certificate { return issue("valid "+name, testpeer.ServerCertOptions{Names: []string{name}}) }
+	valid := func(name string) *tls.Certificate {
+		return issue("valid "+name, testpeer.ServerCertOptions{Names: []string{name}})
+	}
 	w.port, w.hosts = startMXHosts(t, []mxVariant{
 		{ip: "127.0.0.2", cert: valid},
 		{ip: "127.0.0.3", cert: func(name string) *tls.Certificate {
