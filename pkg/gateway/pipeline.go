@@ -63,6 +63,10 @@ type Decision struct {
 	// StripSubjectTag is the policy tag to remove from the outgoing
 	// subject ("" keeps the subject as it is).
 	StripSubjectTag string
+	// TLS is the rule's TLS demand and TLSFallback what happens when the
+	// recipient's servers cannot meet it (see Pipeline.TLSVerdicts).
+	TLS         policy.TLSMode
+	TLSFallback policy.TLSFallback
 }
 
 // MessageFacts are what the policy may look at, read once per message
@@ -145,6 +149,13 @@ type Pipeline struct {
 	// here because a refused message whose spool file could not be
 	// removed is queued again by Recover; nil accepts every author.
 	Authorize func(ctx context.Context, env *Envelope, h *message.Header) error
+	// TLSVerdicts, when set (relay.mode = "mx"), decides recipients whose
+	// rule demands TLS (required, verified, dane) before anything is
+	// processed: the domain's verdict meets the rule, or tls_fallback
+	// applies (PDF mail over the TLS the servers have, hold, or bounce).
+	// S/MIME copies go whatever the verdict: their content is protected
+	// end to end. nil: no check (smart host: the relay demands TLS).
+	TLSVerdicts TLSVerdicts
 }
 
 type rcptPlan struct {
@@ -152,6 +163,10 @@ type rcptPlan struct {
 	d       Decision
 	cert    any
 	lookErr error
+	// tls is the TLS check's outcome, tlsWhy its reason (tlsDefer,
+	// tlsFail; tlsFallPDF: the note in the delivered event).
+	tls    tlsOutcome
+	tlsWhy string
 }
 
 // Process implements Processor.
@@ -207,6 +222,19 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		rp.d = p.Decider.Decide(ctx, facts, r, rp.cert != nil || alreadyEncrypted)
 		plans = append(plans, rp)
 	}
+	// The recipient servers' TLS, checked before anything is processed
+	// (one answer per domain, cached across messages by TLSVerdicts). An
+	// envelope the sender made goes as it is: its content is protected.
+	if p.TLSVerdicts != nil && !alreadyEncrypted {
+		verdicts := map[string]tlsAnswer{}
+		for i := range plans {
+			rp := &plans[i]
+			rp.tls, rp.tlsWhy, _ = p.tlsGate(ctx, rp, verdicts)
+			if rp.tls == tlsFallPDF {
+				pdfFallback(rp)
+			}
+		}
+	}
 	plan.Decided = make(map[string]Verdict, len(plans))
 	for _, rp := range plans {
 		plan.Decided[rp.rcpt] = verdictOf(rp.d, alreadyEncrypted)
@@ -256,6 +284,14 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			continue
 		case ActionBounce:
 			plan.Bounced[rp.rcpt] = "5.7.1 policy rule " + rp.d.Rule + " does not allow this message"
+			continue
+		}
+		switch rp.tls {
+		case tlsDefer:
+			plan.Deferred[rp.rcpt] = rp.tlsWhy
+			continue
+		case tlsFail:
+			fail(rp, rp.tlsWhy)
 			continue
 		}
 		if leak != "" {
@@ -370,6 +406,9 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			}
 		}
 		parcel := Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule}
+		if rp.tls == tlsFallPDF {
+			parcel.Reason = rp.tlsWhy
+		}
 		if res.Notice != nil {
 			// The password notice goes to our own sender once this copy
 			// has left (the queue sends After only then); signed when the

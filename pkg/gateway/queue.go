@@ -87,6 +87,9 @@ type Parcel struct {
 	Rule   string
 	// RequireTLS: some recipient's policy demands TLS to the next hop.
 	RequireTLS bool
+	// Reason says why the copy is in this form where the rule alone does
+	// not (tls_fallback = "pdf"); it goes into the delivered events.
+	Reason string
 	// After are messages queued only once the next hop has accepted this
 	// parcel for all its recipients: a PDF password notice must not go
 	// out for a copy that was held, bounced or is still waiting.
@@ -620,7 +623,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			switch {
 			case e == nil:
 				ev := base
-				ev.Recipient, ev.Outcome, ev.Method, ev.Signed, ev.Rule, ev.TLS = r, events.Delivered, p.Method, p.Signed, p.Rule, tls
+				ev.Recipient, ev.Outcome, ev.Method, ev.Signed, ev.Rule, ev.TLS, ev.Reason = r, events.Delivered, p.Method, p.Signed, p.Rule, tls, p.Reason
 				done = append(done, ev)
 			case IsPermanent(e):
 				bounced[r] = describe(e)
