@@ -638,7 +638,7 @@ func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt
 		}
 		return groupsHold(pd.Rule)
 	}
-	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS.AtLeast(policy.TLSRequired),
+	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS.AtLeast(policy.TLSRequired), TLS: pd.TLS,
 		// A meeting request the rule exempts leaves signed only (the
 		// policy decided so), so it is not a must-encrypt message.
 		MustEncrypt: !pd.CalendarExempt && (pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired)}

@@ -34,6 +34,13 @@ type TLS struct {
 	Version  string `json:"version,omitempty"` // e.g. "TLS 1.3"; empty: no TLS
 	Cipher   string `json:"cipher,omitempty"`
 	Verified bool   `json:"verified"` // the server's certificate was verified
+	// VerifiedBy says how the certificate was verified: "dane",
+	// "mta-sts", "pkix", or "none" (direct delivery to MX hosts); empty
+	// where the relay does not say (smart host: Verified alone).
+	VerifiedBy string `json:"verified_by,omitempty"`
+	// Host is the next hop that took the message (the MX host's name in
+	// direct delivery); empty for the smart host.
+	Host string `json:"host,omitempty"`
 }
 
 // Delivery is one recipient's outcome for one message.

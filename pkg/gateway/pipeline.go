@@ -60,12 +60,13 @@ type Decision struct {
 	Bounce bool
 	// RequireTLS: the copy may travel to the next hop only over TLS.
 	RequireTLS bool
+	// TLS is the rule's TLS mode, for direct delivery to MX hosts.
+	TLS policy.TLSMode
 	// StripSubjectTag is the policy tag to remove from the outgoing
 	// subject ("" keeps the subject as it is).
 	StripSubjectTag string
-	// TLS is the rule's TLS demand and TLSFallback what happens when the
-	// recipient's servers cannot meet it (see Pipeline.TLSVerdicts).
-	TLS         policy.TLSMode
+	// TLSFallback is what happens when the recipient's servers cannot
+	// meet TLS (see Pipeline.TLSVerdicts).
 	TLSFallback policy.TLSFallback
 }
 
@@ -421,14 +422,24 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		}
 		plan.Parcels = append(plan.Parcels, parcel)
 	}
-	tlsNeeded := map[string]bool{}
+	tlsNeeded := map[string]Decision{}
 	for _, rp := range plans {
-		tlsNeeded[rp.rcpt] = rp.d.RequireTLS
+		tlsNeeded[rp.rcpt] = rp.d
 	}
 	for i := range plan.Parcels {
+		seen := false
 		for _, r := range plan.Parcels[i].Rcpts {
-			if tlsNeeded[r] {
+			d, ok := tlsNeeded[r]
+			if !ok {
+				continue
+			}
+			if d.RequireTLS {
 				plan.Parcels[i].RequireTLS = true
+			}
+			// A copy shared by recipients of different rules travels
+			// under the strictest rule's TLS (fail closed).
+			if !seen || d.TLS.AtLeast(plan.Parcels[i].TLS) {
+				plan.Parcels[i].TLS, seen = d.TLS, true
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/message"
+	"github.com/sealgate/sealgate/pkg/policy"
 	"github.com/sealgate/sealgate/pkg/store"
 	"golang.org/x/sync/semaphore"
 )
@@ -87,6 +88,11 @@ type Parcel struct {
 	Rule   string
 	// RequireTLS: some recipient's policy demands TLS to the next hop.
 	RequireTLS bool
+	// TLS is the strictest TLS mode the parcel's recipients' rules ask
+	// for (policy tls); only direct delivery (relay.mode = "mx") tells
+	// the modes above required apart. Parcels are made anew from the
+	// spooled message on every attempt, so a restart keeps it.
+	TLS policy.TLSMode
 	// Reason says why the copy is in this form where the rule alone does
 	// not (tls_fallback = "pdf"); it goes into the delivered events.
 	Reason string
@@ -106,6 +112,8 @@ type Delivery struct {
 	UTF8    bool // the envelope needs SMTPUTF8 at the next hop
 	// RequireTLS: deliver only over TLS (policy tls = "required").
 	RequireTLS bool
+	// TLS is the rule's TLS mode (the zero value is opportunistic).
+	TLS policy.TLSMode
 }
 
 // Relay hands a parcel to the next hop. It returns one error per
@@ -121,6 +129,13 @@ type Relay interface {
 type HopRelay interface {
 	Relay
 	DeliverHop(ctx context.Context, d Delivery) ([]error, *events.TLS)
+}
+
+// RcptHopRelay is a Relay whose recipients may leave over different hops
+// (direct delivery: one parcel, several domains): one TLS per recipient.
+type RcptHopRelay interface {
+	Relay
+	DeliverEach(ctx context.Context, d Delivery) ([]error, []*events.TLS)
 }
 
 // Queue accepts messages into the spool and delivers them: one worker per
@@ -598,16 +613,21 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 	}
 	defer recorded() // nothing outlives the delivery (recorded is idempotent)
 	hop, reports := q.Relay.(HopRelay)
+	each, perRcpt := q.Relay.(RcptHopRelay)
 	for i, p := range plan.Parcels {
 		d := Delivery{QueueID: id, Index: i, From: env.From, Rcpts: p.Rcpts, Data: p.Data,
-			UTF8: env.UTF8 && needsSMTPUTF8(env.From, p.Rcpts, p.Data), RequireTLS: p.RequireTLS}
+			UTF8: env.UTF8 && needsSMTPUTF8(env.From, p.Rcpts, p.Data), RequireTLS: p.RequireTLS, TLS: p.TLS}
 		var (
 			errs []error
 			tls  *events.TLS
+			tlss []*events.TLS
 		)
-		if reports {
+		switch {
+		case perRcpt:
+			errs, tlss = each.DeliverEach(ctx, d)
+		case reports:
 			errs, tls = hop.DeliverHop(ctx, d)
-		} else {
+		default:
 			errs = q.Relay.Deliver(ctx, d)
 		}
 		left := len(errs) == len(p.Rcpts)
@@ -624,6 +644,9 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			case e == nil:
 				ev := base
 				ev.Recipient, ev.Outcome, ev.Method, ev.Signed, ev.Rule, ev.TLS, ev.Reason = r, events.Delivered, p.Method, p.Signed, p.Rule, tls, p.Reason
+				if j < len(tlss) {
+					ev.TLS = tlss[j]
+				}
 				done = append(done, ev)
 			case IsPermanent(e):
 				bounced[r] = describe(e)

@@ -100,7 +100,13 @@ type tlsAnswer struct {
 // pdfFallback turns rp into a PDF recipient that may travel over the TLS
 // the servers have: the content is protected end to end instead.
 func pdfFallback(rp *rcptPlan) {
-	rp.d.Method, rp.d.Fallback, rp.d.MustEncrypt, rp.d.RequireTLS = MethodPDF, MethodNone, true, false
+	rp.d.Method, rp.d.Fallback, rp.d.MustEncrypt = MethodPDF, MethodNone, true
+	relaxTLS(rp)
+}
+
+// relaxTLS lets rp's copy travel over whatever TLS the servers offer.
+func relaxTLS(rp *rcptPlan) {
+	rp.d.RequireTLS, rp.d.TLS = false, policy.TLSOpportunistic
 }
 
 func rcptDomain(rcpt string) string {

@@ -1,0 +1,212 @@
+package mxrelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/sealgate/sealgate/pkg/events"
+)
+
+// conn is one open connection to an MX host.
+type conn struct {
+	c     *smtp.Client
+	raw   net.Conn
+	key   poolKey
+	used  int
+	timer *time.Timer
+	hop   *events.TLS
+}
+
+// poolKey: connections are reused only for the same address, the same
+// MX name (certificates were checked against it) and the same TLS demand.
+type poolKey struct{ addr, host, pol string }
+
+type pool struct {
+	mu      sync.Mutex
+	idle    []*conn
+	closed  bool
+	maxIdle int
+	idleFor time.Duration
+	perConn int
+}
+
+func (p *pool) take(k poolKey) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		c := p.idle[i]
+		if c.key == k {
+			p.idle = slices.Delete(p.idle, i, i+1)
+			c.timer.Stop()
+			return c
+		}
+	}
+	return nil
+}
+
+func (p *pool) put(c *conn) {
+	p.mu.Lock()
+	if p.closed || p.maxIdle < 0 || len(p.idle) >= p.maxIdle || c.used >= p.perConn {
+		p.mu.Unlock()
+		quit(c.c)
+		return
+	}
+	c.timer = time.AfterFunc(p.idleFor, func() { p.expire(c) })
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+func (p *pool) expire(c *conn) {
+	p.mu.Lock()
+	i := slices.Index(p.idle, c)
+	if i >= 0 {
+		p.idle = slices.Delete(p.idle, i, i+1)
+	}
+	p.mu.Unlock()
+	if i >= 0 {
+		quit(c.c)
+	}
+}
+
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	for _, c := range idle {
+		c.timer.Stop()
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		quit(c.c)
+	}
+}
+
+func quit(c *smtp.Client) {
+	c.CommandTimeout = 5 * time.Second
+	if err := c.Quit(); err != nil {
+		c.Close()
+	}
+}
+
+// get returns an idle connection for k that answers RSET, or a new one.
+func (r *Relay) get(ctx context.Context, k poolKey, pol hostTLS) (*conn, bool, error) {
+	for {
+		c := r.pool.take(k)
+		if c == nil {
+			break
+		}
+		c.c.CommandTimeout = r.timeout()
+		stop := context.AfterFunc(ctx, func() { c.raw.Close() })
+		err := c.c.Reset()
+		if !stop() && err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			c.c.Close()
+			if ctx.Err() != nil {
+				return nil, false, ctx.Err()
+			}
+			continue
+		}
+		return c, true, nil
+	}
+	c, err := r.dial(ctx, k, pol)
+	return c, false, err
+}
+
+var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
+
+// dial connects to k.addr and says EHLO, with STARTTLS as pol demands.
+// Only opportunistic TLS goes on in plain text after a failed STARTTLS
+// (RFC 7435); every stricter mode fails the host, so a man in the middle
+// who breaks the handshake gets nothing.
+func (r *Relay) dial(ctx context.Context, k poolKey, pol hostTLS) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout())
+	defer cancel()
+	helo := r.Hostname
+	if helo == "" {
+		helo = "localhost"
+	}
+	var (
+		mu  sync.Mutex
+		cur net.Conn
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if cur != nil {
+			cur.Close()
+		}
+	})
+	defer stop()
+	open := func() (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", k.addr)
+		if err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		mu.Lock()
+		cur = nc
+		mu.Unlock()
+		return nc, nil
+	}
+	finish := func(c *smtp.Client, nc net.Conn) (*conn, error) {
+		if !stop() {
+			c.Close()
+			return nil, fmt.Errorf("connect: %w", ctx.Err())
+		}
+		c.CommandTimeout, c.SubmissionTimeout = r.timeout(), r.timeout()
+		st, ok := c.TLSConnectionState()
+		return &conn{c: c, raw: nc, key: k, hop: hop(k.host, st, ok, pol)}, nil
+	}
+	if pol.starttls {
+		nc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		c, err := smtp.NewClientStartTLS(nc, r.tlsConfig(k.host, pol))
+		if err == nil {
+			// The handshake (and the certificate check) runs with this
+			// EHLO: go-smtp shakes hands lazily.
+			if err = c.Hello(helo); err == nil {
+				return finish(c, nc)
+			}
+			c.Close()
+			var se *smtp.SMTPError
+			if errors.As(err, &se) {
+				return nil, fmt.Errorf("EHLO after STARTTLS: %v", err)
+			}
+			if pol.required {
+				return nil, fmt.Errorf("TLS handshake failed, not retried in plain text (tls = %s): %w", pol.mode, err)
+			}
+		} else {
+			no := err.Error() == errNoStartTLS.Error()
+			switch {
+			case no && pol.required:
+				return nil, fmt.Errorf("does not offer STARTTLS (tls = %s); nothing was sent", pol.mode)
+			case !no && pol.required:
+				return nil, fmt.Errorf("STARTTLS failed (tls = %s): %v", pol.mode, err)
+			}
+		}
+		// Opportunistic: on in plain text, on a new connection (go-smtp
+		// starts TLS only right after the greeting).
+	}
+	nc, err := open()
+	if err != nil {
+		return nil, err
+	}
+	c := smtp.NewClient(nc)
+	if err := c.Hello(helo); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("EHLO: %v", err)
+	}
+	return finish(c, nc)
+}
