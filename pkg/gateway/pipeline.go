@@ -168,6 +168,8 @@ type rcptPlan struct {
 	// tlsFail; tlsFallPDF: the note in the delivered event).
 	tls    tlsOutcome
 	tlsWhy string
+	// protected: the sender's client encrypted the message already.
+	protected bool
 }
 
 // Process implements Processor.
@@ -224,15 +226,18 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		plans = append(plans, rp)
 	}
 	// The recipient servers' TLS, checked before anything is processed
-	// (one answer per domain, cached across messages by TLSVerdicts). An
-	// envelope the sender made goes as it is: its content is protected.
-	if p.TLSVerdicts != nil && !alreadyEncrypted {
+	// (one answer per domain, cached across messages by TLSVerdicts).
+	if p.TLSVerdicts != nil {
 		verdicts := map[string]tlsAnswer{}
 		for i := range plans {
 			rp := &plans[i]
+			rp.protected = alreadyEncrypted
 			rp.tls, rp.tlsWhy, _ = p.tlsGate(ctx, rp, verdicts)
-			if rp.tls == tlsFallPDF {
+			switch rp.tls {
+			case tlsFallPDF:
 				pdfFallback(rp)
+			case tlsRelax:
+				relaxTLS(rp)
 			}
 		}
 	}
@@ -331,9 +336,9 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			if !m.IsVisible(rp.rcpt) {
 				bcc = message.LowerASCII(rp.rcpt)
 			}
-			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc}, rp)
+			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc, tls: rp.d.TLS, requireTLS: rp.d.RequireTLS}, rp)
 		} else {
-			plainGroups.add(groupKey{signed: isSigned}, rp)
+			plainGroups.add(groupKey{signed: isSigned, tls: rp.d.TLS, requireTLS: rp.d.RequireTLS}, rp)
 		}
 	}
 
@@ -450,6 +455,11 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 type groupKey struct {
 	signed bool
 	bcc    string // a Bcc recipient's own envelope
+	// A copy travels under its strictest recipient's TLS: recipients
+	// whose TLS demand differs (an S/MIME copy relaxed by the TLS check
+	// beside one that is not) get copies of their own.
+	tls        policy.TLSMode
+	requireTLS bool
 }
 
 type group struct {

@@ -75,6 +75,8 @@ func (p *Pipeline) Route(ctx context.Context, facts *MessageFacts, rcpt string, 
 		return Route{Decision: rp.d, Kind: RouteFail, Why: why, TLS: v}
 	case tlsFallPDF:
 		pdfFallback(&rp)
+	case tlsRelax:
+		relaxTLS(&rp)
 	}
 	r := p.encryptRoute(ctx, facts, rp)
 	r.TLS = v

@@ -40,26 +40,25 @@ func (v TLSVerdict) Satisfies(m policy.TLSMode) bool {
 type tlsOutcome int
 
 const (
-	tlsGo       tlsOutcome = iota // unchanged: the rule's TLS demand is met, or not asked
-	tlsDefer                      // the check could not answer
-	tlsFail                       // hold or bounce (tls_fallback), why says which
-	tlsFallPDF                    // PDF mail over the TLS the servers have
+	tlsGo      tlsOutcome = iota // unchanged: the rule's TLS demand is met, or not asked
+	tlsDefer                     // the check could not answer
+	tlsFail                      // hold or bounce (tls_fallback), why says which
+	tlsFallPDF                   // PDF mail over the TLS the servers have
+	tlsRelax                     // an S/MIME copy: goes over the TLS the servers have
 )
 
 // tlsGate applies the recipient domain's TLS verdict to a delivered
 // recipient whose rule demands TLS (tls = required, verified or dane).
 // An S/MIME copy goes whatever the verdict: its content is protected end
-// to end, and is not checked. verdicts caches answers for one message.
+// to end. verdicts caches answers for one message.
 func (p *Pipeline) tlsGate(ctx context.Context, rp *rcptPlan, verdicts map[string]tlsAnswer) (tlsOutcome, string, *TLSVerdict) {
 	d := rp.d
 	if p.TLSVerdicts == nil || d.Action != ActionDeliver || !d.TLS.AtLeast(policy.TLSRequired) {
 		return tlsGo, "", nil
 	}
-	if d.Method == MethodSMIME && rp.cert != nil {
-		// Not even asked: a failed check must not hold up a copy that
-		// needs none.
-		return tlsGo, "", nil
-	}
+	// An S/MIME copy (or an envelope the sender made) is protected end
+	// to end: it is never held, bounced or deferred for the servers' TLS.
+	protected := rp.protected || (d.Method == MethodSMIME && rp.cert != nil)
 	domain := rcptDomain(rp.rcpt)
 	a, ok := verdicts[domain]
 	if !ok {
@@ -69,11 +68,18 @@ func (p *Pipeline) tlsGate(ctx context.Context, rp *rcptPlan, verdicts map[strin
 		}
 	}
 	if a.err != nil {
+		if protected {
+			// Unknown: the relay holds it to the rule per connection.
+			return tlsGo, "", nil
+		}
 		return tlsDefer, "the TLS check of " + domain + " could not answer, will try again: " + a.err.Error(), nil
 	}
 	v := a.v
 	if v.Satisfies(d.TLS) {
 		return tlsGo, "", &v
+	}
+	if protected {
+		return tlsRelax, "", &v
 	}
 	why := "the mail servers of " + domain + " do not give the TLS rule " + d.Rule + " demands (tls = " + d.TLS.String() +
 		", check: " + v.Verdict

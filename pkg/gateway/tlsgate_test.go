@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -29,8 +30,9 @@ func (f *fakeVerdicts) TLSVerdict(_ context.Context, domain string) (TLSVerdict,
 // fallback: the copy goes as the rule says when the servers meet the
 // demand; otherwise PDF mail (tls_fallback = pdf, without the TLS demand
 // at the relay), held or bounced with the reason. S/MIME copies and
-// envelopes the sender made go whatever the verdict, unchecked; a check
-// that cannot answer defers.
+// envelopes the sender made are never held for the verdict (they go over
+// what TLS there is when the servers fall short); a check that cannot
+// answer defers the others.
 func TestTLSFallback(t *testing.T) {
 	verdicts := map[string]TLSVerdict{
 		"dane.test":     {Verdict: "verified", DANE: true},
@@ -75,9 +77,10 @@ func TestTLSFallback(t *testing.T) {
 		{"dane, PKIX only, pdf", plainRule(policy.TLSDANE, policy.TLSFallbackPDF), "x@verified.test", nil, "pdf", false, true},
 		{"pdf rule met keeps its TLS demand", pdfRule(policy.TLSVerified, policy.TLSFallbackPDF), "x@verified.test", nil, "pdf", true, true},
 		{"pdf rule not met goes over what TLS there is", pdfRule(policy.TLSVerified, policy.TLSFallbackPDF), "x@enc.test", nil, "pdf", false, true},
-		{"smime copy goes unchecked", smimeRule(policy.TLSVerified, policy.TLSFallbackHold), "c1@plain.test", nil, "smime", true, false},
+		{"smime copy to insecure servers goes over what TLS there is", smimeRule(policy.TLSVerified, policy.TLSFallbackHold), "c1@plain.test", nil, "smime", false, true},
+		{"smime copy keeps a demand the servers meet", smimeRule(policy.TLSRequired, policy.TLSFallbackHold), "c1@enc.test", nil, "smime", true, true},
 		{"check fails: deferred", plainRule(policy.TLSVerified, policy.TLSFallbackPDF), "x@enc.test", errors.New("no MX host answers"), deferred, false, true},
-		{"check fails: smime still goes", smimeRule(policy.TLSVerified, policy.TLSFallbackHold), "c1@enc.test", errors.New("no MX host answers"), "smime", true, false},
+		{"check fails: smime still goes, under the rule's TLS", smimeRule(policy.TLSVerified, policy.TLSFallbackHold), "c1@enc.test", errors.New("no MX host answers"), "smime", true, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -142,6 +145,32 @@ func TestTLSVerdictOncePerMessage(t *testing.T) {
 	}
 	sort.Strings(got)
 	want := "pdf:a@enc.test pdf:b@enc.test pdf:c@ENC.test plain:a@v.test,b@v.test"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("parcels %v, want %s", got, want)
+	}
+}
+
+// TestTLSRelaxedCopiesApart: an S/MIME copy relaxed by the check (its
+// domain's servers fall short) does not share an envelope with one whose
+// domain meets the rule: a shared copy would travel under the strictest
+// demand and the relaxed recipient would wait for TLS that never comes,
+// or the strict one would lose its demand.
+func TestTLSRelaxedCopiesApart(t *testing.T) {
+	fv := &fakeVerdicts{v: map[string]TLSVerdict{"plain.test": {Verdict: "insecure"}, "v.test": {Verdict: "verified"}}, calls: map[string]int{}}
+	d := Decision{Rule: "r", Action: ActionDeliver, Sign: SignNever, Method: MethodSMIME, MustEncrypt: true, TLS: policy.TLSVerified, RequireTLS: true}
+	p := &Pipeline{Hostname: "gw.test", Decider: fakeDecider{"*": d}, Finder: fakeFinder{certs: map[string]string{"a@plain.test": "A", "b@v.test": "B"}},
+		Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}, PDF: fakePDF{}, TLSVerdicts: fv}
+	plan, err := p.Process(context.Background(), &Envelope{}, []string{"a@plain.test", "b@v.test"},
+		[]byte("From: alice@org.test\r\nTo: a@plain.test, b@v.test\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, pc := range plan.Parcels {
+		got = append(got, fmt.Sprintf("%s:%s:%v:%v", pc.Method, strings.Join(pc.Rcpts, ","), pc.RequireTLS, pc.TLS))
+	}
+	sort.Strings(got)
+	want := "smime:a@plain.test:false:opportunistic smime:b@v.test:true:verified"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("parcels %v, want %s", got, want)
 	}
