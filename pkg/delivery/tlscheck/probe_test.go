@@ -3,6 +3,8 @@ package tlscheck
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,18 +12,17 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sort"
-	"strings"
+		"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/delivery/mtasts"
+	"github.com/sealgate/sealgate/pkg/delivery/resolver"
 	"github.com/sealgate/sealgate/pkg/secret"
 	"github.com/sealgate/sealgate/pkg/store"
 )
@@ -112,74 +113,6 @@ func startMXHosts(t *testing.T, variants []mxVariant) (int, map[string]*mxHost) 
 	return 0, nil
 }
 
-// unboundDNS asks the test unbound (a stand-in for pkg/delivery/resolver
-// until that lands on this branch).
-type unboundDNS struct{ addr string }
-
-func (u unboundDNS) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
-	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
-	in, _, err := c.ExchangeContext(ctx, m, u.addr)
-	if err != nil {
-		return nil, err
-	}
-	if in.Rcode != dns.RcodeSuccess {
-		return nil, fmt.Errorf("%s %s: %s", name, dns.TypeToString[qtype], dns.RcodeToString[in.Rcode])
-	}
-	return in, nil
-}
-
-func (u unboundDNS) MX(ctx context.Context, domain string) ([]string, bool, error) {
-	in, err := u.query(ctx, domain, dns.TypeMX)
-	if err != nil {
-		return nil, false, err
-	}
-	var mxs []*dns.MX
-	for _, rr := range in.Answer {
-		if mx, ok := rr.(*dns.MX); ok {
-			if mx.Mx == "." {
-				return nil, true, nil
-			}
-			mxs = append(mxs, mx)
-		}
-	}
-	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Preference < mxs[j].Preference })
-	var hosts []string
-	for _, mx := range mxs {
-		hosts = append(hosts, strings.TrimSuffix(mx.Mx, "."))
-	}
-	return hosts, false, nil
-}
-
-func (u unboundDNS) Addrs(ctx context.Context, host string) ([]net.IP, error) {
-	in, err := u.query(ctx, host, dns.TypeA)
-	if err != nil {
-		return nil, err
-	}
-	var ips []net.IP
-	for _, rr := range in.Answer {
-		if a, ok := rr.(*dns.A); ok {
-			ips = append(ips, a.A)
-		}
-	}
-	return ips, nil
-}
-
-func (u unboundDNS) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	in, err := u.query(ctx, name, dns.TypeTXT)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, rr := range in.Answer {
-		if txt, ok := rr.(*dns.TXT); ok {
-			out = append(out, strings.Join(txt.Txt, ""))
-		}
-	}
-	return out, nil
-}
-
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
 	k := make([]byte, secret.KeySize)
@@ -205,7 +138,7 @@ type world struct {
 	ca     *testpeer.TLSTestCA
 	port   int
 	hosts  map[string]*mxHost
-	dns    unboundDNS
+	dns    *resolver.Resolver
 	sts    *mtasts.Cache
 	policy *http.Server
 }
@@ -268,7 +201,17 @@ func newWorld(t *testing.T) *world {
 	t.Cleanup(func() { w.policy.Close() })
 	policyPort := pln.Addr().(*net.TCPAddr).Port
 
-	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{LocalData: []string{
+	// DANE: zones knot signs, one TLSA matching the served certificate
+	// (DANE-EE, SHA-256 of the key), one not; and TLSA records in
+	// unbound's unsigned local data, which must not count.
+	spki := sha256.Sum256(valid("mx.dane.test").Leaf.RawSubjectPublicKeyInfo)
+	tlsa := func(host, hash string) string { return fmt.Sprintf("_%d._tcp.%s TLSA 3 1 1 %s", w.port, host, hash) }
+	good := testpeer.StartKnot(t, "dane.test", []string{"@ MX 10 mx", "mx A 127.0.0.2", tlsa("mx", hex.EncodeToString(spki[:]))})
+	bad := testpeer.StartKnot(t, "danebad.test", []string{"@ MX 10 mx", "mx A 127.0.0.2", tlsa("mx", strings.Repeat("ab", 32))})
+	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{Stubs: []testpeer.Stub{good.Stub(), bad.Stub()},
+		TrustAnchors: append(good.DS(), bad.DS()...), LocalData: []string{
+		"daneinsecure.test. MX 10 mx.daneinsecure.test.", "mx.daneinsecure.test. A 127.0.0.5",
+		tlsa("mx.daneinsecure.test.", strings.Repeat("cd", 32)),
 		"valid.test. MX 10 mx.valid.test.", "mx.valid.test. A 127.0.0.2",
 		"selfsigned.test. MX 10 mx.selfsigned.test.", "mx.selfsigned.test. A 127.0.0.3",
 		"expired.test. MX 10 mx.expired.test.", "mx.expired.test. A 127.0.0.4",
@@ -284,14 +227,18 @@ func newWorld(t *testing.T) *world {
 		"sts-other.test. MX 10 mx.sts-other.test.", "mx.sts-other.test. A 127.0.0.2",
 		`_mta-sts.sts-other.test. TXT "v=STSv1; id=1"`, "mta-sts.sts-other.test. A 127.0.0.1",
 	}})
-	w.dns = unboundDNS{addr: u.Addr}
+	w.dns = &resolver.Resolver{Addr: u.Addr, Timeout: 5 * time.Second}
 	w.sts = &mtasts.Cache{TXT: w.dns, Store: openStore(t), Fetch: &mtasts.Fetcher{Roots: w.ca.Pool, Port: policyPort, Timeout: 5 * time.Second,
-		Resolve: w.dns.Addrs}}
+		Resolve: func(ctx context.Context, host string) ([]net.IP, error) {
+			ips, _, err := w.dns.LookupAddrs(ctx, host)
+			return ips, err
+		}}}
 	return w
 }
 
 func (w *world) prober() *Prober {
-	return &Prober{DNS: w.dns, STS: w.sts, Roots: w.ca.Pool, Port: w.port, Hostname: "sealgate.test", Timeout: 10 * time.Second}
+	dns, dn := FromResolver(w.dns)
+	return &Prober{DNS: dns, DANE: dn, STS: w.sts, Roots: w.ca.Pool, Port: w.port, Hostname: "sealgate.test", Timeout: 10 * time.Second}
 }
 
 // TestCheck probes every kind of recipient server and checks the facts
@@ -299,7 +246,10 @@ func (w *world) prober() *Prober {
 // expired or wrong-name certificate is encrypted at best, a server
 // without STARTTLS or with TLS 1.0 only is insecure, and a valid
 // certificate on a host an enforced MTA-STS policy does not name is not
-// verified.
+// verified. DANE: a TLSA record in a signed zone that matches makes the
+// host verified, one that does not makes it insecure (delivery would
+// fail), and TLSA records the resolver cannot authenticate count for
+// nothing.
 func TestCheck(t *testing.T) {
 	w := newWorld(t)
 	p := w.prober()
@@ -320,6 +270,9 @@ func TestCheck(t *testing.T) {
 		{"sts-other.test", Encrypted, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, MTASTS: STS{Mode: "enforce"}, Verdict: Encrypted}, nil},
 		{"mixed.test", Encrypted, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, MTASTS: STS{Mode: "none"}, Verdict: Verified}, nil},
 		{"partly.test", Verified, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, MTASTS: STS{Mode: "none"}, Verdict: Verified}, nil},
+		{"dane.test", Verified, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, DANE: DANEMatch, MTASTS: STS{Mode: "none"}, Verdict: Verified}, nil},
+		{"danebad.test", Insecure, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, DANE: DANEMismatch, MTASTS: STS{Mode: "none"}, Verdict: Insecure}, nil},
+		{"daneinsecure.test", Encrypted, Host{StartTLS: true, Certificate: &cert{ChainComplete: true}, DANE: DANEInsecureDNS, MTASTS: STS{Mode: "none"}, Verdict: Encrypted}, nil},
 		{"null.test", Insecure, Host{}, nil},
 		{"dead.test", "", Host{}, ErrUnreachable},
 	}
@@ -345,7 +298,8 @@ func TestCheck(t *testing.T) {
 			if got.StartTLS != c.host.StartTLS || got.MTASTS != c.host.MTASTS || got.Verdict != c.host.Verdict ||
 				(c.host.Certificate == nil) != (got.Certificate == nil) ||
 				(c.host.Certificate != nil && *got.Certificate != *c.host.Certificate) ||
-				(c.host.TLSVersion != "" && got.TLSVersion != c.host.TLSVersion) {
+				(c.host.TLSVersion != "" && got.TLSVersion != c.host.TLSVersion) ||
+				(c.host.DANE != "" && got.DANE != c.host.DANE) || (c.host.DANE == "" && got.DANE != DANENone) {
 				t.Fatalf("first host:\n got %+v cert %+v\nwant %+v cert %+v", got, got.Certificate, c.host, c.host.Certificate)
 			}
 			if got.StartTLS && got.Verdict != Insecure && (got.TLSVersion == "" || got.Cipher == "") {
