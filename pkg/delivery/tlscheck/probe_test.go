@@ -4,15 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"path/filepath"
-		"strings"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -210,23 +210,23 @@ func newWorld(t *testing.T) *world {
 	bad := testpeer.StartKnot(t, "danebad.test", []string{"@ MX 10 mx", "mx A 127.0.0.2", tlsa("mx", strings.Repeat("ab", 32))})
 	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{Stubs: []testpeer.Stub{good.Stub(), bad.Stub()},
 		TrustAnchors: append(good.DS(), bad.DS()...), LocalData: []string{
-		"daneinsecure.test. MX 10 mx.daneinsecure.test.", "mx.daneinsecure.test. A 127.0.0.5",
-		tlsa("mx.daneinsecure.test.", strings.Repeat("cd", 32)),
-		"valid.test. MX 10 mx.valid.test.", "mx.valid.test. A 127.0.0.2",
-		"selfsigned.test. MX 10 mx.selfsigned.test.", "mx.selfsigned.test. A 127.0.0.3",
-		"expired.test. MX 10 mx.expired.test.", "mx.expired.test. A 127.0.0.4",
-		"wrongname.test. MX 10 mx.wrongname.test.", "mx.wrongname.test. A 127.0.0.5",
-		"plain.test. MX 10 mx.plain.test.", "mx.plain.test. A 127.0.0.6",
-		"tls10.test. MX 10 mx.tls10.test.", "mx.tls10.test. A 127.0.0.7",
-		"mixed.test. MX 10 mx.valid.test.", "mixed.test. MX 20 mx.selfsigned.test.",
-		"partly.test. MX 10 mx.valid.test.", "partly.test. MX 20 mx.dead.test.", "mx.dead.test. A 127.0.0.9",
-		"dead.test. MX 10 mx.dead.test.",
-		"null.test. MX 0 .",
-		"sts-ok.test. MX 10 mx.sts-ok.test.", "mx.sts-ok.test. A 127.0.0.2",
-		`_mta-sts.sts-ok.test. TXT "v=STSv1; id=1"`, "mta-sts.sts-ok.test. A 127.0.0.1",
-		"sts-other.test. MX 10 mx.sts-other.test.", "mx.sts-other.test. A 127.0.0.2",
-		`_mta-sts.sts-other.test. TXT "v=STSv1; id=1"`, "mta-sts.sts-other.test. A 127.0.0.1",
-	}})
+			"daneinsecure.test. MX 10 mx.daneinsecure.test.", "mx.daneinsecure.test. A 127.0.0.5",
+			tlsa("mx.daneinsecure.test.", strings.Repeat("cd", 32)),
+			"valid.test. MX 10 mx.valid.test.", "mx.valid.test. A 127.0.0.2",
+			"selfsigned.test. MX 10 mx.selfsigned.test.", "mx.selfsigned.test. A 127.0.0.3",
+			"expired.test. MX 10 mx.expired.test.", "mx.expired.test. A 127.0.0.4",
+			"wrongname.test. MX 10 mx.wrongname.test.", "mx.wrongname.test. A 127.0.0.5",
+			"plain.test. MX 10 mx.plain.test.", "mx.plain.test. A 127.0.0.6",
+			"tls10.test. MX 10 mx.tls10.test.", "mx.tls10.test. A 127.0.0.7",
+			"mixed.test. MX 10 mx.valid.test.", "mixed.test. MX 20 mx.selfsigned.test.",
+			"partly.test. MX 10 mx.valid.test.", "partly.test. MX 20 mx.dead.test.", "mx.dead.test. A 127.0.0.9",
+			"dead.test. MX 10 mx.dead.test.",
+			"null.test. MX 0 .",
+			"sts-ok.test. MX 10 mx.sts-ok.test.", "mx.sts-ok.test. A 127.0.0.2",
+			`_mta-sts.sts-ok.test. TXT "v=STSv1; id=1"`, "mta-sts.sts-ok.test. A 127.0.0.1",
+			"sts-other.test. MX 10 mx.sts-other.test.", "mx.sts-other.test. A 127.0.0.2",
+			`_mta-sts.sts-other.test. TXT "v=STSv1; id=1"`, "mta-sts.sts-other.test. A 127.0.0.1",
+		}})
 	w.dns = &resolver.Resolver{Addr: u.Addr, Timeout: 5 * time.Second}
 	w.sts = &mtasts.Cache{TXT: w.dns, Store: openStore(t), Fetch: &mtasts.Fetcher{Roots: w.ca.Pool, Port: policyPort, Timeout: 5 * time.Second,
 		Resolve: func(ctx context.Context, host string) ([]net.IP, error) {
