@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 
+	"github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
 	"github.com/sealgate/sealgate/pkg/config"
@@ -14,7 +16,7 @@ import (
 
 func init() {
 	register(newConfigCmd)
-	configChecks = append(configChecks, relayModeCheck, authUsersCheck)
+	configChecks = append(configChecks, authUsersCheck)
 }
 
 // authUsersCheck reads smtp.auth_users_file as serve will (roles, bcrypt
@@ -29,18 +31,6 @@ func authUsersCheck(cfg *config.Config) []config.Problem {
 			Hint: `one account per line, "name:bcrypt-hash[:relay|personal]"; a name that is not an email address needs :relay`}}
 	}
 	return nil
-}
-
-// relayModeCheck: "mx" is a valid name in the file format, but this build
-// cannot deliver to MX hosts yet (that comes with per-domain TLS policy).
-// Saying so in `config check` beats a gateway that refuses to start.
-func relayModeCheck(cfg *config.Config) []config.Problem {
-	if cfg.Relay.Mode != "mx" {
-		return nil
-	}
-	return []config.Problem{{Key: "relay.mode", Line: cfg.Line("relay.mode"),
-		Message: `"mx" (direct delivery to the recipients' MX hosts) is not available in this version`,
-		Hint:    `relay through your mail server with mode = "smarthost" and relay.smarthost = "host:port"`}}
 }
 
 // configChecks are further checks of a loaded config that belong to other
@@ -84,6 +74,9 @@ type configCheckResult struct {
 	Problems []config.Problem `json:"problems,omitempty"`
 	// Warnings are deprecations: the file works as it is.
 	Warnings []config.Problem `json:"warnings,omitempty"`
+	// Resolver is the DNS resolver direct delivery (relay.mode = "mx")
+	// uses, and whose AD bit it trusts for DANE.
+	Resolver string `json:"resolver,omitempty"`
 }
 
 func (a *app) configCheck() error {
@@ -95,9 +88,20 @@ func (a *app) configCheck() error {
 	}
 	if err == nil {
 		warns := cfg.Warnings()
-		return a.print(configCheckResult{OK: true, Path: a.configPath, Warnings: warns}, func(w io.Writer) error {
+		var resolver string
+		if cfg.Relay.Mode == "mx" {
+			var warn *config.Problem
+			resolver, warn = mxResolverCheck(cfg)
+			if warn != nil {
+				warns = append(warns, *warn)
+			}
+		}
+		return a.print(configCheckResult{OK: true, Path: a.configPath, Warnings: warns, Resolver: resolver}, func(w io.Writer) error {
 			for _, p := range warns {
 				fmt.Fprintf(a.stderr, "%s: warning: %s\n", a.configPath, p)
+			}
+			if resolver != "" {
+				fmt.Fprintf(w, "direct delivery (relay.mode = \"mx\"): DNS through %s; DANE trusts its AD bit\n", resolver)
 			}
 			_, err := fmt.Fprintf(w, "config OK: %s\n", a.configPath)
 			return err
@@ -152,4 +156,44 @@ func (a *app) loadConfig() (*config.Config, error) {
 		return nil, asUsage(fmt.Errorf("invalid configuration (run `sealgate config check`):\n%w", &config.Errors{File: a.configPath, Problems: ps}))
 	}
 	return cfg, nil
+}
+
+// resolvConf is where the system's resolver is read from when
+// relay.resolver is empty (a variable for tests).
+var resolvConf = "/etc/resolv.conf"
+
+// mxResolverAddr is the resolver direct delivery uses: relay.resolver, or
+// the first nameserver of resolvConf.
+func mxResolverAddr(cfg *config.Config) (string, error) {
+	if cfg.Relay.Resolver != "" {
+		return cfg.Relay.Resolver, nil
+	}
+	cc, err := dns.ClientConfigFromFile(resolvConf)
+	if err != nil {
+		return "", fmt.Errorf("relay.resolver is empty and %s cannot be read: %w", resolvConf, err)
+	}
+	if len(cc.Servers) == 0 {
+		return "", fmt.Errorf("relay.resolver is empty and %s names no nameserver", resolvConf)
+	}
+	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
+}
+
+// mxResolverCheck says which resolver direct delivery uses, and warns when
+// it is not on this host: the AD bit (DNSSEC validated) that DANE relies
+// on travels unprotected from the resolver, so only a resolver on the
+// host (or over a link one trusts) can vouch for it.
+func mxResolverCheck(cfg *config.Config) (string, *config.Problem) {
+	key := "relay.resolver"
+	addr, err := mxResolverAddr(cfg)
+	if err != nil {
+		return "", &config.Problem{Key: key, Line: cfg.Line(key), Message: err.Error(), Hint: `set relay.resolver = "127.0.0.1:53" (a validating resolver such as unbound on this host)`}
+	}
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil || !ip.IsLoopback() {
+		return addr, &config.Problem{Key: key, Line: cfg.Line(key),
+			Message: fmt.Sprintf("resolver %s is not on this host: DANE trusts its AD bit, which anyone on the way can set", addr),
+			Hint:    `run a validating resolver (unbound) on this host and set relay.resolver = "127.0.0.1:53", or make sure the link to it is trusted`}
+	}
+	return addr, nil
 }

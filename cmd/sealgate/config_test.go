@@ -144,16 +144,43 @@ func TestConfigCheckRunsRegisteredChecks(t *testing.T) {
 	}
 }
 
-// relay.mode = "mx" passes the file format but this build cannot deliver
-// that way: config check says so with the line, before serve would fail.
+// relay.mode = "mx" is accepted; config check names the resolver whose AD
+// bit DANE will trust, and warns when it is not on this host (from the
+// file, or from resolv.conf when relay.resolver is empty).
 func TestConfigCheckRelayModeMX(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "sealgate.toml")
-	if err := os.WriteFile(file, []byte("data_dir = \"./data\"\n[relay]\nmode = \"mx\"\n"), 0o600); err != nil {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(conf, []byte("nameserver 192.0.2.53\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := runCLI(t, "config", "check", "--config", file)
-	if code != 2 || !strings.Contains(stderr, "sealgate.toml:3: relay.mode:") || !strings.Contains(stderr, "smarthost") {
-		t.Fatalf("exit %d, stderr %s", code, stderr)
+	old := resolvConf
+	resolvConf = conf
+	t.Cleanup(func() { resolvConf = old })
+	for _, tc := range []struct {
+		name, resolver string
+		stdout, warn   string // "" warn: no warning
+	}{
+		{"loopback", "127.0.0.1:5353", "DNS through 127.0.0.1:5353", ""},
+		{"remote", "198.51.100.7:53", "DNS through 198.51.100.7:53", "sealgate.toml:4: relay.resolver: resolver 198.51.100.7:53 is not on this host"},
+		{"from resolv.conf", "", "DNS through 192.0.2.53:53", "resolver 192.0.2.53:53 is not on this host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "sealgate.toml")
+			body := "data_dir = \"./data\"\n[relay]\nmode = \"mx\"\n"
+			if tc.resolver != "" {
+				body += fmt.Sprintf("resolver = %q\n", tc.resolver)
+			}
+			if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runCLI(t, "config", "check", "--config", file)
+			if code != 0 || !strings.Contains(stdout, tc.stdout) {
+				t.Fatalf("exit %d, stdout %s, stderr %s", code, stdout, stderr)
+			}
+			if (tc.warn == "") != !strings.Contains(stderr, "warning") || (tc.warn != "" && !strings.Contains(stderr, tc.warn)) {
+				t.Fatalf("stderr %q, want warning %q", stderr, tc.warn)
+			}
+		})
 	}
 }
 

@@ -40,6 +40,8 @@ type SinkOptions struct {
 	TLS   *tls.Config       // non-nil: offer STARTTLS
 	Users map[string]string // non-empty: require AUTH PLAIN over TLS
 	Addr  string            // "" picks a free loopback port
+	// Listener, if set, is served instead of listening on Addr.
+	Listener net.Listener
 }
 
 // StartSink starts a sink; it stops when the test ends.
@@ -49,9 +51,12 @@ func StartSink(t testing.TB, opts SinkOptions) *Sink {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("sink: %v", err)
+	ln := opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			t.Fatalf("sink: %v", err)
+		}
 	}
 	s := &Sink{Addr: ln.Addr().String(), creds: opts.Users, ln: ln}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {

@@ -70,6 +70,18 @@ type Relay struct {
 	// TLSServerName is the name the smart host's certificate must carry;
 	// empty: the host part of Smarthost.
 	TLSServerName string `toml:"tls_server_name"`
+
+	// Resolver is the DNS resolver (host:port) for direct delivery
+	// (mode = "mx"): MX, address and TLSA lookups. Its AD bit decides
+	// DANE, so it must be a validating resolver on this host or a
+	// trusted link. Empty: the first nameserver of /etc/resolv.conf.
+	Resolver string `toml:"resolver"`
+	// MXPort is the MX hosts' SMTP port (25; other values for tests).
+	MXPort int `toml:"mx_port"`
+	// MaxConnections caps simultaneous delivery connections to MX hosts;
+	// MaxConnectionsPerDomain caps them per recipient domain.
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerDomain int `toml:"max_connections_per_domain"`
 }
 
 // Store selects the persistence backend.

@@ -29,6 +29,11 @@ func Default() *Config {
 			Timeout:      Duration{60 * time.Second},
 			RetryFor:     Duration{120 * time.Hour},
 			RetryBackoff: Duration{30 * time.Second},
+			MXPort:       25,
+			// Postfix's default_destination_concurrency_limit is 20 per
+			// domain; 100 in all is its default_process_limit.
+			MaxConnections:          100,
+			MaxConnectionsPerDomain: 20,
 		},
 		Store: Store{Driver: "sqlite"},
 		PKI: PKI{

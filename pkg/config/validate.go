@@ -303,6 +303,17 @@ func (v *validator) relay() {
 	if n := r.TLSServerName; n != "" && !isHostName(n) {
 		v.add("relay.tls_server_name", nil, fmt.Sprintf("%q is not a host name", n), `the name the smart host's certificate carries, without port, e.g. "smtp.example.org"`)
 	}
+	if r.Resolver != "" {
+		v.hostPort("relay.resolver", r.Resolver, nil, "")
+	}
+	if r.MXPort < 1 || r.MXPort > 65535 {
+		v.add("relay.mx_port", nil, fmt.Sprintf("%d is not a port", r.MXPort), "leave it at 25 (MX hosts listen there); other ports are for tests")
+	}
+	v.atLeast("relay.max_connections", int64(r.MaxConnections), 1)
+	v.atLeast("relay.max_connections_per_domain", int64(r.MaxConnectionsPerDomain), 1)
+	if r.Mode == "mx" && r.MaxConnectionsPerDomain > r.MaxConnections && !v.ps.has("relay.max_connections") {
+		v.add("relay.max_connections_per_domain", []string{"relay.max_connections"}, fmt.Sprintf("%d is more than relay.max_connections (%d)", r.MaxConnectionsPerDomain, r.MaxConnections), "use at most max_connections")
+	}
 	v.positive("relay.timeout", r.Timeout)
 	v.positive("relay.retry_for", r.RetryFor)
 	v.positive("relay.retry_backoff", r.RetryBackoff)

@@ -1,0 +1,138 @@
+package mxrelay
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sealgate/sealgate/internal/testpeer"
+	"github.com/sealgate/sealgate/pkg/gateway"
+	"github.com/sealgate/sealgate/pkg/policy"
+)
+
+// Every rule tls × kind of MX host: where the mail went (which host got
+// it, over TLS or not) or why it stayed queued, and the TLS the event
+// reports. A stricter mode never falls back to a weaker connection: the
+// host that failed got nothing.
+func TestRuleTLSByServerKind(t *testing.T) {
+	w := startWorld(t)
+	const (
+		tls13 = "TLS 1.3"
+		tls10 = "TLS 1.0"
+	)
+	ok := func(ver, by string) outcome { return outcome{delivered: true, tlsVer: ver, by: by} }
+	fail := func(reason string) outcome { return outcome{reason: reason} }
+	want := map[policy.TLSMode]map[testpeer.MXKind]outcome{
+		policy.TLSNone: {
+			testpeer.MXValid: ok("", "none"), testpeer.MXSelfSigned: ok("", "none"), testpeer.MXExpired: ok("", "none"),
+			testpeer.MXWrongName: ok("", "none"), testpeer.MXPlain: ok("", "none"), testpeer.MXTLS10: ok("", "none"),
+			testpeer.MXBrokenTLS: ok("", "none"),
+		},
+		policy.TLSOpportunistic: {
+			testpeer.MXValid: ok(tls13, "none"), testpeer.MXSelfSigned: ok(tls13, "none"), testpeer.MXExpired: ok(tls13, "none"),
+			testpeer.MXWrongName: ok(tls13, "none"), testpeer.MXPlain: ok("", "none"), testpeer.MXTLS10: ok(tls10, "none"),
+			// RFC 7435: opportunistic TLS goes on in plain text.
+			testpeer.MXBrokenTLS: ok("", "none"),
+		},
+		policy.TLSRequired: {
+			testpeer.MXValid: ok(tls13, "none"), testpeer.MXSelfSigned: ok(tls13, "none"), testpeer.MXExpired: ok(tls13, "none"),
+			testpeer.MXWrongName: ok(tls13, "none"), testpeer.MXPlain: fail("does not offer STARTTLS"),
+			testpeer.MXTLS10:     fail("TLS handshake failed, not retried in plain text"),
+			testpeer.MXBrokenTLS: fail("TLS handshake failed, not retried in plain text"),
+		},
+		policy.TLSVerified: {
+			testpeer.MXValid: ok(tls13, "pkix"), testpeer.MXSelfSigned: fail("PKIX: self-signed certificate"),
+			testpeer.MXExpired: fail("PKIX: certificate expired"), testpeer.MXWrongName: fail("PKIX: certificate does not name the MX host"),
+			testpeer.MXPlain: fail("does not offer STARTTLS"), testpeer.MXTLS10: fail("TLS handshake failed, not retried in plain text"),
+			testpeer.MXBrokenTLS: fail("TLS handshake failed, not retried in plain text"),
+		},
+		// Local data is not DNSSEC-signed: no DANE anywhere, and "dane"
+		// never settles for less.
+		policy.TLSDANE: {
+			testpeer.MXValid: fail("DANE: no DANE verifier"), testpeer.MXSelfSigned: fail("DANE: no DANE verifier"),
+			testpeer.MXExpired: fail("DANE: no DANE verifier"), testpeer.MXWrongName: fail("DANE: no DANE verifier"),
+			testpeer.MXPlain: fail("DANE: no DANE verifier"), testpeer.MXTLS10: fail("DANE: no DANE verifier"),
+			testpeer.MXBrokenTLS: fail("DANE: no DANE verifier"),
+		},
+	}
+	for _, mode := range []policy.TLSMode{policy.TLSNone, policy.TLSOpportunistic, policy.TLSRequired, policy.TLSVerified, policy.TLSDANE} {
+		for _, kind := range allKinds {
+			t.Run(mode.String()+"/"+string(kind), func(t *testing.T) {
+				r := w.relay(t)
+				host := w.net.Hosts[hostOf(kind)]
+				before := len(host.Messages())
+				rcpt := "bob@" + domainOf(kind)
+				errs, hops := r.DeliverEach(context.Background(), delivery(mode, rcpt))
+				got := describeOutcome(errs[0], hops[0])
+				exp := want[mode][kind]
+				msgs := host.Messages()[before:]
+				if exp.delivered {
+					if got != exp {
+						t.Fatalf("got %+v, want %+v", got, exp)
+					}
+					if hops[0].Host != hostOf(kind) || (hops[0].Verified != (exp.by != "none")) {
+						t.Fatalf("hop %+v", hops[0])
+					}
+					if len(msgs) != 1 || !msgs[0].HasRcpt(rcpt) || msgs[0].TLS != (exp.tlsVer != "") {
+						t.Fatalf("host got %+v", msgs)
+					}
+					return
+				}
+				if got.delivered || got.permanent || !strings.Contains(got.reason, exp.reason) || !strings.Contains(got.reason, hostOf(kind)) {
+					t.Fatalf("got %+v, want a temporary failure naming %s and %q", got, hostOf(kind), exp.reason)
+				}
+				if len(msgs) != 0 {
+					t.Fatalf("the host that failed the rule got the message anyway: %+v", msgs)
+				}
+			})
+		}
+	}
+}
+
+// The domain-level outcomes: null MX and NXDOMAIN bounce, an implicit MX
+// is the domain's own address, the next MX is tried when the first is
+// down, and a resolver that does not answer is a temporary failure.
+func TestDomains(t *testing.T) {
+	w := startWorld(t)
+	valid := w.net.Hosts[hostOf(testpeer.MXValid)]
+	tests := []struct {
+		name      string
+		rcpt      string
+		resolver  string
+		delivered bool
+		permanent bool
+		reason    string
+		host      string
+		mode      policy.TLSMode
+	}{
+		{"null MX", "bob@null.test", "", false, true, "null.test publishes a null MX (RFC 7505)", "", policy.TLSVerified},
+		{"no such domain", "bob@nowhere.test", "", false, true, "nowhere.test: no such domain", "", policy.TLSVerified},
+		// The valid host's certificate does not name implicit.test.
+		{"implicit MX", "bob@implicit.test", "", true, false, "", "implicit.test", policy.TLSRequired},
+		{"implicit MX, verified", "bob@implicit.test", "", false, false, "certificate does not name the MX host", "", policy.TLSVerified},
+		{"first MX down", "bob@fallback.test", "", true, false, "", hostOf(testpeer.MXValid), policy.TLSVerified},
+		{"resolver down", "bob@valid.test", "127.0.0.1:9", false, false, "MX lookup failed, will retry", "", policy.TLSVerified},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := w.relay(t)
+			if tc.resolver != "" {
+				r.Resolver = newTestResolver(tc.resolver)
+			}
+			before := len(valid.Messages())
+			errs, hops := r.DeliverEach(context.Background(), delivery(tc.mode, tc.rcpt))
+			if tc.delivered {
+				if errs[0] != nil || hops[0].Host != tc.host {
+					t.Fatalf("err %v hop %+v, want delivered via %s", errs[0], hops[0], tc.host)
+				}
+				if len(valid.Messages()) != before+1 {
+					t.Fatal("the valid host did not get the message")
+				}
+				return
+			}
+			if errs[0] == nil || gateway.IsPermanent(errs[0]) != tc.permanent || !strings.Contains(errs[0].Error(), tc.reason) {
+				t.Fatalf("err %v (permanent %v), want permanent=%v %q", errs[0], gateway.IsPermanent(errs[0]), tc.permanent, tc.reason)
+			}
+		})
+	}
+}
