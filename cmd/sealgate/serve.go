@@ -591,6 +591,15 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		Signer:    &pkiSigner{m: mgr, ttl: time.Minute},
 		Encrypter: smimeEncrypter{},
 		StripTag:  policy.StripTag}
+	if cfg.Relay.Mode == "mx" {
+		// Rules demanding TLS are decided on the recipient domain's TLS
+		// check (cached in the store for relay.tls_check_ttl).
+		checks, _, err := newTLSChecks(cfg, rt.store, rt.log)
+		if err != nil {
+			return nil, err
+		}
+		p.TLSVerdicts = tlsVerdicts{checks}
+	}
 	pw, err := pdfmail.NewPasswords(cfg.PDF.Password, pdfmail.PasswordDeps{Store: rt.store, NotFound: store.ErrNotFound,
 		SubjectTag: cfg.PDF.SubjectTag, Length: cfg.PDF.PasswordLength, MinLength: cfg.PDF.MinPasswordLength,
 		Notifier: &pdfmail.Notifier{Language: cfg.PDF.Language, Hostname: cfg.SMTP.Hostname, HideSubject: cfg.PDF.HideSubject}, Portal: rt.portalSource()})
@@ -638,7 +647,7 @@ func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt
 		}
 		return groupsHold(pd.Rule)
 	}
-	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS.AtLeast(policy.TLSRequired), TLS: pd.TLS,
+	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS.AtLeast(policy.TLSRequired), TLS: pd.TLS, TLSFallback: pd.TLSFallback,
 		// A meeting request the rule exempts leaves signed only (the
 		// policy decided so), so it is not a must-encrypt message.
 		MustEncrypt: !pd.CalendarExempt && (pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired)}

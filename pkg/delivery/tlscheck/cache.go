@@ -110,13 +110,7 @@ func (c *Cache) load(ctx context.Context, domain string, now time.Time) (Report,
 		return Report{}, err
 	}
 	r.CheckedAt = now.UTC()
-	if c.Store != nil {
-		data, _ := json.Marshal(r)
-		if err := c.Store.PutTLSCache(ctx, store.TLSCacheEntry{Kind: CacheKind, Domain: domain, Data: data,
-			FetchedAt: now, ExpiresAt: now.Add(c.ttl())}); err != nil {
-			c.log().Warn("tlscheck: caching the verdict failed", "domain", domain, "err", err)
-		}
-	}
+	c.remember(ctx, domain, r, now)
 	return r, nil
 }
 
@@ -139,4 +133,39 @@ func (c *Cache) log() *slog.Logger {
 		return c.Log
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// Refresh probes domain now, whatever is cached, and caches the result
+// (sealgate tls check: an admin wants today's facts, and the pipeline
+// then uses them).
+func (c *Cache) Refresh(ctx context.Context, domain string) (Report, error) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	now := c.now()
+	r, err := c.Checker.Check(ctx, domain)
+	if err != nil {
+		return r, err
+	}
+	r.CheckedAt = now.UTC()
+	c.remember(ctx, domain, r, now)
+	c.mu.Lock()
+	if c.mem == nil {
+		c.inflight, c.mem = map[string]*call{}, map[string]Report{}
+	}
+	c.mem[domain] = r
+	c.mu.Unlock()
+	return r, nil
+}
+
+func (c *Cache) remember(ctx context.Context, domain string, r Report, now time.Time) {
+	if c.Store == nil {
+		return
+	}
+	data, err := json.Marshal(r)
+	if err == nil {
+		err = c.Store.PutTLSCache(ctx, store.TLSCacheEntry{Kind: CacheKind, Domain: domain, Data: data,
+			FetchedAt: now, ExpiresAt: now.Add(c.ttl())})
+	}
+	if err != nil {
+		c.log().Warn("tlscheck: caching the verdict failed", "domain", domain, "err", err)
+	}
 }
