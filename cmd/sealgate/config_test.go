@@ -161,7 +161,7 @@ func TestConfigCheckRelayModeMX(t *testing.T) {
 		stdout, warn   string // "" warn: no warning
 	}{
 		{"loopback", "127.0.0.1:5353", "DNS through 127.0.0.1:5353", ""},
-		{"remote", "198.51.100.7:53", "DNS through 198.51.100.7:53", "sealgate.toml:4: relay.resolver: resolver 198.51.100.7:53 is not on this host"},
+		{"remote", "198.51.100.7:53", "DNS through 198.51.100.7:53", "warning: 4: relay.resolver: resolver 198.51.100.7:53 is not on this host"},
 		{"from resolv.conf", "", "DNS through 192.0.2.53:53", "resolver 192.0.2.53:53 is not on this host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

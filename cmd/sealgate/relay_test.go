@@ -12,6 +12,7 @@ import (
 	"github.com/sealgate/sealgate/internal/testpeer"
 	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/gateway"
+	"github.com/sealgate/sealgate/pkg/policy"
 )
 
 // TestRelayToPostfixNextHop: buildRelay, from the [relay] keys, against a
@@ -109,5 +110,49 @@ tls_server_name = %q`, hop.DNSName)},
 	// builds its own relay, so no pooled connection is shared).
 	if n := strings.Count(hop.Log(), "sasl_method="); n != 3 {
 		t.Errorf("%d successful AUTHs in the Postfix log, want 3 (the delivered cases)\n%s", n, hop.Log())
+	}
+}
+
+// TestRelayModeMX: buildRelay with relay.mode = "mx" from the file's keys
+// (resolver, mx_port, ca_files) delivers to the MX host the real unbound
+// names, verified against relay.ca_files, and refuses the host whose
+// certificate names another host.
+func TestRelayModeMX(t *testing.T) {
+	n := testpeer.StartMXHosts(t,
+		testpeer.MXHostSpec{Name: "mx.good.test", Kind: testpeer.MXValid},
+		testpeer.MXHostSpec{Name: "mx.bad.test", Kind: testpeer.MXWrongName})
+	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{LocalData: []string{
+		"good.test. MX 10 mx.good.test.", "mx.good.test. A " + n.Hosts["mx.good.test"].IP,
+		"bad.test. MX 10 mx.bad.test.", "mx.bad.test. A " + n.Hosts["mx.bad.test"].IP,
+	}})
+	dir := t.TempDir()
+	doc := fmt.Sprintf("data_dir = \"./data\"\n[relay]\nmode = \"mx\"\nresolver = %q\nmx_port = %d\nca_files = [%q]\n", u.Addr, n.Port, n.CAFile)
+	testpeer.WriteFile(t, dir, "sealgate.toml", []byte(doc))
+	cfg, err := config.Load(filepath.Join(dir, "sealgate.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := buildRelay(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hop, ok := relay.(gateway.RcptHopRelay)
+	if !ok {
+		t.Fatalf("relay %T does not report hops per recipient", relay)
+	}
+	defer relay.(interface{ Close() error }).Close()
+	msg := []byte("From: a@org.test\r\nSubject: mx\r\n\r\nbody\r\n")
+	errs, hops := hop.DeliverEach(context.Background(), gateway.Delivery{From: "a@org.test", Rcpts: []string{"b@good.test", "c@bad.test"}, Data: msg, TLS: policy.TLSVerified, RequireTLS: true})
+	if errs[0] != nil || hops[0] == nil || hops[0].VerifiedBy != "pkix" || hops[0].Host != "mx.good.test" {
+		t.Fatalf("good.test: err %v hop %+v", errs[0], hops[0])
+	}
+	if errs[1] == nil || gateway.IsPermanent(errs[1]) || !strings.Contains(errs[1].Error(), "certificate does not name the MX host") {
+		t.Fatalf("bad.test: err %v, want a temporary failure naming the certificate fault", errs[1])
+	}
+	if got := n.Hosts["mx.good.test"].Messages(); len(got) != 1 || !got[0].TLS || !got[0].HasRcpt("b@good.test") {
+		t.Fatalf("good host got %+v", got)
+	}
+	if got := n.Hosts["mx.bad.test"].Messages(); len(got) != 0 {
+		t.Fatalf("the wrong-name host got %+v", got)
 	}
 }

@@ -32,6 +32,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/delivery/mxrelay"
+	"github.com/sealgate/sealgate/pkg/delivery/resolver"
 	"github.com/sealgate/sealgate/pkg/directory"
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
@@ -184,6 +186,9 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	relay, err := buildRelay(cfg)
 	if err != nil {
 		return asUsage(err)
+	}
+	if mr, ok := relay.(*mxrelay.Relay); ok {
+		mr.Log = log
 	}
 	gc := store.NewGroupCommit(rt.store) // queue and audit writes share commits (fsyncs)
 	// Lingering 2 ms per commit for more rows: under load the gateway's
@@ -482,8 +487,31 @@ func buildRelay(cfg *config.Config) (gateway.Relay, error) {
 			r.Password = strings.TrimRight(string(pw), "\r\n")
 		}
 		return r, nil
+	case "mx":
+		return buildMXRelay(cfg)
 	}
-	return nil, fmt.Errorf("relay.mode %q is not supported by this build (use dir or smarthost)", cfg.Relay.Mode)
+	return nil, fmt.Errorf("relay.mode %q is not supported by this build (use dir, smarthost or mx)", cfg.Relay.Mode)
+}
+
+// buildMXRelay is direct delivery to the recipients' MX hosts: DNS from
+// relay.resolver (DANE trusts its AD bit), certificates checked against
+// the system roots plus relay.ca_files. MTA-STS policies are not wired
+// yet (pkg/delivery/mtasts).
+func buildMXRelay(cfg *config.Config) (*mxrelay.Relay, error) {
+	addr, err := mxResolverAddr(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := relayTLSConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &mxrelay.Relay{
+		Resolver: mxrelay.FromResolver(&resolver.Resolver{Addr: addr}),
+		DANE:     mxrelay.DANEVerifier{},
+		Hostname: cfg.SMTP.Hostname, Port: cfg.Relay.MXPort, RootCAs: tlsConf.RootCAs,
+		Timeout: cfg.Relay.Timeout.Duration, MaxConns: cfg.Relay.MaxConnections, MaxConnsPerDomain: cfg.Relay.MaxConnectionsPerDomain,
+	}, nil
 }
 
 // relayTLSConfig is the TLS configuration towards the smart host where its

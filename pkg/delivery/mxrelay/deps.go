@@ -12,6 +12,8 @@ import (
 	"errors"
 	"net"
 	"time"
+
+	"github.com/sealgate/sealgate/pkg/delivery/dane"
 )
 
 // Resolver is the DNS the relay needs (pkg/delivery/resolver satisfies it
@@ -39,10 +41,7 @@ type MXResult struct {
 var ErrNotFound = errors.New("no such domain")
 
 // TLSA is one TLSA record (RFC 6698).
-type TLSA struct {
-	Usage, Selector, MatchingType uint8
-	Data                          []byte
-}
+type TLSA = dane.TLSA
 
 // DANE checks a server's chain against TLSA records (pkg/delivery/dane
 // through FromDANE).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
+	"github.com/sealgate/sealgate/pkg/delivery/resolver"
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/policy"
@@ -64,16 +65,24 @@ func startWorld(t *testing.T) *mxWorld {
 		"down.fallback.test. A "+down,
 	)
 	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{LocalData: data})
+	return &mxWorld{net: n, resolver: u.Addr, roots: rootsOf(t, n.CAFile)}
+}
+
+func rootsOf(t *testing.T, caFile string) *x509.CertPool {
 	roots := x509.NewCertPool()
-	roots.AddCert(testpeer.ReadCert(t, n.CAFile))
-	return &mxWorld{net: n, resolver: u.Addr, roots: roots}
+	roots.AddCert(testpeer.ReadCert(t, caFile))
+	return roots
 }
 
 func (w *mxWorld) relay(t *testing.T) *Relay {
 	t.Helper()
-	r := &Relay{Resolver: newTestResolver(w.resolver), Port: w.net.Port, RootCAs: w.roots, Hostname: "gw.sealgate.test", Timeout: 10 * time.Second}
+	r := &Relay{Resolver: newResolver(w.resolver), DANE: DANEVerifier{}, Port: w.net.Port, RootCAs: w.roots, Hostname: "gw.sealgate.test", Timeout: 10 * time.Second}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+func newResolver(addr string) Resolver {
+	return FromResolver(&resolver.Resolver{Addr: addr, Timeout: 2 * time.Second})
 }
 
 func delivery(tls policy.TLSMode, rcpts ...string) gateway.Delivery {

@@ -49,10 +49,10 @@ func TestRuleTLSByServerKind(t *testing.T) {
 		// Local data is not DNSSEC-signed: no DANE anywhere, and "dane"
 		// never settles for less.
 		policy.TLSDANE: {
-			testpeer.MXValid: fail("DANE: no DANE verifier"), testpeer.MXSelfSigned: fail("DANE: no DANE verifier"),
-			testpeer.MXExpired: fail("DANE: no DANE verifier"), testpeer.MXWrongName: fail("DANE: no DANE verifier"),
-			testpeer.MXPlain: fail("DANE: no DANE verifier"), testpeer.MXTLS10: fail("DANE: no DANE verifier"),
-			testpeer.MXBrokenTLS: fail("DANE: no DANE verifier"),
+			testpeer.MXValid: fail("DANE: the MX or address records are not DNSSEC-authenticated"), testpeer.MXSelfSigned: fail("DANE: the MX or address records are not DNSSEC-authenticated"),
+			testpeer.MXExpired: fail("DANE: the MX or address records are not DNSSEC-authenticated"), testpeer.MXWrongName: fail("DANE: the MX or address records are not DNSSEC-authenticated"),
+			testpeer.MXPlain: fail("DANE: the MX or address records are not DNSSEC-authenticated"), testpeer.MXTLS10: fail("DANE: the MX or address records are not DNSSEC-authenticated"),
+			testpeer.MXBrokenTLS: fail("DANE: the MX or address records are not DNSSEC-authenticated"),
 		},
 	}
 	for _, mode := range []policy.TLSMode{policy.TLSNone, policy.TLSOpportunistic, policy.TLSRequired, policy.TLSVerified, policy.TLSDANE} {
@@ -117,7 +117,7 @@ func TestDomains(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := w.relay(t)
 			if tc.resolver != "" {
-				r.Resolver = newTestResolver(tc.resolver)
+				r.Resolver = newResolver(tc.resolver)
 			}
 			before := len(valid.Messages())
 			errs, hops := r.DeliverEach(context.Background(), delivery(tc.mode, tc.rcpt))

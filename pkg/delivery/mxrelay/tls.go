@@ -12,6 +12,10 @@ import (
 	"github.com/sealgate/sealgate/pkg/policy"
 )
 
+// errDANE marks a DANE verification failure (the chain keeps the reason
+// text only: the dane error's detail is already in it).
+var errDANE = errors.New("the certificate is not the one DNSSEC publishes")
+
 // hostTLS is what one MX host's connection demands of TLS.
 type hostTLS struct {
 	mode policy.TLSMode
@@ -119,7 +123,8 @@ func (r *Relay) tlsConfig(host string, pol hostTLS) *tls.Config {
 		now := r.now()
 		if pol.by == "dane" {
 			if err := r.DANE.Verify(pol.tlsa, cs.PeerCertificates, []string{host}, now); err != nil {
-				return fmt.Errorf("DANE: %w", err)
+				// dane's errors begin "dane: ".
+				return fmt.Errorf("DANE: %s: %w", strings.TrimPrefix(err.Error(), "dane: "), errDANE)
 			}
 			return nil
 		}
