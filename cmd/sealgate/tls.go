@@ -204,7 +204,11 @@ func newTLSChecks(cfg *config.Config, st *store.Store, log *slog.Logger) (*tlsch
 	if err != nil {
 		return nil, nil, err
 	}
-	res := &resolver.Resolver{Addr: cfg.Relay.Resolver}
+	addr, err := mxResolverAddr(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	res := &resolver.Resolver{Addr: addr}
 	dnsr, dn := tlscheck.FromResolver(res)
 	sts := &mtasts.Cache{TXT: res, Store: st, Log: log, Fetch: &mtasts.Fetcher{Roots: roots,
 		Resolve: func(ctx context.Context, host string) ([]net.IP, error) {
