@@ -175,3 +175,45 @@ func TestTLSRelaxedCopiesApart(t *testing.T) {
 		t.Fatalf("parcels %v, want %s", got, want)
 	}
 }
+
+// TestRouteTLS: the capability API's Route shows the domain's verdict
+// and decides as Process does: PDF where the fallback says so, a failure
+// for hold, and a deferral (TLSUndecided) when the check cannot answer.
+func TestRouteTLS(t *testing.T) {
+	fv := &fakeVerdicts{v: map[string]TLSVerdict{"enc.test": {Verdict: "encrypted"}, "v.test": {Verdict: "verified"}}, calls: map[string]int{}}
+	rule := func(fb policy.TLSFallback) Decision {
+		return Decision{Rule: "r", Action: ActionDeliver, Sign: SignNever, TLS: policy.TLSVerified, TLSFallback: fb, RequireTLS: true}
+	}
+	cases := []struct {
+		name     string
+		d        Decision
+		rcpt     string
+		err      error
+		kind     RouteKind
+		verdict  string
+		undecide bool
+	}{
+		{"met", rule(policy.TLSFallbackHold), "a@v.test", nil, RoutePlain, "verified", false},
+		{"pdf fallback", rule(policy.TLSFallbackPDF), "a@enc.test", nil, RoutePDF, "encrypted", false},
+		{"hold", rule(policy.TLSFallbackHold), "a@enc.test", nil, RouteFail, "encrypted", false},
+		{"check down", rule(policy.TLSFallbackPDF), "a@enc.test", errors.New("resolver down"), RouteDefer, "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fv.err = c.err
+			p := &Pipeline{Decider: fakeDecider{"*": c.d}, TLSVerdicts: fv}
+			facts, err := FactsFor("alice@org.test", c.rcpt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := p.Route(context.Background(), facts, c.rcpt, nil, nil)
+			got := ""
+			if r.TLS != nil {
+				got = r.TLS.Verdict
+			}
+			if r.Kind != c.kind || got != c.verdict || r.TLSUndecided != c.undecide {
+				t.Fatalf("route %+v (verdict %q), want kind %v verdict %q undecided %v", r, got, c.kind, c.verdict, c.undecide)
+			}
+		})
+	}
+}
