@@ -189,6 +189,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	if mr, ok := relay.(*mxrelay.Relay); ok {
 		mr.Log = log
+		// MTA-STS policies from the store-backed cache the TLS check uses
+		// too (RFC 8461: enforced per connection by the relay).
+		_, sts, err := newTLSChecks(cfg, rt.store, log)
+		if err != nil {
+			return asUsage(err)
+		}
+		mr.STS = sts
 	}
 	gc := store.NewGroupCommit(rt.store) // queue and audit writes share commits (fsyncs)
 	// Lingering 2 ms per commit for more rows: under load the gateway's
