@@ -76,7 +76,7 @@ func TestTLSCheckCLI(t *testing.T) {
 			t.Fatalf("certificate keys %v, want %v", keys, wantCert)
 		}
 		if h["host"] != want.host || h["verdict"] != want.verdict || c["valid"] != want.valid || c["self_signed"] != want.self ||
-			h["starttls"] != true || h["dane"] != "none" {
+			h["starttls"] != true || h["dane"] != "insecure-dns" {
 			t.Fatalf("host %d: %v", i, h)
 		}
 	}

@@ -336,9 +336,9 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			if !m.IsVisible(rp.rcpt) {
 				bcc = message.LowerASCII(rp.rcpt)
 			}
-			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc, tls: rp.d.TLS, requireTLS: rp.d.RequireTLS}, rp)
+			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc, relaxed: rp.tls == tlsRelax}, rp)
 		} else {
-			plainGroups.add(groupKey{signed: isSigned, tls: rp.d.TLS, requireTLS: rp.d.RequireTLS}, rp)
+			plainGroups.add(groupKey{signed: isSigned, relaxed: rp.tls == tlsRelax}, rp)
 		}
 	}
 
@@ -455,11 +455,10 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 type groupKey struct {
 	signed bool
 	bcc    string // a Bcc recipient's own envelope
-	// A copy travels under its strictest recipient's TLS: recipients
-	// whose TLS demand differs (an S/MIME copy relaxed by the TLS check
-	// beside one that is not) get copies of their own.
-	tls        policy.TLSMode
-	requireTLS bool
+	// relaxed: an S/MIME copy the TLS check let go over the servers' TLS
+	// (tlsRelax). A copy travels under its strictest recipient's TLS, so
+	// relaxed recipients get copies of their own.
+	relaxed bool
 }
 
 type group struct {

@@ -20,19 +20,19 @@ func FromResolver(r *resolver.Resolver) (Resolver, DANE) {
 
 type resolverDNS struct{ r *resolver.Resolver }
 
-func (d resolverDNS) MX(ctx context.Context, domain string) ([]string, bool, error) {
+func (d resolverDNS) MX(ctx context.Context, domain string) ([]string, bool, bool, error) {
 	res, err := d.r.LookupMX(ctx, domain)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if res.Null {
-		return nil, true, nil
+		return nil, true, res.Authentic, nil
 	}
 	hosts := make([]string, 0, len(res.Hosts))
 	for _, mx := range res.Hosts {
 		hosts = append(hosts, mx.Host)
 	}
-	return hosts, false, nil
+	return hosts, false, res.Authentic, nil
 }
 
 func (d resolverDNS) Addrs(ctx context.Context, host string) ([]net.IP, error) {

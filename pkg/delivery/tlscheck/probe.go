@@ -37,14 +37,15 @@ const (
 	DANEMatch       = "match"        // authentic usable TLSA records, and one matches the server's chain
 	DANEMismatch    = "mismatch"     // authentic usable TLSA records, none matches: delivery must fail (RFC 7672)
 	DANENone        = "none"         // no TLSA records (authentic denial or none usable)
-	DANEInsecureDNS = "insecure-dns" // TLSA records in an unsigned zone, or a resolver that does not validate: ignored
+	DANEInsecureDNS = "insecure-dns" // the MX or TLSA answer was not DNSSEC-authenticated (unsigned zone, non-validating resolver): DANE cannot apply
 )
 
 // Resolver is the DNS the probe needs (relay.resolver).
 type Resolver interface {
 	// MX returns the domain's MX hosts in preference order (the domain
-	// itself for an implicit MX); null for a null MX (RFC 7505).
-	MX(ctx context.Context, domain string) (hosts []string, null bool, err error)
+	// itself for an implicit MX); null for a null MX (RFC 7505);
+	// authentic when the validating resolver authenticated the answer.
+	MX(ctx context.Context, domain string) (hosts []string, null, authentic bool, err error)
 	Addrs(ctx context.Context, host string) ([]net.IP, error)
 }
 
@@ -128,7 +129,7 @@ var ErrUnreachable = errors.New("tlscheck: no MX host could be probed")
 func (p *Prober) Check(ctx context.Context, domain string) (Report, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	r := Report{Domain: domain, MX: []Host{}, CheckedAt: p.now().UTC()}
-	hosts, null, err := p.DNS.MX(ctx, domain)
+	hosts, null, mxAuthentic, err := p.DNS.MX(ctx, domain)
 	if err != nil {
 		return r, fmt.Errorf("tlscheck: MX of %s: %w", domain, err)
 	}
@@ -145,7 +146,7 @@ func (p *Prober) Check(ctx context.Context, domain string) (Report, error) {
 	probed := 0
 	r.DANE = true
 	for _, h := range hosts {
-		host := p.probe(ctx, h, mode, patterns)
+		host := p.probe(ctx, h, mxAuthentic, mode, patterns)
 		r.MX = append(r.MX, host)
 		if host.Error != "" {
 			continue
@@ -175,9 +176,15 @@ func rank(v string) int {
 	return 0
 }
 
-func (p *Prober) probe(ctx context.Context, name, stsMode string, stsMX []string) Host {
+func (p *Prober) probe(ctx context.Context, name string, mxAuthentic bool, stsMode string, stsMX []string) Host {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	h := Host{Host: name, DANE: DANENone, MTASTS: STS{Mode: "none"}}
+	if p.DANE != nil && !mxAuthentic {
+		// RFC 7672 §2.2.1: an MX answer that is not authenticated may
+		// name the attacker's host, whose own signed zone would match
+		// any TLSA it likes: no DANE from such a name.
+		h.DANE = DANEInsecureDNS
+	}
 	if stsMode != "" {
 		h.MTASTS = STS{Mode: stsMode, Match: matchMX(stsMX, name)}
 	}
@@ -242,7 +249,7 @@ func (p *Prober) probe(ctx context.Context, name, stsMode string, stsMX []string
 	h.TLSVersion, h.Cipher = tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite)
 	now := p.now()
 	h.Certificate = p.certificate(st.PeerCertificates, name, now)
-	if p.DANE != nil {
+	if p.DANE != nil && mxAuthentic {
 		status, err := p.DANE.Check(ctx, name, port, st.PeerCertificates, now)
 		if err != nil {
 			// A TLSA lookup that fails is no reason to believe there is

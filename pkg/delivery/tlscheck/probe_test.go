@@ -210,6 +210,7 @@ func newWorld(t *testing.T) *world {
 	bad := testpeer.StartKnot(t, "danebad.test", []string{"@ MX 10 mx", "mx A 127.0.0.2", tlsa("mx", strings.Repeat("ab", 32))})
 	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{Stubs: []testpeer.Stub{good.Stub(), bad.Stub()},
 		TrustAnchors: append(good.DS(), bad.DS()...), LocalData: []string{
+			"viainsecure.test. MX 10 mx.dane.test.",
 			"daneinsecure.test. MX 10 mx.daneinsecure.test.", "mx.daneinsecure.test. A 127.0.0.5",
 			tlsa("mx.daneinsecure.test.", strings.Repeat("cd", 32)),
 			"valid.test. MX 10 mx.valid.test.", "mx.valid.test. A 127.0.0.2",
@@ -249,7 +250,8 @@ func (w *world) prober() *Prober {
 // verified. DANE: a TLSA record in a signed zone that matches makes the
 // host verified, one that does not makes it insecure (delivery would
 // fail), and TLSA records the resolver cannot authenticate count for
-// nothing.
+// nothing — nor do authentic ones of a host an unauthenticated MX answer
+// named (viainsecure.test: only PKIX makes it verified).
 func TestCheck(t *testing.T) {
 	w := newWorld(t)
 	p := w.prober()
@@ -272,6 +274,7 @@ func TestCheck(t *testing.T) {
 		{"partly.test", Verified, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, MTASTS: STS{Mode: "none"}, Verdict: Verified}, nil},
 		{"dane.test", Verified, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, DANE: DANEMatch, MTASTS: STS{Mode: "none"}, Verdict: Verified}, nil},
 		{"danebad.test", Insecure, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, DANE: DANEMismatch, MTASTS: STS{Mode: "none"}, Verdict: Insecure}, nil},
+		{"viainsecure.test", Verified, Host{StartTLS: true, Certificate: &cert{Valid: true, ChainComplete: true, NameMatch: true}, DANE: DANEInsecureDNS, MTASTS: STS{Mode: "none"}, Verdict: Verified}, nil},
 		{"daneinsecure.test", Encrypted, Host{StartTLS: true, Certificate: &cert{ChainComplete: true}, DANE: DANEInsecureDNS, MTASTS: STS{Mode: "none"}, Verdict: Encrypted}, nil},
 		{"null.test", Insecure, Host{}, nil},
 		{"dead.test", "", Host{}, ErrUnreachable},
@@ -294,12 +297,14 @@ func TestCheck(t *testing.T) {
 			if c.host.Verdict == "" {
 				return
 			}
+			// (DANE "" below: unbound's local data is unsigned, so
+			// insecure-dns.)
 			got := r.MX[0]
 			if got.StartTLS != c.host.StartTLS || got.MTASTS != c.host.MTASTS || got.Verdict != c.host.Verdict ||
 				(c.host.Certificate == nil) != (got.Certificate == nil) ||
 				(c.host.Certificate != nil && *got.Certificate != *c.host.Certificate) ||
 				(c.host.TLSVersion != "" && got.TLSVersion != c.host.TLSVersion) ||
-				(c.host.DANE != "" && got.DANE != c.host.DANE) || (c.host.DANE == "" && got.DANE != DANENone) {
+				(c.host.DANE != "" && got.DANE != c.host.DANE) || (c.host.DANE == "" && got.DANE != DANEInsecureDNS) {
 				t.Fatalf("first host:\n got %+v cert %+v\nwant %+v cert %+v", got, got.Certificate, c.host, c.host.Certificate)
 			}
 			if got.StartTLS && got.Verdict != Insecure && (got.TLSVersion == "" || got.Cipher == "") {
