@@ -97,6 +97,9 @@ func (u *Unbound) config(cfg UnboundConfig, port int) (string, error) {
 	b.WriteString("  num-threads: 1\n  so-reuseport: no\n  outgoing-range: 64\n  num-queries-per-thread: 32\n")
 	b.WriteString("  msg-cache-size: 1m\n  rrset-cache-size: 1m\n  key-cache-size: 1m\n  neg-cache-size: 1m\n")
 	b.WriteString("  trust-anchor-signaling: no\n  root-key-sentinel: no\n  val-log-level: 2\n")
+	// Peers share the clock: no grace for expired signatures (the default
+	// skew is 10% of the signature's lifetime, at least an hour).
+	b.WriteString("  val-sig-skew-min: 0\n  val-sig-skew-max: 0\n")
 	if len(cfg.TrustAnchors) > 0 {
 		b.WriteString("  module-config: \"validator iterator\"\n")
 		for _, ta := range cfg.TrustAnchors {
@@ -147,6 +150,19 @@ func (u *Unbound) Log() string {
 	return u.d.log()
 }
 
+// LogContains waits up to 5 s for unbound to print substr (its log
+// arrives through a pipe, after the answer it explains).
+func (u *Unbound) LogContains(substr string) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(u.Log(), substr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // KnotOptions change how StartKnotWith serves a zone.
 type KnotOptions struct {
 	// Unsigned serves the zone without DNSSEC: with no trust anchor for
@@ -157,6 +173,11 @@ type KnotOptions struct {
 	// (signing off) with the replacement and the original signatures: a
 	// validating resolver finds the replaced RRset "bogus" (SERVFAIL).
 	Replace map[string]string
+	// Expired makes knot sign with signatures valid for 4 seconds (every
+	// TTL is 1 s), waits until they have expired and serves them (signing
+	// off): a validating resolver finds every signed answer "bogus". Adds
+	// about 5 s to the start.
+	Expired bool
 }
 
 // Knot is a running knotd serving one zone.
@@ -165,9 +186,10 @@ type Knot struct {
 	Zone string // fully qualified
 	Dir  string
 
-	ds     []string
-	dnskey []string
-	d      *daemon
+	ds        []string
+	dnskey    []string
+	d         *daemon
+	shortSigs bool // signatures that expire within seconds
 }
 
 // StartKnot starts knotd serving zone with records, signed by knot with
@@ -194,13 +216,18 @@ func StartKnotWith(t testing.TB, zone string, records []string, opts KnotOptions
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	k := &Knot{Zone: zone, Dir: dir}
 	zoneFile := filepath.Join(dir, "zone.db")
-	if err := os.WriteFile(zoneFile, []byte(zoneText(zone, records)), 0o600); err != nil {
+	ttl := 300
+	if opts.Expired {
+		ttl = 1 // knot refuses a signature refresh shorter than the TTLs
+	}
+	if err := os.WriteFile(zoneFile, []byte(zoneText(zone, records, ttl)), 0o600); err != nil {
 		t.Fatalf("zone file: %v", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
 		t.Fatalf("knot db: %v", err)
 	}
 	signed := !opts.Unsigned
+	k.shortSigs = opts.Expired
 	if err := k.start(bin, signed); err != nil {
 		t.Fatalf("starting knotd: %v", err)
 	}
@@ -208,11 +235,11 @@ func StartKnotWith(t testing.TB, zone string, records []string, opts KnotOptions
 	if signed {
 		k.trustAnchors(t)
 	}
-	if len(opts.Replace) > 0 {
+	if len(opts.Replace) > 0 || opts.Expired {
 		if opts.Unsigned {
-			t.Fatalf("knot: Replace needs a signed zone")
+			t.Fatalf("knot: Replace and Expired need a signed zone")
 		}
-		k.tamper(t, bin, zoneFile, opts.Replace)
+		k.tamper(t, bin, zoneFile, opts.Replace, opts.Expired)
 	}
 	return k
 }
@@ -250,6 +277,9 @@ func (k *Knot) conf(port int, signed bool) string {
 	fmt.Fprintf(&b, "database:\n  storage: %s\n", q(filepath.Join(k.Dir, "db")))
 	b.WriteString("acl:\n  - id: loopback\n    address: 127.0.0.0/8\n    action: transfer\n")
 	b.WriteString("policy:\n  - id: test\n    algorithm: ecdsap256sha256\n    nsec3: off\n")
+	if k.shortSigs {
+		b.WriteString("    rrsig-lifetime: 4s\n    rrsig-refresh: 2s\n    rrsig-pre-refresh: 1s\n    propagation-delay: 0\n")
+	}
 	fmt.Fprintf(&b, "zone:\n  - domain: %s\n    storage: %s\n    file: zone.db\n", q(k.Zone), q(k.Dir))
 	b.WriteString("    journal-content: none\n    zonefile-sync: -1\n    acl: loopback\n")
 	if signed {
@@ -307,8 +337,9 @@ func (k *Knot) trustAnchors(t testing.TB) {
 }
 
 // tamper transfers the signed zone, replaces records keeping their
-// signatures, and serves the result with signing off.
-func (k *Knot) tamper(t testing.TB, bin, zoneFile string, replace map[string]string) {
+// signatures (and, with expire, waits until every signature has expired),
+// and serves the result with signing off.
+func (k *Knot) tamper(t testing.TB, bin, zoneFile string, replace map[string]string, expire bool) {
 	t.Helper()
 	tr := new(dns.Transfer)
 	m := new(dns.Msg)
@@ -351,11 +382,24 @@ func (k *Knot) tamper(t testing.TB, bin, zoneFile string, replace map[string]str
 		}
 	}
 	var b strings.Builder
+	var last time.Time
 	for _, rr := range rrs {
 		b.WriteString(rr.String())
 		b.WriteByte('\n')
+		if sig, ok := rr.(*dns.RRSIG); ok {
+			if exp := time.Unix(int64(sig.Expiration), 0); exp.After(last) {
+				last = exp
+			}
+		}
 	}
 	k.Stop()
+	if expire {
+		if last.IsZero() || last.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("knot signed %s with signatures valid until %v, not seconds", k.Zone, last)
+		}
+		// RRSIG times have one-second resolution: wait past the last.
+		time.Sleep(time.Until(last) + 1100*time.Millisecond)
+	}
 	if err := os.WriteFile(zoneFile, []byte(b.String()), 0o600); err != nil {
 		t.Fatalf("zone file: %v", err)
 	}
@@ -384,9 +428,9 @@ func sameRR(a, b dns.RR) bool {
 }
 
 // zoneText is the zone file: the records after a SOA and NS unless given.
-func zoneText(zone string, records []string) string {
+func zoneText(zone string, records []string, ttl int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "$ORIGIN %s\n$TTL 300\n", zone)
+	fmt.Fprintf(&b, "$ORIGIN %s\n$TTL %d\n", zone, ttl)
 	hasSOA, hasNS := false, false
 	zp := dns.NewZoneParser(strings.NewReader(strings.Join(records, "\n")+"\n"), zone, "")
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
@@ -401,7 +445,7 @@ func zoneText(zone string, records []string) string {
 	}
 	// A record miekg cannot parse is left to knotd, which says why.
 	if !hasSOA {
-		fmt.Fprintf(&b, "@ SOA ns.%s hostmaster.%s 1 3600 900 604800 300\n", zone, zone)
+		fmt.Fprintf(&b, "@ SOA ns.%s hostmaster.%s 1 3600 900 604800 %d\n", zone, zone, ttl)
 	}
 	if !hasNS {
 		fmt.Fprintf(&b, "@ NS ns.%s\nns.%s A 127.0.0.1\n", zone, zone)

@@ -9,7 +9,8 @@ import (
 
 // The DNS peers as the other packages use them: unbound answering local
 // data, and unbound validating a zone knot signed (secure), did not sign
-// (insecure) or signed and then had a record altered (bogus).
+// (insecure), signed and then had a record altered (bogus) or signed with
+// signatures that have expired (bogus).
 func TestDNSPeers(t *testing.T) {
 	const tlsa = "_25._tcp.mx1 TLSA 3 1 1 0101010101010101010101010101010101010101010101010101010101010101"
 	const forged = "_25._tcp.mx1 TLSA 3 1 1 0202020202020202020202020202020202020202020202020202020202020202"
@@ -18,13 +19,14 @@ func TestDNSPeers(t *testing.T) {
 	signed := StartKnot(t, "secure.test", records)
 	plain := StartKnotWith(t, "plain.test", records, KnotOptions{Unsigned: true})
 	broken := StartKnotWith(t, "broken.test", records, KnotOptions{Replace: map[string]string{tlsa: forged}})
+	expired := StartKnotWith(t, "expired.test", records, KnotOptions{Expired: true})
 	if len(signed.DS()) == 0 || len(signed.DNSKEY()) == 0 || len(plain.DS()) != 0 {
 		t.Fatalf("trust anchors: signed DS %v DNSKEY %v, unsigned DS %v", signed.DS(), signed.DNSKEY(), plain.DS())
 	}
 	u := StartUnbound(t, UnboundConfig{
 		LocalData:    []string{`sel._domainkey.example.org. TXT "v=DKIM1; k=ed25519; " "p=abc"`, "mx.example.org. A 127.0.0.7"},
-		Stubs:        []Stub{signed.Stub(), plain.Stub(), broken.Stub()},
-		TrustAnchors: append(signed.DS(), broken.DNSKEY()...),
+		Stubs:        []Stub{signed.Stub(), plain.Stub(), broken.Stub(), expired.Stub()},
+		TrustAnchors: append(append(signed.DS(), broken.DNSKEY()...), expired.DS()...),
 	})
 
 	tests := []struct {
@@ -41,6 +43,7 @@ func TestDNSPeers(t *testing.T) {
 		{"insecure TLSA", "_25._tcp.mx1.plain.test.", dns.TypeTLSA, dns.RcodeSuccess, false, "0101010101"},
 		{"bogus TLSA", "_25._tcp.mx1.broken.test.", dns.TypeTLSA, dns.RcodeServerFailure, false, ""},
 		{"untouched record in the altered zone", "mx1.broken.test.", dns.TypeA, dns.RcodeSuccess, true, "127.0.0.2"},
+		{"expired signatures", "mx1.expired.test.", dns.TypeA, dns.RcodeServerFailure, false, ""},
 		{"local TXT", "sel._domainkey.example.org.", dns.TypeTXT, dns.RcodeSuccess, false, `"v=DKIM1; k=ed25519; " "p=abc"`},
 		{"local A", "mx.example.org.", dns.TypeA, dns.RcodeSuccess, false, "127.0.0.7"},
 		{"anything else", "www.example.com.", dns.TypeA, dns.RcodeNameError, false, ""},
@@ -68,7 +71,7 @@ func TestDNSPeers(t *testing.T) {
 		})
 	}
 	// The bogus answer is a validation failure, not a lost server.
-	if !strings.Contains(u.Log(), "validation failure") {
+	if !u.LogContains("validation failure") {
 		t.Errorf("unbound logged no validation failure:\n%s", u.Log())
 	}
 }

@@ -159,3 +159,32 @@ func TestUsable(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkVerify: one DANE-EE(3) SPKI match and one DANE-TA(2) check
+// (signature chain and name) of an openssl-made P-256 chain.
+func BenchmarkVerify(b *testing.B) {
+	pki := testpeer.NewPKI(b)
+	leaf := pki.IssueHost(b, testpeer.HostCertOptions{Names: []string{"mx1.example.test"}})
+	chain := []*x509.Certificate{leaf.Cert, pki.Inter, pki.Root}
+	parse := func(s string) dane.TLSA {
+		f := strings.Fields(s)
+		data, _ := hex.DecodeString(f[3])
+		return dane.TLSA{Usage: f[0][0] - '0', Selector: f[1][0] - '0', MatchingType: f[2][0] - '0', Data: data}
+	}
+	for _, bc := range []struct {
+		name string
+		rec  dane.TLSA
+	}{
+		{"DANE-EE 3 1 1", parse(testpeer.TLSA(b, leaf.CertFile, 3, 1, 1))},
+		{"DANE-TA 2 0 1", parse(testpeer.TLSA(b, pki.InterFile, 2, 0, 1))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			now := time.Now()
+			for b.Loop() {
+				if err := dane.Verify([]dane.TLSA{bc.rec}, chain, []string{"mx1.example.test"}, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -172,6 +172,18 @@ func TestResolverAgainstUnbound(t *testing.T) {
 		}
 	})
 
+	t.Run("canonical name", func(t *testing.T) {
+		for _, tc := range []struct{ host, canonical string }{
+			{"alias2.secure.test", "mx1.secure.test"},
+			{"mx1.secure.test", ""},
+		} {
+			h, err := w.r.LookupHost(ctx, tc.host)
+			if err != nil || h.Canonical != tc.canonical || !h.Authentic {
+				t.Errorf("LookupHost(%s) = canonical %q authentic %v, %v; want %q", tc.host, h.Canonical, h.Authentic, err, tc.canonical)
+			}
+		}
+	})
+
 	t.Run("TLSA", func(t *testing.T) {
 		tests := []struct {
 			host      string
@@ -206,7 +218,7 @@ func TestResolverAgainstUnbound(t *testing.T) {
 				}
 			})
 		}
-		if !strings.Contains(w.unbound.Log(), "validation failure") {
+		if !w.unbound.LogContains("validation failure") {
 			t.Errorf("unbound did not report the bogus TLSA as a validation failure:\n%s", w.unbound.Log())
 		}
 	})
@@ -226,6 +238,31 @@ func TestResolverAgainstUnbound(t *testing.T) {
 			t.Fatalf("no TXT: err %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// Signatures that expired (knot signed them, unbound finds them stale)
+// make every lookup in the zone temporary: neither "no record" nor an
+// unauthenticated answer.
+func TestExpiredSignaturesAreTemporary(t *testing.T) {
+	k := testpeer.StartKnotWith(t, "expired.test", []string{
+		"@ MX 10 mx1", "mx1 A 127.0.0.2",
+		"_25._tcp.mx1 TLSA 3 1 1 0101010101010101010101010101010101010101010101010101010101010101",
+	}, testpeer.KnotOptions{Expired: true})
+	u := testpeer.StartUnbound(t, testpeer.UnboundConfig{Stubs: []testpeer.Stub{k.Stub()}, TrustAnchors: k.DS()})
+	r := &resolver.Resolver{Addr: u.Addr, Timeout: 10 * time.Second}
+	ctx := context.Background()
+	if res, err := r.LookupMX(ctx, "expired.test"); !isTemp(err) {
+		t.Errorf("MX: %v, %v; want a TempError", hosts(res), err)
+	}
+	if ips, auth, err := r.LookupAddrs(ctx, "mx1.expired.test"); !isTemp(err) {
+		t.Errorf("addresses: %v authentic %v, %v; want a TempError", ips, auth, err)
+	}
+	if recs, auth, err := r.LookupTLSA(ctx, "mx1.expired.test", 25); !isTemp(err) || len(recs) != 0 || auth {
+		t.Errorf("TLSA: %v authentic %v, %v; want a TempError", recs, auth, err)
+	}
+	if !u.LogContains("signature expired") {
+		t.Errorf("unbound did not report expired signatures:\n%s", u.Log())
+	}
 }
 
 // End to end: the TLSA records knot serves, unbound validates and the
@@ -345,4 +382,19 @@ func (l *lockedBuilder) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// BenchmarkLookupMX: one MX lookup through unbound (answer cached after the
+// first) — the cost per lookup the relay pays when its own cache misses.
+func BenchmarkLookupMX(b *testing.B) {
+	k := testpeer.StartKnot(b, "bench.test", []string{"@ MX 10 mx1", "@ MX 20 mx2", "mx1 A 127.0.0.2", "mx2 A 127.0.0.3"})
+	u := testpeer.StartUnbound(b, testpeer.UnboundConfig{Stubs: []testpeer.Stub{k.Stub()}, TrustAnchors: k.DS()})
+	r := &resolver.Resolver{Addr: u.Addr, Timeout: 5 * time.Second}
+	ctx := context.Background()
+	for b.Loop() {
+		res, err := r.LookupMX(ctx, "bench.test")
+		if err != nil || !res.Authentic || len(res.Hosts) != 2 {
+			b.Fatalf("%v %v", res, err)
+		}
+	}
 }

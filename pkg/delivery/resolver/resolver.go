@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
@@ -43,10 +44,6 @@ const udpSize = 1232
 type Resolver struct {
 	Addr    string        // host:port; "" = first nameserver of /etc/resolv.conf
 	Timeout time.Duration // per query; 0 = DefaultTimeout
-
-	confOnce sync.Once
-	confAddr string
-	confErr  error
 }
 
 // ErrNotFound is NXDOMAIN or a NOERROR answer without records of the type
@@ -130,7 +127,7 @@ func mxResult(name string, ans answer) (MXResult, error) {
 		// breaks RFC 7505 3 and is ignored, the hosts are used.
 		return MXResult{Null: true, Authentic: ans.authentic}, nil
 	case len(res.Hosts) == 0:
-		return MXResult{}, &TempError{Name: name, Type: "MX", Reason: fmt.Sprintf("%d MX records, none with a valid host name", bad)}
+		return MXResult{}, &TempError{Name: trimDot(name), Type: "MX", Reason: fmt.Sprintf("%d MX records, none with a valid host name", bad)}
 	}
 	rand.Shuffle(len(res.Hosts), func(i, j int) { res.Hosts[i], res.Hosts[j] = res.Hosts[j], res.Hosts[i] })
 	slices.SortStableFunc(res.Hosts, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
@@ -144,9 +141,26 @@ func mxResult(name string, ans answer) (MXResult, error) {
 // AD bit. One family failing while the other has addresses is not an
 // error; both empty is ErrNotFound, unless one failed (then TempError).
 func (r *Resolver) LookupAddrs(ctx context.Context, host string) (ips []net.IP, authentic bool, err error) {
+	h, err := r.LookupHost(ctx, host)
+	return h.IPs, h.Authentic, err
+}
+
+// HostResult is the answer to LookupHost.
+type HostResult struct {
+	IPs []net.IP // IPv4 first, then IPv6
+	// Canonical is the end of the host's CNAME chain (without the
+	// trailing dot), "" when the host is no alias. RFC 7672 2.2.2: when
+	// the expansion is authentic, TLSA records are looked up at the
+	// canonical name first, then at the host name.
+	Canonical string
+	Authentic bool // every answer used (CNAMEs included) carried the AD bit
+}
+
+// LookupHost is LookupAddrs that also reports the CNAME expansion.
+func (r *Resolver) LookupHost(ctx context.Context, host string) (HostResult, error) {
 	name, err := toASCII(host)
 	if err != nil {
-		return nil, false, fmt.Errorf("resolver: address of %q: %w", host, err)
+		return HostResult{}, fmt.Errorf("resolver: address of %q: %w", host, err)
 	}
 	type result struct {
 		ans answer
@@ -163,41 +177,41 @@ func (r *Resolver) LookupAddrs(ctx context.Context, host string) (ips []net.IP, 
 		}()
 	}
 	wg.Wait()
-	authentic = true
+	out := HostResult{Authentic: true}
 	var tempErr error
 	answered := false
 	for _, x := range res {
 		switch {
 		case x.err == nil:
 			answered = true
-			authentic = authentic && x.ans.authentic
+			out.Authentic = out.Authentic && x.ans.authentic
 			for _, rr := range x.ans.records {
 				switch v := rr.(type) {
 				case *dns.A:
-					ips = append(ips, v.A)
+					out.IPs = append(out.IPs, v.A)
 				case *dns.AAAA:
-					ips = append(ips, v.AAAA)
+					out.IPs = append(out.IPs, v.AAAA)
 				}
+			}
+			if c := trimDot(x.ans.end); out.Canonical == "" && c != trimDot(name) {
+				out.Canonical = c
 			}
 		case errors.Is(x.err, ErrNotFound):
 			answered = true
-			authentic = authentic && x.ans.authentic
+			out.Authentic = out.Authentic && x.ans.authentic
 		default:
 			if tempErr == nil {
 				tempErr = x.err
 			}
 		}
 	}
-	if len(ips) > 0 {
-		return ips, authentic, nil
+	if len(out.IPs) > 0 {
+		return out, nil
 	}
 	if tempErr != nil {
-		return nil, false, tempErr
+		return HostResult{}, tempErr
 	}
-	if !answered {
-		authentic = false
-	}
-	return nil, authentic, fmt.Errorf("resolver: %s A/AAAA: %w", name, ErrNotFound)
+	return HostResult{Authentic: answered && out.Authentic}, fmt.Errorf("resolver: %s A/AAAA: %w", trimDot(name), ErrNotFound)
 }
 
 // LookupTLSA returns the TLSA records of the service at host:port
@@ -262,6 +276,7 @@ type answer struct {
 	records   []dns.RR // of the type asked for, owned by the end of the chain
 	authentic bool     // AD on every response of the chain
 	rcode     int      // of the last response
+	end       string   // the name that owns records (the end of the CNAME chain)
 }
 
 // lookup asks for name/qtype and follows CNAMEs, across queries when the
@@ -292,7 +307,7 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) (answe
 			return answer{}, &TempError{Name: tname, Type: tstr, Reason: err.Error()}
 		}
 		if len(recs) > 0 {
-			ans.records = recs
+			ans.records, ans.end = recs, end
 			return ans, nil
 		}
 		if end == target || msg.Rcode == dns.RcodeNameError {
@@ -415,8 +430,12 @@ func roundTrip(ctx context.Context, network, addr string, q *dns.Msg) (*dns.Msg,
 	for {
 		wire, err := co.ReadMsgHeader(nil)
 		if err != nil {
-			if ctx.Err() != nil {
-				err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+			// The socket deadline is the context's; its timer may fire
+			// a moment after the socket gives up.
+			if cerr := ctx.Err(); cerr != nil {
+				err = fmt.Errorf("%w (%v)", cerr, err)
+			} else if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+				err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 			}
 			if dropped > 0 {
 				return nil, fmt.Errorf("read %s after dropping %d mismatched replies: %w", network, dropped, err)
@@ -473,26 +492,26 @@ func parseReply(q *dns.Msg, wire []byte) (*dns.Msg, error) {
 // server is the resolver's address: Addr, or the first nameserver of
 // /etc/resolv.conf.
 func (r *Resolver) server() (string, error) {
-	if r.Addr != "" {
-		if _, _, err := net.SplitHostPort(r.Addr); err != nil {
-			return "", fmt.Errorf("resolver address %q: %w", r.Addr, err)
-		}
-		return r.Addr, nil
+	if r.Addr == "" {
+		return systemResolver()
 	}
-	r.confOnce.Do(func() {
-		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-		if err != nil {
-			r.confErr = fmt.Errorf("reading /etc/resolv.conf: %w", err)
-			return
-		}
-		if len(cc.Servers) == 0 {
-			r.confErr = errors.New("/etc/resolv.conf names no nameserver")
-			return
-		}
-		r.confAddr = net.JoinHostPort(cc.Servers[0], cc.Port)
-	})
-	return r.confAddr, r.confErr
+	if _, _, err := net.SplitHostPort(r.Addr); err != nil {
+		return "", fmt.Errorf("resolver address %q: %w", r.Addr, err)
+	}
+	return r.Addr, nil
 }
+
+// systemResolver reads /etc/resolv.conf once.
+var systemResolver = sync.OnceValues(func() (string, error) {
+	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil {
+		return "", fmt.Errorf("reading /etc/resolv.conf: %w", err)
+	}
+	if len(cc.Servers) == 0 {
+		return "", errors.New("/etc/resolv.conf names no nameserver")
+	}
+	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
+})
 
 // idnaProfile maps U-labels to A-labels for lookup but lets names with
 // underscores through (_25._tcp, _domainkey, _mta-sts).
@@ -505,6 +524,10 @@ func toASCII(domain string) (string, error) {
 	d := strings.TrimSuffix(strings.TrimSpace(domain), ".")
 	if d == "" {
 		return "", errors.New("empty domain")
+	}
+	// x/net/idna maps invalid UTF-8 to U+FFFD and encodes that.
+	if !utf8.ValidString(d) || strings.ContainsRune(d, utf8.RuneError) {
+		return "", errors.New("not a valid domain name: invalid UTF-8")
 	}
 	a, err := idnaProfile.ToASCII(d)
 	if err != nil {
