@@ -513,7 +513,10 @@ func buildMXRelay(cfg *config.Config) (*mxrelay.Relay, error) {
 	if err != nil {
 		return nil, err
 	}
+	// relay.tls is the floor: a rule may ask for more.
+	floor := map[string]policy.TLSMode{"none": policy.TLSNone, "opportunistic": policy.TLSOpportunistic, "required": policy.TLSRequired}[cfg.Relay.TLS]
 	return &mxrelay.Relay{
+		MinTLS:   floor,
 		Resolver: mxrelay.FromResolver(&resolver.Resolver{Addr: addr}),
 		DANE:     mxrelay.DANEVerifier{},
 		Hostname: cfg.SMTP.Hostname, Port: cfg.Relay.MXPort, RootCAs: tlsConf.RootCAs,

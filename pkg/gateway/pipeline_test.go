@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealgate/sealgate/pkg/policy"
 	"github.com/sealgate/sealgate/pkg/smime"
 )
 
@@ -239,6 +240,33 @@ func TestPipelineCarriesTLSRequirement(t *testing.T) {
 	plan, err := p.Process(context.Background(), &Envelope{}, []string{"c1@ext.test", "c2@ext.test"}, []byte("From: alice@org.test\r\nCc: c1@ext.test, c2@ext.test\r\n\r\nx\r\n"))
 	if err != nil || len(plan.Parcels) != 1 || !plan.Parcels[0].RequireTLS {
 		t.Fatalf("the shared envelope must demand TLS when one recipient's policy does: %+v %v", plan, err)
+	}
+}
+
+// A copy shared by recipients of several rules carries the strictest
+// rule's TLS mode, and a lone recipient's "none" stays none.
+func TestPipelineCarriesTLSMode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		c1, c2 policy.TLSMode
+		want   policy.TLSMode
+	}{
+		{"dane beats verified", policy.TLSVerified, policy.TLSDANE, policy.TLSDANE},
+		{"verified beats opportunistic", policy.TLSOpportunistic, policy.TLSVerified, policy.TLSVerified},
+		{"required beats none", policy.TLSRequired, policy.TLSNone, policy.TLSRequired},
+		{"none stays none", policy.TLSNone, policy.TLSNone, policy.TLSNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pipeline{Hostname: "gw.test", Finder: fakeFinder{certs: map[string]string{"c1@ext.test": "C1", "c2@ext.test": "C2"}},
+				Decider: fakeDecider{
+					"c1@ext.test": {Rule: "a", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true, TLS: tc.c1},
+					"*":           {Rule: "b", Action: ActionDeliver, Method: MethodSMIME, MustEncrypt: true, TLS: tc.c2},
+				}, Signer: &fakeSigner{}, Encrypter: fakeEncrypter{}}
+			plan, err := p.Process(context.Background(), &Envelope{}, []string{"c1@ext.test", "c2@ext.test"}, []byte("From: alice@org.test\r\nCc: c1@ext.test, c2@ext.test\r\n\r\nx\r\n"))
+			if err != nil || len(plan.Parcels) != 1 || plan.Parcels[0].TLS != tc.want {
+				t.Fatalf("plan %+v %v, want one parcel with tls %s", plan, err, tc.want)
+			}
+		})
 	}
 }
 

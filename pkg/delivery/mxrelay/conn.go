@@ -97,7 +97,7 @@ func quit(c *smtp.Client) {
 }
 
 // get returns an idle connection for k that answers RSET, or a new one.
-func (r *Relay) get(ctx context.Context, k poolKey, pol hostTLS) (*conn, bool, error) {
+func (r *Relay) get(ctx context.Context, k poolKey, host string, pol hostTLS) (*conn, bool, error) {
 	for {
 		c := r.pool.take(k)
 		if c == nil {
@@ -118,7 +118,7 @@ func (r *Relay) get(ctx context.Context, k poolKey, pol hostTLS) (*conn, bool, e
 		}
 		return c, true, nil
 	}
-	c, err := r.dial(ctx, k, pol)
+	c, err := r.dial(ctx, k, host, pol)
 	return c, false, err
 }
 
@@ -128,7 +128,7 @@ var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
 // Only opportunistic TLS goes on in plain text after a failed STARTTLS
 // (RFC 7435); every stricter mode fails the host, so a man in the middle
 // who breaks the handshake gets nothing.
-func (r *Relay) dial(ctx context.Context, k poolKey, pol hostTLS) (*conn, error) {
+func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
 	helo := r.Hostname
@@ -165,14 +165,14 @@ func (r *Relay) dial(ctx context.Context, k poolKey, pol hostTLS) (*conn, error)
 		}
 		c.CommandTimeout, c.SubmissionTimeout = r.timeout(), r.timeout()
 		st, ok := c.TLSConnectionState()
-		return &conn{c: c, raw: nc, key: k, hop: hop(k.host, st, ok, pol)}, nil
+		return &conn{c: c, raw: nc, key: k, hop: hop(host, st, ok, pol)}, nil
 	}
 	if pol.starttls {
 		nc, err := open()
 		if err != nil {
 			return nil, err
 		}
-		c, err := smtp.NewClientStartTLS(nc, r.tlsConfig(k.host, pol))
+		c, err := smtp.NewClientStartTLS(nc, r.tlsConfig(host, pol))
 		if err == nil {
 			// The handshake (and the certificate check) runs with this
 			// EHLO: go-smtp shakes hands lazily.

@@ -30,6 +30,9 @@ type Relay struct {
 	DANE DANE
 	// STS hands out MTA-STS policies; nil: none are used.
 	STS STSPolicies
+	// MinTLS is the floor under every rule's mode (relay.tls): a rule
+	// may ask for more, never for less.
+	MinTLS policy.TLSMode
 	// Hostname is our EHLO name.
 	Hostname string
 	// Port is the MX hosts' SMTP port (default 25; relay.mx_port, tests).
@@ -154,6 +157,9 @@ func (r *Relay) deliverDomain(ctx context.Context, d gateway.Delivery, dom strin
 	mode := d.TLS
 	if d.RequireTLS && !mode.AtLeast(policy.TLSRequired) {
 		mode = policy.TLSRequired
+	}
+	if !mode.AtLeast(r.MinTLS) {
+		mode = r.MinTLS
 	}
 	lctx, cancel := context.WithTimeout(ctx, r.timeout())
 	mx, err := r.Resolver.LookupMX(lctx, dom)
@@ -297,8 +303,14 @@ func fill(n int, err error) []error {
 // nothing was delivered, and the caller may try another address.
 func (r *Relay) deliverTo(ctx context.Context, d gateway.Delivery, host, addr string, pol hostTLS, rcpts []string) (errs []error, hop *events.TLS, done bool, err error) {
 	key := poolKey{addr: addr, host: host, pol: pol.key()}
+	if pol.by == "" {
+		// Nothing names the host in an unverified connection: it serves
+		// every domain whose MX is at this address (as Postfix reuses
+		// connections by IP), e.g. a hoster's MX shared by many domains.
+		key.host = ""
+	}
 	for range 2 {
-		c, reused, err := r.get(ctx, key, pol)
+		c, reused, err := r.get(ctx, key, host, pol)
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -314,7 +326,9 @@ func (r *Relay) deliverTo(ctx context.Context, d gateway.Delivery, host, addr st
 		if retry {
 			return nil, nil, false, errs[0]
 		}
-		return errs, c.hop, true, nil
+		h := *c.hop
+		h.Host = host // the connection may have been opened for another MX name at this address
+		return errs, &h, true, nil
 	}
 	return nil, nil, false, errors.New("connection lost twice before the message was sent")
 }

@@ -2,6 +2,7 @@ package mxrelay
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -132,6 +133,129 @@ func TestDomains(t *testing.T) {
 			}
 			if errs[0] == nil || gateway.IsPermanent(errs[0]) != tc.permanent || !strings.Contains(errs[0].Error(), tc.reason) {
 				t.Fatalf("err %v (permanent %v), want permanent=%v %q", errs[0], gateway.IsPermanent(errs[0]), tc.permanent, tc.reason)
+			}
+		})
+	}
+}
+
+// MTA-STS (policy stub; the real cache is pkg/delivery/mtasts): under
+// "verified" an enforce policy restricts the MX hosts and reports
+// mta-sts; a host outside it gets nothing, even with a valid certificate.
+func TestMTASTS(t *testing.T) {
+	w := startWorld(t)
+	valid := w.net.Hosts[hostOf(testpeer.MXValid)]
+	tests := []struct {
+		name   string
+		pats   []string
+		mode   policy.TLSMode
+		by     string // "" not delivered
+		reason string
+	}{
+		{"host listed", []string{hostOf(testpeer.MXValid)}, policy.TLSVerified, "mta-sts", ""},
+		{"wildcard", []string{"*.valid.test"}, policy.TLSVerified, "mta-sts", ""},
+		{"wildcard is one label", []string{"*.test"}, policy.TLSVerified, "", "not listed in the domain's MTA-STS policy"},
+		{"host not listed", []string{"mx.elsewhere.test"}, policy.TLSVerified, "", "not listed in the domain's MTA-STS policy"},
+		{"only verified asks", []string{"mx.elsewhere.test"}, policy.TLSRequired, "none", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := w.relay(t)
+			r.STS = stsStub{domainOf(testpeer.MXValid): tc.pats}
+			before := len(valid.Messages())
+			errs, hops := r.DeliverEach(context.Background(), delivery(tc.mode, "bob@"+domainOf(testpeer.MXValid)))
+			delivered := len(valid.Messages()) - before
+			if tc.by == "" {
+				if errs[0] == nil || !strings.Contains(errs[0].Error(), tc.reason) || delivered != 0 {
+					t.Fatalf("err %v, delivered %d; want %q and nothing sent", errs[0], delivered, tc.reason)
+				}
+				return
+			}
+			if errs[0] != nil || hops[0].VerifiedBy != tc.by || delivered != 1 {
+				t.Fatalf("err %v hop %+v delivered %d", errs[0], hops[0], delivered)
+			}
+		})
+	}
+}
+
+// One parcel for several domains: each domain's recipients go to their
+// own MX host with their own TLS, and each recipient's hop says which.
+// A recipient one host refuses does not hold back the others.
+func TestParcelAcrossDomains(t *testing.T) {
+	w := startWorld(t)
+	r := w.relay(t)
+	plain, valid := w.net.Hosts[hostOf(testpeer.MXPlain)], w.net.Hosts[hostOf(testpeer.MXValid)]
+	valid.Fail(0, "")
+	rcpts := []string{"a@" + domainOf(testpeer.MXValid), "b@" + domainOf(testpeer.MXPlain), "c@" + domainOf(testpeer.MXValid), "d@null.test"}
+	bp, bv := len(plain.Messages()), len(valid.Messages())
+	errs, hops := r.DeliverEach(context.Background(), delivery(policy.TLSOpportunistic, rcpts...))
+	if errs[0] != nil || errs[1] != nil || errs[2] != nil || !gateway.IsPermanent(errs[3]) {
+		t.Fatalf("errs %v", errs)
+	}
+	if hops[0].Host != hostOf(testpeer.MXValid) || hops[0].Version == "" || hops[1].Host != hostOf(testpeer.MXPlain) || hops[1].Version != "" || hops[3] != nil {
+		t.Fatalf("hops %+v %+v %+v", hops[0], hops[1], hops[3])
+	}
+	pm, vm := plain.Messages()[bp:], valid.Messages()[bv:]
+	if len(pm) != 1 || len(pm[0].Rcpts) != 1 || len(vm) != 1 || len(vm[0].Rcpts) != 2 {
+		t.Fatalf("plain host got %+v, valid host got %+v", pm, vm)
+	}
+}
+
+// Per-recipient answers: a 5xx is permanent, a 4xx temporary, and the
+// host is not swapped for another after it answered.
+func TestRecipientAnswers(t *testing.T) {
+	w := startWorld(t)
+	valid := w.net.Hosts[hostOf(testpeer.MXValid)]
+	for _, tc := range []struct {
+		code      int
+		permanent bool
+	}{{550, true}, {450, false}} {
+		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
+			r := w.relay(t)
+			valid.Fail(tc.code, "no such user")
+			defer valid.Fail(0, "")
+			errs := r.Deliver(context.Background(), delivery(policy.TLSVerified, "bob@"+domainOf(testpeer.MXValid)))
+			if errs[0] == nil || gateway.IsPermanent(errs[0]) != tc.permanent || !strings.Contains(errs[0].Error(), "no such user") {
+				t.Fatalf("err %v, want permanent=%v", errs[0], tc.permanent)
+			}
+		})
+	}
+}
+
+// A connection is reused for the next message to the same host under the
+// same TLS demand, and not under another.
+func TestConnectionReuse(t *testing.T) {
+	w := startWorld(t)
+	r := w.relay(t)
+	rcpt := "bob@" + domainOf(testpeer.MXValid)
+	for i, mode := range []policy.TLSMode{policy.TLSVerified, policy.TLSVerified, policy.TLSRequired} {
+		if errs := r.Deliver(context.Background(), delivery(mode, rcpt)); errs[0] != nil {
+			t.Fatalf("delivery %d: %v", i, errs[0])
+		}
+	}
+	r.pool.mu.Lock()
+	defer r.pool.mu.Unlock()
+	if len(r.pool.idle) != 2 || r.pool.idle[0].used+r.pool.idle[1].used != 3 {
+		t.Fatalf("idle connections %d, want 2 (verified used twice, required once)", len(r.pool.idle))
+	}
+}
+
+// relay.tls is a floor under the rules: an opportunistic rule's copy
+// under MinTLS = required does not go to a host without STARTTLS.
+func TestMinTLS(t *testing.T) {
+	w := startWorld(t)
+	plain := w.net.Hosts[hostOf(testpeer.MXPlain)]
+	for _, tc := range []struct {
+		min       policy.TLSMode
+		delivered bool
+	}{{policy.TLSOpportunistic, true}, {policy.TLSRequired, false}} {
+		t.Run(tc.min.String(), func(t *testing.T) {
+			r := w.relay(t)
+			r.MinTLS = tc.min
+			before := len(plain.Messages())
+			errs := r.Deliver(context.Background(), delivery(policy.TLSOpportunistic, "bob@"+domainOf(testpeer.MXPlain)))
+			got := len(plain.Messages()) - before
+			if (errs[0] == nil) != tc.delivered || got != map[bool]int{true: 1, false: 0}[tc.delivered] {
+				t.Fatalf("err %v, host got %d", errs[0], got)
 			}
 		})
 	}
