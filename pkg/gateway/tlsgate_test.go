@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/policy"
+	"github.com/sealgate/sealgate/pkg/store"
 )
 
 // fakeVerdicts answers per domain and counts the questions.
@@ -215,5 +217,32 @@ func TestRouteTLS(t *testing.T) {
 				t.Fatalf("route %+v (verdict %q), want kind %v verdict %q undecided %v", r, got, c.kind, c.verdict, c.undecide)
 			}
 		})
+	}
+}
+
+// TestFallbackReasonInDeliveredEvent: a PDF copy sent because the
+// recipient's servers fell short says so in its delivered event (the SOC
+// sees why a verified rule's mail went as PDF); other copies carry none.
+func TestFallbackReasonInDeliveredEvent(t *testing.T) {
+	const why = "the mail servers of enc.test do not give the TLS rule r demands (tls = verified, check: encrypted); sent as PDF mail"
+	q, _ := testQueue(t, planFunc(func(rcpts []string, msg []byte) (*Plan, error) {
+		return &Plan{MessageID: "<fb@org.test>", Parcels: []Parcel{
+			{Rcpts: []string{"x@enc.test"}, Data: msg, Method: "pdf", Rule: "r", Reason: why},
+			{Rcpts: []string{"y@v.test"}, Data: msg, Method: "plain", Rule: "r"},
+		}}, nil
+	}), &recordingRelay{answer: func(string) error { return nil }})
+	runQueue(t, q)
+	id := accept(t, q, "x@enc.test", "y@v.test")
+	waitFor(t, "both delivered", func() bool {
+		return len(storedEvents(t, q, store.EventFilter{QueueID: id, Outcomes: []string{events.Delivered}})) == 2
+	})
+	for _, e := range storedEvents(t, q, store.EventFilter{QueueID: id, Outcomes: []string{events.Delivered}}) {
+		want := ""
+		if e.Recipient == "x@enc.test" {
+			want = why
+		}
+		if e.Reason != want {
+			t.Fatalf("%s: delivered reason %q, want %q", e.Recipient, e.Reason, want)
+		}
 	}
 }
