@@ -513,13 +513,12 @@ func buildMXRelay(cfg *config.Config) (*mxrelay.Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	// relay.tls is the floor: a rule may ask for more.
-	floor := map[string]policy.TLSMode{"none": policy.TLSNone, "opportunistic": policy.TLSOpportunistic, "required": policy.TLSRequired}[cfg.Relay.TLS]
 	return &mxrelay.Relay{
-		MinTLS:   floor,
-		Resolver: mxrelay.FromResolver(&resolver.Resolver{Addr: addr}),
-		DANE:     mxrelay.DANEVerifier{},
-		Hostname: cfg.SMTP.Hostname, Port: cfg.Relay.MXPort, RootCAs: tlsConf.RootCAs,
+		// relay.tls = "required" is a floor under the rules' tls.
+		RequireTLS: cfg.Relay.TLS == "required",
+		Resolver:   mxrelay.FromResolver(&resolver.Resolver{Addr: addr}),
+		DANE:       mxrelay.DANEVerifier{},
+		Hostname:   cfg.SMTP.Hostname, Port: cfg.Relay.MXPort, RootCAs: tlsConf.RootCAs,
 		Timeout: cfg.Relay.Timeout.Duration, MaxConns: cfg.Relay.MaxConnections, MaxConnsPerDomain: cfg.Relay.MaxConnectionsPerDomain,
 	}, nil
 }

@@ -30,8 +30,10 @@ type Stub struct {
 
 // UnboundConfig configures a throwaway unbound.
 type UnboundConfig struct {
-	// LocalData are RR lines unbound answers itself ("mx.example.org. A
-	// 127.0.0.2"); they are not signed, so never authentic.
+	// LocalData are RR lines with absolute names that unbound answers
+	// itself ("mx.example.org. A 127.0.0.2"; TXT data longer than 255
+	// bytes via TXT()); they are not signed, so never authentic. A name
+	// in LocalData answers only the types given (NODATA for others).
 	LocalData []string
 	// Stubs are zones unbound resolves at the given authoritative servers.
 	Stubs []Stub
@@ -70,7 +72,7 @@ func StartUnbound(t testing.TB, cfg UnboundConfig) *Unbound {
 		// "invalid." is one of unbound's default static zones: an instant
 		// NXDOMAIN once it serves. The log line makes sure the answer is
 		// ours and not another test's server that holds the UDP port.
-		d, err := startDaemon("unbound", exec.Command(bin, "-d", "-c", u.Conf), "start of service", func() bool {
+		d, err := startDaemon("unbound", exec.Command(bin, "-d", "-c", u.Conf), "start of service", "", func() bool {
 			return dnsAnswers(u.Addr, "ready.invalid.", dns.TypeA)
 		})
 		if err != nil {
@@ -133,6 +135,23 @@ func (u *Unbound) config(cfg UnboundConfig, port int) (string, error) {
 		fmt.Fprintf(&b, "stub-zone:\n  name: %s\n  stub-addr: %s@%s\n", q(dns.Fqdn(s.Zone)), host, p)
 	}
 	return b.String(), nil
+}
+
+// TXT is a TXT record line for owner holding text, split into strings of
+// at most 255 bytes as DNS requires (a DKIM key record is longer), with
+// quotes and backslashes escaped. For LocalData or a zone's records.
+func TXT(owner, text string) string {
+	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	var b strings.Builder
+	b.WriteString(owner + " TXT")
+	for {
+		n := min(len(text), 255)
+		b.WriteString(` "` + esc.Replace(text[:n]) + `"`)
+		text = text[n:]
+		if text == "" {
+			return b.String()
+		}
+	}
 }
 
 // Stop terminates unbound; safe to call more than once.
@@ -297,7 +316,8 @@ func (k *Knot) start(bin string, signed bool) error {
 		if err := os.WriteFile(conf, []byte(k.conf(port, signed)), 0o600); err != nil {
 			return fmt.Errorf("knot.conf: %w", err)
 		}
-		d, err := startDaemon("knotd", exec.Command(bin, "-c", conf), "server started", func() bool {
+		// A zone knot cannot load leaves knotd running without it.
+		d, err := startDaemon("knotd", exec.Command(bin, "-c", conf), "server started", "zone event 'load' failed", func() bool {
 			return knotServes(k.Addr, k.Zone, signed)
 		})
 		if err != nil {
@@ -486,9 +506,9 @@ func (l *lockedBuffer) String() string {
 }
 
 // startDaemon starts cmd and waits until it printed started and ready()
-// holds, or until it exits (then its output is the error, "address
-// already in use" included).
-func startDaemon(name string, cmd *exec.Cmd, started string, ready func() bool) (*daemon, error) {
+// holds, or until it exits or prints failed (then its output is the
+// error, "address already in use" included).
+func startDaemon(name string, cmd *exec.Cmd, started, failed string, ready func() bool) (*daemon, error) {
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -503,6 +523,10 @@ func startDaemon(name string, cmd *exec.Cmd, started string, ready func() bool) 
 		case <-d.done:
 			return nil, fmt.Errorf("%s exited: %s", name, out.String())
 		default:
+		}
+		if failed != "" && strings.Contains(out.String(), failed) {
+			d.stop()
+			return nil, fmt.Errorf("%s failed: %s", name, out.String())
 		}
 		if strings.Contains(out.String(), started) && ready() {
 			return d, nil

@@ -23,8 +23,10 @@ func TestDNSPeers(t *testing.T) {
 	if len(signed.DS()) == 0 || len(signed.DNSKEY()) == 0 || len(plain.DS()) != 0 {
 		t.Fatalf("trust anchors: signed DS %v DNSKEY %v, unsigned DS %v", signed.DS(), signed.DNSKEY(), plain.DS())
 	}
+	longTXT := "v=DKIM1; k=rsa; p=" + strings.Repeat("MIIBIjAN", 50) + `"quoted\`
 	u := StartUnbound(t, UnboundConfig{
-		LocalData:    []string{`sel._domainkey.example.org. TXT "v=DKIM1; k=ed25519; " "p=abc"`, "mx.example.org. A 127.0.0.7"},
+		LocalData: []string{`sel._domainkey.example.org. TXT "v=DKIM1; k=ed25519; " "p=abc"`, "mx.example.org. A 127.0.0.7",
+			TXT("long._domainkey.example.org.", longTXT)},
 		Stubs:        []Stub{signed.Stub(), plain.Stub(), broken.Stub(), expired.Stub()},
 		TrustAnchors: append(append(signed.DS(), broken.DNSKEY()...), expired.DS()...),
 	})
@@ -69,6 +71,16 @@ func TestDNSPeers(t *testing.T) {
 				t.Fatalf("want no answer, got:\n%s", ans.String())
 			}
 		})
+	}
+	// A record longer than one string: split, and joined again it is the text.
+	in, err := dnsQuery(u.Addr, "long._domainkey.example.org.", dns.TypeTXT, "tcp")
+	if err != nil || len(in.Answer) != 1 {
+		t.Fatalf("long TXT: %v %v", in, err)
+	}
+	// miekg/dns keeps the strings in presentation form (\" and \\).
+	got := strings.NewReplacer(`\"`, `"`, `\\`, `\`).Replace(strings.Join(in.Answer[0].(*dns.TXT).Txt, ""))
+	if got != longTXT {
+		t.Fatalf("long TXT reads back as %q", got)
 	}
 	// The bogus answer is a validation failure, not a lost server.
 	if !u.LogContains("validation failure") {

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/sealgate/sealgate/pkg/delivery/dane"
@@ -33,9 +32,9 @@ func (d dnsResolver) LookupMX(ctx context.Context, domain string) (MXResult, err
 	return MXResult{Hosts: res.Hosts, Null: res.Null, Implicit: res.Implicit, Authentic: res.Authentic}, nil
 }
 
-func (d dnsResolver) LookupAddrs(ctx context.Context, host string) ([]net.IP, bool, error) {
-	ips, ad, err := d.r.LookupAddrs(ctx, host)
-	return ips, ad, notFound(err)
+func (d dnsResolver) LookupHost(ctx context.Context, host string) (HostResult, error) {
+	h, err := d.r.LookupHost(ctx, host)
+	return HostResult{IPs: h.IPs, Canonical: h.Canonical, Authentic: h.Authentic}, notFound(err)
 }
 
 func (d dnsResolver) LookupTLSA(ctx context.Context, host string, port int) ([]TLSA, bool, error) {

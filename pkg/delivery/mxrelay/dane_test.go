@@ -16,7 +16,8 @@ import (
 // record verifies even a self-signed certificate; a mismatch is never
 // downgraded to PKIX (that host gets nothing, the next MX is tried); a
 // host without TLSA gets PKIX under "verified" and nothing under "dane";
-// a TLSA record altered after signing (bogus) fails the host.
+// a TLSA record altered after signing (bogus) fails the host; an MX name
+// that is an alias finds its TLSA records at the alias's target.
 func TestDANE(t *testing.T) {
 	n := testpeer.StartMXHosts(t,
 		testpeer.MXHostSpec{Name: "mx1.dane.test", Kind: testpeer.MXValid},
@@ -37,6 +38,8 @@ func TestDANE(t *testing.T) {
 		"notlsa MX 10 mx4",
 		"both MX 10 mx2", "both MX 20 mx1",
 		"bogus MX 10 mx5", bogus,
+		// The MX name is an alias: TLSA is found at its target (RFC 7672 2.2.2).
+		"alias MX 10 mxalias", "mxalias CNAME mx1",
 	}
 	for _, name := range []string{"mx1", "mx2", "mx3", "mx4", "mx5"} {
 		records = append(records, name+" A "+h(name).IP)
@@ -63,6 +66,7 @@ func TestDANE(t *testing.T) {
 		{"notlsa", policy.TLSVerified, "mx4", "pkix", ""},
 		{"notlsa", policy.TLSDANE, "", "", "mx4.dane.test: DANE: no TLSA records (tls = dane)"},
 		{"bogus", policy.TLSVerified, "", "", "mx5.dane.test: DANE: TLSA lookup failed"},
+		{"alias", policy.TLSDANE, "mxalias", "dane", ""},
 		// Opportunistic and required do not look at TLSA at all.
 		{"mismatch", policy.TLSRequired, "mx2", "none", ""},
 	}
@@ -87,7 +91,11 @@ func TestDANE(t *testing.T) {
 				return
 			}
 			want := tc.host + ".dane.test"
-			if errs[0] != nil || hops[0].Host != want || hops[0].VerifiedBy != tc.by || len(got) != 1 || got[want] != 1 {
+			sink := want
+			if tc.host == "mxalias" {
+				sink = "mx1.dane.test"
+			}
+			if errs[0] != nil || hops[0].Host != want || hops[0].VerifiedBy != tc.by || len(got) != 1 || got[sink] != 1 {
 				t.Fatalf("err %v hop %+v hosts %v; want %s verified by %s", errs[0], hops[0], got, want, tc.by)
 			}
 		})

@@ -21,7 +21,7 @@ import (
 // from the configured validating resolver.
 type Resolver interface {
 	LookupMX(ctx context.Context, domain string) (MXResult, error)
-	LookupAddrs(ctx context.Context, host string) (ips []net.IP, authentic bool, err error)
+	LookupHost(ctx context.Context, host string) (HostResult, error)
 	LookupTLSA(ctx context.Context, host string, port int) (recs []TLSA, authentic bool, err error)
 }
 
@@ -32,6 +32,14 @@ type MXResult struct {
 	Hosts     []*net.MX
 	Null      bool
 	Implicit  bool
+	Authentic bool
+}
+
+// HostResult is a host's addresses. Canonical is the end of its CNAME
+// chain ("" when it is no alias); Authentic covers every answer used.
+type HostResult struct {
+	IPs       []net.IP
+	Canonical string
 	Authentic bool
 }
 

@@ -30,9 +30,9 @@ type Relay struct {
 	DANE DANE
 	// STS hands out MTA-STS policies; nil: none are used.
 	STS STSPolicies
-	// MinTLS is the floor under every rule's mode (relay.tls): a rule
-	// may ask for more, never for less.
-	MinTLS policy.TLSMode
+	// RequireTLS (relay.tls = "required") raises every rule's mode to at
+	// least required; a rule may ask for more.
+	RequireTLS bool
 	// Hostname is our EHLO name.
 	Hostname string
 	// Port is the MX hosts' SMTP port (default 25; relay.mx_port, tests).
@@ -158,8 +158,8 @@ func (r *Relay) deliverDomain(ctx context.Context, d gateway.Delivery, dom strin
 	if d.RequireTLS && !mode.AtLeast(policy.TLSRequired) {
 		mode = policy.TLSRequired
 	}
-	if !mode.AtLeast(r.MinTLS) {
-		mode = r.MinTLS
+	if r.RequireTLS && !mode.AtLeast(policy.TLSRequired) {
+		mode = policy.TLSRequired
 	}
 	lctx, cancel := context.WithTimeout(ctx, r.timeout())
 	mx, err := r.Resolver.LookupMX(lctx, dom)
@@ -221,14 +221,15 @@ func (r *Relay) deliverDomain(ctx context.Context, d gateway.Delivery, dom strin
 func (r *Relay) tryHost(ctx context.Context, d gateway.Delivery, dom, host string, mxAuthentic bool, mode policy.TLSMode, sts stsPolicy, rcpts []string) (errs []error, hop *events.TLS, done bool, why []string) {
 	lctx, cancel := context.WithTimeout(ctx, r.timeout())
 	defer cancel()
-	ips, addrAuthentic, err := r.Resolver.LookupAddrs(lctx, host)
+	h, err := r.Resolver.LookupHost(lctx, host)
 	if err != nil {
 		return nil, nil, false, []string{fmt.Sprintf("%s: address lookup: %v", host, err)}
 	}
+	ips := h.IPs
 	if len(ips) == 0 {
 		return nil, nil, false, []string{host + ": no addresses"}
 	}
-	pol, err := r.hostPolicy(lctx, host, mxAuthentic && addrAuthentic, mode, sts)
+	pol, err := r.hostPolicy(lctx, host, h.Canonical, mxAuthentic && h.Authentic, mode, sts)
 	if err != nil {
 		return nil, nil, false, []string{fmt.Sprintf("%s: %v", host, err)}
 	}

@@ -239,18 +239,18 @@ func TestConnectionReuse(t *testing.T) {
 	}
 }
 
-// relay.tls is a floor under the rules: an opportunistic rule's copy
-// under MinTLS = required does not go to a host without STARTTLS.
-func TestMinTLS(t *testing.T) {
+// relay.tls = "required" is a floor under the rules: an opportunistic
+// rule's copy does not go to a host without STARTTLS then.
+func TestRequireTLSFloor(t *testing.T) {
 	w := startWorld(t)
 	plain := w.net.Hosts[hostOf(testpeer.MXPlain)]
 	for _, tc := range []struct {
-		min       policy.TLSMode
+		require   bool
 		delivered bool
-	}{{policy.TLSOpportunistic, true}, {policy.TLSRequired, false}} {
-		t.Run(tc.min.String(), func(t *testing.T) {
+	}{{false, true}, {true, false}} {
+		t.Run(strconv.FormatBool(tc.require), func(t *testing.T) {
 			r := w.relay(t)
-			r.MinTLS = tc.min
+			r.RequireTLS = tc.require
 			before := len(plain.Messages())
 			errs := r.Deliver(context.Background(), delivery(policy.TLSOpportunistic, "bob@"+domainOf(testpeer.MXPlain)))
 			got := len(plain.Messages()) - before

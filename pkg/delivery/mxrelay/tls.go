@@ -25,11 +25,12 @@ type hostTLS struct {
 	min                uint16
 	// by is how the certificate is verified: "dane", "mta-sts", "pkix",
 	// or "" (not checked).
-	by   string
-	tlsa []TLSA
+	by    string
+	tlsa  []TLSA
+	names []string // DANE reference identifiers: the MX host, and its CNAME target first
 }
 
-func (p hostTLS) key() string { return p.mode.String() + "/" + p.by }
+func (p hostTLS) key() string { return p.mode.String() + "/" + p.by + "/" + strings.Join(p.names, ",") }
 
 // stsPolicy is a domain's MTA-STS policy as far as delivery needs it.
 type stsPolicy struct {
@@ -59,7 +60,11 @@ func (s stsPolicy) matches(host string) bool {
 // hostPolicy decides the TLS for host under mode. authentic says the MX
 // and address answers that led here were DNSSEC-authenticated, without
 // which TLSA records are not looked up (RFC 7672 2.2).
-func (r *Relay) hostPolicy(ctx context.Context, host string, authentic bool, mode policy.TLSMode, sts stsPolicy) (hostTLS, error) {
+//
+// canonical is the end of host's CNAME chain ("" for no alias): with an
+// authentic expansion, TLSA records are looked up there first, then at
+// host, and a DANE-TA certificate may name either (RFC 7672 2.2.2).
+func (r *Relay) hostPolicy(ctx context.Context, host, canonical string, authentic bool, mode policy.TLSMode, sts stsPolicy) (hostTLS, error) {
 	switch mode {
 	case policy.TLSNone:
 		return hostTLS{mode: mode}, nil
@@ -79,7 +84,22 @@ func (r *Relay) hostPolicy(ctx context.Context, host string, authentic bool, mod
 	case !authentic:
 		why = "DANE: the MX or address records are not DNSSEC-authenticated (is relay.resolver a validating resolver?)"
 	default:
-		recs, ok, err := r.Resolver.LookupTLSA(ctx, host, r.port())
+		bases := []string{host}
+		if canonical != "" && canonical != host {
+			bases = []string{canonical, host}
+		}
+		var (
+			recs []TLSA
+			ok   bool
+			err  error
+		)
+		for _, base := range bases {
+			recs, ok, err = r.Resolver.LookupTLSA(ctx, base, r.port())
+			if !errors.Is(err, ErrNotFound) {
+				break
+			}
+		}
+		pol.names = bases
 		switch {
 		case errors.Is(err, ErrNotFound):
 			why = "DANE: no TLSA records"
@@ -122,7 +142,11 @@ func (r *Relay) tlsConfig(host string, pol hostTLS) *tls.Config {
 		}
 		now := r.now()
 		if pol.by == "dane" {
-			if err := r.DANE.Verify(pol.tlsa, cs.PeerCertificates, []string{host}, now); err != nil {
+			names := pol.names
+			if len(names) == 0 {
+				names = []string{host}
+			}
+			if err := r.DANE.Verify(pol.tlsa, cs.PeerCertificates, names, now); err != nil {
 				// dane's errors begin "dane: ".
 				return fmt.Errorf("DANE: %s: %w", strings.TrimPrefix(err.Error(), "dane: "), errDANE)
 			}

@@ -46,7 +46,7 @@ func startWorld(t *testing.T) *world {
 		"_25._tcp.mx1 TLSA " + ee, "_25._tcp.mx1 TLSA " + ta,
 		"alias CNAME mx1", "alias2 CNAME alias", "dangling CNAME nowhere",
 		"nomx A 127.0.0.5", "nullmx MX 0 .", "xn--bcher-kva MX 10 mx1", "v6only AAAA fd00::6",
-		`sel._domainkey TXT "v=DKIM1; k=rsa; " "p=MIIBIjAN"`,
+		`sel._domainkey TXT "v=DKIM1; k=rsa; " "p=MIIBIjAN"`, `escaped TXT "a\"b\\c \195\188\009"`,
 		"loop1 CNAME loop2", "loop2 CNAME loop1",
 	}, big...))
 	plain := testpeer.StartKnotWith(t, "plain.test", []string{
@@ -227,6 +227,10 @@ func TestResolverAgainstUnbound(t *testing.T) {
 		txt, err := w.r.LookupTXT(ctx, "sel._domainkey.secure.test")
 		if err != nil || !slices.Equal(txt, []string{"v=DKIM1; k=rsa; p=MIIBIjAN"}) {
 			t.Fatalf("DKIM TXT = %q, %v", txt, err)
+		}
+		txt, err = w.r.LookupTXT(ctx, "escaped.secure.test")
+		if err != nil || !slices.Equal(txt, []string{"a\"b\\c ü\t"}) {
+			t.Fatalf("escaped TXT = %q, %v", txt, err)
 		}
 		// Eight 240-byte strings do not fit 1232 bytes of UDP: unbound
 		// truncates, the Resolver asks again over TCP.

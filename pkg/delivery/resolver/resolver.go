@@ -40,7 +40,8 @@ const maxCNAME = 8
 // udpSize is the EDNS(0) buffer we announce (the DNS flag day 2020 value).
 const udpSize = 1232
 
-// Resolver sends queries to one validating resolver.
+// Resolver sends queries to one validating resolver. It holds no state:
+// safe for concurrent use, and the zero value asks the system's resolver.
 type Resolver struct {
 	Addr    string        // host:port; "" = first nameserver of /etc/resolv.conf
 	Timeout time.Duration // per query; 0 = DefaultTimeout
@@ -265,11 +266,44 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	var out []string
 	for _, rr := range ans.records {
 		if t, ok := rr.(*dns.TXT); ok {
-			out = append(out, strings.Join(t.Txt, ""))
+			var b strings.Builder
+			for _, part := range t.Txt {
+				b.WriteString(unescapeTXT(part))
+			}
+			out = append(out, b.String())
 		}
 	}
 	return out, nil
 }
+
+// unescapeTXT undoes the presentation escapes miekg/dns puts into TXT
+// strings (\" and \\ for quote and backslash, \DDD for bytes outside
+// printable ASCII), giving the record's bytes.
+func unescapeTXT(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			b = append(b, c)
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			if v := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0'); v <= 255 {
+				b = append(b, byte(v))
+				i += 3
+				continue
+			}
+		}
+		b = append(b, s[i+1])
+		i++
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // answer is what one lookup (a CNAME chain included) produced.
 type answer struct {
