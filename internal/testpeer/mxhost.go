@@ -1,10 +1,8 @@
 package testpeer
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -44,14 +42,10 @@ type MXHost struct {
 	Name string
 	IP   string
 	Kind MXKind
-	// Cert is the certificate it presents (nil for MXPlain).
-	Cert *x509.Certificate
-}
-
-// TLSA3_1_1 is the host's "3 1 1" TLSA data (SHA-256 of its SPKI), hex.
-func (h *MXHost) TLSA3_1_1() string {
-	sum := sha256.Sum256(h.Cert.RawSubjectPublicKeyInfo)
-	return hex.EncodeToString(sum[:])
+	// Cert is the certificate it presents (nil for MXPlain), CertFile
+	// the same in PEM (for TLSA, computed by openssl).
+	Cert     *x509.Certificate
+	CertFile string
 }
 
 // MXNet is a set of test MX hosts, each on its own 127.x.y.z address, all
@@ -74,15 +68,16 @@ func StartMXHosts(t testing.TB, specs ...MXHostSpec) *MXNet {
 	ca := newMXCA(t, dir)
 	n := &MXNet{CAFile: ca.certFile, Hosts: map[string]*MXHost{}}
 	type prepared struct {
-		spec MXHostSpec
-		conf *tls.Config
-		cert *x509.Certificate
+		spec     MXHostSpec
+		conf     *tls.Config
+		cert     *x509.Certificate
+		certFile string
 	}
 	var ps []prepared
 	for i, s := range specs {
 		hdir := filepath.Join(dir, strconv.Itoa(i))
 		conf, cert := ca.serverTLS(t, hdir, s)
-		ps = append(ps, prepared{s, conf, cert})
+		ps = append(ps, prepared{s, conf, cert, filepath.Join(hdir, "cert.pem")})
 	}
 	for attempt := 0; attempt < 20; attempt++ {
 		// 127.77.X.0/24 per attempt: other tests' hosts rarely share it.
@@ -98,7 +93,7 @@ func StartMXHosts(t testing.TB, specs ...MXHostSpec) *MXNet {
 		n.Port = port
 		for i, p := range ps {
 			s := StartSink(t, SinkOptions{TLS: p.conf, Listener: lns[i]})
-			n.Hosts[p.spec.Name] = &MXHost{Sink: s, Name: p.spec.Name, IP: ips[i], Kind: p.spec.Kind, Cert: p.cert}
+			n.Hosts[p.spec.Name] = &MXHost{Sink: s, Name: p.spec.Name, IP: ips[i], Kind: p.spec.Kind, Cert: p.cert, CertFile: p.certFile}
 		}
 		return n
 	}
