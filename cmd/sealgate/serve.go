@@ -192,6 +192,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	if mr, ok := relay.(*mxrelay.Relay); ok {
 		mr.Log = log
+		// MTA-STS policies from the store-backed cache the TLS check uses
+		// too (RFC 8461: enforced per connection by the relay).
+		_, sts, err := newTLSChecks(cfg, rt.store, log)
+		if err != nil {
+			return asUsage(err)
+		}
+		mr.STS = sts
 	}
 	gc := store.NewGroupCommit(rt.store) // queue and audit writes share commits (fsyncs)
 	// Lingering 2 ms per commit for more rows: under load the gateway's
@@ -630,6 +637,15 @@ func buildPipeline(cfg *config.Config, rt *runtime, mgr *pki.Manager) (*gateway.
 		Signer:    &pkiSigner{m: mgr, ttl: time.Minute},
 		Encrypter: smimeEncrypter{},
 		StripTag:  policy.StripTag}
+	if cfg.Relay.Mode == "mx" {
+		// Rules demanding TLS are decided on the recipient domain's TLS
+		// check (cached in the store for relay.tls_check_ttl).
+		checks, _, err := newTLSChecks(cfg, rt.store, rt.log)
+		if err != nil {
+			return nil, err
+		}
+		p.TLSVerdicts = tlsVerdicts{checks}
+	}
 	// The same constructor as `sealgate pdf render`, so serve honours every
 	// [pdf] key the CLI does (template_dir, fonts, attach_original, ...).
 	// A sealer that cannot be built (a font or template config check
@@ -682,7 +698,7 @@ func (d policyDecider) Decide(ctx context.Context, m *gateway.MessageFacts, rcpt
 		}
 		return groupsHold(pd.Rule)
 	}
-	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS.AtLeast(policy.TLSRequired), TLS: pd.TLS,
+	g := gateway.Decision{Rule: pd.Rule, Bounce: pd.OnFailure == policy.FailBounce, RequireTLS: pd.TLS.AtLeast(policy.TLSRequired), TLS: pd.TLS, TLSFallback: pd.TLSFallback,
 		// A meeting request the rule exempts leaves signed only (the
 		// policy decided so), so it is not a must-encrypt message.
 		MustEncrypt: !pd.CalendarExempt && (pd.Encrypt == policy.EncryptSMIMEOrPDF || pd.Encrypt == policy.EncryptPDF || pd.Encrypt == policy.EncryptSMIMERequired)}

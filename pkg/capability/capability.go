@@ -223,6 +223,11 @@ func (s *Service) one(ctx context.Context, sender, rcpt string, c Cert, lookErr 
 	route := s.Router.Route(ctx, facts, rcpt, cert, lookErr)
 	d := route.Decision
 	a.Rule, a.TLS.Required = d.Rule, d.RequireTLS
+	if route.TLS != nil {
+		// The recipient domain's TLS check, where the rule demands TLS
+		// under direct delivery.
+		a.TLS.Verdict = route.TLS.Verdict
+	}
 	fail := func(reason string) {
 		a.Method, a.Action, a.Reason = MethodHold, ActionHold, reason
 		if d.Bounce {
@@ -238,6 +243,12 @@ func (s *Service) one(ctx context.Context, sender, rcpt string, c Cert, lookErr 
 		return a
 	case gateway.RouteBounce:
 		a.Method, a.Action, a.Reason = MethodHold, ActionBounce, "policy rule "+d.Rule+" does not allow this message"
+		return a
+	}
+	if route.TLSUndecided {
+		// The recipient domain's TLS check could not answer: the
+		// pipeline defers such a recipient until it can.
+		a.Method, a.Action, a.Reason, a.TLS.Verdict = MethodUnknown, ActionDefer, route.Why, "unknown"
 		return a
 	}
 	subjectHint := s.pdfState(ctx, &a, sender, rcpt)

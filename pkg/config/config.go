@@ -83,6 +83,10 @@ type Relay struct {
 	// MaxConnectionsPerDomain caps them per recipient domain.
 	MaxConnections          int `toml:"max_connections"`
 	MaxConnectionsPerDomain int `toml:"max_connections_per_domain"`
+	// TLSCheckTTL is how long a recipient domain's TLS check verdict
+	// (sealgate tls check) is reused by the pipeline before the domain's
+	// MX hosts are probed again (mode = "mx").
+	TLSCheckTTL Duration `toml:"tls_check_ttl"`
 }
 
 // Store selects the persistence backend.

@@ -34,6 +34,7 @@ func Default() *Config {
 			// domain; 100 in all is its default_process_limit.
 			MaxConnections:          100,
 			MaxConnectionsPerDomain: 20,
+			TLSCheckTTL:             Duration{time.Hour},
 		},
 		Store: Store{Driver: "sqlite", LeaseTimeout: Duration{2 * time.Minute}},
 		DKIM:  DKIM{Selector: "sealgate"},

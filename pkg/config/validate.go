@@ -319,6 +319,7 @@ func (v *validator) relay() {
 		v.add("relay.max_connections_per_domain", []string{"relay.max_connections"}, fmt.Sprintf("%d is more than relay.max_connections (%d)", r.MaxConnectionsPerDomain, r.MaxConnections), "use at most max_connections")
 	}
 	v.positive("relay.timeout", r.Timeout)
+	v.positive("relay.tls_check_ttl", r.TLSCheckTTL)
 	v.positive("relay.retry_for", r.RetryFor)
 	v.positive("relay.retry_backoff", r.RetryBackoff)
 	if r.RetryFor.Duration > 0 && r.RetryBackoff.Duration >= r.RetryFor.Duration && !v.ps.has("relay.retry_for") {

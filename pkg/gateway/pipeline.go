@@ -65,6 +65,9 @@ type Decision struct {
 	// StripSubjectTag is the policy tag to remove from the outgoing
 	// subject ("" keeps the subject as it is).
 	StripSubjectTag string
+	// TLSFallback is what happens when the recipient's servers cannot
+	// meet TLS (see Pipeline.TLSVerdicts).
+	TLSFallback policy.TLSFallback
 }
 
 // MessageFacts are what the policy may look at, read once per message
@@ -147,6 +150,13 @@ type Pipeline struct {
 	// here because a refused message whose spool file could not be
 	// removed is queued again by Recover; nil accepts every author.
 	Authorize func(ctx context.Context, env *Envelope, h *message.Header) error
+	// TLSVerdicts, when set (relay.mode = "mx"), decides recipients whose
+	// rule demands TLS (required, verified, dane) before anything is
+	// processed: the domain's verdict meets the rule, or tls_fallback
+	// applies (PDF mail over the TLS the servers have, hold, or bounce).
+	// S/MIME copies go whatever the verdict: their content is protected
+	// end to end. nil: no check (smart host: the relay demands TLS).
+	TLSVerdicts TLSVerdicts
 }
 
 type rcptPlan struct {
@@ -154,6 +164,12 @@ type rcptPlan struct {
 	d       Decision
 	cert    any
 	lookErr error
+	// tls is the TLS check's outcome, tlsWhy its reason (tlsDefer,
+	// tlsFail; tlsFallPDF: the note in the delivered event).
+	tls    tlsOutcome
+	tlsWhy string
+	// protected: the sender's client encrypted the message already.
+	protected bool
 }
 
 // Process implements Processor.
@@ -209,6 +225,22 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 		rp.d = p.Decider.Decide(ctx, facts, r, rp.cert != nil || alreadyEncrypted)
 		plans = append(plans, rp)
 	}
+	// The recipient servers' TLS, checked before anything is processed
+	// (one answer per domain, cached across messages by TLSVerdicts).
+	if p.TLSVerdicts != nil {
+		verdicts := map[string]tlsAnswer{}
+		for i := range plans {
+			rp := &plans[i]
+			rp.protected = alreadyEncrypted
+			rp.tls, rp.tlsWhy, _ = p.tlsGate(ctx, rp, verdicts)
+			switch rp.tls {
+			case tlsFallPDF:
+				pdfFallback(rp)
+			case tlsRelax:
+				relaxTLS(rp)
+			}
+		}
+	}
 	plan.Decided = make(map[string]Verdict, len(plans))
 	for _, rp := range plans {
 		plan.Decided[rp.rcpt] = verdictOf(rp.d, alreadyEncrypted)
@@ -260,6 +292,14 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			plan.Bounced[rp.rcpt] = "5.7.1 policy rule " + rp.d.Rule + " does not allow this message"
 			continue
 		}
+		switch rp.tls {
+		case tlsDefer:
+			plan.Deferred[rp.rcpt] = rp.tlsWhy
+			continue
+		case tlsFail:
+			fail(rp, rp.tlsWhy)
+			continue
+		}
 		if leak != "" {
 			fail(rp, leak)
 			continue
@@ -296,9 +336,9 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			if !m.IsVisible(rp.rcpt) {
 				bcc = message.LowerASCII(rp.rcpt)
 			}
-			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc}, rp)
+			smimeGroups.add(groupKey{signed: isSigned, bcc: bcc, relaxed: rp.tls == tlsRelax}, rp)
 		} else {
-			plainGroups.add(groupKey{signed: isSigned}, rp)
+			plainGroups.add(groupKey{signed: isSigned, relaxed: rp.tls == tlsRelax}, rp)
 		}
 	}
 
@@ -372,6 +412,9 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			}
 		}
 		parcel := Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule}
+		if rp.tls == tlsFallPDF {
+			parcel.Reason = rp.tlsWhy
+		}
 		if res.Notice != nil {
 			// The password notice goes to our own sender once this copy
 			// has left (the queue sends After only then); signed when the
@@ -412,6 +455,10 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 type groupKey struct {
 	signed bool
 	bcc    string // a Bcc recipient's own envelope
+	// relaxed: an S/MIME copy the TLS check let go over the servers' TLS
+	// (tlsRelax). A copy travels under its strictest recipient's TLS, so
+	// relaxed recipients get copies of their own.
+	relaxed bool
 }
 
 type group struct {

@@ -106,6 +106,9 @@ type Parcel struct {
 	// the modes above required apart. Parcels are made anew from the
 	// spooled message on every attempt, so a restart keeps it.
 	TLS policy.TLSMode
+	// Reason says why the copy is in this form where the rule alone does
+	// not (tls_fallback = "pdf"); it goes into the delivered events.
+	Reason string
 	// After are messages queued only once the next hop has accepted this
 	// parcel for all its recipients: a PDF password notice must not go
 	// out for a copy that was held, bounced or is still waiting.
@@ -875,7 +878,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			switch {
 			case e == nil:
 				ev := base
-				ev.Recipient, ev.Outcome, ev.Method, ev.Signed, ev.Rule, ev.TLS = r, events.Delivered, p.Method, p.Signed, p.Rule, tls
+				ev.Recipient, ev.Outcome, ev.Method, ev.Signed, ev.Rule, ev.TLS, ev.Reason = r, events.Delivered, p.Method, p.Signed, p.Rule, tls, p.Reason
 				if j < len(tlss) {
 					ev.TLS = tlss[j]
 				}

@@ -42,6 +42,12 @@ type Route struct {
 	// that could not give an answer (a key server down or slow): with an
 	// answer, the route could have been another.
 	Undecided bool
+	// TLS is the recipient domain's TLS check verdict when the rule
+	// demands TLS and the pipeline checks it (relay.mode = "mx"); nil
+	// otherwise. TLSUndecided: the check could not answer (Kind is
+	// RouteDefer).
+	TLS          *TLSVerdict
+	TLSUndecided bool
 }
 
 // Route decides one recipient of a message with facts as Process does:
@@ -60,7 +66,21 @@ func (p *Pipeline) Route(ctx context.Context, facts *MessageFacts, rcpt string, 
 	case ActionBounce:
 		return Route{Decision: d, Kind: RouteBounce, Why: "5.7.1 policy rule " + d.Rule + " does not allow this message"}
 	}
-	return p.encryptRoute(ctx, facts, rcptPlan{rcpt: rcpt, d: d, cert: cert, lookErr: lookErr})
+	rp := rcptPlan{rcpt: rcpt, d: d, cert: cert, lookErr: lookErr}
+	out, why, v := p.tlsGate(ctx, &rp, nil)
+	switch out {
+	case tlsDefer:
+		return Route{Decision: rp.d, Kind: RouteDefer, Why: why, TLSUndecided: true}
+	case tlsFail:
+		return Route{Decision: rp.d, Kind: RouteFail, Why: why, TLS: v}
+	case tlsFallPDF:
+		pdfFallback(&rp)
+	case tlsRelax:
+		relaxTLS(&rp)
+	}
+	r := p.encryptRoute(ctx, facts, rp)
+	r.TLS = v
+	return r
 }
 
 // encryptRoute is the part of Route that Process applies to a delivered

@@ -232,6 +232,21 @@ var migrations = []migration{
 		`ALTER TABLE queue ADD COLUMN lease_until BIGINT`,
 		`CREATE INDEX queue_claim ON queue (next_attempt, lease_until)`,
 	}},
+	// Direct delivery (issue 15): MTA-STS policies (per max_age, keyed by
+	// the TXT record's id) and the TLS check's per-domain verdicts, shared
+	// by every node and kept across restarts, so that neither the policy
+	// fetch nor the probe runs per message.
+	{9, "tls cache", []string{
+		`CREATE TABLE tls_cache (
+			kind       TEXT NOT NULL,
+			domain     TEXT NOT NULL,
+			id         TEXT NOT NULL,
+			data       {blob} NOT NULL,
+			fetched_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL,
+			PRIMARY KEY (kind, domain)
+		)`,
+	}},
 }
 
 // SchemaVersion is the schema version this build writes.
