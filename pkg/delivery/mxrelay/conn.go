@@ -2,6 +2,7 @@ package mxrelay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -122,8 +123,6 @@ func (r *Relay) get(ctx context.Context, k poolKey, host string, pol hostTLS) (*
 	return c, false, err
 }
 
-var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
-
 // dial connects to k.addr and says EHLO, with STARTTLS as pol demands.
 // Only opportunistic TLS goes on in plain text after a failed STARTTLS
 // (RFC 7435); every stricter mode fails the host, so a man in the middle
@@ -158,13 +157,12 @@ func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (
 		mu.Unlock()
 		return nc, nil
 	}
-	finish := func(c *smtp.Client, nc net.Conn) (*conn, error) {
+	finish := func(c *smtp.Client, nc net.Conn, st tls.ConnectionState, ok bool) (*conn, error) {
 		if !stop() {
 			c.Close()
 			return nil, fmt.Errorf("connect: %w", ctx.Err())
 		}
 		c.CommandTimeout, c.SubmissionTimeout = r.timeout(), r.timeout()
-		st, ok := c.TLSConnectionState()
 		return &conn{c: c, raw: nc, key: k, hop: hop(host, st, ok, pol)}, nil
 	}
 	if pol.starttls {
@@ -172,12 +170,10 @@ func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (
 		if err != nil {
 			return nil, err
 		}
-		c, err := smtp.NewClientStartTLS(nc, r.tlsConfig(host, pol))
+		c, st, err := startTLS(nc, helo, r.tlsConfig(host, pol), r.timeout())
 		if err == nil {
-			// The handshake (and the certificate check) runs with this
-			// EHLO: go-smtp shakes hands lazily.
 			if err = c.Hello(helo); err == nil {
-				return finish(c, nc)
+				return finish(c, nc, st, true)
 			}
 			c.Close()
 			var se *smtp.SMTPError
@@ -188,8 +184,12 @@ func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (
 				return nil, fmt.Errorf("TLS handshake failed, not retried in plain text (tls = %s): %w", pol.mode, err)
 			}
 		} else {
-			no := err.Error() == errNoStartTLS.Error()
+			nc.Close()
+			no := errors.Is(err, errNoStartTLS)
+			var he handshakeError
 			switch {
+			case errors.As(err, &he) && pol.required:
+				return nil, fmt.Errorf("TLS handshake failed, not retried in plain text (tls = %s): %w", pol.mode, he.err)
 			case no && pol.required:
 				return nil, fmt.Errorf("does not offer STARTTLS (tls = %s); nothing was sent", pol.mode)
 			case !no && pol.required:
@@ -208,5 +208,5 @@ func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (
 		c.Close()
 		return nil, fmt.Errorf("EHLO: %v", err)
 	}
-	return finish(c, nc)
+	return finish(c, nc, tls.ConnectionState{}, false)
 }
