@@ -1011,7 +1011,7 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 		// The PDF is sent all the same: the recipient reads the rest.
 		p.log.Warn("PDF drawn with replacement marks", "recipient", rcpt, "warnings", info.Warnings)
 	}
-	r := gateway.PDFResult{Carrier: out.Bytes()}
+	r := gateway.PDFResult{Carrier: out.Bytes(), Warnings: info.Warnings}
 	if res.Notification != nil {
 		// Queued (the password marked announced) only once the carrier
 		// has left: the pipeline hangs the notice on the carrier's parcel.

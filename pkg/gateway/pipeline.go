@@ -122,6 +122,10 @@ type PDFResult struct {
 	// carrier has left (its Queued marks the password announced).
 	Notice  *ExtraMessage
 	Pending bool // the recipient's password is not chosen yet
+	// Warnings say what the PDF shows differently from the message (a
+	// character no font has, as a code point): the delivered event's
+	// reason. Never message text.
+	Warnings []string
 }
 
 // Pipeline is the Processor that applies policy: sign, encrypt, seal, hold.
@@ -369,7 +373,8 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 				carrier = s
 			}
 		}
-		parcel := Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule}
+		parcel := Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule,
+			Note: strings.Join(res.Warnings, "; ")}
 		if res.Notice != nil {
 			// The password notice goes to our own sender once this copy
 			// has left (the queue sends After only then); signed when the

@@ -91,6 +91,9 @@ type Parcel struct {
 	// parcel for all its recipients: a PDF password notice must not go
 	// out for a copy that was held, bounced or is still waiting.
 	After []ExtraMessage
+	// Note goes into the delivered events' reason: what the copy shows
+	// differently (PDF warnings), never message content.
+	Note string
 }
 
 // Delivery is one parcel handed to the relay.
@@ -621,6 +624,7 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			case e == nil:
 				ev := base
 				ev.Recipient, ev.Outcome, ev.Method, ev.Signed, ev.Rule, ev.TLS = r, events.Delivered, p.Method, p.Signed, p.Rule, tls
+				ev.Reason = p.Note
 				done = append(done, ev)
 			case IsPermanent(e):
 				bounced[r] = describe(e)
