@@ -1002,7 +1002,7 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 		return gateway.PDFResult{Pending: true}, nil
 	}
 	var out bytes.Buffer
-	note := pdfmail.CarrierNote{ChosenAt: res.ChosenAt, PortalURL: p.portalURL, ReplyURL: p.replyLink(ctx, res, sender, rcpt, msg)}
+	note := pdfmail.CarrierNote{PasswordMode: res.Mode, ChosenAt: res.ChosenAt, PortalURL: p.portalURL, ReplyURL: p.replyLink(ctx, res, sender, rcpt, msg)}
 	info, err := p.s.SealWithNote(ctx, bytes.NewReader(msg), res.Password, note, &out)
 	if err != nil {
 		return gateway.PDFResult{}, err

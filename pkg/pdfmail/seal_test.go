@@ -339,7 +339,9 @@ func TestCarrierGolden(t *testing.T) {
 			tag, _ := NewSubjectTag("")
 			s := &Sealer{Language: lang, Now: func() time.Time { return fixedTime }, Boundary: "sealgate-test", CleanSubject: (&Passwords{Tag: tag}).CleanSubject}
 			var out bytes.Buffer
-			info, err := s.Seal(context.Background(), bytes.NewReader(msg), []byte("abc"), &out)
+			// The password came from the subject: the notice says the
+			// sender gave it.
+			info, err := s.SealWithNote(context.Background(), bytes.NewReader(msg), []byte("abc"), CarrierNote{PasswordMode: ModeSubject}, &out)
 			if err != nil {
 				t.Fatal(err)
 			}
