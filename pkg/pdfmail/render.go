@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"codeberg.org/go-pdf/fpdf"
-	"github.com/inbucket/html2text"
 )
 
 // DejaVu Sans covers Latin Extended-A/B (German, French, Dutch, Polish,
@@ -29,12 +28,6 @@ const (
 	bodySize   = 10.0 // pt
 	lineHeight = 5.0  // mm for 10 pt
 )
-
-// htmlToText turns an HTML body into readable text. Link targets stay in
-// the text ("label ( https://… )"), since a reader cannot hover in a PDF.
-func htmlToText(html string) (string, error) {
-	return html2text.FromString(html, html2text.Options{PrettyTables: true})
-}
 
 // renderPages draws the letter: header block, attachment list, body,
 // "page x of y" footers. It returns an unencrypted PDF of the pages only;
@@ -164,7 +157,12 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 		pdf.SetTextColor(110, 110, 110)
 		body = lang.noBody
 	}
-	tw.block(pageMargin, "", bodySize, lineHeight, body)
+	if pm.body != nil && len(pm.body.blocks) > 0 {
+		// HTML mail laid out as HTML (html.go, htmllayout.go).
+		drawHTML(pdf, tw, pm.body)
+	} else {
+		tw.block(pageMargin, "", bodySize, lineHeight, body)
+	}
 
 	if err := pdf.Error(); err != nil {
 		return nil, nil, fmt.Errorf("render pages: %w", err)

@@ -130,6 +130,9 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		pm.Subject = s.CleanSubject(pm.Subject)
 	}
 	pm.ReplyURL = note.ReplyURL
+	if err := prepareHTML(pm); err != nil {
+		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
+	}
 	if orig != nil {
 		seen := map[string]int{}
 		for _, a := range pm.Attachments {
@@ -176,6 +179,9 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 	nd := NoticeData{
 		Sender: pm.From, Subject: noticeSubject, AttachmentName: s.attachmentName(),
 		Attachments: len(pm.Attachments), ReplyURL: note.ReplyURL,
+	}
+	if pm.body != nil {
+		nd.Attachments-- // message.html, the HTML body's copy, is no attachment of the sender's
 	}
 	nd.PasswordFrom = passwordFrom(note)
 	if nd.PasswordFrom == "portal" {
