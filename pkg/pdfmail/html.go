@@ -26,14 +26,14 @@ import (
 // like are dropped), and only http, https and mailto links become links.
 // Every limit below bounds what a hostile message can make us do.
 const (
-	maxHTMLDepth     = 48   // element nesting that still gives structure
+	maxHTMLDepth     = 48 // element nesting that still gives structure
 	maxHTMLBlocks    = 20000
 	maxTableRows     = 2000
 	maxTableCols     = 64
 	maxRowSpan       = 500
 	maxHTMLImages    = 64
-	maxImagePixels   = 16 << 20 // decoded RGBA ≈ 64 MB at most
-	maxImageBytes    = 16 << 20 // one inline image, decoded part
+	maxImagePixels   = 16 << 20  // decoded RGBA ≈ 64 MB at most
+	maxImageBytes    = 16 << 20  // one inline image, decoded part
 	pxToMM           = 25.4 / 96 // a CSS pixel
 	htmlBodyFontSize = bodySize
 )

@@ -39,8 +39,8 @@ type parsedMessage struct {
 	// in preference to Text, and embedded in the PDF as message.html.
 	HTML string
 	// body is the HTML laid out for the pages (set by prepareHTML).
-	body *htmlDoc
-	Attachments           []*attachment
+	body        *htmlDoc
+	Attachments []*attachment
 	// ReplyURL is the portal's reply link for this message and recipient
 	// (CarrierNote.ReplyURL), drawn as a link on the first page.
 	ReplyURL string
