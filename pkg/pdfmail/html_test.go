@@ -330,3 +330,83 @@ func writePNGForLook(t *testing.T, src string) {
 		}
 	}
 }
+
+// FuzzHTMLLayout feeds arbitrary HTML (with one inline image part) through
+// the HTML layout: a PDF or an error, never a panic or a hang.
+func FuzzHTMLLayout(f *testing.F) {
+	f.Add(newsletterHTML("http://127.0.0.1:9"))
+	f.Add(`<table><tr><td rowspan=3 colspan=2>a</td></tr><tr><td>b<table><tr><td>c</td></tr></table></td></tr></table>`)
+	f.Add(`<ol start="-5"><li><blockquote><pre>x
+  y</pre></blockquote></li></ol><img src="cid:a" width="-1" height="1e300">`)
+	f.Add(`<a href="java&#09;script:x">j</a><p style="display:none">h</p><h1><i><b>x`)
+	f.Add(strings.Repeat("<div>", 600) + "deep")
+	img := testPNG(f, 10, 10)
+	f.Fuzz(func(t *testing.T, doc string) {
+		msg := relatedMessage("fuzz", doc, inlinePart{"a", "image/png", img})
+		pm, err := parseMessage(bytes.NewReader(msg), nil)
+		if err != nil {
+			return
+		}
+		if err := prepareHTML(pm); err != nil {
+			t.Fatalf("prepareHTML: %v", err)
+		}
+		if _, _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold, builtinChain()}); err != nil {
+			t.Logf("render error (allowed, must not panic): %v", err)
+		}
+	})
+}
+
+// BenchmarkSealHTMLNewsletter: a 10-page HTML mail with 5 inline images
+// (600×200 PNGs), headings, paragraphs with bold, italics and links, and
+// a bordered table with spans on every page (issue target < 300 ms).
+func BenchmarkSealHTMLNewsletter(b *testing.B) {
+	builtinChain()
+	msg := tenPageNewsletter(b)
+	benchSeal(b, msg, len(msg))
+}
+
+// tenPageNewsletter is the benchmark's message (TestTenPageNewsletter
+// checks that it is ten pages).
+func tenPageNewsletter(b testing.TB) []byte {
+	var doc strings.Builder
+	doc.WriteString(`<html><body><table width="600" align="center"><tr><td>`)
+	var parts []inlinePart
+	for i := range 5 {
+		parts = append(parts, inlinePart{fmt.Sprintf("img%d@x", i), "image/png", testPNG(b, 600, 200)})
+	}
+	for page := range 10 {
+		fmt.Fprintf(&doc, `<h2>Section %d</h2>`, page+1)
+		if page%2 == 0 {
+			fmt.Fprintf(&doc, `<p><img src="cid:img%d@x" width="600"></p>`, page/2)
+		}
+		for range 13 {
+			doc.WriteString(`<p>Dear customer, this week <b>everything is cheaper</b> and <i>delivery is free</i>. ` +
+				`Read <a href="https://shop.example/offer">all offers</a> on our site; prices include VAT and are valid while stocks last.</p>`)
+		}
+		doc.WriteString(`<table border="1" cellpadding="4"><tr><th>Item</th><th>Qty</th><th>Price</th></tr>`)
+		for r := range 4 {
+			fmt.Fprintf(&doc, `<tr><td>Widget %d</td><td>%d</td><td align="right">%d,00</td></tr>`, r, r+1, 10*(r+1))
+		}
+		doc.WriteString(`<tr><td colspan="2">Total</td><td align="right">100,00</td></tr></table>`)
+	}
+	doc.WriteString(`</td></tr></table></body></html>`)
+	return relatedMessage("Bench", doc.String(), parts...)
+}
+
+// TestTenPageNewsletter: the benchmark's message is what it says, ten
+// pages (poppler counts) with the five images drawn, none attached.
+func TestTenPageNewsletter(t *testing.T) {
+	testpeer.Require(t, "pdfinfo")
+	_, pdf := seal(t, &Sealer{}, tenPageNewsletter(t), testPassword)
+	if n := testpeer.PDFPages(t, pdf, testPassword); n < 10 || n > 11 {
+		t.Errorf("%d pages, want 10", n)
+	}
+	if names := testpeer.PDFAttachmentNames(t, pdf, testPassword); !slices.Equal(names, []string{"message.html"}) {
+		t.Errorf("attachments %v, want only message.html", names)
+	}
+	if dir := os.Getenv("SEALGATE_HTML_PNG_DIR"); dir != "" {
+		for _, p := range []int{1, 2, 10} {
+			testpeer.MuPDFRenderPNG(t, pdf, testPassword, p, 60, dir)
+		}
+	}
+}
