@@ -57,6 +57,7 @@ type hStyle struct {
 	align                   string // "" (left), "C", "R"
 	pre                     bool
 	grey                    bool // placeholder text (remote image alt)
+	dark                    bool // on a dark cell background: light text
 }
 
 // hInline is one piece of a paragraph: text, an image or a line break.
@@ -88,6 +89,7 @@ type hTable struct {
 	widthMM  float64 // from width="600" (px) or style; 0 = auto
 	widthPct float64
 	pad      float64 // cell padding, mm
+	center   bool    // align="center" or margin: auto
 }
 
 type hCell struct {
@@ -102,10 +104,9 @@ type hCell struct {
 // hImage is an inline image, decoded and re-encoded as an opaque PNG
 // (what the PDF writer reads safely), with its size in CSS pixels.
 type hImage struct {
-	png        []byte
-	w, h       float64 // displayed size, px
-	name       string
-	registered bool
+	png  []byte
+	w, h float64 // displayed size, px
+	name string  // the image's name in the PDF, one per part
 }
 
 // htmlDoc is a laid-out-ready HTML body.
@@ -429,6 +430,7 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 		t.border = true
 	}
 	t.widthMM, t.widthPct = lengthAttr(n)
+	t.center = strings.EqualFold(attr(n, "align"), "center") || strings.Contains(strings.ToLower(cssValue(attr(n, "style"), "margin")), "auto")
 	if v, err := strconv.ParseFloat(attr(n, "cellpadding"), 64); err == nil && v >= 0 {
 		t.pad = min(max(v*pxToMM, 0.4), 4)
 	}
@@ -509,6 +511,15 @@ func (b *hBuilder) cell(n *html.Node, st hStyle, depth int) *hCell {
 	} else if col, ok := parseColor(cssValue(attr(n, "style"), "background-color")); ok {
 		c.bg = &col
 	}
+	if c.bg != nil {
+		// A newsletter's button: white text on a coloured cell.
+		st.dark = c.bg[0]*299+c.bg[1]*587+c.bg[2]*114 < 128*1000
+		if st.dark {
+			st.color = [3]int{255, 255, 255}
+		} else if tooLight(st.color) {
+			st.color = [3]int{}
+		}
+	}
 	c.widthMM, _ = lengthAttr(n)
 	c.blocks = b.sub(func() { b.children(n, st, depth+1) })
 	return c
@@ -563,7 +574,7 @@ func (b *hBuilder) cidImage(src string, n *html.Node) *hImage {
 	}
 	// The displayed size: width/height attributes in px, the other side
 	// kept in proportion.
-	out := *img
+	out := hImage{w: img.w, h: img.h}
 	w, _ := strconv.ParseFloat(strings.TrimSuffix(attr(n, "width"), "px"), 64)
 	h, _ := strconv.ParseFloat(strings.TrimSuffix(attr(n, "height"), "px"), 64)
 	switch {
@@ -577,9 +588,8 @@ func (b *hBuilder) cidImage(src string, n *html.Node) *hImage {
 	if out.w > 1e5 || out.h > 1e5 || out.w <= 0 || out.h <= 0 {
 		out.w, out.h = img.w, img.h
 	}
-	// The copy shares the PNG; registered once under its name.
-	shared := b.images[a]
-	return &hImage{png: shared.png, w: out.w, h: out.h, name: shared.name}
+	// The copy shares the PNG and the name it is registered under once.
+	return &hImage{png: img.png, w: out.w, h: out.h, name: img.name}
 }
 
 // decodeInlineImage inflates an attachment and decodes it (PNG, JPEG,
@@ -667,6 +677,9 @@ func styleFrom(n *html.Node, st hStyle) hStyle {
 	case atom.A:
 		if h := safeHref(attr(n, "href")); h != "" {
 			st.href, st.underline, st.color = h, true, [3]int{11, 92, 173}
+			if st.dark {
+				st.color = [3]int{255, 255, 255}
+			}
 		}
 	}
 	st.size = min(max(st.size, 5), 36)
@@ -713,13 +726,16 @@ func styleCSS(n *html.Node, st hStyle) hStyle {
 	case "normal":
 		st.italic = false
 	}
-	if strings.Contains(strings.ToLower(cssValue(css, "text-decoration")), "underline") {
+	switch td := strings.ToLower(cssValue(css, "text-decoration")); {
+	case strings.Contains(td, "underline"):
 		st.underline = true
+	case strings.Contains(td, "none"):
+		st.underline = false
 	}
-	if st.href == "" {
-		if c, ok := parseColor(cssValue(css, "color")); ok && !tooLight(c) {
-			st.color = c
-		}
+	if c, ok := parseColor(cssValue(css, "color")); ok && (st.href == "" || st.dark) && tooLight(c) == st.dark {
+		// Text keeps its colour where it stays readable: dark on
+		// white paper, light on a dark cell.
+		st.color = c
 	}
 	return st
 }

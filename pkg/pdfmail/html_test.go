@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -85,6 +84,7 @@ func newsletterHTML(remote string) string {
 </table>
 <p>See <a href="https://shop.example/offer?id=7">all offers</a> or <a href="javascript:alert(document.cookie)">click here</a>
 or <a href="  JaVaScRiPt:alert(2)">here</a>.</p>
+<table cellpadding="8" align="center"><tr><td bgcolor="#0b5cad" align="center"><a href="https://shop.example/buy" style="color:#ffffff;text-decoration:none"><b>Buy now</b></a></td></tr></table>
 <p><img src="` + remote + `/tracker.png" alt="remote picture"></p>
 </td></tr></table></body></html>`
 }
@@ -111,7 +111,7 @@ func TestHTMLNewsletterLaidOut(t *testing.T) {
 
 	text := testpeer.PDFText(t, pdf, testPassword, false)
 	for _, want := range []string{"Spring offers", "everything is cheaper", "delivery is free", "First point", "Second point",
-		"Quoted words from an earlier mail.", "Widgets", "Total", "25,00", "all offers", "[remote picture]"} {
+		"Quoted words from an earlier mail.", "Widgets", "Total", "25,00", "all offers", "Buy now", "[remote picture]"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("pdftotext lacks %q\n--- text ---\n%s", want, text)
 		}
@@ -158,8 +158,10 @@ func TestHTMLNewsletterLaidOut(t *testing.T) {
 	}
 
 	links := testpeer.PDFFirstPageLinks(t, pdf, testPassword)
-	if !slices.Contains(links, "https://shop.example/offer?id=7") {
-		t.Errorf("no link annotation for the offer: %v", links)
+	for _, want := range []string{"https://shop.example/offer?id=7", "https://shop.example/buy"} {
+		if !slices.Contains(links, want) {
+			t.Errorf("no link annotation for %s: %v", want, links)
+		}
 	}
 	for _, l := range links {
 		if strings.Contains(strings.ToLower(l), "javascript") || strings.Contains(l, "tracker") {
@@ -318,16 +320,6 @@ func TestHTMLHostileStructure(t *testing.T) {
 				t.Errorf("text lacks %q", tc.want)
 			}
 		})
-	}
-}
-
-// writePNGForLook keeps a rendered page where a person can look at it.
-func writePNGForLook(t *testing.T, src string) {
-	if dir := os.Getenv("SEALGATE_HTML_PNG_DIR"); dir != "" {
-		b, err := os.ReadFile(src)
-		if err == nil {
-			_ = os.WriteFile(filepath.Join(dir, filepath.Base(src)), b, 0o644)
-		}
 	}
 }
 

@@ -457,9 +457,8 @@ func (l *hLayout) table(t *hTable, x, w float64) {
 	}
 	colX := make([]float64, ncols+1)
 	colX[0] = x
-	if t.widthPct > 0 || t.widthMM > 0 {
-		// A table narrower than the column is centred like a
-		// newsletter's 600 px body.
+	if t.center {
+		// A newsletter's 600 px body, a centred button.
 		colX[0] = x + max(0, (w-target)/2)
 	}
 	for c := range ncols {
