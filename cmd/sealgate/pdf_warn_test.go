@@ -50,7 +50,7 @@ func TestSealPDFLogsReplacementMarks(t *testing.T) {
 	}
 	// The carrier names the password the sender gave (it came from the
 	// subject: Resolution.Mode reaches the notice).
-	if carrier := strings.ReplaceAll(string(res.Carrier), "=\r\n", ""); !strings.Contains(carrier, "The password is the one the sender gave you.") {
+	if carrier := strings.ReplaceAll(string(res.Carrier), "=\r\n", ""); !strings.Contains(carrier, "Use the password the sender gave you.") {
 		t.Error("carrier does not say the sender gave the password")
 	}
 	var _ gateway.PDFSealer = p

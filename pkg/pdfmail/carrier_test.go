@@ -96,13 +96,13 @@ func TestCarrierNamesThePassword(t *testing.T) {
 		not        []string
 	}{
 		{"en portal with day", "en", CarrierNote{PasswordMode: ModePortal, ChosenAt: chosen, PortalURL: "https://p.example"},
-			[]string{"The password is the one you chose on the sender's secure portal on", "14 February 2026", "https://p.example/reset"}, []string{"the sender gave you", "generated"}},
+			[]string{"Use the password you chose on the sender's secure portal on", "14 February 2026", "https://p.example/reset"}, []string{"the sender gave you", "generated"}},
 		{"en portal without day", "en", CarrierNote{PasswordMode: ModePortal, PortalURL: "https://p.example"},
-			[]string{"The password is the one you chose on the sender's secure portal.", "https://p.example/reset"}, []string{" on 1 January"}},
-		{"en subject", "en", CarrierNote{PasswordMode: ModeSubject}, []string{"The password is the one the sender gave you."}, []string{"you chose", "/reset", "generated"}},
-		{"en preset", "en", CarrierNote{PasswordMode: ModePreset}, []string{"The password is the one the sender gave you."}, []string{"you chose", "generated"}},
+			[]string{"Use the password you chose on the sender's secure portal.", "https://p.example/reset"}, []string{" on 1 January"}},
+		{"en subject", "en", CarrierNote{PasswordMode: ModeSubject}, []string{"Use the password the sender gave you."}, []string{"you chose", "/reset", "generated"}},
+		{"en preset", "en", CarrierNote{PasswordMode: ModePreset}, []string{"Use the password the sender gave you."}, []string{"you chose", "generated"}},
 		{"en generated", "en", CarrierNote{PasswordMode: ModeGeneratedToSender}, []string{"The password was generated for you; the sender gives it to you separately"}, []string{"you chose", "the sender gave you"}},
-		{"en unknown", "en", CarrierNote{}, []string{"Do you not have the password? Please ask the sender"}, []string{"you chose", "the sender gave you", "generated"}},
+		{"en unknown", "en", CarrierNote{}, []string{"Don't have the password? Please ask the sender"}, []string{"you chose", "the sender gave you", "generated"}},
 		{"de portal with day", "de", CarrierNote{PasswordMode: ModePortal, ChosenAt: chosen, PortalURL: "https://p.example"},
 			[]string{"Es ist das Passwort, das Sie am", "14.02.2026", "im sicheren Portal des Absenders gewählt haben.", "https://p.example/reset"}, []string{"Absender gegeben", "erzeugt"}},
 		{"de subject", "de", CarrierNote{PasswordMode: ModeSubject}, []string{"Es ist das Passwort, das Ihnen der Absender gegeben hat."}, []string{"gewählt", "erzeugt"}},

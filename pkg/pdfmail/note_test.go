@@ -29,7 +29,7 @@ func TestCarrierNoteForPortalPassword(t *testing.T) {
 		not  []string
 	}{
 		{"en chosen", "en", CarrierNote{PasswordMode: ModePortal, ChosenAt: chosen, PortalURL: "https://secure.example.org/"},
-			[]string{"the one you chose on the sender's secure portal on", "14 February 2026", "https://secure.example.org/reset"}, []string{"ask the sender"}},
+			[]string{"the password you chose on the sender's secure portal on", "14 February 2026", "https://secure.example.org/reset"}, []string{"ask the sender"}},
 		{"de chosen", "de", CarrierNote{PasswordMode: ModePortal, ChosenAt: chosen, PortalURL: "https://secure.example.org"},
 			[]string{"das Sie am", "14.02.2026", "https://secure.example.org/reset"}, []string{"fragen Sie den Absender"}},
 		{"en unknown source", "en", CarrierNote{}, []string{"ask the sender"}, []string{"you chose", "/reset"}},
