@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -224,6 +225,66 @@ func TestHTMLNewsletterLaidOut(t *testing.T) {
 	if orange < 500 {
 		t.Errorf("the inline image is not on page 1 (%d orange samples)", orange)
 	}
+
+	// The page against its golden image (looked at before it was
+	// committed), with a tolerance for anti-aliasing.
+	small, _ := testpeer.MuPDFRenderPNG(t, pdf, testPassword, 1, 50, t.TempDir())
+	got, err := os.ReadFile(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goldenImage(t, "html-newsletter.p1.png", got, 0.005)
+}
+
+// goldenImage compares a rendered page with testdata/name: the same size,
+// and at most maxShare of the pixels differing by more than a little in
+// any channel. -update rewrites the golden file (look at it before
+// committing).
+func goldenImage(t *testing.T, name string, got []byte, maxShare float64) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantB, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("golden image %s: %v (run go test -update, then look at it)", path, err)
+	}
+	a, err := png.Decode(bytes.NewReader(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := png.Decode(bytes.NewReader(wantB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Bounds() != b.Bounds() {
+		t.Fatalf("page %v, golden %v", a.Bounds(), b.Bounds())
+	}
+	diff, total := 0, 0
+	for y := a.Bounds().Min.Y; y < a.Bounds().Max.Y; y++ {
+		for x := a.Bounds().Min.X; x < a.Bounds().Max.X; x++ {
+			total++
+			r1, g1, b1, _ := a.At(x, y).RGBA()
+			r2, g2, b2, _ := b.At(x, y).RGBA()
+			if far(r1, r2) || far(g1, g2) || far(b1, b2) {
+				diff++
+			}
+		}
+	}
+	if share := float64(diff) / float64(total); share > maxShare {
+		out := filepath.Join(t.TempDir(), name)
+		_ = os.WriteFile(out, got, 0o644)
+		t.Errorf("%s: %.2f%% of the pixels differ (allowed %.2f%%); this rendering: %s", name, 100*share, 100*maxShare, out)
+	}
+}
+
+// far: two 16-bit channel values differ by more than anti-aliasing does.
+func far(a, b uint32) bool {
+	d := int(a>>8) - int(b>>8)
+	return d > 48 || d < -48
 }
 
 // TestHTMLImageFormats: PNG, JPEG and a GIF's first frame are drawn (not
