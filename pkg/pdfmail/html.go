@@ -31,6 +31,8 @@ const (
 	maxTableRows     = 2000
 	maxTableCols     = 64
 	maxRowSpan       = 500
+	maxSpanSlots     = 200000 // grid slots the cells of one table may cover
+	maxHTMLCells     = 50000  // cells in all tables; beyond, content joins the last cell
 	maxHTMLImages    = 64
 	maxImagePixels   = 16 << 20  // decoded RGBA ≈ 64 MB at most
 	maxImageBytes    = 16 << 20  // one inline image, decoded part
@@ -199,6 +201,7 @@ type hBuilder struct {
 	cur     *hBlock    // the open paragraph, nil when none
 	gap     float64    // space owed before the next block
 	nblocks int
+	ncells  int
 	cids    map[string]*attachment
 	images  map[*attachment]*hImage
 	used    map[*attachment]bool
@@ -459,7 +462,8 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 						continue
 					}
 					c := b.cell(cc, rst, depth)
-					if len(row) >= maxTableCols {
+					b.ncells++
+					if len(row) > 0 && (len(row) >= maxTableCols || b.ncells > maxHTMLCells) {
 						// Beyond the columns we lay out: the content
 						// joins the last cell, nothing is dropped.
 						last := row[len(row)-1]

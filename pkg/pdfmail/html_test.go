@@ -370,6 +370,8 @@ func TestHTMLHostileStructure(t *testing.T) {
 		{"huge spans", `<table border=1><tr><td colspan="100000" rowspan="100000">spanned</td><td>next</td></tr><tr><td>below</td></tr></table>`, "spanned"},
 		{"nested tables", strings.Repeat("<table><tr><td>", 60) + "inner cell" + strings.Repeat("</td></tr></table>", 60), "inner cell"},
 		{"wide table", wide, "cell"},
+		{"span bomb", "<table border=1>" + strings.Repeat("<tr>"+strings.Repeat(`<td colspan="64" rowspan="500">s</td>`, 4)+"</tr>", 300) + "<tr><td>after spans</td></tr></table>", "after spans"},
+		{"many cells", strings.Repeat("<table><tr>"+strings.Repeat("<td>c</td>", 60)+"</tr></table>", 1000) + "<p>after cells</p>", "after cells"},
 		{"long word", "<table border=1><tr><td>" + strings.Repeat("x", 5000) + "</td><td>right</td></tr></table>", "right"},
 		{"tall row", "<table border=1><tr><td>" + strings.Repeat("line<br>", 400) + "end of tall cell</td><td>b</td></tr></table>", "end of tall cell"},
 	}

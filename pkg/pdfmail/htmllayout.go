@@ -360,18 +360,30 @@ func (l *hLayout) table(t *hTable, x, w float64) {
 	var cells []placed
 	cover := map[[2]int]bool{}
 	ncols := 0
+	// Spans cost a slot each: a hostile table of 2000 rows of cells
+	// spanning 64×500 would mean billions. Beyond the budget, spans are 1.
+	budget := maxSpanSlots
+	var overflow []*hBlock
+	defer func() { l.blocks(overflow, x, w) }()
 	for r, row := range t.rows {
 		col := 0
 		for _, c := range row {
-			for cover[[2]int{r, col}] {
+			for cover[[2]int{r, col}] && col < maxTableCols {
 				col++
 			}
 			if col >= maxTableCols {
-				break
+				// No column left in this row (spans from above fill
+				// it): the cell is drawn below the table, not lost.
+				overflow = append(overflow, c.blocks...)
+				continue
 			}
 			span := min(c.colspan, maxTableCols-col)
-			rs := min(c.rowspan, len(t.rows)-r)
-			c.colspan, c.rowspan = span, max(rs, 1)
+			rs := max(min(c.rowspan, len(t.rows)-r), 1)
+			if span*rs > budget {
+				span, rs = 1, 1
+			}
+			budget -= span * rs
+			c.colspan, c.rowspan = span, rs
 			for dr := range c.rowspan {
 				for dc := range span {
 					cover[[2]int{r + dr, col + dc}] = true
