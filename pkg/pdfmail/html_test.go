@@ -373,14 +373,21 @@ func TestHTMLHostileStructure(t *testing.T) {
 		{"span bomb", "<table border=1>" + strings.Repeat("<tr>"+strings.Repeat(`<td colspan="64" rowspan="500">s</td>`, 4)+"</tr>", 300) + "<tr><td>after spans</td></tr></table>", "after spans"},
 		{"many cells", strings.Repeat("<table><tr>"+strings.Repeat("<td>c</td>", 60)+"</tr></table>", 1000) + "<p>after cells</p>", "after cells"},
 		{"long word", "<table border=1><tr><td>" + strings.Repeat("x", 5000) + "</td><td>right</td></tr></table>", "right"},
+		{"tall image", `<p><img src="cid:a" width="1" height="99999">below the image</p>`, "below the image"},
 		{"tall row", "<table border=1><tr><td>" + strings.Repeat("line<br>", 400) + "end of tall cell</td><td>b</td></tr></table>", "end of tall cell"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := relatedMessage("hostile", tc.html)
+			msg := relatedMessage("hostile", tc.html, inlinePart{"a", "image/png", testPNG(t, 10, 10)})
 			_, pdf := seal(t, &Sealer{}, msg, testPassword)
 			if text := testpeer.PDFText(t, pdf, testPassword, false); !strings.Contains(text, tc.want) {
 				t.Errorf("text lacks %q", tc.want)
+			}
+			if tc.name == "tall image" {
+				// Scaled to one page, not 26 metres of paper.
+				if n := testpeer.PDFPages(t, pdf, testPassword); n > 2 {
+					t.Errorf("%d pages", n)
+				}
 			}
 		})
 	}

@@ -219,6 +219,10 @@ func (l *hLayout) para(b *hBlock, x, w float64) {
 			// Wider than the column: scaled down to fit.
 			t.ih, t.iw = t.ih*w/t.iw, w
 		}
+		if pageH := l.bottom - l.top; t.img != nil && t.ih > pageH {
+			// Taller than a page: scaled down to one page.
+			t.iw, t.ih = t.iw*pageH/t.ih, pageH
+		}
 		if len(line) == 0 && t.text == " " {
 			continue // no space at the start of a line
 		}
