@@ -45,5 +45,14 @@ func TestSealPDFLogsReplacementMarks(t *testing.T) {
 	if strings.Contains(out, "Geheim-Passwort-1") {
 		t.Error("password in the log")
 	}
+	// The warning travels to the delivered event (code points, no text).
+	if w := strings.Join(res.Warnings, "; "); !strings.Contains(w, "U+1F44D") || strings.Contains(w, "Danke") || strings.Contains(w, "Super") {
+		t.Errorf("PDFResult.Warnings = %q", res.Warnings)
+	}
+	// The carrier names the password the sender gave (it came from the
+	// subject: Resolution.Mode reaches the notice).
+	if carrier := strings.ReplaceAll(string(res.Carrier), "=\r\n", ""); !strings.Contains(carrier, "Use the password the sender gave you.") {
+		t.Error("carrier does not say the sender gave the password")
+	}
 	var _ gateway.PDFSealer = p
 }

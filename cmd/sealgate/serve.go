@@ -1062,7 +1062,7 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 		return gateway.PDFResult{Pending: true}, nil
 	}
 	var out bytes.Buffer
-	note := pdfmail.CarrierNote{ChosenAt: res.ChosenAt, PortalURL: p.portalURL, ReplyURL: p.replyLink(ctx, res, sender, rcpt, msg)}
+	note := pdfmail.CarrierNote{PasswordMode: res.Mode, ChosenAt: res.ChosenAt, PortalURL: p.portalURL, ReplyURL: p.replyLink(ctx, res, sender, rcpt, msg)}
 	info, err := p.s.SealWithNote(ctx, bytes.NewReader(msg), res.Password, note, &out)
 	if err != nil {
 		return gateway.PDFResult{}, err
@@ -1071,7 +1071,7 @@ func (p *pdfSealer) SealPDF(ctx context.Context, sender, rcpt, subject string, m
 		// The PDF is sent all the same: the recipient reads the rest.
 		p.log.Warn("PDF drawn with replacement marks", "recipient", rcpt, "warnings", info.Warnings)
 	}
-	r := gateway.PDFResult{Carrier: out.Bytes()}
+	r := gateway.PDFResult{Carrier: out.Bytes(), Warnings: info.Warnings}
 	if res.Notification != nil {
 		// Queued (the password marked announced) only once the carrier
 		// has left: the pipeline hangs the notice on the carrier's parcel.

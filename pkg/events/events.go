@@ -55,8 +55,11 @@ type Delivery struct {
 	Signed    bool      `json:"signed,omitempty"`
 	Rule      string    `json:"rule,omitempty"`
 	Attempt   int       `json:"attempt,omitempty"`
-	Reason    string    `json:"reason,omitempty"` // why held/deferred/bounced; never secrets
-	TLS       *TLS      `json:"tls,omitempty"`
+	// Reason says why held/deferred/bounced, or for a delivered PDF what
+	// it shows differently (characters drawn as replacement marks, as
+	// code points); never secrets, never message text.
+	Reason string `json:"reason,omitempty"`
+	TLS    *TLS   `json:"tls,omitempty"`
 	// Received is when the gateway took the message (MAIL FROM); with Time
 	// it gives the latency the gateway added, which the benchmark and an
 	// operator watching a backlog both want.

@@ -127,6 +127,10 @@ type PDFResult struct {
 	// carrier has left (its Queued marks the password announced).
 	Notice  *ExtraMessage
 	Pending bool // the recipient's password is not chosen yet
+	// Warnings say what the PDF shows differently from the message (a
+	// character no font has, as a code point): the delivered event's
+	// reason. Never message text.
+	Warnings []string
 }
 
 // Pipeline is the Processor that applies policy: sign, encrypt, seal, hold.
@@ -412,9 +416,11 @@ func (p *Pipeline) Process(ctx context.Context, env *Envelope, rcpts []string, m
 			}
 		}
 		parcel := Parcel{Rcpts: []string{rp.rcpt}, Data: p.mark(carrier), Method: "pdf", Signed: isSigned, Rule: rp.d.Rule}
+		var why []string
 		if rp.tls == tlsFallPDF {
-			parcel.Reason = rp.tlsWhy
+			why = append(why, rp.tlsWhy)
 		}
+		parcel.Reason = strings.Join(append(why, res.Warnings...), "; ")
 		if res.Notice != nil {
 			// The password notice goes to our own sender once this copy
 			// has left (the queue sends After only then); signed when the

@@ -107,7 +107,9 @@ type Parcel struct {
 	// spooled message on every attempt, so a restart keeps it.
 	TLS policy.TLSMode
 	// Reason says why the copy is in this form where the rule alone does
-	// not (tls_fallback = "pdf"); it goes into the delivered events.
+	// not (tls_fallback = "pdf") and what it shows differently (PDF
+	// warnings: code points only, never message content); it goes into
+	// the delivered events.
 	Reason string
 	// After are messages queued only once the next hop has accepted this
 	// parcel for all its recipients: a PDF password notice must not go

@@ -56,8 +56,10 @@
 //     already compressed bytes.
 //   - github.com/emersion/go-message parses the MIME input (charsets,
 //     transfer encodings, nested multiparts, RFC 2231 file names) as a
-//     stream; github.com/inbucket/html2text turns HTML bodies into text
-//     that keeps link targets, since a PDF reader cannot show them on hover.
+//     stream; golang.org/x/net/html parses HTML bodies, which html.go and
+//     htmllayout.go lay out (paragraphs, styles, lists, quotes, tables with
+//     colspan/rowspan, cid: images, link annotations) without fetching or
+//     running anything.
 //   - DejaVu Sans (fonts/, Bitstream Vera licence in fonts/LICENSE) covers
 //     Latin Extended-A/B, €, typographic quotes, Greek and Cyrillic.
 //

@@ -28,6 +28,9 @@ func FuzzParseAndRender(f *testing.F) {
 			}
 			return
 		}
+		if err := prepareHTML(pm); err != nil {
+			t.Fatalf("prepareHTML: %v", err) // it has a fallback for every document
+		}
 		if _, _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold, builtinChain()}); err != nil && !errors.Is(err, ErrMalformed) {
 			t.Logf("render error (allowed, must not panic): %v", err)
 		}

@@ -28,12 +28,12 @@ func TestCarrierNoteForPortalPassword(t *testing.T) {
 		want []string
 		not  []string
 	}{
-		{"en chosen", "en", CarrierNote{ChosenAt: chosen, PortalURL: "https://secure.example.org/"},
-			[]string{"the password you chose on", "14 February 2026", "https://secure.example.org/reset"}, []string{"ask the sender"}},
-		{"de chosen", "de", CarrierNote{ChosenAt: chosen, PortalURL: "https://secure.example.org"},
+		{"en chosen", "en", CarrierNote{PasswordMode: ModePortal, ChosenAt: chosen, PortalURL: "https://secure.example.org/"},
+			[]string{"the password you chose on the sender's secure portal on", "14 February 2026", "https://secure.example.org/reset"}, []string{"ask the sender"}},
+		{"de chosen", "de", CarrierNote{PasswordMode: ModePortal, ChosenAt: chosen, PortalURL: "https://secure.example.org"},
 			[]string{"das Sie am", "14.02.2026", "https://secure.example.org/reset"}, []string{"fragen Sie den Absender"}},
-		{"en preset", "en", CarrierNote{}, []string{"ask the sender"}, []string{"you chose", "/reset"}},
-		{"no portal url", "en", CarrierNote{ChosenAt: chosen}, []string{"ask the sender"}, []string{"you chose"}},
+		{"en unknown source", "en", CarrierNote{}, []string{"ask the sender"}, []string{"you chose", "/reset"}},
+		{"chosen, no portal url: no reset link", "en", CarrierNote{ChosenAt: chosen}, []string{"you chose", "14 February 2026"}, []string{"ask the sender", "/reset"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,7 +35,12 @@ type parsedMessage struct {
 	HasDate               bool
 	Text                  string // body as plain text (from text/plain, or from HTML)
 	FromHTML              bool
-	Attachments           []*attachment
+	// HTML is the HTML body as sent ("" when none): laid out by html*.go
+	// in preference to Text, and embedded in the PDF as message.html.
+	HTML string
+	// body is the HTML laid out for the pages (set by prepareHTML).
+	body        *htmlDoc
+	Attachments []*attachment
 	// ReplyURL is the portal's reply link for this message and recipient
 	// (CarrierNote.ReplyURL), drawn as a link on the first page.
 	ReplyURL string
@@ -49,6 +54,9 @@ type attachment struct {
 	Size        int64  // decoded size in bytes
 	Deflated    []byte // Flate (zlib) stream of the content
 	ModTime     time.Time
+	// ContentID is the part's Content-ID without <> ("" when none): HTML
+	// refers to inline images by it (cid:…).
+	ContentID string
 }
 
 // parseMessage reads a whole RFC 5322 message. Attachments are decoded and
@@ -118,6 +126,7 @@ func parseMessage(r io.Reader, original *originalCapture) (pm *parsedMessage, er
 			if err != nil {
 				return nil, fmt.Errorf("%w: part %d: %w", ErrMalformed, n, err)
 			}
+			a.ContentID = contentID(h.Header)
 			pm.Attachments = append(pm.Attachments, a)
 		case *mail.AttachmentHeader:
 			ct, _, _ := h.ContentType()
@@ -129,6 +138,7 @@ func parseMessage(r io.Reader, original *originalCapture) (pm *parsedMessage, er
 			if err != nil {
 				return nil, fmt.Errorf("%w: attachment %d: %w", ErrMalformed, n, err)
 			}
+			a.ContentID = contentID(h.Header)
 			pm.Attachments = append(pm.Attachments, a)
 		}
 	}
@@ -138,20 +148,27 @@ func parseMessage(r io.Reader, original *originalCapture) (pm *parsedMessage, er
 			return nil, fmt.Errorf("%w: reading message: %w", ErrMalformed, err)
 		}
 	}
+	if html.Len() > 0 {
+		// The HTML is what the sender saw; the text (or the HTML as
+		// text) stays as the fallback and for the size check.
+		pm.HTML = html.String()
+	}
 	switch {
 	case plain.Len() > 0 && strings.TrimSpace(plain.String()) != "":
 		pm.Text = plain.String()
 	case html.Len() > 0:
-		txt, err := htmlToText(html.String())
-		if err != nil {
-			return nil, fmt.Errorf("%w: HTML body: %w", ErrMalformed, err)
-		}
-		pm.Text, pm.FromHTML = txt, true
+		// Laid out as HTML (prepareHTML); no text version needed.
+		pm.FromHTML = true
 	}
 	if len(pm.Text) > MaxBodyText {
 		return nil, fmt.Errorf("body text is %d bytes, more than the %d that are rendered into a PDF; send the text as an attachment", len(pm.Text), MaxBodyText)
 	}
 	return pm, nil
+}
+
+// contentID is a part's Content-ID without the angle brackets.
+func contentID(h message.Header) string {
+	return strings.TrimSpace(strings.Trim(strings.TrimSpace(h.Get("Content-ID")), "<>"))
 }
 
 func hasFilename(h message.Header) bool {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"codeberg.org/go-pdf/fpdf"
-	"github.com/inbucket/html2text"
 )
 
 // DejaVu Sans covers Latin Extended-A/B (German, French, Dutch, Polish,
@@ -28,12 +27,6 @@ const (
 	bodySize   = 10.0 // pt
 	lineHeight = 5.0  // mm for 10 pt
 )
-
-// htmlToText turns an HTML body into readable text. Link targets stay in
-// the text ("label ( https://… )"), since a reader cannot hover in a PDF.
-func htmlToText(html string) (string, error) {
-	return html2text.FromString(html, html2text.Options{PrettyTables: true})
-}
 
 // renderPages draws the letter: header block, attachment list, body,
 // "page x of y" footers. It returns an unencrypted PDF of the pages only;
@@ -167,7 +160,12 @@ func renderPages(pm *parsedMessage, lang language, created time.Time, fonts font
 		pdf.SetTextColor(110, 110, 110)
 		body = lang.noBody
 	}
-	tw.block(pageMargin, "", bodySize, lineHeight, body)
+	if pm.body != nil && len(pm.body.blocks) > 0 {
+		// HTML mail laid out as HTML (html.go, htmllayout.go).
+		drawHTML(pdf, tw, pm.body)
+	} else {
+		tw.block(pageMargin, "", bodySize, lineHeight, body)
+	}
 
 	if err := pdf.Error(); err != nil {
 		return nil, nil, fmt.Errorf("render pages: %w", err)
@@ -237,20 +235,7 @@ func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []ru
 		k++
 	}
 	rs, levels = rs[:k], levels[:k]
-	fonts := t.chain.assign(rs, t.miss)
-	for i, f := range fonts {
-		if f > 0 && !t.usable(f) {
-			if rs[i] != ' ' {
-				r := rs[i]
-				if t.chain.fonts[f].astral {
-					r = astralOriginal(r)
-				}
-				t.miss[r]++
-				rs[i] = replacementRune
-			}
-			fonts[i] = 0
-		}
-	}
+	fonts := t.fontsFor(rs)
 	w := make([]float64, len(rs))
 	for i, r := range rs {
 		w[i] = t.advance(fonts[i], style, size, r)
@@ -369,6 +354,27 @@ func (t *textWriter) usable(i int) bool {
 	t.pdf.AddUTF8FontFromBytes(t.chain.fonts[i].family(i), "", data)
 	t.added[i] = true
 	return true
+}
+
+// fontsFor picks each rune's font from the chain; a rune whose font cannot
+// be embedded becomes a replacement mark in the built-in font (rs is
+// changed in place) and is counted as missing.
+func (t *textWriter) fontsFor(rs []rune) []int {
+	fonts := t.chain.assign(rs, t.miss)
+	for i, f := range fonts {
+		if f > 0 && !t.usable(f) {
+			if rs[i] != ' ' {
+				r := rs[i]
+				if t.chain.fonts[f].astral {
+					r = astralOriginal(r)
+				}
+				t.miss[r]++
+				rs[i] = replacementRune
+			}
+			fonts[i] = 0
+		}
+	}
+	return fonts
 }
 
 // setFont selects font i of the chain (usable must have said yes).

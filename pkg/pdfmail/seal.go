@@ -84,8 +84,12 @@ func (s *Sealer) Seal(ctx context.Context, msg io.Reader, password []byte, out i
 // CarrierNote is what the carrier's notice tells the recipient about the
 // password beyond the default text.
 type CarrierNote struct {
+	// PasswordMode is the mode that gave the password (Resolution.Mode:
+	// ModePortal, ModePreset, ModeSubject, ModeGeneratedToSender; "" when
+	// not known): the notice says which password opens the PDF.
+	PasswordMode string
 	// ChosenAt, when set, is when the recipient chose the password on the
-	// portal: the notice says "the password you chose on …".
+	// portal: the notice says "the one you chose on the portal on …".
 	ChosenAt time.Time
 	// PortalURL is the portal's address (portal.url), for the reset link.
 	PortalURL string
@@ -126,6 +130,9 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		pm.Subject = s.CleanSubject(pm.Subject)
 	}
 	pm.ReplyURL = note.ReplyURL
+	if err := prepareHTML(pm); err != nil {
+		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
+	}
 	if orig != nil {
 		seen := map[string]int{}
 		for _, a := range pm.Attachments {
@@ -173,9 +180,17 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		Sender: pm.From, Subject: noticeSubject, AttachmentName: s.attachmentName(),
 		Attachments: len(pm.Attachments), ReplyURL: note.ReplyURL,
 	}
-	if !note.ChosenAt.IsZero() && note.PortalURL != "" {
-		nd.PasswordChosen = lang.formatDay(note.ChosenAt)
-		nd.PortalResetURL = strings.TrimRight(note.PortalURL, "/") + "/reset"
+	if pm.body != nil {
+		nd.Attachments-- // message.html, the HTML body's copy, is no attachment of the sender's
+	}
+	nd.PasswordFrom = passwordFrom(note)
+	if nd.PasswordFrom == "portal" {
+		if !note.ChosenAt.IsZero() {
+			nd.PasswordChosen = lang.formatDay(note.ChosenAt)
+		}
+		if note.PortalURL != "" {
+			nd.PortalResetURL = strings.TrimRight(note.PortalURL, "/") + "/reset"
+		}
 	}
 	notice, err := tmpl.notice(lang.code, nd)
 	if err != nil {
@@ -210,6 +225,20 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 		return info, fmt.Errorf("pdfmail: write carrier: %w", err)
 	}
 	return info, nil
+}
+
+// passwordFrom names the password's origin for the notice templates
+// (NoticeData.PasswordFrom).
+func passwordFrom(note CarrierNote) string {
+	switch {
+	case note.PasswordMode == ModePortal, note.PasswordMode == "" && !note.ChosenAt.IsZero():
+		return "portal"
+	case note.PasswordMode == ModePreset, note.PasswordMode == ModeSubject:
+		return "sender"
+	case note.PasswordMode == ModeGeneratedToSender:
+		return "generated"
+	}
+	return ""
 }
 
 // gcAfterParseBytes is where a collection between the phases pays off.

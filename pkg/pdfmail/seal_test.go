@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"html"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,9 +69,11 @@ func TestSealBodyTextReadsBackInPoppler(t *testing.T) {
 	}{
 		{"utf-8 plain, de", "de", buildMessage("Grüße – „Test“", testPart{contentType: "text/plain; charset=utf-8", body: []byte(text)})},
 		{"utf-8 plain, en", "en", buildMessage("Grüße – „Test“", testPart{contentType: "text/plain; charset=utf-8", body: []byte(text)})},
-		{"alternative prefers text", "en", buildMessage("Grüße – „Test“",
-			testPart{contentType: "text/plain; charset=utf-8", body: []byte(text)},
-			testPart{contentType: "text/html; charset=utf-8", body: []byte("<p>HTML version</p>")})},
+		// The HTML is what the sender wrote and saw: laid out, the text
+		// alternative not shown.
+		{"alternative prefers HTML", "en", buildMessage("Grüße – „Test“",
+			testPart{contentType: "text/plain; charset=utf-8", body: []byte("TEXT version\r\n")},
+			testPart{contentType: "text/html; charset=utf-8", body: []byte("<p>" + strings.Join(escapeHTML(multilingual), "<br>\n") + "</p>")})},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,8 +89,8 @@ func TestSealBodyTextReadsBackInPoppler(t *testing.T) {
 					t.Errorf("header block lacks %q\n--- text ---\n%s", want, got)
 				}
 			}
-			if strings.Contains(got, "HTML version") {
-				t.Error("HTML alternative rendered although text/plain exists")
+			if strings.Contains(got, "TEXT version") {
+				t.Error("text alternative rendered although text/html exists")
 			}
 		})
 	}
@@ -114,10 +118,15 @@ func TestSealHTMLBodyKeepsLinks(t *testing.T) {
 	msg := buildMessage("HTML", testPart{contentType: "text/html; charset=utf-8", body: []byte(html)})
 	_, pdf := seal(t, &Sealer{}, msg, testPassword)
 	got := testpeer.PDFText(t, pdf, testPassword, false)
-	for _, want := range []string{"Rechnung März", "120 €", "„Freitag“", "Rechnung ansehen", "https://portal.example.org/rechnung?id=42", "Punkt zwei"} {
+	for _, want := range []string{"Rechnung März", "120 €", "„Freitag“", "Rechnung ansehen", "Punkt zwei"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("HTML body as text lacks %q\n--- text ---\n%s", want, got)
 		}
+	}
+	// The link is a link annotation (clickable), not printed.
+	testpeer.Require(t, "qpdf")
+	if links := testpeer.PDFFirstPageLinks(t, pdf, testPassword); !slices.Contains(links, "https://portal.example.org/rechnung?id=42") {
+		t.Errorf("no link annotation for the invoice: %v", links)
 	}
 	for _, bad := range []string{"<p>", "color:red", "alert(1)"} {
 		if strings.Contains(got, bad) {
@@ -339,7 +348,9 @@ func TestCarrierGolden(t *testing.T) {
 			tag, _ := NewSubjectTag("")
 			s := &Sealer{Language: lang, Now: func() time.Time { return fixedTime }, Boundary: "sealgate-test", CleanSubject: (&Passwords{Tag: tag}).CleanSubject}
 			var out bytes.Buffer
-			info, err := s.Seal(context.Background(), bytes.NewReader(msg), []byte("abc"), &out)
+			// The password came from the subject: the notice says the
+			// sender gave it.
+			info, err := s.SealWithNote(context.Background(), bytes.NewReader(msg), []byte("abc"), CarrierNote{PasswordMode: ModeSubject}, &out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -405,4 +416,13 @@ func TestSealNonASCIIPassword(t *testing.T) {
 	if res := testpeer.QPDFCheck(t, pdf, "Grusse-Strasse-€5"); res.ExitCode == 0 {
 		t.Error("a different password opened the PDF")
 	}
+}
+
+// escapeHTML escapes each line for an HTML body.
+func escapeHTML(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = html.EscapeString(l)
+	}
+	return out
 }

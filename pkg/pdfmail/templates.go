@@ -30,9 +30,15 @@ type NoticeData struct {
 	Subject        string // the cleaned subject
 	AttachmentName string // the PDF's file name in the carrier
 	Attachments    int    // number of files embedded in the PDF
+	// PasswordFrom says where the PDF password comes from, so the notice
+	// can name it: "portal" (the recipient chose it on the portal),
+	// "sender" (the sender gave it: a preset password or the one in the
+	// subject), "generated" (generated and told to the sender, who passes
+	// it on separately) or "" (not known: ask the sender).
+	PasswordFrom string
 	// PasswordChosen is the day the recipient chose the password on the
-	// portal ("" when the password came from elsewhere), PortalResetURL
-	// where a forgotten one is replaced.
+	// portal ("" when not known or from elsewhere), PortalResetURL where
+	// a forgotten one is replaced ("" without portal.url).
 	PasswordChosen string
 	PortalResetURL string
 	// ReplyURL is the portal's secure reply link ("" when none).
