@@ -248,3 +248,33 @@ func TestDKIMAfterEncryption(t *testing.T) {
 		v.check(t, "PDF carrier (Ed25519)", g.waitDelivered(t, "dave@nocert.test").Msg)
 	})
 }
+
+// TestDKIMThroughMX: with relay.mode = "mx" the copy the recipient's MX
+// host receives (here a PDF carrier, found through MX records at the same
+// unbound that serves the DKIM key) carries our signature, and OpenDKIM
+// and go-msgauth verify it there: the signer wraps the MX relay too.
+func TestDKIMThroughMX(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"openssl", "opendkim-testmsg", "unbound"} {
+		testpeer.Require(t, p)
+	}
+	partners := testpeer.NewPKI(t)
+	g, records := dkimGateway(t, "ed25519", "mx2026", partners)
+	n := testpeer.StartMXHosts(t, testpeer.MXHostSpec{Name: "mx.nocert.test", Kind: testpeer.MXValid})
+	v := startDKIMVerifiers(t, append(records,
+		"nocert.test. MX 10 mx.nocert.test.", "mx.nocert.test. A "+n.Hosts["mx.nocert.test"].IP))
+	g.editConfig("[relay]\nmode = \"dir\"\n", fmt.Sprintf("[relay]\nmode = \"mx\"\nresolver = %q\nmx_port = %d\nca_files = [%q]\n", v.unbound.Addr, n.Port, n.CAFile))
+	g.start()
+	if r := submit(t, g.addr, submission{From: alice, To: []string{"dave@nocert.test"},
+		Data: rfc5322(fields(alice, "dave@nocert.test", "pdf [pw:Dkim-Mx-Pass-2026]"), "marker-dkim-mx")}); r.Code != 250 {
+		t.Fatalf("submission: %v", r)
+	}
+	got := n.Hosts["mx.nocert.test"].WaitMessages(t, 1, 60*time.Second)
+	if !got[0].TLS || !got[0].HasRcpt("dave@nocert.test") {
+		t.Fatalf("the MX host got %+v", got[0])
+	}
+	if bytes.Contains(got[0].Data, []byte("marker-dkim-mx")) || bytes.Contains(got[0].Data, []byte("Dkim-Mx-Pass-2026")) {
+		t.Fatal("body or password in the clear at the MX host")
+	}
+	v.check(t, "PDF carrier through mx", got[0].Data)
+}
