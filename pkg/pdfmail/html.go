@@ -130,6 +130,17 @@ func prepareHTML(pm *parsedMessage) error {
 		// open elements): their text is shown without structure.
 		root = flatHTML(pm.HTML)
 	}
+	// The HTML layout draws words left to right and does not join Arabic
+	// letters; the text layout does both (bidi.go, shape.go). Mail with
+	// right-to-left text is therefore laid out as text: the text
+	// alternative when there is one, else the HTML's text. The HTML
+	// still travels inside the PDF (message.html), its images as files.
+	if txt := htmlPlainText(root); needsBidi([]rune(txt)) {
+		if strings.TrimSpace(pm.Text) == "" {
+			pm.Text = txt
+		}
+		return nil
+	}
 	byCID := map[string]*attachment{}
 	for _, a := range pm.Attachments {
 		if a.ContentID != "" && strings.HasPrefix(a.ContentType, "image/") {
@@ -832,3 +843,55 @@ func parseColor(s string) ([3]int, bool) {
 // tooLight: text colours that would vanish on white paper (white text on
 // a coloured cell background is common in newsletters) print dark.
 func tooLight(c [3]int) bool { return c[0]+c[1]+c[2] > 3*200 }
+
+// htmlPlainText is the document's visible text: a line break for every
+// block and <br>, cells apart by two spaces, list items bulleted; what
+// the layout skips (head, script, hidden elements) is skipped here too.
+func htmlPlainText(root *html.Node) string {
+	var b strings.Builder
+	var walk func(n *html.Node, depth int)
+	walk = func(n *html.Node, depth int) {
+		if depth > 1024 || b.Len() > MaxBodyText { // html.Parse keeps 512 open elements at most
+			return
+		}
+		switch n.Type {
+		case html.TextNode:
+			b.WriteString(strings.Join(strings.Fields(n.Data), " "))
+			if t := n.Data; t != "" && (t[len(t)-1] == ' ' || t[len(t)-1] == '\n') {
+				b.WriteByte(' ')
+			}
+			return
+		case html.ElementNode:
+			if flatSkipped[n.DataAtom] || hidden(n) {
+				return
+			}
+			switch {
+			case n.DataAtom == atom.Br:
+				b.WriteByte('\n')
+			case n.DataAtom == atom.Td || n.DataAtom == atom.Th:
+				b.WriteString("  ")
+			case n.DataAtom == atom.Li:
+				b.WriteString("\n• ")
+			case blockElems[n.DataAtom]:
+				b.WriteByte('\n')
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, depth+1)
+		}
+		if n.Type == html.ElementNode && blockElems[n.DataAtom] && n.DataAtom != atom.Td && n.DataAtom != atom.Th && n.DataAtom != atom.Li {
+			b.WriteByte('\n')
+		}
+	}
+	walk(root, 0)
+	lines := strings.Split(b.String(), "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" && (len(out) == 0 || out[len(out)-1] == "") {
+			continue // one empty line between blocks at most
+		}
+		out = append(out, l)
+	}
+	return strings.TrimSpace(strings.Join(out, "\n"))
+}

@@ -3,6 +3,7 @@ package pdfmail
 import (
 	"bytes"
 	"context"
+	"html"
 	"image"
 	"image/color"
 	"image/png"
@@ -296,5 +297,56 @@ func TestPixelDiff(t *testing.T) {
 		if got, _ := pixelDiff(tc.a, tc.b); got != tc.want {
 			t.Errorf("%s: %d pixels differ, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestRightToLeftHTMLLaidOutAsText: HTML mail with Arabic or Hebrew (no
+// text alternative, as Outlook can send it) is laid out by the text
+// layout, which orders and joins: poppler gets every word back and no
+// presentation form, and MuPDF draws the page as it draws the same lines
+// sent as text/plain (the golden of that case, same tolerance).
+func TestRightToLeftHTMLLaidOutAsText(t *testing.T) {
+	testpeer.Require(t, "pdftotext")
+	testpeer.Require(t, "mutool")
+	for _, tc := range shapeCorpus[:2] { // arabic, hebrew
+		t.Run(tc.name, func(t *testing.T) {
+			var h strings.Builder
+			h.WriteString("<html><head><style>p{color:red}</style></head><body><div>")
+			for i, l := range tc.body {
+				if i > 0 {
+					h.WriteString("<br>")
+				}
+				h.WriteString(html.EscapeString(l))
+			}
+			h.WriteString("</div></body></html>")
+			msg := buildMessage(tc.subject, testPart{contentType: "text/html; charset=utf-8", body: []byte(h.String())})
+			var carrier bytes.Buffer
+			if _, err := (&Sealer{}).Seal(context.Background(), bytes.NewReader(msg), []byte(testPassword), &carrier); err != nil {
+				t.Fatalf("Seal: %v", err)
+			}
+			pdf := filepath.Join(t.TempDir(), tc.name+".pdf")
+			if err := os.WriteFile(pdf, extractPDF(t, carrier.Bytes(), DefaultAttachmentName), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got := popplerClean(testpeer.PDFText(t, pdf, testPassword, false))
+			noSpace := func(s string) string { return strings.Join(strings.Fields(s), "") }
+			for _, want := range tc.body {
+				for _, w := range strings.Fields(norm.NFC.String(want)) {
+					if !strings.Contains(noSpace(got), noSpace(strings.Trim(w, ".,:()،"))) {
+						t.Errorf("pdftotext lost %q\n--- text ---\n%s", w, got)
+					}
+				}
+			}
+			for _, r := range got {
+				if r >= 0xFB50 && r <= 0xFDFF || r >= 0xFE70 && r <= 0xFEFF {
+					t.Errorf("text copies as U+%04X, not as the mail's character", r)
+				}
+			}
+			if strings.Contains(got, "color:red") {
+				t.Error("the style sheet became text")
+			}
+			pngPath, _ := testpeer.MuPDFRenderPNG(t, pdf, testPassword, 1, 50, t.TempDir())
+			goldenImage(t, filepath.Join("shape", tc.name+".png"), pngPath)
+		})
 	}
 }
