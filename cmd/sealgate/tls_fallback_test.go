@@ -3,15 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
-	"github.com/sealgate/sealgate/pkg/config"
 	"github.com/sealgate/sealgate/pkg/gateway"
 )
 
@@ -72,30 +67,10 @@ func TestTLSFallbackEndToEnd(t *testing.T) {
 		"hold.test. MX 10 mx.hold.test.", "mx.hold.test. A " + n.Hosts["mx.hold.test"].IP,
 		"good.test. MX 10 mx.good.test.", "mx.good.test. A " + n.Hosts["mx.good.test"].IP,
 	}})
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "sealgate.toml")
-	if err := os.WriteFile(cfgFile, fmt.Appendf(nil, fallbackConfig, filepath.Join(dir, "data"), u.Addr, n.Port, n.CAFile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, _, p, _ := servePipeline(t, t.TempDir(), func(dataDir string) string {
+		return fmt.Sprintf(fallbackConfig, dataDir, u.Addr, n.Port, n.CAFile)
+	})
 	ctx := context.Background()
-	rt, err := openRuntime(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.store.Close() })
-	_, mgr, err := openPKI(ctx, rt)
-	t.Cleanup(rt.Close)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := buildPipeline(cfg, rt, mgr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if p.TLSVerdicts == nil {
 		t.Fatal("relay.mode = mx built a pipeline without the TLS check")
 	}
