@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/pkg/delivery/starttls"
 	"github.com/sealgate/sealgate/pkg/events"
 )
 
@@ -158,9 +159,8 @@ func (s *SMTPRelay) DeliverHop(ctx context.Context, p Delivery) ([]error, *event
 // whether the server's certificate was verified (a chain to the roots and
 // the smart host's name) during the handshake. Opportunistic TLS does not
 // verify, so it reports false even for a certificate that would verify.
-func hopTLS(c *smtp.Client) *events.TLS {
-	st, ok := c.TLSConnectionState()
-	if !ok {
+func hopTLS(st *tls.ConnectionState) *events.TLS {
+	if st == nil {
 		return &events.TLS{}
 	}
 	return &events.TLS{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite),
@@ -370,7 +370,7 @@ func (s *SMTPRelay) setTimeouts(c *smtp.Client) {
 func (s *SMTPRelay) dial(ctx context.Context, mode string) (*relayConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	c, raw, err := s.connect(ctx, mode)
+	c, raw, st, err := s.connect(ctx, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +379,7 @@ func (s *SMTPRelay) dial(ctx context.Context, mode string) (*relayConn, error) {
 		// connect insists on verified TLS when there are credentials;
 		// this is the last look before the password is written, so that
 		// no future path to here can send it in plain text.
-		if _, ok := c.TLSConnectionState(); !ok {
+		if st == nil {
 			c.Close()
 			return nil, fmt.Errorf("smarthost %s: refusing AUTH as %s without TLS (the password would travel in plain text)", s.Addr, s.User)
 		}
@@ -390,7 +390,7 @@ func (s *SMTPRelay) dial(ctx context.Context, mode string) (*relayConn, error) {
 			return nil, setupFailed(fmt.Sprintf("smarthost %s: AUTH as %s failed (check relay.auth_user / auth_password_file)", s.Addr, s.User), err)
 		}
 	}
-	return &relayConn{c: c, raw: raw, mode: mode, hop: hopTLS(c)}, nil
+	return &relayConn{c: c, raw: raw, mode: mode, hop: hopTLS(st)}, nil
 }
 
 // setupFailed wraps err, a failure while opening a connection, under
@@ -405,8 +405,6 @@ func setupFailed(context string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", context, err)
 }
-
-var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
 
 // tlsPolicy is what a connection demands of TLS.
 type tlsPolicy struct {
@@ -491,7 +489,7 @@ func (s *SMTPRelay) tlsFailed(err error, conf *tls.Config, pol tlsPolicy) error 
 // so opportunistic TLS against a host without STARTTLS costs a second
 // connection. ctx bounds it all: go-smtp clears a connection's deadline
 // after each command, so the end of ctx closes the connection instead.
-func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net.Conn, error) {
+func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net.Conn, *tls.ConnectionState, error) {
 	helo := s.Hostname
 	if helo == "" {
 		helo = "localhost"
@@ -520,50 +518,52 @@ func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net
 		return conn, nil
 	}
 	// done hands over c unless ctx ended meanwhile (and closed it).
-	done := func(c *smtp.Client, conn net.Conn) (*smtp.Client, net.Conn, error) {
+	done := func(c *smtp.Client, conn net.Conn, st *tls.ConnectionState) (*smtp.Client, net.Conn, *tls.ConnectionState, error) {
 		if !stop() {
 			c.Close()
-			return nil, nil, fmt.Errorf("smarthost %s: %w", s.Addr, ctx.Err())
+			return nil, nil, nil, fmt.Errorf("smarthost %s: %w", s.Addr, ctx.Err())
 		}
-		return c, conn, nil
+		return c, conn, st, nil
 	}
 	pol := s.policyFor(mode)
 	if mode != "none" || pol.required {
 		conn, err := dial()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		conf := s.tlsConfig(pol)
-		c, err := smtp.NewClientStartTLS(conn, conf)
+		// Our own plain-text phase (starttls.Client): the smart host
+		// sees EHLO with smtp.hostname, not go-smtp's "localhost", and
+		// plain text injected after the 220 to STARTTLS is refused.
+		c, st, err := starttls.Client(conn, helo, conf, s.timeout())
 		if err == nil {
-			// go-smtp shakes hands lazily: this EHLO runs the handshake
-			// and with it the certificate check.
 			if err := c.Hello(helo); err != nil {
 				c.Close()
 				var se *smtp.SMTPError
 				if errors.As(err, &se) {
-					return nil, nil, setupFailed(fmt.Sprintf("smarthost %s: EHLO after STARTTLS", s.Addr), err)
+					return nil, nil, nil, setupFailed(fmt.Sprintf("smarthost %s: EHLO after STARTTLS", s.Addr), err)
 				}
-				return nil, nil, s.tlsFailed(err, conf, pol)
+				return nil, nil, nil, s.tlsFailed(err, conf, pol)
 			}
-			return done(c, conn)
+			return done(c, conn, &st)
 		}
-		noStartTLS := err.Error() == errNoStartTLS.Error()
+		conn.Close()
+		noStartTLS := errors.Is(err, starttls.ErrNotOffered)
 		switch {
 		case noStartTLS && pol.required:
-			return nil, nil, fmt.Errorf("smarthost %s does not offer STARTTLS and %s; nothing was sent: make the smart host offer STARTTLS, or find what removes it on the way (a man in the middle?)", s.Addr, pol.why)
+			return nil, nil, nil, fmt.Errorf("smarthost %s does not offer STARTTLS and %s; nothing was sent: make the smart host offer STARTTLS, or find what removes it on the way (a man in the middle?)", s.Addr, pol.why)
 		case !noStartTLS:
-			return nil, nil, s.tlsFailed(err, conf, pol)
+			return nil, nil, nil, s.tlsFailed(err, conf, pol)
 		}
 	}
 	conn, err := dial()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	c := smtp.NewClient(conn)
 	if err := c.Hello(helo); err != nil {
 		c.Close()
-		return nil, nil, setupFailed(fmt.Sprintf("smarthost %s: EHLO", s.Addr), err)
+		return nil, nil, nil, setupFailed(fmt.Sprintf("smarthost %s: EHLO", s.Addr), err)
 	}
-	return done(c, conn)
+	return done(c, conn, nil)
 }

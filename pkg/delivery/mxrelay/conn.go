@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/pkg/delivery/starttls"
 	"github.com/sealgate/sealgate/pkg/events"
 )
 
@@ -170,7 +171,7 @@ func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (
 		if err != nil {
 			return nil, err
 		}
-		c, st, err := startTLS(nc, helo, r.tlsConfig(host, pol), r.timeout())
+		c, st, err := starttls.Client(nc, helo, r.tlsConfig(host, pol), r.timeout())
 		if err == nil {
 			if err = c.Hello(helo); err == nil {
 				return finish(c, nc, st, true)
@@ -185,11 +186,11 @@ func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (
 			}
 		} else {
 			nc.Close()
-			no := errors.Is(err, errNoStartTLS)
-			var he handshakeError
+			no := errors.Is(err, starttls.ErrNotOffered)
+			var he starttls.HandshakeError
 			switch {
 			case errors.As(err, &he) && pol.required:
-				return nil, fmt.Errorf("TLS handshake failed, not retried in plain text (tls = %s): %w", pol.mode, he.err)
+				return nil, fmt.Errorf("TLS handshake failed, not retried in plain text (tls = %s): %w", pol.mode, he.Err)
 			case no && pol.required:
 				return nil, fmt.Errorf("does not offer STARTTLS (tls = %s); nothing was sent", pol.mode)
 			case !no && pol.required:

@@ -1,4 +1,7 @@
-package mxrelay
+// Package starttls opens an SMTP client session over STARTTLS with our own
+// plain-text phase, for the relays that talk to other servers (the MX
+// relay, the smart-host relay).
+package starttls
 
 import (
 	"crypto/tls"
@@ -13,17 +16,17 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// errNoStartTLS: the server's EHLO answer does not offer STARTTLS.
-var errNoStartTLS = errors.New("smtp: server doesn't support STARTTLS")
+// ErrNotOffered: the server's EHLO answer does not offer STARTTLS.
+var ErrNotOffered = errors.New("smtp: server doesn't support STARTTLS")
 
-// startTLS speaks the plain-text part of the session itself: greeting,
+// Client speaks the plain-text part of the session itself: greeting,
 // EHLO helo, STARTTLS, TLS handshake. go-smtp's NewClientStartTLS would
 // send its first EHLO as "localhost" (its Hello must come before STARTTLS
 // and cannot come again after), and an MX host on the internet sees that
 // name. The go-smtp client then takes over the TLS connection; its EHLO
 // (with helo, sent by the caller) is the one after STARTTLS that RFC 3207
 // requires. A reply that is not the expected code is an *smtp.SMTPError.
-func startTLS(nc net.Conn, helo string, conf *tls.Config, timeout time.Duration) (*smtp.Client, tls.ConnectionState, error) {
+func Client(nc net.Conn, helo string, conf *tls.Config, timeout time.Duration) (*smtp.Client, tls.ConnectionState, error) {
 	nc.SetDeadline(time.Now().Add(timeout))
 	defer nc.SetDeadline(time.Time{})
 	tp := textproto.NewConn(nc)
@@ -38,7 +41,7 @@ func startTLS(nc net.Conn, helo string, conf *tls.Config, timeout time.Duration)
 		return nil, tls.ConnectionState{}, fmt.Errorf("EHLO: %w", err)
 	}
 	if !offersStartTLS(ext) {
-		return nil, tls.ConnectionState{}, errNoStartTLS
+		return nil, tls.ConnectionState{}, ErrNotOffered
 	}
 	if err := tp.PrintfLine("STARTTLS"); err != nil {
 		return nil, tls.ConnectionState{}, err
@@ -54,7 +57,7 @@ func startTLS(nc net.Conn, helo string, conf *tls.Config, timeout time.Duration)
 	}
 	tc := tls.Client(nc, conf)
 	if err := tc.Handshake(); err != nil {
-		return nil, tls.ConnectionState{}, handshakeError{err}
+		return nil, tls.ConnectionState{}, HandshakeError{Err: err}
 	}
 	// go-smtp reads a greeting before its EHLO; after STARTTLS there is
 	// none (RFC 3207 4.2), so the client is given one that never went over
@@ -63,12 +66,12 @@ func startTLS(nc net.Conn, helo string, conf *tls.Config, timeout time.Duration)
 	return c, tc.ConnectionState(), nil
 }
 
-// handshakeError: STARTTLS was accepted and the TLS handshake (with the
+// HandshakeError: STARTTLS was accepted and the TLS handshake (with the
 // certificate check) failed.
-type handshakeError struct{ err error }
+type HandshakeError struct{ Err error }
 
-func (e handshakeError) Error() string { return e.err.Error() }
-func (e handshakeError) Unwrap() error { return e.err }
+func (e HandshakeError) Error() string { return e.Err.Error() }
+func (e HandshakeError) Unwrap() error { return e.Err }
 
 // greeted is a TLS connection whose reads start with a local greeting.
 type greeted struct {

@@ -1,4 +1,4 @@
-package mxrelay
+package starttls
 
 import (
 	"bufio"
@@ -80,7 +80,7 @@ func TestStartTLSSaysOurName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, st, err := startTLS(nc, "gw.example.org", &tls.Config{InsecureSkipVerify: true}, 5*time.Second)
+	c, st, err := Client(nc, "gw.example.org", &tls.Config{InsecureSkipVerify: true}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,13 +116,13 @@ func TestStartTLSRefusesInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, _, err := startTLS(nc, "gw.example.org", &tls.Config{InsecureSkipVerify: true}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "before the TLS handshake") {
+	if _, _, err := Client(nc, "gw.example.org", &tls.Config{InsecureSkipVerify: true}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "before the TLS handshake") {
 		t.Fatalf("injected plain text after 220: %v", err)
 	}
 }
 
 // TestStartTLSNotOffered: no STARTTLS keyword (a name line containing the
-// word does not count) is errNoStartTLS, so the caller decides by the rule.
+// word does not count) is ErrNotOffered, so the caller decides by the rule.
 func TestStartTLSNotOffered(t *testing.T) {
 	addr, _ := scriptedMX(t, func(c net.Conn, r *bufio.Reader) []string {
 		c.Write([]byte("220 mx.test ESMTP\r\n"))
@@ -136,7 +136,7 @@ func TestStartTLSNotOffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if _, _, err := startTLS(nc, "gw.example.org", &tls.Config{InsecureSkipVerify: true}, 5*time.Second); !errors.Is(err, errNoStartTLS) {
-		t.Fatalf("want errNoStartTLS, got %v", err)
+	if _, _, err := Client(nc, "gw.example.org", &tls.Config{InsecureSkipVerify: true}, 5*time.Second); !errors.Is(err, ErrNotOffered) {
+		t.Fatalf("want ErrNotOffered, got %v", err)
 	}
 }
