@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -134,5 +136,47 @@ func TestSMTPRelayReportsNoTLSWhereNoneIsOffered(t *testing.T) {
 	errs, hop = relay.DeliverHop(context.Background(), poolDelivery(2))
 	if errs[0] == nil || hop != nil {
 		t.Fatalf("to a closed sink: %v, hop %+v", errs[0], hop)
+	}
+}
+
+// TestSmartHostSeesOurNameBeforeSTARTTLS: the EHLO in plain text (the one
+// a smart host logs and may check) carries Hostname, not go-smtp's
+// "localhost", and so does the EHLO after STARTTLS.
+func TestSmartHostSeesOurNameBeforeSTARTTLS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srvTLS := selfSigned(t)
+	seen := make(chan []string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			seen <- nil
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var got []string
+		r := bufio.NewReader(c)
+		readLine := func(r *bufio.Reader) string { s, _ := r.ReadString('\n'); return strings.TrimRight(s, "\r\n") }
+		c.Write([]byte("220 smarthost.test ESMTP\r\n"))
+		got = append(got, readLine(r))
+		c.Write([]byte("250-smarthost.test\r\n250 STARTTLS\r\n"))
+		got = append(got, readLine(r))
+		c.Write([]byte("220 ready\r\n"))
+		tc := tls.Server(c, srvTLS)
+		tr := bufio.NewReader(tc)
+		got = append(got, readLine(tr))
+		seen <- got
+	}()
+	relay := &SMTPRelay{Addr: ln.Addr().String(), Hostname: "gw.example.org", TLS: "opportunistic", Timeout: 5 * time.Second, MaxIdle: -1}
+	defer relay.Close()
+	relay.Deliver(context.Background(), Delivery{QueueID: "q1", From: "a@example.org", Rcpts: []string{"b@partner.test"}, Data: []byte("Subject: x\r\n\r\nx\r\n")})
+	got := <-seen
+	want := []string{"EHLO gw.example.org", "STARTTLS", "EHLO gw.example.org"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("the smart host saw %q, want %q", got, want)
 	}
 }
