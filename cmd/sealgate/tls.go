@@ -171,29 +171,13 @@ func dash(s string) string {
 }
 
 func certSummary(c *tlscheck.Certificate) string {
-	if c == nil {
+	switch {
+	case c == nil:
 		return "-"
-	}
-	if c.Valid {
+	case c.Valid:
 		return "valid"
 	}
-	var p []string
-	if c.SelfSigned {
-		p = append(p, "self-signed")
-	}
-	if c.Expired {
-		p = append(p, "expired")
-	}
-	if !c.NameMatch {
-		p = append(p, "wrong name")
-	}
-	if !c.ChainComplete && !c.SelfSigned {
-		p = append(p, "incomplete chain")
-	}
-	if len(p) == 0 {
-		p = append(p, "not trusted")
-	}
-	return strings.Join(p, ",")
+	return c.Problems()
 }
 
 // newTLSChecks builds the TLS check and the MTA-STS cache direct delivery

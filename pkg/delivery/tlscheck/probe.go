@@ -288,14 +288,16 @@ func (p *Prober) judge(h Host) Host {
 	case h.Certificate.Valid:
 		h.Verdict, h.Reason = Verified, "PKIX: the certificate is valid for the MX name"
 	default:
-		h.Verdict, h.Reason = Encrypted, "TLS, but the certificate is not valid for the MX name ("+certProblem(h.Certificate)+")"
+		h.Verdict, h.Reason = Encrypted, "TLS, but the certificate is not valid for the MX name ("+h.Certificate.Problems()+")"
 	}
 	return h
 }
 
 func tlsAtLeast12(v string) bool { return v == "TLS 1.2" || v == "TLS 1.3" }
 
-func certProblem(c *Certificate) string {
+// Problems names what is wrong with a certificate that is not valid for
+// the MX name ("not trusted" when none of the facts says why).
+func (c *Certificate) Problems() string {
 	var p []string
 	if c.Expired {
 		p = append(p, "expired")
