@@ -494,32 +494,18 @@ func (s *SMTPRelay) connect(ctx context.Context, mode string) (*smtp.Client, net
 	if helo == "" {
 		helo = "localhost"
 	}
-	var (
-		mu  sync.Mutex
-		cur net.Conn
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if cur != nil {
-			cur.Close()
-		}
-	})
-	defer stop()
+	d := starttls.NewDialer(ctx)
+	defer d.Close()
 	dial := func() (net.Conn, error) {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", s.Addr)
+		conn, err := d.Dial(s.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("smarthost %s: %w", s.Addr, err)
 		}
-		mu.Lock()
-		cur = conn
-		mu.Unlock()
 		return conn, nil
 	}
 	// done hands over c unless ctx ended meanwhile (and closed it).
 	done := func(c *smtp.Client, conn net.Conn, st *tls.ConnectionState) (*smtp.Client, net.Conn, *tls.ConnectionState, error) {
-		if !stop() {
+		if !d.Keep() {
 			c.Close()
 			return nil, nil, nil, fmt.Errorf("smarthost %s: %w", s.Addr, ctx.Err())
 		}

@@ -135,31 +135,17 @@ func (r *Relay) dial(ctx context.Context, k poolKey, host string, pol hostTLS) (
 	if helo == "" {
 		helo = "localhost"
 	}
-	var (
-		mu  sync.Mutex
-		cur net.Conn
-	)
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if cur != nil {
-			cur.Close()
-		}
-	})
-	defer stop()
+	d := starttls.NewDialer(ctx)
+	defer d.Close()
 	open := func() (net.Conn, error) {
-		var d net.Dialer
-		nc, err := d.DialContext(ctx, "tcp", k.addr)
+		nc, err := d.Dial(k.addr)
 		if err != nil {
 			return nil, fmt.Errorf("connect: %w", err)
 		}
-		mu.Lock()
-		cur = nc
-		mu.Unlock()
 		return nc, nil
 	}
 	finish := func(c *smtp.Client, nc net.Conn, st tls.ConnectionState, ok bool) (*conn, error) {
-		if !stop() {
+		if !d.Keep() {
 			c.Close()
 			return nil, fmt.Errorf("connect: %w", ctx.Err())
 		}
