@@ -28,12 +28,7 @@ type DirRelay struct{ Dir string }
 
 // Deliver implements Relay.
 func (d DirRelay) Deliver(_ context.Context, p Delivery) []error {
-	err := d.write(p)
-	errs := make([]error, len(p.Rcpts))
-	for i := range errs {
-		errs[i] = err
-	}
-	return errs
+	return allFailed(len(p.Rcpts), d.write(p))
 }
 
 func (d DirRelay) write(p Delivery) error {
@@ -176,6 +171,8 @@ func (s *SMTPRelay) release(rc *relayConn, broken bool) {
 	s.put(rc)
 }
 
+// allFailed is the per-recipient answer of a delivery that succeeded or
+// failed as a whole (err nil: all accepted).
 func allFailed(n int, err error) []error {
 	errs := make([]error, n)
 	for i := range errs {

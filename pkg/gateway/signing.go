@@ -62,12 +62,7 @@ func (s *SigningRelay) DeliverHop(ctx context.Context, d Delivery) ([]error, *ev
 func (s *SigningRelay) DeliverEach(ctx context.Context, d Delivery) ([]error, []*events.TLS) {
 	data, err := s.Sign(d)
 	if err != nil {
-		err = fmt.Errorf("signing the parcel: %w", err)
-		errs := make([]error, len(d.Rcpts))
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs, nil
+		return allFailed(len(d.Rcpts), fmt.Errorf("signing the parcel: %w", err)), nil
 	}
 	d.Data = data
 	switch next := s.Next.(type) {
