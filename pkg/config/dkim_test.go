@@ -48,21 +48,7 @@ func TestDKIMProblems(t *testing.T) {
 				}
 			}
 			cfg, ps := problemsOf(t, p)
-			var got []keyLine
-			for _, pr := range ps {
-				got = append(got, keyLine{pr.Key, pr.Line})
-			}
-			if len(got) != len(tc.want) {
-				t.Fatalf("problems %+v, want %v", ps, tc.want)
-			}
-			for i := range got {
-				if got[i] != tc.want[i] {
-					t.Errorf("problem %d = %v, want %v (%+v)", i, got[i], tc.want[i], ps[i])
-				}
-			}
-			if tc.wantHint != "" && !strings.Contains(ps[0].Hint, tc.wantHint) {
-				t.Errorf("hint %q lacks %q", ps[0].Hint, tc.wantHint)
-			}
+			wantProblems(t, ps, tc.want, tc.wantHint)
 			if cfg != nil && strings.Contains(tc.doc, "key.pem") && cfg.DKIMKeyPath() != filepath.Join(filepath.Dir(p), "key.pem") {
 				t.Errorf("DKIMKeyPath = %s", cfg.DKIMKeyPath())
 			}

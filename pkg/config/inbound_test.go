@@ -1,9 +1,6 @@
 package config
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 func TestInboundProblems(t *testing.T) {
 	tests := []struct {
@@ -30,21 +27,7 @@ func TestInboundProblems(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, ps := problemsOf(t, write(t, tc.doc, nil))
-			var got []keyLine
-			for _, p := range ps {
-				got = append(got, keyLine{p.Key, p.Line})
-			}
-			if len(got) != len(tc.want) {
-				t.Fatalf("problems %+v, want %v", ps, tc.want)
-			}
-			for i := range got {
-				if got[i] != tc.want[i] {
-					t.Errorf("problem %d = %v, want %v (%+v)", i, got[i], tc.want[i], ps[i])
-				}
-			}
-			if tc.wantHint != "" && !strings.Contains(ps[0].Hint, tc.wantHint) {
-				t.Errorf("hint %q lacks %q", ps[0].Hint, tc.wantHint)
-			}
+			wantProblems(t, ps, tc.want, tc.wantHint)
 		})
 	}
 }

@@ -56,6 +56,27 @@ type keyLine struct {
 	Line int
 }
 
+// wantProblems fails t unless ps are exactly want (key and line, in
+// order) and, when hint is not empty, the first one's hint contains it.
+func wantProblems(t *testing.T, ps []Problem, want []keyLine, hint string) {
+	t.Helper()
+	var got []keyLine
+	for _, p := range ps {
+		got = append(got, keyLine{p.Key, p.Line})
+	}
+	if len(got) != len(want) {
+		t.Fatalf("problems %+v, want %v", ps, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("problem %d = %v, want %v (%+v)", i, got[i], want[i], ps[i])
+		}
+	}
+	if hint != "" && !strings.Contains(ps[0].Hint, hint) {
+		t.Errorf("hint %q lacks %q", ps[0].Hint, hint)
+	}
+}
+
 func keyLinesOf(ps []Problem) []keyLine {
 	out := make([]keyLine, len(ps))
 	for i, p := range ps {
