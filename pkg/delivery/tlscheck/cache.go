@@ -44,6 +44,11 @@ type Cache struct {
 	TTL     time.Duration
 	Log     *slog.Logger
 	Now     func() time.Time
+	// MaxEntries bounds the memory copy (0: DefaultMaxEntries). Recipient
+	// domains come from outside: mail to a million made-up domains must
+	// not grow the gateway without bound. When full, expired reports go
+	// first, then arbitrary ones; the store still holds them.
+	MaxEntries int
 
 	mu       sync.Mutex
 	mem      map[string]Report
@@ -85,7 +90,7 @@ func (c *Cache) Report(ctx context.Context, domain string) (Report, error) {
 	c.mu.Lock()
 	delete(c.inflight, domain)
 	if cl.err == nil {
-		c.mem[domain] = cl.r
+		c.keep(domain, cl.r, now)
 	}
 	c.mu.Unlock()
 	close(cl.done)
@@ -151,9 +156,34 @@ func (c *Cache) Refresh(ctx context.Context, domain string) (Report, error) {
 	if c.mem == nil {
 		c.inflight, c.mem = map[string]*call{}, map[string]Report{}
 	}
-	c.mem[domain] = r
+	c.keep(domain, r, now)
 	c.mu.Unlock()
 	return r, nil
+}
+
+// DefaultMaxEntries is the memory copy's bound when MaxEntries is 0.
+const DefaultMaxEntries = 10000
+
+// keep puts r into the memory copy, making room first. c.mu is held.
+func (c *Cache) keep(domain string, r Report, now time.Time) {
+	max := c.MaxEntries
+	if max <= 0 {
+		max = DefaultMaxEntries
+	}
+	if _, ok := c.mem[domain]; !ok && len(c.mem) >= max {
+		for d, old := range c.mem {
+			if !now.Before(old.CheckedAt.Add(c.ttl())) {
+				delete(c.mem, d)
+			}
+		}
+		for d := range c.mem {
+			if len(c.mem) < max {
+				break
+			}
+			delete(c.mem, d)
+		}
+	}
+	c.mem[domain] = r
 }
 
 func (c *Cache) remember(ctx context.Context, domain string, r Report, now time.Time) {

@@ -364,3 +364,48 @@ func TestCacheProbesOncePerTTL(t *testing.T) {
 		}
 	}
 }
+
+// countingChecker answers every domain as encrypted and counts the probes.
+type countingChecker struct{ probes map[string]int }
+
+func (c *countingChecker) Check(_ context.Context, domain string) (Report, error) {
+	c.probes[domain]++
+	return Report{Domain: domain, Verdict: Encrypted}, nil
+}
+
+// An attacker who sends mail to a great many made-up domains must not grow
+// the memory copy without bound; the newest report is always kept.
+func TestCacheMemoryBounded(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	ck := &countingChecker{probes: map[string]int{}}
+	c := &Cache{Checker: ck, TTL: time.Hour, MaxEntries: 3, Now: func() time.Time { return now }}
+	for i := 0; i < 100; i++ {
+		d := fmt.Sprintf("d%d.test", i)
+		if _, err := c.Report(context.Background(), d); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+		if n := len(c.mem); n > 3 {
+			t.Fatalf("after %d domains the memory copy holds %d reports, want at most 3", i+1, n)
+		}
+		if _, ok := c.mem[d]; !ok {
+			t.Fatalf("%s not kept after its probe", d)
+		}
+	}
+	// Expired reports make room before live ones.
+	c = &Cache{Checker: ck, TTL: time.Hour, MaxEntries: 2, Now: func() time.Time { return now }}
+	for _, d := range []string{"old.test", "live.test"} {
+		if _, err := c.Report(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(40 * time.Minute)
+	}
+	if _, err := c.Report(context.Background(), "new.test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.mem["live.test"]; !ok {
+		t.Fatalf("a live report was dropped while an expired one could go: %v", c.mem)
+	}
+	if _, ok := c.mem["old.test"]; ok {
+		t.Fatal("the expired report was kept")
+	}
+}
