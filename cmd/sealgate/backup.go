@@ -670,7 +670,7 @@ func checkBackupQueue(file, stage string, man backupManifest, kr gateway.Keyring
 		m, err := verify.OpenSealed(id, sealed)
 		if err != nil {
 			return usageErrorf("%s: queued message %s does not open with the master key (%v): restore refused, nothing written. "+
-				"Put the key file it was sealed with in place (after `key rotate`, the one from before --finish)", file, id, err)
+				"Put the master key it was sealed with in place (with its .old.N keys if a key rotation was not finished)", file, id, err)
 		}
 		return m.Close()
 	}
