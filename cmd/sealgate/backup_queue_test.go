@@ -449,3 +449,79 @@ func TestRestoreRefusesForgedQueue(t *testing.T) {
 		})
 	}
 }
+
+// FuzzBackupQueue feeds checkBackupQueue, which parses a backup's queue
+// section (outside input), arbitrary rows beside one genuine spool file.
+// It must never panic, and whatever it accepts is consistent: each spool
+// entry it returns is a plain spool/<hex id>.msg name named by a row, and
+// its message opens with the key.
+func FuzzBackupQueue(f *testing.F) {
+	keyFile := filepath.Join(f.TempDir(), "master.key")
+	kr, err := secret.LoadOrCreateKeyring(keyFile)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sp, err := gateway.OpenSpool(f.TempDir(), kr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	const id = "18c2f0a1b2c3d4e5f60718293a4b5c6d"
+	sealed, _, err := sp.Seal(&gateway.Envelope{ID: id, From: "alice@example.org",
+		Recipients: []gateway.Recipient{{Addr: "bob@partner.test"}}}, strings.NewReader("Subject: x\r\n\r\nbody\r\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	b64 := func(b []byte) string { j, _ := json.Marshal(b); return string(j) }
+	f.Add([]byte(`{"id":"` + id + `","node":"n","message":null}` + "\n"))
+	f.Add([]byte(`{"id":"` + id + `","node":"n/inbound","message":null}` + "\n"))
+	f.Add([]byte(`{"id":"abc","node":"n","message":{"b64":` + b64(sealed) + `}}` + "\n"))
+	f.Add([]byte(`{"id":"` + id + `","node":"n","message":{"b64":` + b64(sealed) + `}}` + "\n"))
+	f.Add([]byte(`{"id":"../x","node":"n"}` + "\n" + `{"id":1}`))
+	f.Fuzz(func(t *testing.T, rows []byte) {
+		for _, toSpool := range []bool{false, true} {
+			stage := t.TempDir()
+			os.MkdirAll(filepath.Join(stage, "store"), 0o700)
+			os.MkdirAll(filepath.Join(stage, "spool"), 0o700)
+			os.WriteFile(filepath.Join(stage, "store", "queue.jsonl"), rows, 0o600)
+			os.WriteFile(filepath.Join(stage, "spool", id+".msg"), sealed, 0o600)
+			man := backupManifest{Files: map[string]string{"store/queue.jsonl": "-", "spool/" + id + ".msg": "-"}}
+			got, err := checkBackupQueue("fuzz.backup", stage, man, kr, toSpool)
+			if err != nil {
+				continue
+			}
+			for _, name := range got {
+				gid := spoolEntryID(name)
+				if gid == "" {
+					t.Fatalf("accepted spool entry %q", name)
+				}
+				b, err := os.ReadFile(filepath.Join(stage, filepath.FromSlash(name)))
+				if err != nil {
+					t.Fatalf("accepted %s, which is not in the stage: %v", name, err)
+				}
+				m, err := sp.OpenSealed(gid, b)
+				if err != nil {
+					t.Fatalf("accepted %s, which does not open: %v", name, err)
+				}
+				m.Close()
+			}
+		}
+	})
+}
+
+// FuzzSpoolEntryID: a name it takes for a spool entry is exactly
+// <spool dir>/<id>.msg, clean, one level deep.
+func FuzzSpoolEntryID(f *testing.F) {
+	for _, s := range []string{"spool/18c2f0a1.msg", "spool-inbound/ab.msg", "spool/../x.msg", "spool/A.msg", "ca/x.msg", "spool/x/y.msg", "spool/.msg"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		id := spoolEntryID(name)
+		if id == "" {
+			return
+		}
+		dir, _, _ := strings.Cut(name, "/")
+		if name != dir+"/"+id+".msg" || filepath.Clean(name) != name || strings.Count(name, "/") != 1 || !spoolIDOK(id) {
+			t.Fatalf("spoolEntryID(%q) = %q", name, id)
+		}
+	})
+}
