@@ -525,3 +525,66 @@ func FuzzSpoolEntryID(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkBackupQueue measures backup and restore of a SQLite node whose
+// queue holds 200 spooled messages of 10 KB (SetBytes: the message bytes).
+func BenchmarkBackupQueue(b *testing.B) {
+	const n, size = 200, 10 << 10
+	dir := b.TempDir()
+	src := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(src, []byte(strings.Replace(backupTestConfig, `"./data"`, fmt.Sprintf("%q", filepath.Join(dir, "data")), 1)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	run := func(cfg string, args ...string) {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"--config", cfg}, args...), strings.NewReader(""), &out, &errb); code != 0 {
+			b.Fatalf("sealgate %v: exit %d\n%s%s", args, code, out.String(), errb.String())
+		}
+	}
+	run(src, "pki", "init")
+	ctx := context.Background()
+	cfg, err := config.Load(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, kr, err := openStore(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp, err := gateway.OpenSpool(cfg.DataPath("spool"), kr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := strings.Repeat("0123456789abcdef", size/16)
+	for range n {
+		env := &gateway.Envelope{ID: gateway.NewID(), From: "alice@example.org", Recipients: []gateway.Recipient{{Addr: "bob@partner.test"}}}
+		if _, err := sp.Write(env, strings.NewReader(body)); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.PutQueueEntry(ctx, store.QueueEntry{ID: env.ID, Node: "n", State: gateway.StateQueued, NextAttempt: time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.Close()
+	file := filepath.Join(dir, "node.backup")
+	b.Run("backup", func(b *testing.B) {
+		b.SetBytes(n * size)
+		for b.Loop() {
+			run(src, "-o", "json", "backup", file)
+		}
+	})
+	key, _ := os.ReadFile(filepath.Join(dir, "data", "master.key"))
+	b.Run("restore", func(b *testing.B) {
+		b.SetBytes(n * size)
+		for i := 0; b.Loop(); i++ {
+			b.StopTimer()
+			d := filepath.Join(b.TempDir(), fmt.Sprint(i))
+			os.MkdirAll(filepath.Join(d, "data"), 0o700)
+			os.WriteFile(filepath.Join(d, "data", "master.key"), key, 0o600)
+			dst := filepath.Join(d, "sealgate.toml")
+			os.WriteFile(dst, []byte(strings.Replace(backupTestConfig, `"./data"`, fmt.Sprintf("%q", filepath.Join(d, "data")), 1)), 0o600)
+			b.StartTimer()
+			run(dst, "-o", "json", "restore", file)
+		}
+	})
+}
