@@ -190,7 +190,7 @@ func (a *app) backup(ctx context.Context, file string) error {
 		if err != nil {
 			return false, err
 		}
-		if !keep {
+		if !keep && r.State != gateway.StateDeleted {
 			leftOut++
 		} else if name != "" {
 			spooled = append(spooled, name)

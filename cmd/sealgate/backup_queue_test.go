@@ -245,8 +245,19 @@ func TestBackupCarriesTheQueue(t *testing.T) {
 				queueLikeServe(t, src, "old-node-1a2b/inbound", "Subject: two\r\n\r\ninbound body\r\n", false),
 			}
 			delivered := queueLikeServe(t, src, "old-node-1a2b", "Subject: three\r\n\r\ndelivered during the backup\r\n", false)
-			// A spool file without an entry: a message being accepted.
+			// Deleted by an admin on another node: its owner discards it.
+			deleted := queueLikeServe(t, src, "old-node-1a2b", "Subject: four\r\n\r\ndeleted body\r\n", pg)
 			cfg, _ := config.Load(src)
+			if st, _, err := openStore(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			} else {
+				err := st.UpdateQueueEntry(context.Background(), deleted.id, func(e *store.QueueEntry) error { e.State = gateway.StateDeleted; return nil })
+				st.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A spool file without an entry: a message being accepted.
 			kr, _ := secret.LoadOrCreateKeyring(cfg.Path(cfg.PKI.MasterKeyFile))
 			sp, _ := gateway.OpenSpool(cfg.DataPath("spool"), kr)
 			stray := &gateway.Envelope{ID: gateway.NewID(), From: "alice@example.org", Recipients: []gateway.Recipient{{Addr: "bob@partner.test"}}}
@@ -266,12 +277,12 @@ func TestBackupCarriesTheQueue(t *testing.T) {
 			}
 			entries := backupEntries(t, file)
 			for name, b := range entries {
-				for _, plain := range []string{"first body", "inbound body", "no entry"} {
+				for _, plain := range []string{"first body", "inbound body", "no entry", "deleted body"} {
 					if bytes.Contains(b, []byte(plain)) {
 						t.Fatalf("%s holds the message %q unsealed", name, plain)
 					}
 				}
-				if strings.Contains(name, delivered.id) || strings.Contains(name, stray.ID) {
+				if strings.Contains(name, delivered.id) || strings.Contains(name, stray.ID) || strings.Contains(name, deleted.id) || bytes.Contains(b, []byte(deleted.id)) {
 					t.Fatalf("the backup holds %s", name)
 				}
 			}
