@@ -14,10 +14,29 @@ import (
 )
 
 // Tables a backup leaves out: the schema bookkeeping (the restoring store
-// creates its own) and the queue, whose messages live in spool files of
-// the node that took them; a queue entry restored without its message
-// would be a lie.
-var dumpExcluded = []string{"schema_migrations", "queue"}
+// creates its own).
+var dumpExcluded = []string{"schema_migrations"}
+
+// QueueDumpRow is what Dump's keep function learns about one queue row.
+// The row itself is dumped generically (every column, by name), so a
+// column added to the queue later is backed up without a change here.
+type QueueDumpRow struct {
+	ID    string
+	Node  string
+	State string
+	// Stored says the sealed message is in the row (PostgreSQL); else it
+	// is a spool file on the node that accepted it.
+	Stored bool
+}
+
+// DumpOptions tune Dump.
+type DumpOptions struct {
+	// KeepQueue decides, inside the dump's read transaction, whether a
+	// queue row goes into the dump (the caller copies a spool file there
+	// and leaves out an entry whose file is gone: delivered meanwhile). An
+	// error fails the dump. Nil: every queue row is kept.
+	KeepQueue func(QueueDumpRow) (bool, error)
+}
 
 // DumpTable is one table of a dump: its name and its rows, as JSON lines.
 type DumpTable struct {
@@ -25,17 +44,18 @@ type DumpTable struct {
 	Rows int
 }
 
-// Dump writes every table (but the queue) in one read transaction, so the
-// tables agree with each other even while a gateway writes. Each row is a
-// JSON object; byte values are {"b64": "..."}, NULL is null. Sealed
-// secrets stay sealed: the dump holds no plaintext key or password. open
-// is called once per table, in name order.
-func (s *Store) Dump(ctx context.Context, open func(table string) (io.Writer, error)) ([]DumpTable, error) {
-	opts := &sql.TxOptions{ReadOnly: true}
+// Dump writes every table, the queue with its sealed messages included,
+// in one read transaction, so the tables agree with each other even while
+// a gateway writes. Each row is a JSON object; byte values are
+// {"b64": "..."}, NULL is null. Sealed secrets and messages stay sealed:
+// the dump holds no plaintext key, password or message. open is called
+// once per table, in name order.
+func (s *Store) Dump(ctx context.Context, open func(table string) (io.Writer, error), opts DumpOptions) ([]DumpTable, error) {
+	txo := &sql.TxOptions{ReadOnly: true}
 	if s.d == postgresDialect {
-		opts.Isolation = sql.LevelRepeatableRead
+		txo.Isolation = sql.LevelRepeatableRead
 	}
-	tx, err := s.db.BeginTx(ctx, opts)
+	tx, err := s.db.BeginTx(ctx, txo)
 	if err != nil {
 		return nil, fmt.Errorf("store: dump: %w", err)
 	}
@@ -53,7 +73,11 @@ func (s *Store) Dump(ctx context.Context, open func(table string) (io.Writer, er
 		if err != nil {
 			return nil, err
 		}
-		n, err := dumpTable(ctx, tx, t, w)
+		var keep func(map[string]any) (bool, error)
+		if t == "queue" && opts.KeepQueue != nil {
+			keep = func(row map[string]any) (bool, error) { return opts.KeepQueue(queueDumpRow(row)) }
+		}
+		n, err := dumpTable(ctx, tx, t, w, keep)
 		if err != nil {
 			return nil, fmt.Errorf("store: dumping %s: %w", t, err)
 		}
@@ -85,7 +109,15 @@ func (s *Store) tableNames(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
-func dumpTable(ctx context.Context, tx *sql.Tx, table string, w io.Writer) (int, error) {
+// queueDumpRow reads the columns KeepQueue needs from a dumped row, by
+// name.
+func queueDumpRow(row map[string]any) QueueDumpRow {
+	str := func(c string) string { v, _ := row[c].(string); return v }
+	return QueueDumpRow{ID: str("id"), Node: str("node"), State: str("state"), Stored: row["message"] != nil}
+}
+
+// dumpTable writes table's rows that keep (nil: all) admits.
+func dumpTable(ctx context.Context, tx *sql.Tx, table string, w io.Writer, keep func(map[string]any) (bool, error)) (int, error) {
 	// The name comes from the database's own catalog, not from input.
 	rows, err := tx.QueryContext(ctx, `SELECT * FROM `+table)
 	if err != nil {
@@ -119,6 +151,15 @@ func dumpTable(ctx context.Context, tx *sql.Tx, table string, w io.Writer) (int,
 				return n, fmt.Errorf("column %s: unexpected type %T", c, v)
 			}
 		}
+		if keep != nil {
+			ok, err := keep(row)
+			if err != nil {
+				return n, err
+			}
+			if !ok {
+				continue
+			}
+		}
 		if err := enc.Encode(row); err != nil {
 			return n, err
 		}
@@ -136,7 +177,9 @@ var ErrNotEmpty = errors.New("store: not empty")
 // Restore loads a dump into this store, which must be empty (freshly
 // created: its schema at this build's version), in one transaction: a
 // failure leaves it empty. tables maps each dumped table to its rows; a
-// table the dump lacks stays empty, a table this schema lacks is an error.
+// table the dump lacks stays empty (a dump made before the queue was
+// backed up has none), a table this schema lacks is an error. Restored
+// queue entries are unleased and due now (freeRestoredQueue).
 func (s *Store) Restore(ctx context.Context, tables map[string]io.Reader) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		have, err := s.tableNames(ctx, tx)
@@ -172,8 +215,23 @@ func (s *Store) Restore(ctx context.Context, tables map[string]io.Reader) error 
 				return fmt.Errorf("store: restoring %s: %w", t, err)
 			}
 		}
-		return nil
+		return s.freeRestoredQueue(ctx, tx)
 	})
+}
+
+// freeRestoredQueue makes the restored queue this node's to work on: no
+// lease survives (the nodes that held them are gone), and every scheduled
+// entry is due now at the latest, so mail that waited through the outage
+// goes out at the first poll. The node column stays: it tells the admin
+// where a message was accepted, and the queue adopts spool files by where
+// they lie, not by that name.
+func (s *Store) freeRestoredQueue(ctx context.Context, tx *sql.Tx) error {
+	now := s.now().UnixMicro()
+	if _, err := tx.ExecContext(ctx, `UPDATE queue SET lease_node = '', lease_until = NULL,
+		next_attempt = CASE WHEN next_attempt IS NOT NULL AND next_attempt > $1 THEN $1 ELSE next_attempt END`, now); err != nil {
+		return fmt.Errorf("store: restore: freeing the queue's leases: %w", err)
+	}
+	return nil
 }
 
 // dependsRank orders tables with foreign keys after the ones they name.
