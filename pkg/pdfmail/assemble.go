@@ -38,6 +38,8 @@ func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, m
 	conf := model.NewAESConfiguration(userPW, ownerPW, 256)
 	conf.Permissions = permissions
 	conf.ValidationMode = model.ValidationRelaxed
+	// ENCRYPT while reading: pdfcpu refuses input that is encrypted
+	// already. The entries themselves are set by encryptR6.
 	conf.Cmd = model.ENCRYPT
 	ctx, err := api.ReadContext(bytes.NewReader(pages), conf)
 	if err != nil {
@@ -62,6 +64,9 @@ func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, m
 	tagSubsetFonts(ctx.XRefTable)
 	if err := setTitle(ctx.XRefTable, title); err != nil {
 		return fmt.Errorf("assemble PDF: title: %w", err)
+	}
+	if err := encryptR6(ctx, userPW, ownerPW); err != nil {
+		return fmt.Errorf("assemble PDF: %w", err)
 	}
 	if err := api.WriteContext(ctx, w); err != nil {
 		return fmt.Errorf("assemble PDF: write: %w", err)
@@ -224,4 +229,54 @@ func (c *originalCapture) attachment(name string, seen map[string]int) (*attachm
 		return nil, err
 	}
 	return &attachment{Name: uniqueName(name, seen), ContentType: "message/rfc822", Size: c.n, Deflated: c.buf.bytes()}, nil
+}
+
+// encryptR6 sets up the AES-256 (R6) encryption dictionary with entries
+// derived by r6.go and hands pdfcpu the file key, so that WriteContext
+// encrypts every string and stream with it without deriving the keys a
+// second time (its own derivation is the slowest step of a seal).
+func encryptR6(ctx *model.Context, userPW, ownerPW string) error {
+	// P is a signed 32-bit integer; the bits above the 16 of permissions
+	// are reserved and must be 1 (ISO 32000-2 Table 22).
+	bits := uint32(permissions) | 0xFFFF0000
+	p := int32(bits)
+	e, err := newR6Entries(userPW, ownerPW, p)
+	if err != nil {
+		return fmt.Errorf("encryption keys: %w", err)
+	}
+	cf := types.NewDict()
+	cf.Insert("AuthEvent", types.Name("DocOpen"))
+	cf.Insert("CFM", types.Name("AESV3"))
+	cf.Insert("Length", types.Integer(32))
+	cfs := types.NewDict()
+	cfs.Insert("StdCF", cf)
+	d := types.NewDict()
+	d.Insert("Filter", types.Name("Standard"))
+	d.Insert("V", types.Integer(5))
+	d.Insert("R", types.Integer(6))
+	d.Insert("Length", types.Integer(256))
+	d.Insert("P", types.Integer(p))
+	d.Insert("CF", cfs)
+	d.Insert("StmF", types.Name("StdCF"))
+	d.Insert("StrF", types.Name("StdCF"))
+	d.Insert("U", types.NewHexLiteral(e.U[:]))
+	d.Insert("O", types.NewHexLiteral(e.O[:]))
+	d.Insert("UE", types.NewHexLiteral(e.UE[:]))
+	d.Insert("OE", types.NewHexLiteral(e.OE[:]))
+	d.Insert("Perms", types.NewHexLiteral(e.Perms[:]))
+	ref, err := ctx.IndRefForNewObject(d)
+	if err != nil {
+		return fmt.Errorf("encryption dictionary: %w", err)
+	}
+	ctx.Encrypt = ref
+	ctx.E = &model.Enc{
+		U: e.U[:], O: e.O[:], UE: e.UE[:], OE: e.OE[:], Perms: e.Perms[:],
+		L: 256, P: int(p), R: 6, V: 5, Emd: true,
+	}
+	ctx.EncKey = e.Key[:]
+	ctx.AES4Strings, ctx.AES4Streams, ctx.AES4EmbeddedStreams = true, true, true
+	// Not ENCRYPT any more: pdfcpu would derive new entries of its own.
+	// Any other command writes with ctx.Encrypt and ctx.EncKey as set.
+	ctx.Cmd = model.ADDATTACHMENTS
+	return nil
 }
