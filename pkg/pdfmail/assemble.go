@@ -23,10 +23,10 @@ const permissions = model.PermissionsNone | model.PermissionPrintRev2 | model.Pe
 	model.PermissionExtract | model.PermissionExtractRev3
 
 // assemble takes the rendered pages, embeds the attachments and writes the
-// PDF encrypted with AES-256, revision 6, to w. The version is set to 2.0
-// first: pdfcpu writes the older R5 (deprecated, weaker password check)
-// for any lower version.
-func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, modTime time.Time, w io.Writer) (err error) {
+// PDF encrypted with AES-256, revision 6, to w with the entries and file
+// key keys (newR6Entries). The version is set to 2.0: readers expect R6
+// in PDF 2.0 files (R5 is the deprecated one of the 1.7 extension).
+func assemble(pages []byte, atts []*attachment, title string, keys *r6Entries, modTime time.Time, w io.Writer) (err error) {
 	// pdfcpu would otherwise create a config directory under $HOME.
 	disablePDFCPUConfig.Do(api.DisableConfigDir)
 	defer func() {
@@ -35,15 +35,22 @@ func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, m
 		}
 	}()
 
-	conf := model.NewAESConfiguration(userPW, ownerPW, 256)
+	if keys == nil {
+		return fmt.Errorf("assemble PDF: no encryption keys") // fail closed: never write it unencrypted
+	}
+	// The passwords are in keys already; pdfcpu gets none.
+	conf := model.NewAESConfiguration("", "", 256)
 	conf.Permissions = permissions
 	conf.ValidationMode = model.ValidationRelaxed
-	// ENCRYPT while reading: pdfcpu refuses input that is encrypted
-	// already. The entries themselves are set by encryptR6.
-	conf.Cmd = model.ENCRYPT
+	// Not ENCRYPT: pdfcpu would derive entries of its own when writing.
+	// encryptR6 sets ours; any other command writes with them as set.
+	conf.Cmd = model.ADDATTACHMENTS
 	ctx, err := api.ReadContext(bytes.NewReader(pages), conf)
 	if err != nil {
 		return fmt.Errorf("assemble PDF: read pages: %w", err)
+	}
+	if ctx.Encrypt != nil {
+		return fmt.Errorf("assemble PDF: the rendered pages are encrypted already")
 	}
 	v := model.V20
 	ctx.HeaderVersion = &v
@@ -65,7 +72,7 @@ func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, m
 	if err := setTitle(ctx.XRefTable, title); err != nil {
 		return fmt.Errorf("assemble PDF: title: %w", err)
 	}
-	if err := encryptR6(ctx, userPW, ownerPW); err != nil {
+	if err := encryptR6(ctx, keys); err != nil {
 		return fmt.Errorf("assemble PDF: %w", err)
 	}
 	if err := api.WriteContext(ctx, w); err != nil {
@@ -231,19 +238,20 @@ func (c *originalCapture) attachment(name string, seen map[string]int) (*attachm
 	return &attachment{Name: uniqueName(name, seen), ContentType: "message/rfc822", Size: c.n, Deflated: c.buf.bytes()}, nil
 }
 
+// permissionsP is the encryption dictionary's P: a signed 32-bit integer
+// whose bits above the 16 of permissions are reserved and must be 1
+// (ISO 32000-2 Table 22).
+func permissionsP() int32 {
+	bits := uint32(permissions) | 0xFFFF0000
+	return int32(bits)
+}
+
 // encryptR6 sets up the AES-256 (R6) encryption dictionary with entries
 // derived by r6.go and hands pdfcpu the file key, so that WriteContext
-// encrypts every string and stream with it without deriving the keys a
-// second time (its own derivation is the slowest step of a seal).
-func encryptR6(ctx *model.Context, userPW, ownerPW string) error {
-	// P is a signed 32-bit integer; the bits above the 16 of permissions
-	// are reserved and must be 1 (ISO 32000-2 Table 22).
-	bits := uint32(permissions) | 0xFFFF0000
-	p := int32(bits)
-	e, err := newR6Entries(userPW, ownerPW, p)
-	if err != nil {
-		return fmt.Errorf("encryption keys: %w", err)
-	}
+// encrypts every string and stream with it and derives nothing itself
+// (its own derivation took longer than the rest of a one-page seal).
+func encryptR6(ctx *model.Context, e *r6Entries) error {
+	p := permissionsP()
 	cf := types.NewDict()
 	cf.Insert("AuthEvent", types.Name("DocOpen"))
 	cf.Insert("CFM", types.Name("AESV3"))
@@ -275,8 +283,5 @@ func encryptR6(ctx *model.Context, userPW, ownerPW string) error {
 	}
 	ctx.EncKey = e.Key[:]
 	ctx.AES4Strings, ctx.AES4Streams, ctx.AES4EmbeddedStreams = true, true, true
-	// Not ENCRYPT any more: pdfcpu would derive new entries of its own.
-	// Any other command writes with ctx.Encrypt and ctx.EncKey as set.
-	ctx.Cmd = model.ADDATTACHMENTS
 	return nil
 }

@@ -94,7 +94,7 @@ func TestR6HashMatchesQPDF(t *testing.T) {
 	tests := []struct{ name, user, owner string }{
 		{"ascii", "Corr3ct-Horse", "owner"},
 		{"utf-8", "Grüße-Straße-€5", "Ünïcödé-owner-日本"},
-		{"random owner length", "short1", strings.Repeat("0123456789abcdef", 4)},
+		{"long owner", "short1", strings.Repeat("0123456789abcdef", 4)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,8 +214,12 @@ func writeR6PDF(t *testing.T, user, owner string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys, err := newR6Entries(user, owner, permissionsP())
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
-	if err := assemble(pages, nil, "R6", user, owner, time.Unix(0, 0), &out); err != nil {
+	if err := assemble(pages, nil, "R6", keys, time.Unix(0, 0), &out); err != nil {
 		t.Fatal(err)
 	}
 	pdf := filepath.Join(t.TempDir(), "r6.pdf")
@@ -246,7 +250,7 @@ func TestR6EntriesFresh(t *testing.T) {
 }
 
 // BenchmarkR6Entries: the four Algorithm 2.B derivations of one seal (a
-// 16-character user password, the 64-character random owner password).
+// 16-character user password, a random owner password).
 func BenchmarkR6Entries(b *testing.B) {
 	owner, err := randomOwnerPassword()
 	if err != nil {
@@ -256,5 +260,18 @@ func BenchmarkR6Entries(b *testing.B) {
 		if _, err := newR6Entries("Corr3ct-Horse-16", owner, -4); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAssembleWithoutKeysFails: no keys, no PDF (never an unencrypted one).
+func TestAssembleWithoutKeysFails(t *testing.T) {
+	pm := &parsedMessage{Subject: "x", From: "a@example.org", Text: "geheim"}
+	pages, _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold, builtinChain()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := assemble(pages, nil, "x", nil, time.Unix(0, 0), &out); err == nil || out.Len() > 0 {
+		t.Fatalf("assemble without keys: err %v, %d bytes written", err, out.Len())
 	}
 }
