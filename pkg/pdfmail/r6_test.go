@@ -69,19 +69,43 @@ func unwrapKey(t *testing.T, kek, wrapped []byte) []byte {
 	return out
 }
 
-// TestR6HashKnownAnswer checks Algorithm 2.B against an encryption
-// dictionary qpdf 11.3 wrote (`qpdf --empty --encrypt Us3r-pässwort
-// 0wner-pw 256 -- enc.pdf`; the file key from `qpdf --show-encryption-key
-// --json`): the values are qpdf's, not ours.
+// TestR6HashKnownAnswer checks Algorithm 2.B against encryption
+// dictionaries qpdf 11.3 wrote (`qpdf --empty --encrypt USER OWNER 256 --
+// enc.pdf`; the file key from `qpdf --show-encryption-key --json`): the
+// values are qpdf's, not ours. The last two were picked from 120 such
+// files because their user hash ends exactly at the rule of step e/f (a
+// last byte equal to round - 32): an off-by-one there in either direction
+// fails one of them.
 func TestR6HashKnownAnswer(t *testing.T) {
-	checkR6Vector(t, r6Vector{
-		user: "Us3r-pässwort", owner: "0wner-pw",
-		u:   "9e7eb128043ca20cf7617a6f44dd7877fe0e824c98f6d76f33d2bd77005e6e77151ef96b0b3998a1e5d1e263e879c6db",
-		o:   "2f8d9e80b676054b6ee62fcb673a27fff496e9fa208f16fedb32d2ae1829fc6ba7cdeef87eea8c48e4317b23e04363d4",
-		ue:  "7db837b9c1353135fbf2ebfc1fdf312c0a40e6aaa4cf6d4619c550e7841e74ed",
-		oe:  "3cac22bf32fe36b8cd1048735e189941ac69119188eed2ecd2f9088088f92d8e",
-		key: "65caaf4797d753f97148537448f0f93829cdee49f91007ec84fad31a92703af1",
-	})
+	tests := []r6Vector{
+		{
+			user: "Us3r-pässwort", owner: "0wner-pw",
+			u:   "9e7eb128043ca20cf7617a6f44dd7877fe0e824c98f6d76f33d2bd77005e6e77151ef96b0b3998a1e5d1e263e879c6db",
+			o:   "2f8d9e80b676054b6ee62fcb673a27fff496e9fa208f16fedb32d2ae1829fc6ba7cdeef87eea8c48e4317b23e04363d4",
+			ue:  "7db837b9c1353135fbf2ebfc1fdf312c0a40e6aaa4cf6d4619c550e7841e74ed",
+			oe:  "3cac22bf32fe36b8cd1048735e189941ac69119188eed2ecd2f9088088f92d8e",
+			key: "65caaf4797d753f97148537448f0f93829cdee49f91007ec84fad31a92703af1",
+		},
+		{
+			user: "user-24", owner: "owner-24",
+			u:   "0f36e29798993904846e42fb43a677968d3643f78763cd9ec797cb9c9dca39dece14d373850c8ae1d3d914e7b9adca8a",
+			o:   "0b69e5ff1c34637ba4a9f1a0e0ba9723de6e1548078e61a940f96f2c45bf6bce468ac8327759a441d5d29e86f625d3b6",
+			ue:  "287102173638f383432bfd5d97ac68bf33c9f87c9f1e44ff683c6d36b2bc49fa",
+			oe:  "f14ed3392996dd7b6c0a346025fbe6109259f855c8ca673ba28c296b7bfee621",
+			key: "2c25e2263076e873e34875917c03c5d53cdf0316244748ef973fe47c85d61ba0",
+		},
+		{
+			user: "user-76", owner: "owner-76",
+			u:   "fc41dccdf38fa41633bcae6990d793c7aff8cd112556531e4e51754c2e31e658fcb486132c396d405587ef7c8dba6873",
+			o:   "6710406a68f987156ee71eee00bc6466e0509865af2b081c378fd062dc91498414c65a7c1bf6784e36e0fbd56d900e72",
+			ue:  "64b33ea82adc72d0938d52109bd7df75902cb3d656005aee461707ccd24e50b6",
+			oe:  "ea0e5696df7fdb087b184056715b0a0c2ab4947ef01d645d4d911cb8e389d504",
+			key: "a2875ed8d1d20cc0f8403fc296bfe2128ebfb54a768ec8c4913750a0f883534d",
+		},
+	}
+	for _, v := range tests {
+		t.Run(v.user, func(t *testing.T) { checkR6Vector(t, v) })
+	}
 }
 
 // TestR6HashMatchesQPDF has qpdf encrypt with fresh random salts and keys
