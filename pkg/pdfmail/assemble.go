@@ -23,10 +23,10 @@ const permissions = model.PermissionsNone | model.PermissionPrintRev2 | model.Pe
 	model.PermissionExtract | model.PermissionExtractRev3
 
 // assemble takes the rendered pages, embeds the attachments and writes the
-// PDF encrypted with AES-256, revision 6, to w. The version is set to 2.0
-// first: pdfcpu writes the older R5 (deprecated, weaker password check)
-// for any lower version.
-func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, modTime time.Time, w io.Writer) (err error) {
+// PDF encrypted with AES-256, revision 6, to w with the entries and file
+// key keys (newR6Entries). The version is set to 2.0: readers expect R6
+// in PDF 2.0 files (R5 is the deprecated one of the 1.7 extension).
+func assemble(pages []byte, atts []*attachment, title string, keys *r6Entries, modTime time.Time, w io.Writer) (err error) {
 	// pdfcpu would otherwise create a config directory under $HOME.
 	disablePDFCPUConfig.Do(api.DisableConfigDir)
 	defer func() {
@@ -35,13 +35,22 @@ func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, m
 		}
 	}()
 
-	conf := model.NewAESConfiguration(userPW, ownerPW, 256)
+	if keys == nil {
+		return fmt.Errorf("assemble PDF: no encryption keys") // fail closed: never write it unencrypted
+	}
+	// The passwords are in keys already; pdfcpu gets none.
+	conf := model.NewAESConfiguration("", "", 256)
 	conf.Permissions = permissions
 	conf.ValidationMode = model.ValidationRelaxed
-	conf.Cmd = model.ENCRYPT
+	// Not ENCRYPT: pdfcpu would derive entries of its own when writing.
+	// encryptR6 sets ours; any other command writes with them as set.
+	conf.Cmd = model.ADDATTACHMENTS
 	ctx, err := api.ReadContext(bytes.NewReader(pages), conf)
 	if err != nil {
 		return fmt.Errorf("assemble PDF: read pages: %w", err)
+	}
+	if ctx.Encrypt != nil {
+		return fmt.Errorf("assemble PDF: the rendered pages are encrypted already")
 	}
 	v := model.V20
 	ctx.HeaderVersion = &v
@@ -62,6 +71,9 @@ func assemble(pages []byte, atts []*attachment, title, userPW, ownerPW string, m
 	tagSubsetFonts(ctx.XRefTable)
 	if err := setTitle(ctx.XRefTable, title); err != nil {
 		return fmt.Errorf("assemble PDF: title: %w", err)
+	}
+	if err := encryptR6(ctx, keys); err != nil {
+		return fmt.Errorf("assemble PDF: %w", err)
 	}
 	if err := api.WriteContext(ctx, w); err != nil {
 		return fmt.Errorf("assemble PDF: write: %w", err)
@@ -224,4 +236,52 @@ func (c *originalCapture) attachment(name string, seen map[string]int) (*attachm
 		return nil, err
 	}
 	return &attachment{Name: uniqueName(name, seen), ContentType: "message/rfc822", Size: c.n, Deflated: c.buf.bytes()}, nil
+}
+
+// permissionsP is the encryption dictionary's P: a signed 32-bit integer
+// whose bits above the 16 of permissions are reserved and must be 1
+// (ISO 32000-2 Table 22).
+func permissionsP() int32 {
+	bits := uint32(permissions) | 0xFFFF0000
+	return int32(bits)
+}
+
+// encryptR6 sets up the AES-256 (R6) encryption dictionary with entries
+// derived by r6.go and hands pdfcpu the file key, so that WriteContext
+// encrypts every string and stream with it and derives nothing itself
+// (its own derivation took longer than the rest of a one-page seal).
+func encryptR6(ctx *model.Context, e *r6Entries) error {
+	p := permissionsP()
+	cf := types.NewDict()
+	cf.Insert("AuthEvent", types.Name("DocOpen"))
+	cf.Insert("CFM", types.Name("AESV3"))
+	cf.Insert("Length", types.Integer(32))
+	cfs := types.NewDict()
+	cfs.Insert("StdCF", cf)
+	d := types.NewDict()
+	d.Insert("Filter", types.Name("Standard"))
+	d.Insert("V", types.Integer(5))
+	d.Insert("R", types.Integer(6))
+	d.Insert("Length", types.Integer(256))
+	d.Insert("P", types.Integer(p))
+	d.Insert("CF", cfs)
+	d.Insert("StmF", types.Name("StdCF"))
+	d.Insert("StrF", types.Name("StdCF"))
+	d.Insert("U", types.NewHexLiteral(e.U[:]))
+	d.Insert("O", types.NewHexLiteral(e.O[:]))
+	d.Insert("UE", types.NewHexLiteral(e.UE[:]))
+	d.Insert("OE", types.NewHexLiteral(e.OE[:]))
+	d.Insert("Perms", types.NewHexLiteral(e.Perms[:]))
+	ref, err := ctx.IndRefForNewObject(d)
+	if err != nil {
+		return fmt.Errorf("encryption dictionary: %w", err)
+	}
+	ctx.Encrypt = ref
+	ctx.E = &model.Enc{
+		U: e.U[:], O: e.O[:], UE: e.UE[:], OE: e.OE[:], Perms: e.Perms[:],
+		L: 256, P: int(p), R: 6, V: 5, Emd: true,
+	}
+	ctx.EncKey = e.Key[:]
+	ctx.AES4Strings, ctx.AES4Streams, ctx.AES4EmbeddedStreams = true, true, true
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -108,6 +107,20 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 	if err != nil {
 		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
 	}
+	// The key derivation (Algorithm 2.B, four times) needs only the
+	// passwords: it runs while the message is parsed and drawn. The
+	// channel is buffered, so it ends on its own when Seal fails first.
+	keys := make(chan r6Result, 1)
+	userPW := norm.NFKC.String(string(password)) // SASLprep-like, as readers normalise
+	go func() {
+		var r r6Result
+		ownerPW, err := randomOwnerPassword()
+		if err == nil {
+			r.keys, err = newR6Entries(userPW, ownerPW, permissionsP())
+		}
+		r.err = err
+		keys <- r
+	}()
 	tmpl := s.Templates
 	if tmpl == nil {
 		tmpl = builtinTemplates
@@ -206,12 +219,16 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 	b64 := &message.LineBreaker{W: bw}
 	enc := base64.NewEncoder(base64.StdEncoding, b64)
 	cw := &countingWriter{w: enc}
-	ownerPW, err := randomOwnerPassword()
-	if err != nil {
-		return info, err
+	var k r6Result
+	select {
+	case k = <-keys:
+	case <-ctx.Done():
+		return info, ctx.Err()
 	}
-	userPW := norm.NFKC.String(string(password)) // SASLprep-like, as readers normalise
-	if err := assemble(pages, pm.Attachments, printable(pm.Subject), userPW, ownerPW, created, cw); err != nil {
+	if k.err != nil {
+		return info, fmt.Errorf("pdfmail: encryption keys: %w", k.err)
+	}
+	if err := assemble(pages, pm.Attachments, printable(pm.Subject), k.keys, created, cw); err != nil {
 		return info, fmt.Errorf("pdfmail: %w", err)
 	}
 	if err := enc.Close(); err != nil {
@@ -370,13 +387,21 @@ func toCRLF(s string) string {
 }
 
 // randomOwnerPassword is never stored: nobody needs to change the
-// permissions later, and a known owner password would bypass them.
+// permissions later, and a known owner password would bypass them. 256
+// random bits as 43 base64url characters: Algorithm 2.B hashes the
+// password 64 times per round, so the shorter text costs less than hex.
 func randomOwnerPassword() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("pdfmail: owner password: %w", err)
 	}
-	return hex.EncodeToString(b), nil
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// r6Result is what the key derivation started by SealWithNote hands on.
+type r6Result struct {
+	keys *r6Entries
+	err  error
 }
 
 type countingWriter struct {
