@@ -32,6 +32,9 @@ type queueEntryJSON struct {
 	HoldReason  string   `json:"hold_reason,omitempty"`
 	CreatedAt   string   `json:"created_at"`
 	Node        string   `json:"node"`
+	// Lane is the queue the message is in: "outbound" (to the relay) or
+	// "inbound" (the [inbound] listener's, to inbound.next_hop).
+	Lane string `json:"lane"`
 	// LeaseNode is the node working on the message right now (postgres:
 	// it holds the entry's lease until LeaseUntil); absent when none does.
 	LeaseNode  string `json:"lease_node,omitempty"`
@@ -49,7 +52,7 @@ func (j queueEntryJSON) holder() string {
 func toQueueJSON(e store.QueueEntry) queueEntryJSON {
 	j := queueEntryJSON{ID: e.ID, State: e.State, Sender: e.Sender, Recipients: e.Recipients, Size: e.Size,
 		Attempts: e.Attempts, LastError: e.LastError, HoldReason: e.HoldReason,
-		CreatedAt: e.CreatedAt.Format(time.RFC3339), Node: e.Node}
+		CreatedAt: e.CreatedAt.Format(time.RFC3339), Node: e.Node, Lane: e.Lane}
 	if j.Recipients == nil {
 		j.Recipients = []string{}
 	}
@@ -95,16 +98,19 @@ func newQueueCmd(a *app) *cobra.Command {
 		}
 		return nil
 	}
-	var state string
+	var state, lane string
 	list := &cobra.Command{
 		Use: "list", Short: "one line per queued, deferred or held message", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if lane != "" && lane != store.LaneOutbound && lane != store.LaneInbound {
+				return asUsage(fmt.Errorf("--lane %q: want %s or %s", lane, store.LaneOutbound, store.LaneInbound))
+			}
 			rt, err := open(cmd)
 			if err != nil {
 				return err
 			}
 			defer rt.store.Close()
-			entries, err := rt.store.QueueEntries(cmd.Context(), store.QueueFilter{State: state})
+			entries, err := rt.store.QueueEntries(cmd.Context(), store.QueueFilter{State: state, Lane: lane})
 			if err != nil {
 				return err
 			}
@@ -114,7 +120,7 @@ func newQueueCmd(a *app) *cobra.Command {
 			}
 			return a.print(out, func(w io.Writer) error {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tSTATE\tSIZE\tATTEMPTS\tSENDER\tRECIPIENTS\tNODE\tREASON")
+				fmt.Fprintln(tw, "ID\tLANE\tSTATE\tSIZE\tATTEMPTS\tSENDER\tRECIPIENTS\tNODE\tREASON")
 				for _, e := range out {
 					reason := e.HoldReason
 					if reason == "" {
@@ -123,7 +129,7 @@ func newQueueCmd(a *app) *cobra.Command {
 					if len(reason) > 60 {
 						reason = reason[:57] + "..."
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.State, e.Size, e.Attempts, e.Sender,
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.Lane, e.State, e.Size, e.Attempts, e.Sender,
 						strings.Join(e.Recipients, ","), e.holder(), reason)
 				}
 				if len(out) == 0 {
@@ -134,14 +140,15 @@ func newQueueCmd(a *app) *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&state, "state", "", "only entries in this state: queued, deferred or held")
+	list.Flags().StringVar(&lane, "lane", "", "only entries of this queue: outbound or inbound (default both)")
 	show := &cobra.Command{
 		Use: "show ID", Short: "one message's envelope and state (never its content)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withEntry(cmd, args[0], func(_ *runtime, e store.QueueEntry) error {
 				j := toQueueJSON(e)
 				return a.print(j, func(w io.Writer) error {
-					fmt.Fprintf(w, "id:           %s\nstate:        %s\nnode:         %s\nsender:       %s\nrecipients:   %s\nsize:         %d\nattempts:     %d\ncreated:      %s\n",
-						j.ID, j.State, j.Node, j.Sender, strings.Join(j.Recipients, ", "), j.Size, j.Attempts, j.CreatedAt)
+					fmt.Fprintf(w, "id:           %s\nlane:         %s\nstate:        %s\nnode:         %s\nsender:       %s\nrecipients:   %s\nsize:         %d\nattempts:     %d\ncreated:      %s\n",
+						j.ID, j.Lane, j.State, j.Node, j.Sender, strings.Join(j.Recipients, ", "), j.Size, j.Attempts, j.CreatedAt)
 					if j.NextAttempt != "" {
 						fmt.Fprintf(w, "next attempt: %s\n", j.NextAttempt)
 					}
@@ -163,7 +170,11 @@ func newQueueCmd(a *app) *cobra.Command {
 		Use: "retry ID", Short: "release a held message or retry a deferred one now (policy is applied again)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withEntry(cmd, args[0], func(rt *runtime, e store.QueueEntry) error {
-				if _, err := gateway.Release(cmd.Context(), rt.store, rt.spool, queueEvents(rt), e.ID, "an operator (sealgate queue retry)"); err != nil {
+				sp, err := spoolOf(rt, e) // serve_inbound.go: the inbound queue has its own spool
+				if err != nil {
+					return err
+				}
+				if _, err := gateway.Release(cmd.Context(), rt.store, sp, queueEvents(rt), e.ID, "an operator (sealgate queue retry)"); err != nil {
 					return err
 				}
 				if err := audited(cmd, rt, "retry", e.ID); err != nil {
@@ -184,11 +195,7 @@ func newQueueCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				node := rt.node
-				if e.Node == inboundNode(rt.node) {
-					node = e.Node
-				}
-				if err := gateway.Delete(cmd.Context(), rt.store, sp, node, queueEvents(rt), e.ID, "an operator (sealgate queue delete)"); err != nil {
+				if err := gateway.Delete(cmd.Context(), rt.store, sp, rt.node, queueEvents(rt), e.ID, "an operator (sealgate queue delete)"); err != nil {
 					return err
 				}
 				if err := audited(cmd, rt, "delete", e.ID); err != nil {

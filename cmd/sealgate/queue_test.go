@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/pkg/config"
+	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/store"
 
 	_ "modernc.org/sqlite"
@@ -109,5 +111,90 @@ func TestQueueRetryDeleteAudit(t *testing.T) {
 	sg(t, cfgPath, "queue", "retry", "a1")
 	if evs2, _ := st.DeliveryEvents(ctx, store.EventFilter{}); len(evs2) != len(evs) {
 		t.Fatalf("retrying a queued message recorded %d more events", len(evs2)-len(evs))
+	}
+}
+
+// TestQueueListLanes: queue list and show name each message's lane (LANE
+// column, JSON lane), --lane narrows the list, and queue delete of an
+// inbound message of this node removes its file from the inbound spool.
+func TestQueueListLanes(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "sealgate.toml")
+	if err := os.WriteFile(cfgPath, []byte(pkiTestConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSG(t, cfgPath, "queue", "list") // makes the node id
+	raw, err := os.ReadFile(cfg.DataPath("node-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := strings.TrimSpace(string(raw))
+	ctx := context.Background()
+	st, kr, err := openStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := gateway.OpenSpool(cfg.DataPath("spool-inbound"), kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &gateway.Envelope{ID: gateway.NewID(), From: "carol@partner.test", Recipients: []gateway.Recipient{{Addr: "alice@example.org"}}}
+	if _, err := in.Write(env, strings.NewReader("Subject: for alice\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []store.QueueEntry{
+		{ID: "o1", Node: node, Sender: "alice@example.org", Recipients: []string{"x@other.test"}, State: "held", HoldReason: "test"},
+		{ID: env.ID, Node: node, Lane: store.LaneInbound, Sender: "carol@partner.test", Recipients: []string{"alice@example.org"}, State: "deferred"},
+	} {
+		if err := st.PutQueueEntry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	lanes := func(args ...string) map[string]string {
+		t.Helper()
+		var list []queueEntryJSON
+		if err := json.Unmarshal([]byte(mustSG(t, cfgPath, append([]string{"queue", "list", "-o", "json"}, args...)...)), &list); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, e := range list {
+			out[e.ID] = e.Lane
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		args []string
+		want map[string]string
+	}{
+		{nil, map[string]string{"o1": "outbound", env.ID: "inbound"}},
+		{[]string{"--lane", "inbound"}, map[string]string{env.ID: "inbound"}},
+		{[]string{"--lane", "outbound"}, map[string]string{"o1": "outbound"}},
+	} {
+		if got := lanes(tc.args...); !maps.Equal(got, tc.want) {
+			t.Errorf("queue list %v: %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	text := mustSG(t, cfgPath, "queue", "list")
+	if !strings.Contains(text, "LANE") || !strings.Contains(text, env.ID+"  inbound") {
+		t.Errorf("queue list without the lane:\n%s", text)
+	}
+	if code, _, errs := sg(t, cfgPath, "queue", "list", "--lane", "sideways"); code != 2 || !strings.Contains(errs, "--lane") {
+		t.Errorf("an unknown lane: exit %d, %q; want a usage error", code, errs)
+	}
+	if show := mustSG(t, cfgPath, "queue", "show", env.ID); !strings.Contains(show, "lane:         inbound") {
+		t.Errorf("queue show without the lane:\n%s", show)
+	}
+	mustSG(t, cfgPath, "queue", "delete", env.ID)
+	if ids, err := in.IDs(); err != nil || len(ids) != 0 {
+		t.Errorf("inbound spool after delete: %v, %v", ids, err)
+	}
+	if got := lanes(); !maps.Equal(got, map[string]string{"o1": "outbound"}) {
+		t.Errorf("after deleting the inbound message: %v", got)
 	}
 }

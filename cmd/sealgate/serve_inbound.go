@@ -23,10 +23,13 @@ import (
 	"github.com/sealgate/sealgate/pkg/store"
 )
 
-// inboundRig is the second SMTP listener ([inbound]): its own spool
-// (data_dir/spool-inbound) and queue (node "<hostname>/inbound", so
-// neither queue's Recover touches the other's entries), the inbound
-// opener as processor, and an SMTP relay to inbound.next_hop.
+// inboundRig is the second SMTP listener ([inbound]): its own queue, in
+// lane inbound of the shared queue table under this node's id (so neither
+// queue claims, recovers or delivers the other's entries), its own spool
+// (data_dir/spool-inbound) on SQLite or the messages in the database on
+// PostgreSQL, where any node's inbound queue delivers any node's inbound
+// mail; the inbound opener as processor, and an SMTP relay to
+// inbound.next_hop.
 type inboundRig struct {
 	queue    *gateway.Queue
 	listener *gateway.Listener
@@ -34,10 +37,11 @@ type inboundRig struct {
 	relay    *gateway.SMTPRelay
 }
 
-// inboundNode is the queue node name of the inbound queue.
+// inboundNode names the inbound listener in its delivery events (the
+// queue entries name the node and carry lane inbound).
 func inboundNode(node string) string { return node + "/inbound" }
 
-func newInboundRig(ctx context.Context, cfg *config.Config, rt *runtime, mgr *pki.Manager, gc gateway.QueueStore, ev events.Sink, log *slog.Logger) (*inboundRig, error) {
+func newInboundRig(ctx context.Context, cfg *config.Config, rt *runtime, mgr *pki.Manager, gc *store.GroupCommit, ev events.Sink, log *slog.Logger) (*inboundRig, error) {
 	in := cfg.Inbound
 	log = log.With("listener", "inbound")
 	spool, err := gateway.OpenSpool(cfg.DataPath("spool-inbound"), rt.keyring)
@@ -61,12 +65,17 @@ func newInboundRig(ctx context.Context, cfg *config.Config, rt *runtime, mgr *pk
 	if maxBytes == 0 {
 		maxBytes = cfg.SMTP.MaxMessageBytes
 	}
-	node := inboundNode(rt.node)
-	q := &gateway.Queue{Spool: spool, Store: gc, Node: node, Hostname: cfg.SMTP.Hostname,
+	q := &gateway.Queue{Spool: spool, Store: gc, Node: rt.node, Lane: store.LaneInbound, Hostname: cfg.SMTP.Hostname,
 		Process: inboundProcessor{o: opener}, Relay: relay, Log: log, RetryFor: cfg.Relay.RetryFor.Duration,
 		Backoff:         gateway.DoublingBackoff(cfg.Relay.RetryBackoff.Duration),
-		Events:          &events.Recorder{Store: ev, Logger: log, Node: node, Observers: []events.Observer{rt.metrics}},
+		Events:          &events.Recorder{Store: ev, Logger: log, Node: inboundNode(rt.node), Observers: []events.Observer{rt.metrics}},
 		MaxMessageBytes: maxBytes,
+	}
+	if cfg.Store.Driver == "postgres" {
+		// As the outbound queue: the message sealed in its row, claimed
+		// under a lease, so a dead node's inbound mail goes on from
+		// another node (spool-inbound files are moved in at Recover).
+		q.Messages, q.Lease = gc, cfg.Store.LeaseTimeout.Duration
 	}
 	tlsConf, err := inboundTLS(cfg, log)
 	if err != nil {
@@ -263,10 +272,11 @@ func (r *inboundRig) closeRelay() {
 	}
 }
 
-// spoolOf is the spool holding entry e: the inbound one for entries of
-// the inbound queue node, else the runtime's.
+// spoolOf is the spool for entry e: the inbound one for entries of lane
+// inbound, else the runtime's. (A stored message is sealed the same way
+// in either, with the master keyring.)
 func spoolOf(rt *runtime, e store.QueueEntry) (*gateway.Spool, error) {
-	if e.Node != inboundNode(rt.node) {
+	if e.Lane != store.LaneInbound {
 		return rt.spool, nil
 	}
 	sp, err := gateway.OpenSpool(rt.cfg.DataPath("spool-inbound"), rt.keyring)

@@ -108,7 +108,7 @@ func (p *portalRig) QueueReply(ctx context.Context, from, to string, r io.Reader
 func (p *portalRig) RecipientReady(ctx context.Context, email string) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	entries, err := p.st.QueueEntries(ctx, store.QueueFilter{State: gateway.StateDeferred})
+	entries, err := p.st.QueueEntries(ctx, store.QueueFilter{State: gateway.StateDeferred, Lane: store.LaneOutbound})
 	if err != nil {
 		p.log.Error("portal: finding the messages waiting for a recipient", "recipient", email, "err", err)
 		return

@@ -49,9 +49,9 @@ type QueueStore interface {
 type MessageStore interface {
 	PutQueueMessage(ctx context.Context, e store.QueueEntry, sealed []byte) error
 	QueueMessage(ctx context.Context, id string) ([]byte, error)
-	ClaimQueueEntries(ctx context.Context, node string, now, until time.Time, limit int) ([]store.QueueEntry, error)
-	RenewLeases(ctx context.Context, node string, ids []string, until time.Time) (int, error)
-	ReleaseLeases(ctx context.Context, node string) (int, error)
+	ClaimQueueEntries(ctx context.Context, node, lane string, now, until time.Time, limit int) ([]store.QueueEntry, error)
+	RenewLeases(ctx context.Context, node, lane string, ids []string, until time.Time) (int, error)
+	ReleaseLeases(ctx context.Context, node, lane string) (int, error)
 }
 
 // Processor turns a spooled message into what goes out for the given
@@ -167,8 +167,13 @@ type Queue struct {
 	// Lease is how long a claim lasts without renewal (default 2 min): a
 	// node that dies loses its work to the others after it. A node renews
 	// the leases of the messages it works on every Lease/3.
-	Lease    time.Duration
-	Node     string // this node's name: its spool holds the messages it accepted
+	Lease time.Duration
+	Node  string // this node's name: its spool holds the messages it accepted
+	// Lane is which queue this is in the shared queue table:
+	// store.LaneOutbound (also for "") or store.LaneInbound. The queue
+	// writes, claims, lists, renews and recovers entries of its lane only
+	// and never delivers an entry of the other lane, whose relay differs.
+	Lane     string
 	Hostname string // for Received:, DSNs
 	Process  Processor
 	Relay    Relay
@@ -210,6 +215,9 @@ type Queue struct {
 
 func (q *Queue) init() {
 	q.once.Do(func() {
+		if q.Lane == "" {
+			q.Lane = store.LaneOutbound
+		}
 		q.wake = make(chan string, 4096)
 		q.inflight = map[string]bool{}
 		if q.Workers <= 0 {
@@ -297,7 +305,7 @@ func (q *Queue) Accept(ctx context.Context, env *Envelope, r io.Reader) error {
 			return err
 		}
 	}
-	e := store.QueueEntry{ID: env.ID, Node: q.Node, Sender: env.From, Recipients: env.Addrs(),
+	e := store.QueueEntry{ID: env.ID, Node: q.Node, Lane: q.Lane, Sender: env.From, Recipients: env.Addrs(),
 		State: StateQueued, NextAttempt: env.Received, Size: size, CreatedAt: env.Received}
 	// Before the store write: once the entry is stored, the poller may
 	// start its delivery.
@@ -332,7 +340,7 @@ func (q *Queue) acceptStored(ctx context.Context, env *Envelope, r io.Reader, hc
 			return err // nothing was written
 		}
 	}
-	e := store.QueueEntry{ID: env.ID, Node: q.Node, Sender: env.From, Recipients: env.Addrs(),
+	e := store.QueueEntry{ID: env.ID, Node: q.Node, Lane: q.Lane, Sender: env.From, Recipients: env.Addrs(),
 		State: StateQueued, NextAttempt: env.Received, Size: size, CreatedAt: env.Received,
 		LeaseNode: q.Node, LeaseUntil: time.Now().Add(q.Lease), Stored: true}
 	q.fresh.Store(env.ID, e)
@@ -369,7 +377,10 @@ func (q *Queue) Recover(ctx context.Context) error {
 	onDisk := map[string]bool{}
 	for _, id := range ids {
 		onDisk[id] = true
-		if e, err := q.Store.QueueEntry(ctx, id); err == nil && e.State == StateDeleted {
+		if e, err := q.Store.QueueEntry(ctx, id); err == nil && e.Lane != q.Lane {
+			q.Log.Error("spool file of the other queue's entry left alone", "queue_id", id, "lane", e.Lane, "queue_lane", q.Lane)
+			continue
+		} else if err == nil && e.State == StateDeleted {
 			q.discardDeleted(ctx, id)
 			continue
 		} else if err == nil {
@@ -407,13 +418,13 @@ func (q *Queue) Recover(ctx context.Context) error {
 			continue
 		}
 		env := m.Envelope
-		if err := q.Store.PutQueueEntry(ctx, store.QueueEntry{ID: id, Node: q.Node, Sender: env.From,
+		if err := q.Store.PutQueueEntry(ctx, store.QueueEntry{ID: id, Node: q.Node, Lane: q.Lane, Sender: env.From,
 			Recipients: env.Addrs(), State: StateQueued, NextAttempt: time.Now(), CreatedAt: env.Received}); err != nil {
 			return err
 		}
 		q.Log.Info("recovered spooled message", "queue_id", id)
 	}
-	all, err := q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node})
+	all, err := q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node, Lane: q.Lane})
 	if err != nil {
 		return err
 	}
@@ -489,7 +500,7 @@ func (q *Queue) Run(ctx context.Context) error {
 			if q.Messages != nil {
 				due, err = q.claim(ctx, now, more)
 			} else {
-				due, err = q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node, DueBy: now, Limit: 1000})
+				due, err = q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node, Lane: q.Lane, DueBy: now, Limit: 1000})
 			}
 			if now.Sub(lastExpiry) > 60*q.Poll {
 				lastExpiry = now
@@ -514,7 +525,7 @@ func (q *Queue) claim(ctx context.Context, now time.Time, more chan struct{}) ([
 	// the loop that also hands out the fresh messages.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	due, err := q.Messages.ClaimQueueEntries(cctx, q.Node, now, now.Add(q.Lease), q.Workers)
+	due, err := q.Messages.ClaimQueueEntries(cctx, q.Node, q.Lane, now, now.Add(q.Lease), q.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -546,7 +557,7 @@ func (q *Queue) holdsLease(ctx context.Context, e store.QueueEntry) bool {
 	if time.Until(e.LeaseUntil) > q.Lease/2 {
 		return true
 	}
-	n, err := q.Messages.RenewLeases(ctx, q.Node, []string{e.ID}, time.Now().Add(q.Lease))
+	n, err := q.Messages.RenewLeases(ctx, q.Node, q.Lane, []string{e.ID}, time.Now().Add(q.Lease))
 	if err != nil {
 		q.Log.Error("confirming a lease", "queue_id", e.ID, "err", err)
 		return false // the lease runs out and it is claimed again
@@ -585,7 +596,7 @@ func (q *Queue) renewLeases(ctx context.Context) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, q.Lease/3)
-		n, err := q.Messages.RenewLeases(rctx, q.Node, ids, time.Now().Add(q.Lease))
+		n, err := q.Messages.RenewLeases(rctx, q.Node, q.Lane, ids, time.Now().Add(q.Lease))
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			q.Log.Error("renewing the leases of the messages in flight", "err", err)
@@ -603,7 +614,7 @@ func (q *Queue) done(id string) {
 
 // expireHeld bounces held messages older than RetryFor.
 func (q *Queue) expireHeld(ctx context.Context, now time.Time) {
-	f := store.QueueFilter{Node: q.Node, State: StateHeld}
+	f := store.QueueFilter{Node: q.Node, Lane: q.Lane, State: StateHeld}
 	if q.Messages != nil {
 		f.Node = "" // any node's: the one that held it may be gone
 	}
@@ -735,6 +746,12 @@ func (q *Queue) deliver(ctx context.Context, id string) {
 			}
 			return
 		}
+	}
+	if entry.Lane != q.Lane {
+		// Another queue's message (an id kicked or woken here by
+		// mistake): its relay is not ours, so it is not ours to send.
+		q.Log.Error("queue entry of the other lane not delivered", "queue_id", id, "lane", entry.Lane, "queue_lane", q.Lane)
+		return
 	}
 	switch entry.State {
 	case StateHeld:
@@ -1057,7 +1074,7 @@ func (q *Queue) splitHeld(ctx context.Context, env *Envelope, msg []byte, held m
 			cp.Recipients = append(cp.Recipients, r)
 		}
 	}
-	e := store.QueueEntry{ID: cp.ID, Node: q.Node, Sender: cp.From,
+	e := store.QueueEntry{ID: cp.ID, Node: q.Node, Lane: q.Lane, Sender: cp.From,
 		Recipients: cp.Addrs(), State: StateHeld, HoldReason: joinReasons(held), Size: int64(len(msg)), CreatedAt: env.Received,
 		// Its acceptance is recorded already (attempt 0 would record it
 		// again when it is released).
@@ -1187,7 +1204,7 @@ func describe(err error) string {
 // transaction, then its file goes. A file without an entry that does not
 // read through was cut short by a crash before its 250 and goes.
 func (q *Queue) recoverStored(ctx context.Context) error {
-	if n, err := q.Messages.ReleaseLeases(ctx, q.Node); err != nil {
+	if n, err := q.Messages.ReleaseLeases(ctx, q.Node, q.Lane); err != nil {
 		return err
 	} else if n > 0 {
 		q.Log.Info("freed the leases this node held before it stopped", "entries", n)
@@ -1202,6 +1219,9 @@ func (q *Queue) recoverStored(ctx context.Context) error {
 		onDisk[id] = true
 		e, err := q.Store.QueueEntry(ctx, id)
 		switch {
+		case err == nil && e.Lane != q.Lane:
+			q.Log.Error("spool file of the other queue's entry left alone", "queue_id", id, "lane", e.Lane, "queue_lane", q.Lane)
+			continue
 		case err == nil && e.State == StateDeleted:
 			q.discardDeleted(ctx, id)
 			continue
@@ -1232,7 +1252,7 @@ func (q *Queue) recoverStored(ctx context.Context) error {
 		}
 		if !found {
 			env := m.Envelope
-			e = store.QueueEntry{ID: id, Node: q.Node, Sender: env.From, Recipients: env.Addrs(), State: StateQueued,
+			e = store.QueueEntry{ID: id, Node: q.Node, Lane: q.Lane, Sender: env.From, Recipients: env.Addrs(), State: StateQueued,
 				NextAttempt: time.Now(), CreatedAt: env.Received}
 		}
 		e.LeaseNode, e.LeaseUntil = "", time.Time{}
@@ -1244,7 +1264,7 @@ func (q *Queue) recoverStored(ctx context.Context) error {
 		}
 		q.Log.Info("spooled message moved into the database", "queue_id", id)
 	}
-	all, err := q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node})
+	all, err := q.Store.QueueEntries(ctx, store.QueueFilter{Node: q.Node, Lane: q.Lane})
 	if err != nil {
 		return err
 	}

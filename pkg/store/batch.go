@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,15 @@ import (
 //
 // The read methods and everything else come from the embedded *Store.
 // Close stops the writer; calls after Close fall back to the plain methods.
+//
+// Each caller's context is honoured: a call whose context ends while its
+// write waits for the writer returns the context's error and is left out
+// of every transaction (nothing of it is written); one whose context ends
+// while its transaction is under way returns the context's error at once
+// (the write may then have been committed, as with any database call cut
+// short), and the others in that transaction go on. A transaction runs
+// until the latest deadline of the callers in it, without one only when
+// some caller set none.
 type GroupCommit struct {
 	*Store
 	// MaxRows caps the writes in one transaction (default 256).
@@ -43,6 +53,9 @@ type GroupCommit struct {
 	// nothing more enters ops, so the writer's final drain sees all.
 	mu      sync.RWMutex
 	closing bool
+	// beforeCommit, if set (tests), is called with the batch's size before
+	// its transaction begins.
+	beforeCommit func(n int)
 }
 
 // NewGroupCommit returns a group committer writing to s; it starts its
@@ -75,9 +88,27 @@ type batchOp struct {
 	// sealed is key sealed before queueing, so that AES-GCM runs in the
 	// caller's goroutine rather than in the one writer.
 	sealed []byte
+	// ctx carries the caller's values, not its end: a write taken into a
+	// transaction is finished there with the others (deadline: see
+	// batchContext). caller is the caller's own context.
 	ctx    context.Context
-	done   chan error
+	caller context.Context
+	// state is opWaiting until the writer takes the op (opTaken) or the
+	// caller gives up on it first (opAbandoned): whoever moves it first
+	// decides whether it is written.
+	state atomic.Int32
+	done  chan error
 }
+
+const (
+	opWaiting int32 = iota
+	opTaken
+	opAbandoned
+)
+
+// take claims op for a transaction; false when its caller has gone (its
+// context ended first), and then it is not written.
+func (op *batchOp) take() bool { return op.state.CompareAndSwap(opWaiting, opTaken) }
 
 func (g *GroupCommit) start() {
 	g.once.Do(func() {
@@ -153,12 +184,15 @@ func (g *GroupCommit) RecordCertificate(ctx context.Context, c Certificate, e Au
 
 func (g *GroupCommit) submit(ctx context.Context, op *batchOp) error {
 	g.start()
-	op.ctx = context.WithoutCancel(ctx) // once queued, the write is finished
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	op.ctx, op.caller = context.WithoutCancel(ctx), ctx
 	op.done = make(chan error, 1)
 	g.mu.RLock()
 	if g.closing {
 		g.mu.RUnlock()
-		return g.single(op.ctx, op)
+		return g.single(ctx, op)
 	}
 	select {
 	case g.ops <- op:
@@ -167,9 +201,16 @@ func (g *GroupCommit) submit(ctx context.Context, op *batchOp) error {
 		g.mu.RUnlock()
 		return ctx.Err()
 	}
-	// Not ctx.Done here: the write may already be committed, and the
-	// caller must learn whether it was.
-	return <-op.done
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		if op.state.CompareAndSwap(opWaiting, opAbandoned) {
+			return ctx.Err() // never taken: nothing was written
+		}
+		// Its transaction is under way and goes on for the others.
+		return fmt.Errorf("store: gave up waiting for the commit, which may yet succeed: %w", ctx.Err())
+	}
 }
 
 // Close commits what is waiting and stops the writer.
@@ -197,13 +238,20 @@ func (g *GroupCommit) loop() {
 			for {
 				select {
 				case op := <-g.ops:
-					op.done <- g.single(op.ctx, op)
+					if op.take() {
+						octx, ocancel := batchContext([]*batchOp{op})
+						op.done <- g.single(octx, op)
+						ocancel()
+					}
 				default:
 					return
 				}
 			}
 		}
-		batch = append(batch[:0], first)
+		batch = batch[:0]
+		if first.take() {
+			batch = append(batch, first)
+		}
 		if g.Linger > 0 {
 			batch = g.linger(batch)
 		}
@@ -214,12 +262,16 @@ func (g *GroupCommit) loop() {
 		for len(batch) < g.MaxRows {
 			select {
 			case op := <-g.ops:
-				batch = append(batch, op)
+				if op.take() {
+					batch = append(batch, op)
+				}
 			default:
 				break fill
 			}
 		}
-		g.commit(batch)
+		if len(batch) > 0 {
+			g.commit(batch)
+		}
 	}
 }
 
@@ -230,7 +282,9 @@ func (g *GroupCommit) linger(batch []*batchOp) []*batchOp {
 	for len(batch) < g.MaxRows {
 		select {
 		case op := <-g.ops:
-			batch = append(batch, op)
+			if op.take() {
+				batch = append(batch, op)
+			}
 		case <-t.C:
 			return batch
 		case <-g.stop:
@@ -244,10 +298,15 @@ func (g *GroupCommit) linger(batch []*batchOp) []*batchOp {
 // whole (PostgreSQL aborts it at the first failing statement), every write
 // is retried on its own so that one bad row does not fail the others.
 func (g *GroupCommit) commit(batch []*batchOp) {
+	if g.beforeCommit != nil {
+		g.beforeCommit(len(batch))
+	}
+	ctx, cancel := batchContext(batch)
+	defer cancel()
 	results := make([]error, len(batch))
-	err := g.Store.tx(batch[0].ctx, func(tx *sql.Tx) error {
+	err := g.Store.tx(ctx, func(tx *sql.Tx) error {
 		for i, op := range batch {
-			results[i] = g.exec(op.ctx, tx, op)
+			results[i] = g.exec(ctx, tx, op)
 			if results[i] != nil && !errors.Is(results[i], ErrNotFound) {
 				return results[i]
 			}
@@ -256,13 +315,34 @@ func (g *GroupCommit) commit(batch []*batchOp) {
 	})
 	if err != nil {
 		for _, op := range batch {
-			op.done <- g.single(op.ctx, op)
+			octx, ocancel := batchContext([]*batchOp{op})
+			op.done <- g.single(octx, op)
+			ocancel()
 		}
 		return
 	}
 	for i, op := range batch {
 		op.done <- results[i]
 	}
+}
+
+// batchContext is the context a transaction of batch runs under: the
+// callers' values (the first's), and the latest of their deadlines when
+// every one has a deadline, so that a hung database is given up on once
+// no caller is waiting any more; a caller that ends earlier has already
+// had its answer (submit).
+func batchContext(batch []*batchOp) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, op := range batch {
+		d, ok := op.caller.Deadline()
+		if !ok {
+			return context.WithCancel(batch[0].ctx)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(batch[0].ctx, latest)
 }
 
 // single writes one op in its own transaction.

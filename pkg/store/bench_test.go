@@ -93,3 +93,45 @@ func BenchmarkCertificatesAll(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClaimQueueEntries: one claim of 16 entries (a node's workers)
+// when the queue table holds 10,000 due, unleased inbound entries and 100
+// outbound ones: the outbound claim must find its lane's rows through the
+// lane index, not by skipping the other lane's; the inbound claim picks 16
+// of the 10,000. Each iteration's claim starts just after the previous
+// one's leases end, so it takes the same rows again.
+func BenchmarkClaimQueueEntries(b *testing.B) {
+	for _, be := range backends() {
+		s := be.open(b, testKeyring(b))
+		base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		msg := make([]byte, 1024)
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			for i := range benchRows + 100 {
+				e := QueueEntry{ID: fmt.Sprintf("in%05d", i), Node: "gw1", Lane: LaneInbound, State: "queued",
+					Recipients: []string{"user@example.org"}, NextAttempt: base.Add(-time.Duration(i) * time.Second)}
+				if i >= benchRows {
+					e.ID, e.Lane = fmt.Sprintf("out%05d", i), LaneOutbound
+				}
+				if err := s.putQueueMessage(ctx, tx, e, msg); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, lane := range []string{LaneOutbound, LaneInbound} {
+			b.Run(be.name+"/"+lane, func(b *testing.B) {
+				now := base.Add(time.Hour)
+				for b.Loop() {
+					now = now.Add(time.Microsecond)
+					got, err := s.ClaimQueueEntries(ctx, "gw2", lane, now, now, 16)
+					if err != nil || len(got) != 16 {
+						b.Fatalf("claimed %d, %v", len(got), err)
+					}
+				}
+			})
+		}
+	}
+}

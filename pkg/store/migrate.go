@@ -247,6 +247,23 @@ var migrations = []migration{
 			PRIMARY KEY (kind, domain)
 		)`,
 	}},
+	// The inbound queue on PostgreSQL (issue 17): both queues keep their
+	// messages in the one queue table, so each row says which queue it
+	// belongs to (lane), and a claim, lease renewal, recovery and list ask
+	// for their own lane only: the outbound queue must never deliver an
+	// inbound message (a different relay: it would leave for the internet
+	// instead of the internal mail server), nor the other way round. The
+	// inbound queue used to tell its rows apart by the node name
+	// "<node>/inbound"; those rows get the lane and the plain node name.
+	// The claim index leads with the lane.
+	{10, "queue lanes", []string{
+		`ALTER TABLE queue ADD COLUMN lane TEXT NOT NULL DEFAULT 'outbound'`,
+		`UPDATE queue SET lane = 'inbound', node = substr(node, 1, length(node) - 8) WHERE node LIKE '%/inbound'`,
+		`UPDATE queue SET lease_node = substr(lease_node, 1, length(lease_node) - 8) WHERE lease_node LIKE '%/inbound'`,
+		`DROP INDEX queue_claim`,
+		`CREATE INDEX queue_lane_claim ON queue (lane, next_attempt, lease_until)`,
+		`CREATE INDEX queue_lane_node ON queue (lane, node)`,
+	}},
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -37,11 +37,35 @@ type QueueEntry struct {
 	// Stored says the sealed message is in the entry's row (read it with
 	// QueueMessage). Read only: puts keep the message as it is.
 	Stored bool
+	// Lane is the queue the entry belongs to: LaneOutbound (also for "")
+	// or LaneInbound. Claims, renewals and recovery stay in their lane.
+	Lane string
+}
+
+// Queue lanes: the outbound queue (the organisation's mail leaving for the
+// world) and the inbound one ([inbound]: mail for internal users, relayed
+// to inbound.next_hop). They share the queue table and never each other's
+// entries.
+const (
+	LaneOutbound = "outbound"
+	LaneInbound  = "inbound"
+)
+
+// laneOf is e's lane, outbound when unset; an unknown lane is an error.
+func laneOf(lane string) (string, error) {
+	switch lane {
+	case "", LaneOutbound:
+		return LaneOutbound, nil
+	case LaneInbound:
+		return LaneInbound, nil
+	}
+	return "", fmt.Errorf("unknown queue lane %q (want %q or %q)", lane, LaneOutbound, LaneInbound)
 }
 
 // QueueFilter selects queue entries; zero fields match everything.
 type QueueFilter struct {
 	Node  string
+	Lane  string // LaneOutbound or LaneInbound; "" matches both
 	State string
 	// DueBy keeps entries whose NextAttempt is set and not after it.
 	DueBy time.Time
@@ -62,6 +86,10 @@ func (s *Store) putQueueEntry(ctx context.Context, tx *sql.Tx, e QueueEntry) err
 	if e.State == "" {
 		return fmt.Errorf("store: PutQueueEntry %s: empty state", e.ID)
 	}
+	lane, err := laneOf(e.Lane)
+	if err != nil {
+		return fmt.Errorf("store: PutQueueEntry %s: %w", e.ID, err)
+	}
 	rcpts := e.Recipients
 	if rcpts == nil {
 		rcpts = []string{}
@@ -73,16 +101,17 @@ func (s *Store) putQueueEntry(ctx context.Context, tx *sql.Tx, e QueueEntry) err
 	now := s.now()
 	_, err = s.exec(ctx, tx, `INSERT INTO queue
 		(id, node, sender, recipients, state, attempts, next_attempt, last_error, hold_reason, size, created_at, updated_at,
-			lease_node, lease_until)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			lease_node, lease_until, lane)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		ON CONFLICT (id) DO UPDATE SET
 			node = excluded.node, sender = excluded.sender, recipients = excluded.recipients,
 			state = excluded.state, attempts = excluded.attempts, next_attempt = excluded.next_attempt,
 			last_error = excluded.last_error, hold_reason = excluded.hold_reason, size = excluded.size,
-			updated_at = excluded.updated_at, lease_node = excluded.lease_node, lease_until = excluded.lease_until`,
+			updated_at = excluded.updated_at, lease_node = excluded.lease_node, lease_until = excluded.lease_until,
+			lane = excluded.lane`,
 		e.ID, e.Node, e.Sender, string(rj), e.State, int64(e.Attempts), dbTime(e.NextAttempt),
 		e.LastError, e.HoldReason, e.Size, s.orNow(e.CreatedAt).UnixMicro(), now.UnixMicro(),
-		e.LeaseNode, dbTime(e.LeaseUntil))
+		e.LeaseNode, dbTime(e.LeaseUntil), lane)
 	if err != nil {
 		return fmt.Errorf("store: saving queue entry %s: %w", e.ID, err)
 	}
@@ -90,7 +119,7 @@ func (s *Store) putQueueEntry(ctx context.Context, tx *sql.Tx, e QueueEntry) err
 }
 
 const queueColumns = `id, node, sender, recipients, state, attempts, next_attempt, last_error, hold_reason, size, created_at, updated_at,
-	lease_node, lease_until, CASE WHEN message IS NULL THEN 0 ELSE 1 END`
+	lease_node, lease_until, CASE WHEN message IS NULL THEN 0 ELSE 1 END, lane`
 
 // QueueEntry returns one entry, or ErrNotFound.
 func (s *Store) QueueEntry(ctx context.Context, id string) (QueueEntry, error) {
@@ -117,11 +146,15 @@ func (s *Store) UpdateQueueEntry(ctx context.Context, id string, fn func(*QueueE
 		if err != nil {
 			return fmt.Errorf("store: reading queue entry %s: %w", id, err)
 		}
+		lane := e.Lane
 		if err := fn(&e); err != nil {
 			return err
 		}
 		if e.ID != id {
 			return fmt.Errorf("store: UpdateQueueEntry %s: the id cannot change (got %s)", id, e.ID)
+		}
+		if e.Lane != lane {
+			return fmt.Errorf("store: UpdateQueueEntry %s: the lane cannot change (%s to %s)", id, lane, e.Lane)
 		}
 		return s.putQueueEntry(ctx, tx, e)
 	})
@@ -138,6 +171,13 @@ func (s *Store) QueueEntries(ctx context.Context, f QueueFilter) ([]QueueEntry, 
 	}
 	if f.Node != "" {
 		q += ` AND node = ` + arg(f.Node)
+	}
+	if f.Lane != "" {
+		lane, err := laneOf(f.Lane)
+		if err != nil {
+			return nil, fmt.Errorf("store: listing queue: %w", err)
+		}
+		q += ` AND lane = ` + arg(lane)
 	}
 	if f.State != "" {
 		q += ` AND state = ` + arg(f.State)
@@ -188,7 +228,7 @@ func scanQueueEntry(r scanner) (QueueEntry, error) {
 		stored               int64
 	)
 	if err := r.Scan(&e.ID, &e.Node, &e.Sender, &rcpts, &e.State, &attempts, &next, &e.LastError,
-		&e.HoldReason, &e.Size, &createdAt, &updatedAt, &e.LeaseNode, &leaseUntil, &stored); err != nil {
+		&e.HoldReason, &e.Size, &createdAt, &updatedAt, &e.LeaseNode, &leaseUntil, &stored, &e.Lane); err != nil {
 		return QueueEntry{}, err
 	}
 	if err := json.Unmarshal([]byte(rcpts), &e.Recipients); err != nil {

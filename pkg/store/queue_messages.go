@@ -59,29 +59,39 @@ func (s *Store) QueueMessage(ctx context.Context, id string) ([]byte, error) {
 }
 
 // ClaimQueueEntries gives node the lease, until until, on up to limit
-// entries whose message is in the store, that are due at now and whose
-// lease is free or has run out (its node died or stalls), and returns them.
+// entries of lane whose message is in the store, that are due at now and
+// whose lease is free or has run out (its node died or stalls), and returns
+// them. Entries of the other lane are never returned: each lane has its
+// own queue and relay.
 // On PostgreSQL rows another node is claiming at the same moment are
 // skipped (FOR UPDATE SKIP LOCKED), so two nodes never get the same entry
 // from one round, and a row claimed and committed meanwhile is re-checked
 // and left alone.
-func (s *Store) ClaimQueueEntries(ctx context.Context, node string, now, until time.Time, limit int) ([]QueueEntry, error) {
+func (s *Store) ClaimQueueEntries(ctx context.Context, node, lane string, now, until time.Time, limit int) ([]QueueEntry, error) {
 	if node == "" {
 		return nil, errors.New("store: ClaimQueueEntries: empty node")
+	}
+	lane, err := laneOf(lane)
+	if err != nil {
+		return nil, fmt.Errorf("store: ClaimQueueEntries: %w", err)
 	}
 	if limit <= 0 {
 		limit = 100
 	}
-	q := `UPDATE queue SET lease_node = $1, lease_until = $2 WHERE id IN (
-		SELECT id FROM queue WHERE message IS NOT NULL AND next_attempt IS NOT NULL AND next_attempt <= $3
+	// The candidates are picked once (a materialised CTE): as a plain
+	// IN (subquery) PostgreSQL may run the locking subquery again per
+	// row it joins, and a claim then took more than limit rows.
+	q := `WITH picked AS MATERIALIZED (
+		SELECT id FROM queue WHERE lane = $5 AND message IS NOT NULL AND next_attempt IS NOT NULL AND next_attempt <= $3
 			AND (lease_until IS NULL OR lease_until < $3)
 		ORDER BY next_attempt, id LIMIT $4` + s.d.skipLocked + `)
-		AND (lease_until IS NULL OR lease_until < $3)
+		UPDATE queue SET lease_node = $1, lease_until = $2 WHERE id IN (SELECT id FROM picked)
+		AND lane = $5 AND (lease_until IS NULL OR lease_until < $3)
 		RETURNING ` + queueColumns
 	var out []QueueEntry
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		rows, err := tx.QueryContext(ctx, q, node, until.UnixMicro(), now.UnixMicro(), int64(limit))
+		rows, err := tx.QueryContext(ctx, q, node, until.UnixMicro(), now.UnixMicro(), int64(limit), lane)
 		if err != nil {
 			return err
 		}
@@ -101,21 +111,25 @@ func (s *Store) ClaimQueueEntries(ctx context.Context, node string, now, until t
 	return out, nil
 }
 
-// RenewLeases extends node's leases on ids to until and returns how many
-// it still held (an entry whose lease another node took over, or that is
-// gone, is not renewed).
-func (s *Store) RenewLeases(ctx context.Context, node string, ids []string, until time.Time) (int, error) {
+// RenewLeases extends node's leases on the entries ids of lane to until and
+// returns how many it still held (an entry whose lease another node took
+// over, that is gone, or that is of the other lane, is not renewed).
+func (s *Store) RenewLeases(ctx context.Context, node, lane string, ids []string, until time.Time) (int, error) {
+	lane, err := laneOf(lane)
+	if err != nil {
+		return 0, fmt.Errorf("store: RenewLeases: %w", err)
+	}
 	n := 0
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), 500)]
 		ids = ids[len(chunk):]
-		args := []any{node, until.UnixMicro()}
+		args := []any{node, until.UnixMicro(), lane}
 		ph := make([]string, len(chunk))
 		for i, id := range chunk {
 			args = append(args, id)
-			ph[i] = fmt.Sprintf("$%d", i+3)
+			ph[i] = fmt.Sprintf("$%d", i+4)
 		}
-		res, err := s.db.ExecContext(ctx, `UPDATE queue SET lease_until = $2 WHERE lease_node = $1 AND id IN (`+
+		res, err := s.db.ExecContext(ctx, `UPDATE queue SET lease_until = $2 WHERE lease_node = $1 AND lane = $3 AND id IN (`+
 			strings.Join(ph, ", ")+`)`, args...)
 		if err != nil {
 			return n, fmt.Errorf("store: renewing the leases of %s: %w", node, err)
@@ -129,11 +143,16 @@ func (s *Store) RenewLeases(ctx context.Context, node string, ids []string, unti
 	return n, nil
 }
 
-// ReleaseLeases frees every lease node holds, for a node starting again
-// after a crash: what it was working on is due for anyone at once instead
-// of after the lease timeout. Only node itself may call it.
-func (s *Store) ReleaseLeases(ctx context.Context, node string) (int, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE queue SET lease_node = '', lease_until = NULL WHERE lease_node = $1`, node)
+// ReleaseLeases frees every lease node holds in lane, for a node's queue
+// starting again after a crash: what it was working on is due for anyone
+// at once instead of after the lease timeout. Only that queue of node
+// itself may call it (the node's other queue may be running).
+func (s *Store) ReleaseLeases(ctx context.Context, node, lane string) (int, error) {
+	lane, err := laneOf(lane)
+	if err != nil {
+		return 0, fmt.Errorf("store: ReleaseLeases: %w", err)
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE queue SET lease_node = '', lease_until = NULL WHERE lease_node = $1 AND lane = $2`, node, lane)
 	if err != nil {
 		return 0, fmt.Errorf("store: releasing the leases of %s: %w", node, err)
 	}

@@ -97,7 +97,7 @@ func TestClaimQueueEntries(t *testing.T) {
 			slices.Sort(out)
 			return out
 		}
-		got, err := s.ClaimQueueEntries(ctx, "gw2", now, now.Add(time.Minute), 10)
+		got, err := s.ClaimQueueEntries(ctx, "gw2", LaneOutbound, now, now.Add(time.Minute), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,25 +109,25 @@ func TestClaimQueueEntries(t *testing.T) {
 				t.Errorf("claimed entry %+v", e)
 			}
 		}
-		if again, err := s.ClaimQueueEntries(ctx, "gw3", now, now.Add(time.Minute), 10); err != nil || len(again) != 0 {
+		if again, err := s.ClaimQueueEntries(ctx, "gw3", LaneOutbound, now, now.Add(time.Minute), 10); err != nil || len(again) != 0 {
 			t.Fatalf("a second node claimed %v (%v) under live leases", ids(again), err)
 		}
 		// gw2 renews one of its two; the other lapses and gw3 takes it.
-		if n, err := s.RenewLeases(ctx, "gw2", []string{"due", "gone"}, now.Add(3*time.Minute)); err != nil || n != 1 {
+		if n, err := s.RenewLeases(ctx, "gw2", LaneOutbound, []string{"due", "gone"}, now.Add(3*time.Minute)); err != nil || n != 1 {
 			t.Fatalf("RenewLeases = %d, %v; want 1", n, err)
 		}
-		if n, err := s.RenewLeases(ctx, "gw3", []string{"due"}, now.Add(3*time.Minute)); err != nil || n != 0 {
+		if n, err := s.RenewLeases(ctx, "gw3", LaneOutbound, []string{"due"}, now.Add(3*time.Minute)); err != nil || n != 0 {
 			t.Fatalf("a node renewed a lease it does not hold: %d, %v", n, err)
 		}
 		later := now.Add(2 * time.Minute)
-		got, err = s.ClaimQueueEntries(ctx, "gw3", later, later.Add(time.Minute), 10)
+		got, err = s.ClaimQueueEntries(ctx, "gw3", LaneOutbound, later, later.Add(time.Minute), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if want := []string{"expired", "later", "leased"}; !slices.Equal(ids(got), want) {
 			t.Fatalf("after the leases ran out gw3 claimed %v, want %v", ids(got), want)
 		}
-		if _, err := s.ClaimQueueEntries(ctx, "", now, now, 1); err == nil {
+		if _, err := s.ClaimQueueEntries(ctx, "", LaneOutbound, now, now, 1); err == nil {
 			t.Error("a claim without a node was accepted")
 		}
 	})
@@ -158,7 +158,7 @@ func TestClaimQueueEntriesRace(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for {
-					got, err := s.ClaimQueueEntries(ctx, node, now, now.Add(time.Hour), 7)
+					got, err := s.ClaimQueueEntries(ctx, node, LaneOutbound, now, now.Add(time.Hour), 7)
 					if err != nil {
 						errs <- err
 						return

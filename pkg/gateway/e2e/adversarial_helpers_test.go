@@ -218,6 +218,7 @@ type queueEntry struct {
 	LastError  string   `json:"last_error"`
 	Node       string   `json:"node"`
 	LeaseNode  string   `json:"lease_node"`
+	Lane       string   `json:"lane"`
 }
 
 // queueEntries is `queue list`; t is the (sub)test that asks, so that a
