@@ -94,10 +94,12 @@ const (
 // under data_dir, which is also their entry prefix in the backup.
 var backupSpools = []string{"spool", "spool-inbound"}
 
-// spoolDirOf is the spool a queue entry's file lies in: the inbound
-// listener's queue node is "<node>/inbound" (serve_inbound.go).
-func spoolDirOf(node string) string {
-	if strings.HasSuffix(node, "/inbound") {
+// spoolDirOf is the spool a queue entry's file lies in: entries of the
+// inbound lane lie in the inbound listener's spool (serve_inbound.go).
+// Rows written before queue lanes (migration 10) said so by their node,
+// "<node>/inbound".
+func spoolDirOf(node, lane string) string {
+	if lane == store.LaneInbound || strings.HasSuffix(node, "/inbound") {
 		return "spool-inbound"
 	}
 	return "spool"
@@ -319,7 +321,7 @@ func backupSpoolFile(cfg *config.Config, stage string, r store.QueueDumpRow) (ke
 	if backupSpoolHook != nil {
 		backupSpoolHook(r.ID)
 	}
-	dir := spoolDirOf(r.Node)
+	dir := spoolDirOf(r.Node, r.Lane)
 	src, err := os.Open(filepath.Join(cfg.DataPath(dir), r.ID+".msg"))
 	if errors.Is(err, os.ErrNotExist) {
 		return false, "", nil
@@ -686,6 +688,7 @@ func checkBackupQueue(file, stage string, man backupManifest, kr gateway.Keyring
 		}
 		id, _ := row["id"].(string)
 		node, _ := row["node"].(string)
+		lane, _ := row["lane"].(string)
 		if !spoolIDOK(id) {
 			return nil, usageErrorf("%s: %s row %d: queue id %q", file, name, line, row["id"])
 		}
@@ -699,11 +702,11 @@ func checkBackupQueue(file, stage string, man backupManifest, kr gateway.Keyring
 				return nil, err
 			}
 			if toSpool {
-				entry := spoolDirOf(node) + "/" + id + ".msg"
+				entry := spoolDirOf(node, lane) + "/" + id + ".msg"
 				if _, dup := man.Files[entry]; dup || claimed[entry] {
 					return nil, usageErrorf("%s: queued message %s is both in its row and in %s", file, id, entry)
 				}
-				if err := os.MkdirAll(filepath.Join(stage, spoolDirOf(node)), 0o700); err != nil {
+				if err := os.MkdirAll(filepath.Join(stage, spoolDirOf(node, lane)), 0o700); err != nil {
 					return nil, err
 				}
 				if err := os.WriteFile(filepath.Join(stage, filepath.FromSlash(entry)), sealed, 0o600); err != nil {
@@ -724,7 +727,7 @@ func checkBackupQueue(file, stage string, man backupManifest, kr gateway.Keyring
 		} else if row["message"] != nil {
 			return nil, usageErrorf("%s: queued message %s: not {\"b64\": ...}", file, id)
 		}
-		entry := spoolDirOf(node) + "/" + id + ".msg"
+		entry := spoolDirOf(node, lane) + "/" + id + ".msg"
 		if _, ok := man.Files[entry]; !ok || claimed[entry] {
 			return nil, usageErrorf("%s: queue entry %s has no message in the backup (%s)", file, id, entry)
 		}

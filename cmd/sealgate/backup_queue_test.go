@@ -32,7 +32,7 @@ type queuedMsg struct {
 
 // queueLikeServe writes m for the node configured in cfgFile: the entry
 // deferred for a day and leased by its (old) node.
-func queueLikeServe(t *testing.T, cfgFile string, node, body string, stored bool) queuedMsg {
+func queueLikeServe(t *testing.T, cfgFile string, node, lane, body string, stored bool) queuedMsg {
 	t.Helper()
 	ctx := context.Background()
 	cfg, err := config.Load(cfgFile)
@@ -44,14 +44,14 @@ func queueLikeServe(t *testing.T, cfgFile string, node, body string, stored bool
 		t.Fatal(err)
 	}
 	defer st.Close()
-	sp, err := gateway.OpenSpool(cfg.DataPath(spoolDirOf(node)), kr)
+	sp, err := gateway.OpenSpool(cfg.DataPath(spoolDirOf(node, lane)), kr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := &gateway.Envelope{ID: gateway.NewID(), From: "alice@example.org",
 		Recipients: []gateway.Recipient{{Addr: "bob@partner.test"}}, Received: time.Now().UTC()}
 	later := time.Now().Add(24 * time.Hour)
-	e := store.QueueEntry{ID: env.ID, Node: node, Sender: env.From, Recipients: env.Addrs(), State: gateway.StateDeferred,
+	e := store.QueueEntry{ID: env.ID, Node: node, Lane: lane, Sender: env.From, Recipients: env.Addrs(), State: gateway.StateDeferred,
 		Attempts: 2, NextAttempt: later, LastError: "451 next hop down", LeaseNode: node, LeaseUntil: later}
 	if stored {
 		sealed, _, err := sp.Seal(env, strings.NewReader(body))
@@ -86,7 +86,7 @@ func restoredBody(t *testing.T, cfgFile string, e store.QueueEntry) string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	sp, err := gateway.OpenSpool(cfg.DataPath(spoolDirOf(e.Node)), kr)
+	sp, err := gateway.OpenSpool(cfg.DataPath(spoolDirOf(e.Node, e.Lane)), kr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,12 +241,12 @@ func TestBackupCarriesTheQueue(t *testing.T) {
 			mustSG(t, src, "pki", "init")
 			pg := from.name == "postgres"
 			msgs := []queuedMsg{
-				queueLikeServe(t, src, "old-node-1a2b", "Subject: one\r\n\r\nfirst body\r\n", pg),
-				queueLikeServe(t, src, "old-node-1a2b/inbound", "Subject: two\r\n\r\ninbound body\r\n", false),
+				queueLikeServe(t, src, "old-node-1a2b", store.LaneOutbound, "Subject: one\r\n\r\nfirst body\r\n", pg),
+				queueLikeServe(t, src, "old-node-1a2b", store.LaneInbound, "Subject: two\r\n\r\ninbound body\r\n", false),
 			}
-			delivered := queueLikeServe(t, src, "old-node-1a2b", "Subject: three\r\n\r\ndelivered during the backup\r\n", false)
+			delivered := queueLikeServe(t, src, "old-node-1a2b", store.LaneOutbound, "Subject: three\r\n\r\ndelivered during the backup\r\n", false)
 			// Deleted by an admin on another node: its owner discards it.
-			deleted := queueLikeServe(t, src, "old-node-1a2b", "Subject: four\r\n\r\ndeleted body\r\n", pg)
+			deleted := queueLikeServe(t, src, "old-node-1a2b", store.LaneOutbound, "Subject: four\r\n\r\ndeleted body\r\n", pg)
 			cfg, _ := config.Load(src)
 			if st, _, err := openStore(context.Background(), cfg); err != nil {
 				t.Fatal(err)
@@ -335,7 +335,7 @@ func TestBackupCarriesTheQueue(t *testing.T) {
 func TestRestoreOlderFormat(t *testing.T) {
 	srcDir, src := backupNode(t, "")
 	mustSG(t, src, "pki", "init")
-	queueLikeServe(t, src, "old-node", "Subject: q\r\n\r\nqueued\r\n", false)
+	queueLikeServe(t, src, "old-node", store.LaneOutbound, "Subject: q\r\n\r\nqueued\r\n", false)
 	file := filepath.Join(t.TempDir(), "node.backup")
 	mustSG(t, src, "backup", file)
 	v1 := func(keepQueue bool) string {
@@ -379,7 +379,7 @@ func TestRestoreOlderFormat(t *testing.T) {
 func TestRestoreRefusesForgedQueue(t *testing.T) {
 	srcDir, src := backupNode(t, "")
 	mustSG(t, src, "pki", "init")
-	m := queueLikeServe(t, src, "old-node", "Subject: q\r\n\r\nqueued\r\n", false)
+	m := queueLikeServe(t, src, "old-node", store.LaneOutbound, "Subject: q\r\n\r\nqueued\r\n", false)
 	file := filepath.Join(t.TempDir(), "node.backup")
 	mustSG(t, src, "backup", file)
 	spoolName := "spool/" + m.id + ".msg"

@@ -23,6 +23,7 @@ var dumpExcluded = []string{"schema_migrations"}
 type QueueDumpRow struct {
 	ID    string
 	Node  string
+	Lane  string // LaneOutbound, LaneInbound, "" in rows from before lanes
 	State string
 	// Stored says the sealed message is in the row (PostgreSQL); else it
 	// is a spool file on the node that accepted it.
@@ -113,7 +114,7 @@ func (s *Store) tableNames(ctx context.Context, q interface {
 // name.
 func queueDumpRow(row map[string]any) QueueDumpRow {
 	str := func(c string) string { v, _ := row[c].(string); return v }
-	return QueueDumpRow{ID: str("id"), Node: str("node"), State: str("state"), Stored: row["message"] != nil}
+	return QueueDumpRow{ID: str("id"), Node: str("node"), Lane: str("lane"), State: str("state"), Stored: row["message"] != nil}
 }
 
 // dumpTable writes table's rows that keep (nil: all) admits.

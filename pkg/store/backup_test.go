@@ -55,7 +55,7 @@ func TestDumpRestoreRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		slices.SortFunc(seen, func(a, b QueueDumpRow) int { return strings.Compare(a.ID, b.ID) })
-		if want := []QueueDumpRow{{"q2", "old-node", "deferred", false}, {"q4", "old-node", "queued", true}, {"q5", "old-node", "queued", false}}; !slices.Equal(seen, want) {
+		if want := []QueueDumpRow{{"q2", "old-node", LaneOutbound, "deferred", false}, {"q4", "old-node", LaneOutbound, "queued", true}, {"q5", "old-node", LaneOutbound, "queued", false}}; !slices.Equal(seen, want) {
 			t.Fatalf("KeepQueue saw %+v, want %+v", seen, want)
 		}
 		if _, ok := dumps["schema_migrations"]; ok {
