@@ -130,6 +130,9 @@ func prepareHTML(pm *parsedMessage) error {
 		// open elements): their text is shown without structure.
 		root = flatHTML(pm.HTML)
 	}
+	// The <style> sheets write their properties into the elements' style
+	// attributes (css.go): the layout and the text below see them.
+	pm.htmlWarnings = applyStyleSheets(root)
 	// The HTML layout draws words left to right and does not join Arabic
 	// letters; the text layout does both (bidi.go, shape.go). Mail with
 	// right-to-left text is therefore laid out as text: the text
@@ -438,9 +441,7 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 	if v := attr(n, "border"); v != "" && v != "0" {
 		t.border = true
 	}
-	if strings.Contains(strings.ToLower(attr(n, "style")), "border") && !strings.Contains(strings.ToLower(attr(n, "style")), "border:0") &&
-		!strings.Contains(strings.ToLower(attr(n, "style")), "border: 0") && !strings.Contains(strings.ToLower(attr(n, "style")), "border:none") &&
-		!strings.Contains(strings.ToLower(attr(n, "style")), "border: none") {
+	if cssBorder(attr(n, "style")) {
 		t.border = true
 	}
 	t.widthMM, t.widthPct = lengthAttr(n)
@@ -813,7 +814,27 @@ func lengthAttr(n *html.Node) (mm, pct float64) {
 	return 0, 0
 }
 
-// parseColor reads #rgb, #rrggbb and a few names.
+// cssBorder: a border, border-width or border-style that draws a line
+// (border-collapse, border-spacing and the like say nothing about that).
+func cssBorder(style string) bool {
+	if style == "" {
+		return false
+	}
+	for _, p := range []string{"border", "border-width", "border-style"} {
+		v := strings.ToLower(cssValue(style, p))
+		if v == "" {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 || f[0] == "0" || f[0] == "0px" || f[0] == "none" || f[0] == "hidden" || f[0] == "initial" || f[0] == "inherit" {
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// parseColor reads #rgb, #rrggbb, rgb(r, g, b) and a few names.
 func parseColor(s string) ([3]int, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	switch s {
@@ -825,6 +846,12 @@ func parseColor(s string) ([3]int, bool) {
 		return [3]int{200, 0, 0}, true
 	case "gray", "grey":
 		return [3]int{128, 128, 128}, true
+	}
+	if inner, ok := strings.CutPrefix(s, "rgb("); ok {
+		return parseRGB(inner)
+	}
+	if inner, ok := strings.CutPrefix(s, "rgba("); ok {
+		return parseRGB(inner)
 	}
 	s = strings.TrimPrefix(s, "#")
 	if len(s) == 3 {
@@ -838,6 +865,29 @@ func parseColor(s string) ([3]int, bool) {
 		return [3]int{}, false
 	}
 	return [3]int{int(v >> 16 & 0xff), int(v >> 8 & 0xff), int(v & 0xff)}, true
+}
+
+// parseRGB reads "r, g, b)" or "r g b / a)" (integers 0-255); the alpha
+// is ignored (printed on white).
+func parseRGB(s string) ([3]int, bool) {
+	s, ok := strings.CutSuffix(strings.TrimSpace(s), ")")
+	if !ok {
+		return [3]int{}, false
+	}
+	s, _, _ = strings.Cut(s, "/")
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(f) != 3 && len(f) != 4 {
+		return [3]int{}, false
+	}
+	var c [3]int
+	for i := range 3 {
+		v, err := strconv.Atoi(f[i])
+		if err != nil || v < 0 || v > 255 {
+			return [3]int{}, false
+		}
+		c[i] = v
+	}
+	return c, true
 }
 
 // tooLight: text colours that would vanish on white paper (white text on
