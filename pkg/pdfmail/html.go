@@ -92,6 +92,10 @@ type hTable struct {
 	widthPct float64
 	pad      float64 // cell padding, mm
 	center   bool    // align="center" or margin: auto
+	// head is the number of leading header rows (<thead>, or rows of
+	// <th> only), drawn again at the top of each page the table
+	// continues on.
+	head int
 }
 
 type hCell struct {
@@ -450,15 +454,16 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 		t.pad = min(max(v*pxToMM, 0.4), 4)
 	}
 	var caption []*hBlock
-	var rows func(*html.Node)
-	rows = func(p *html.Node) {
+	var headRows []bool // per row: in <thead>, or of <th> only
+	var rows func(*html.Node, bool)
+	rows = func(p *html.Node, inHead bool) {
 		for c := p.FirstChild; c != nil; c = c.NextSibling {
 			if c.Type != html.ElementNode || hidden(c) {
 				continue
 			}
 			switch c.DataAtom {
 			case atom.Thead, atom.Tbody, atom.Tfoot:
-				rows(c)
+				rows(c, c.DataAtom == atom.Thead)
 			case atom.Caption:
 				cst := styleFrom(c, st)
 				cst.align = "C"
@@ -469,11 +474,13 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 				}
 				rst := styleFrom(c, st)
 				var row []*hCell
+				allTH := true
 				for cc := c.FirstChild; cc != nil; cc = cc.NextSibling {
 					if cc.Type != html.ElementNode || (cc.DataAtom != atom.Td && cc.DataAtom != atom.Th) || hidden(cc) {
 						continue
 					}
 					c := b.cell(cc, rst, depth)
+					allTH = allTH && c.header
 					b.ncells++
 					if len(row) > 0 && (len(row) >= maxTableCols || b.ncells > maxHTMLCells) {
 						// Beyond the columns we lay out: the content
@@ -485,10 +492,14 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 					row = append(row, c)
 				}
 				t.rows = append(t.rows, row)
+				headRows = append(headRows, inHead || allTH && len(row) > 0)
 			}
 		}
 	}
-	rows(n)
+	rows(n, false)
+	for t.head < len(headRows) && headRows[t.head] {
+		t.head++
+	}
 	if len(caption) > 0 {
 		for _, c := range caption {
 			b.add(c)
