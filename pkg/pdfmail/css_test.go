@@ -1,6 +1,7 @@
 package pdfmail
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
@@ -188,4 +189,51 @@ func TestSelectorSpecificity(t *testing.T) {
 			t.Errorf("%q: specificity %s, want (%d,%d,%d)", tc.sel, fmt.Sprintf("(%d,%d,%d)", got>>20, got>>10&1023, got&1023), tc.a, tc.b, tc.c)
 		}
 	}
+}
+
+// FuzzHTMLStyle feeds arbitrary style sheets (and a style attribute)
+// against a fixed newsletter through the sheet path and the layout: a
+// PDF or an error, never a panic or a hang; the style attributes written
+// back hold no declaration separator smuggled in from a value.
+func FuzzHTMLStyle(f *testing.F) {
+	f.Add(`.preheader{display:none!important} td.price{text-align:right} @media only screen and (max-width:600px){td{display:block}}`, `color:#fff`)
+	f.Add(`p:not(:not(:not(.a))) > a + b ~ c[href^="x" i]:nth-child(odd){background:rgb(1,2,3) url(x)}`, `display:none`)
+	f.Add(`@media screen{@media print{p{color:red}}} @supports (x:y){p{x:y}} @font-face{src:url(a)} div{p{q:r}}`, ``)
+	f.Add(`<!-- p{color:red} --> }}}{{{ @media ((( { p{`, `;;;:::!important`)
+	f.Add(`*{width:100%;margin:0 auto;border:1px solid}#t{text-align:center}`, `width:1e308px`)
+	f.Fuzz(func(t *testing.T, sheet, inline string) {
+		doc := `<html><head><style>` + sheet + `</style></head><body><div class=preheader>pre</div>` +
+			`<table class=prices width=600><thead><tr><th>a</th></tr></thead><tr><td class=price id=t style="` +
+			html.EscapeString(inline) + `">1,00</td></tr></table><p>text <a href="https://x.example">link</a></p></body></html>`
+		root, err := html.Parse(strings.NewReader(doc))
+		if err != nil {
+			return
+		}
+		applyStyleSheets(root)
+		var check func(n *html.Node)
+		check = func(n *html.Node) {
+			if n.Type == html.ElementNode && attr(n, "style") != "" && attr(n, "id") != "t" {
+				for decl := range strings.SplitSeq(attr(n, "style"), ";") {
+					if k, _, ok := strings.Cut(decl, ":"); decl != "" && (!ok || cssPropIndex[k] == 0 && k != "display") {
+						t.Errorf("style attribute %q has %q", attr(n, "style"), decl)
+					}
+				}
+			}
+			for c := n.FirstChild; c != nil; c = c.NextSibling {
+				check(c)
+			}
+		}
+		check(root)
+		msg := relatedMessage("fuzz", doc)
+		pm, err := parseMessage(bytes.NewReader(msg), nil)
+		if err != nil {
+			return
+		}
+		if err := prepareHTML(pm); err != nil {
+			t.Fatalf("prepareHTML: %v", err)
+		}
+		if _, _, err := renderPages(pm, languages["en"], fixedTime, fontSet{fontRegular, fontBold, builtinChain()}); err != nil {
+			t.Logf("render error (allowed, must not panic): %v", err)
+		}
+	})
 }

@@ -259,3 +259,49 @@ func TestHTMLStyleWarnings(t *testing.T) {
 		t.Errorf("warnings %q", info.Warnings)
 	}
 }
+
+// BenchmarkSealHTMLStyled: the ten-page newsletter of
+// BenchmarkSealHTMLNewsletter laid out by a style-heavy sheet: 600 rules
+// (classes, descendants, attributes, :not(), @media blocks) as template
+// builders emit them, and classes on every element.
+func BenchmarkSealHTMLStyled(b *testing.B) {
+	builtinChain()
+	msg := styledTenPageNewsletter(b)
+	benchSeal(b, msg, len(msg))
+}
+
+func styledTenPageNewsletter(b testing.TB) []byte {
+	var sheet strings.Builder
+	for i := range 150 {
+		fmt.Fprintf(&sheet, ".mc%d td.cell%d{text-align:right;color:#333333}\n", i, i)
+		fmt.Fprintf(&sheet, "#block%d p:not(.intro) > a[href^=\"https\"]{font-weight:bold}\n", i)
+		fmt.Fprintf(&sheet, "table.t%d tr:nth-child(even) td{background-color:#f2f2f2}\n", i)
+		fmt.Fprintf(&sheet, "@media only screen and (max-width:600px){.mc%d{display:none!important}}\n", i)
+	}
+	sheet.WriteString(`.preheader{display:none!important} h2{text-align:center} .price{text-align:right} .lead{font-style:italic}
+table.items{border:1px solid #999999;width:500px} .items th{background-color:#dddddd}`)
+	var doc strings.Builder
+	doc.WriteString(`<html><head><style>` + sheet.String() + `</style></head><body><div class="preheader">preheader</div>`)
+	doc.WriteString(`<table width="600" align="center" class="mc1"><tr><td class="cell1">`)
+	var parts []inlinePart
+	for i := range 5 {
+		parts = append(parts, inlinePart{fmt.Sprintf("img%d@x", i), "image/png", testPNG(b, 600, 200)})
+	}
+	for page := range 10 {
+		fmt.Fprintf(&doc, `<div id="block%d" class="mc%d"><h2>Section %d</h2>`, page, page, page+1)
+		if page%2 == 0 {
+			fmt.Fprintf(&doc, `<p><img src="cid:img%d@x" width="600"></p>`, page/2)
+		}
+		for range 13 {
+			doc.WriteString(`<p class="lead">Dear customer, this week <b>everything is cheaper</b> and <i>delivery is free</i>. ` +
+				`Read <a href="https://shop.example/offer">all offers</a> on our site; prices include VAT and are valid while stocks last.</p>`)
+		}
+		fmt.Fprintf(&doc, `<table class="items t%d" cellpadding="4"><thead><tr><th>Item</th><th>Qty</th><th>Price</th></tr></thead>`, page)
+		for r := range 4 {
+			fmt.Fprintf(&doc, `<tr><td class="cell%d">Widget %d</td><td>%d</td><td class="price">%d,00</td></tr>`, r, r, r+1, 10*(r+1))
+		}
+		doc.WriteString(`<tr><td colspan="2">Total</td><td class="price">100,00</td></tr></table></div>`)
+	}
+	doc.WriteString(`</td></tr></table></body></html>`)
+	return relatedMessage("Bench", doc.String(), parts...)
+}
