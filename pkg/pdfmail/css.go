@@ -485,8 +485,10 @@ func (s *styleSheet) apply(root *html.Node) {
 					}
 				}
 			}
-			if matched {
-				if inline := attr(n, "style"); inline != "" && len(inline) <= maxInlineStyle {
+			if inline := attr(n, "style"); matched && len(inline) <= maxInlineStyle {
+				// (An over-long style attribute is left as it is, the
+				// sheets' properties not added: nothing of it is lost.)
+				if inline != "" {
 					for _, d := range parseInlineStyle(inline) {
 						w := win{val: d.val, level: 1}
 						if d.important {

@@ -87,8 +87,9 @@ func TestStyleCascade(t *testing.T) {
 		{"import and font-face ignored", `@import url(https://x.example/a.css); @font-face{font-family:x;src:url(https://x.example/f.woff)} p{color:#111111}`, `<p id=t>x</p>`, "color", "#111111"},
 		{"nested rule ignored", `div{p{display:none}}`, `<div><p id=t>x</p></div>`, "display", ""},
 		{"broken rule skipped", `p{color:;;} } p{font-style:italic}`, `<p id=t>x</p>`, "font-style", "italic"},
+		{"over-long style attribute kept", `p{display:none}`, `<p id=t style="color:#111111;` + strings.Repeat(" ", maxInlineStyle) + `">x</p>`, "display", ""},
 		{"second sheet later", ``, `<style>p{color:#111111}</style><style>p{color:#222222}</style><p id=t>x</p>`, "color", "#222222"},
-		{"declaration breakout", `p{color:#111111;x:"a;display:none"}`, `<p id=t>x</p>`, "display", ""},
+		{"declaration breakout", `p{color:"a;display:none;b"}`, `<p id=t>x</p>`, "display", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
