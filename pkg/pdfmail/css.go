@@ -46,7 +46,7 @@ const (
 
 // cssProps are the properties the layout reads; the others are dropped.
 var cssProps = []string{
-	"display", "visibility", "max-height", "overflow", "text-align", "font-weight", "font-style",
+	"display", "visibility", "max-height", "overflow", "text-align", "font-weight", "font-style", "font-size",
 	"text-decoration", "color", "background-color", "width", "margin", "margin-left", "margin-right",
 	"border", "border-width", "border-style",
 }

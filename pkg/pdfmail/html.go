@@ -323,7 +323,8 @@ func (b *hBuilder) walk(n *html.Node, st hStyle, depth int) {
 		b.space(1.5)
 	case atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6:
 		b.endPara()
-		st.bold, st.size = true, headingSizes[n.DataAtom]
+		// Bold and the heading's size came with styleFrom (a sheet may
+		// have changed them).
 		b.space(st.size * 0.3)
 		b.children(n, st, depth)
 		b.endPara()
@@ -701,6 +702,8 @@ func styleFrom(n *html.Node, st hStyle) hStyle {
 		st.size *= 0.75
 	case atom.Center:
 		st.align = "C"
+	case atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6:
+		st.bold, st.size = true, headingSizes[n.DataAtom]
 	case atom.A:
 		if h := safeHref(attr(n, "href")); h != "" {
 			st.href, st.underline, st.color = h, true, [3]int{11, 92, 173}
@@ -759,12 +762,39 @@ func styleCSS(n *html.Node, st hStyle) hStyle {
 	case strings.Contains(td, "none"):
 		st.underline = false
 	}
+	if size, ok := cssFontSize(cssValue(css, "font-size"), st.size); ok {
+		st.size = min(max(size, 5), 36)
+	}
 	if c, ok := parseColor(cssValue(css, "color")); ok && (st.href == "" || st.dark) && tooLight(c) == st.dark {
 		// Text keeps its colour where it stays readable: dark on
 		// white paper, light on a dark cell.
 		st.color = c
 	}
 	return st
+}
+
+// cssFontSize reads a font-size (px, pt, em, rem, %, keywords) in pt,
+// relative sizes to the inherited size.
+func cssFontSize(v string, inherited float64) (float64, bool) {
+	v = strings.ToLower(strings.TrimSpace(v))
+	keywords := map[string]float64{"xx-small": 7, "x-small": 7.5, "small": 10, "medium": 12, "large": 13.5,
+		"x-large": 18, "xx-large": 24, "smaller": inherited / 1.2, "larger": inherited * 1.2}
+	if k, ok := keywords[v]; ok {
+		return k, true
+	}
+	for _, u := range []struct {
+		suffix string
+		factor float64
+	}{{"px", 0.75}, {"pt", 1}, {"rem", 12}, {"em", inherited}, {"%", inherited / 100}} {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || f <= 0 || f > 1000 {
+				return 0, false
+			}
+			return f * u.factor, true
+		}
+	}
+	return 0, false
 }
 
 // hidden: display:none, visibility:hidden or the hidden attribute

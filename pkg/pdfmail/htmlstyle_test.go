@@ -30,7 +30,7 @@ func styledNewsletterHTML(remote string) string {
 @import url(` + remote + `/imported.css);
 body{margin:0;padding:0}
 .preheader{display:none!important;visibility:hidden;mso-hide:all;font-size:1px;max-height:0;overflow:hidden}
-h1{text-align:center}
+h1{text-align:center;font-size:32px}
 .intro{font-style:italic}
 table.prices{border:1px solid #999999;border-collapse:collapse;width:400px}
 td.price{text-align:right}
@@ -121,6 +121,11 @@ func TestHTMLStyleSheetNewsletter(t *testing.T) {
 	if w := x12[1] - apples[0]; w < 280 || w > 300 {
 		t.Errorf("price table %.1f pt wide inside, want 400 px (300 pt) less padding", w)
 	}
+	// h1{font-size:32px}: 24 pt, not the default 18 pt, against the
+	// body's text.
+	if ratio := box["Autumn"][2] / box["Our"][2]; abs(ratio-24.0/bodySize) > 0.1*24/bodySize {
+		t.Errorf("heading %.2f times the body text, want %.2f (24 pt)", ratio, 24.0/bodySize)
+	}
 	if n := fetched.Load(); n != 0 {
 		t.Errorf("the remote style sheet or url() was fetched %d times", n)
 	}
@@ -146,21 +151,20 @@ func absInt(v int) int { return max(v, -v) }
 
 func abs(v float64) float64 { return max(v, -v) }
 
-var bboxWord = regexp.MustCompile(`<word xMin="([0-9.]+)" yMin="[0-9.]+" xMax="([0-9.]+)" yMax="[0-9.]+">([^<]*)</word>`)
+var bboxWord = regexp.MustCompile(`<word xMin="([0-9.]+)" yMin="([0-9.]+)" xMax="([0-9.]+)" yMax="([0-9.]+)">([^<]*)</word>`)
 
-// wordBoxes is each word's first [xMin, xMax] on page 1 in points, from
-// pdftotext -bbox (poppler).
-func wordBoxes(t *testing.T, pdf string) map[string][2]float64 {
+// wordBoxes is each word's last [xMin, xMax, height] on page 1 in
+// points, from pdftotext -bbox (poppler).
+func wordBoxes(t *testing.T, pdf string) map[string][3]float64 {
 	t.Helper()
 	out := testpeer.MustRun(t, nil, "pdftotext", "-bbox", "-f", "1", "-l", "1", "-upw", testPassword, pdf, "-")
-	boxes := map[string][2]float64{}
+	boxes := map[string][3]float64{}
 	for _, m := range bboxWord.FindAllStringSubmatch(string(out), -1) {
-		if _, ok := boxes[m[3]]; ok {
-			continue
+		var v [4]float64
+		for i := range v {
+			v[i], _ = strconv.ParseFloat(m[i+1], 64)
 		}
-		a, _ := strconv.ParseFloat(m[1], 64)
-		b, _ := strconv.ParseFloat(m[2], 64)
-		boxes[m[3]] = [2]float64{a, b}
+		boxes[m[5]] = [3]float64{v[0], v[2], v[3] - v[1]}
 	}
 	return boxes
 }
