@@ -89,6 +89,9 @@ func TestStyleCascade(t *testing.T) {
 		{"broken rule skipped", `p{color:;;} } p{font-style:italic}`, `<p id=t>x</p>`, "font-style", "italic"},
 		{"over-long style attribute kept", `p{display:none}`, `<p id=t style="color:#111111;` + strings.Repeat(" ", maxInlineStyle) + `">x</p>`, "display", ""},
 		{"font-size", `h1{font-size:32px}`, `<h1 id=t>x</h1>`, "font-size", "32px"},
+		{"last declaration in a rule wins", `p{color:#111111;color:#222222}`, `<p id=t>x</p>`, "color", "#222222"},
+		{"important declaration in a rule wins", `p{color:#111111!important;color:#222222}`, `<p id=t>x</p>`, "color", "#111111"},
+		{"long selector group", strings.Repeat(".x, ", 150) + `p{color:#111111}`, `<p id=t>x</p>`, "color", "#111111"},
 		{"second sheet later", ``, `<style>p{color:#111111}</style><style>p{color:#222222}</style><p id=t>x</p>`, "color", "#222222"},
 		{"declaration breakout", `p{color:"a;display:none;b"}`, `<p id=t>x</p>`, "display", ""},
 	}
@@ -130,6 +133,7 @@ func TestStyleHostile(t *testing.T) {
 		{"huge sheet", "<style>" + strings.Repeat("p{color:red}", 60000) + "</style><p>x</p>", "longer than 256 KiB"},
 		{"deep descendant chain", "<style>" + strings.Repeat("span div div div div div div div div div div{color:red}", 300) + "</style>" + deepDOM, "too costly"},
 		{"long selector", "<style>" + strings.Repeat("div ", 40) + "{color:red}</style>" + deepDOM, "too complex"},
+		{"long compound", "<style>p" + strings.Repeat("[a]", 100) + "{color:red}</style><p>x</p>", "too complex"},
 		{"not chain", "<style>p" + strings.Repeat(":not(", 50) + "a" + strings.Repeat(")", 50) + "{color:red}</style><p>x</p>", "too complex"},
 		{"sibling scan", "<style>" + strings.Repeat("p:last-of-type ~ p:nth-child(3) ~ p{color:red}", 300) + "</style>" + strings.Repeat("<p>x</p>", 20000), "too costly"},
 	}
@@ -140,6 +144,26 @@ func TestStyleHostile(t *testing.T) {
 				t.Errorf("warnings %q lack %q", warns, tc.warn)
 			}
 		})
+	}
+}
+
+// TestStyleDeclarationsShared: a rule set of 4000 selectors and 20 000
+// declarations keeps one short list of declarations, not 80 million.
+func TestStyleDeclarationsShared(t *testing.T) {
+	var sel []string
+	for i := range 4000 {
+		sel = append(sel, fmt.Sprintf(".c%d", i))
+	}
+	sheet := parseStyleSheet([]byte(strings.Join(sel, ",") + "{" + strings.Repeat("color:red;text-align:left !important;", 10000) + "}"))
+	if sheet.n != 4000 {
+		t.Fatalf("%d selectors", sheet.n)
+	}
+	for _, rules := range sheet.byClass {
+		for _, r := range rules {
+			if len(r.decls) != 2 || r.decls[0].val != "red" || !r.decls[1].important {
+				t.Fatalf("declarations %+v", r.decls[:min(len(r.decls), 4)])
+			}
+		}
 	}
 }
 

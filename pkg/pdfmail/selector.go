@@ -56,9 +56,6 @@ type cPseudo struct {
 // dropped, as browsers do); group is then non-empty when the cause was a
 // limit.
 func parseSelectorGroup(toks []css.Token) (group []*cSelector, ok bool) {
-	if len(toks) > maxSelectorTokens {
-		return []*cSelector{nil}, false
-	}
 	sp := &selParser{toks: toks}
 	group, ok = sp.list(0)
 	if !ok || sp.pos != len(toks) {
@@ -117,8 +114,13 @@ func (p *selParser) list(depth int) ([]*cSelector, bool) {
 
 func (p *selParser) complex(depth int) (*cSelector, bool) {
 	sel := &cSelector{}
+	start := p.pos
 	for {
 		c, ok := p.compound(depth)
+		if p.pos-start > maxSelectorTokens {
+			p.limit = true
+			return nil, false
+		}
 		if !ok {
 			return nil, false
 		}
