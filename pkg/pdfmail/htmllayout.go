@@ -596,7 +596,19 @@ func (l *hLayout) table(t *hTable, x, w float64) {
 			l.newPage()
 			drawRows(0, headEnd)
 		}
-		l.room(groupH)
+		need := groupH
+		if repeatHead && r < headEnd {
+			// The header not alone at the foot of a page: it starts
+			// where the first body rows fit under it.
+			need = 0
+			for k := r; k < groupEnd(headEnd); k++ {
+				need += rowH[k]
+			}
+			if need > l.bottom-l.top {
+				need = groupH
+			}
+		}
+		l.room(need)
 		drawRows(r, end)
 		r = end
 	}

@@ -227,6 +227,13 @@ func TestHTMLTableHeaderRepeats(t *testing.T) {
 				t.Fatalf("%d pages, want the table over 3 at least", pages)
 			}
 			all := ""
+			// The header is not left alone at the foot of page 1 (38 lines
+			// before the table leave room for the header only).
+			top := "<p>" + strings.Repeat("Filler line<br>", 38) + "</p>"
+			_, orphan := seal(t, &Sealer{}, relatedMessage("Prices", top+longTableHTML(thead)), testPassword)
+			if p1 := testpeer.PDFPageText(t, orphan, testPassword, 1); strings.Contains(p1, "Unit price") && !strings.Contains(p1, "Article number 000") {
+				t.Errorf("page 1 ends with the table's header and no row:\n%s", p1)
+			}
 			for p := 1; p <= pages; p++ {
 				text := testpeer.PDFPageText(t, pdf, testPassword, p)
 				all += text
