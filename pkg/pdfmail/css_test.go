@@ -135,6 +135,10 @@ func TestStyleHostile(t *testing.T) {
 		{"long selector", "<style>" + strings.Repeat("div ", 40) + "{color:red}</style>" + deepDOM, "too complex"},
 		{"long compound", "<style>p" + strings.Repeat("[a]", 100) + "{color:red}</style><p>x</p>", "too complex"},
 		{"not chain", "<style>p" + strings.Repeat(":not(", 50) + "a" + strings.Repeat(")", 50) + "{color:red}</style><p>x</p>", "too complex"},
+		{"long class attributes", "<style>" + strings.Repeat(`[class~="`+strings.Repeat("a", 200)+`"]{color:red}`, 1000) + "</style>" +
+			strings.Repeat(`<p class="`+strings.Repeat("a", 100000)+`">x</p>`, 40), "too costly"},
+		{"long attribute values", "<style>" + strings.Repeat(`[title*="zq"]{color:red}`, 4000) + "</style>" +
+			strings.Repeat(`<p title="`+strings.Repeat("z", 100000)+`">x</p>`, 40), "too costly"},
 		{"sibling scan", "<style>" + strings.Repeat("p:last-of-type ~ p:nth-child(3) ~ p{color:red}", 300) + "</style>" + strings.Repeat("<p>x</p>", 20000), "too costly"},
 	}
 	for _, tc := range tests {
@@ -278,6 +282,41 @@ func TestCSSFontSize(t *testing.T) {
 		got, ok := cssFontSize(tc.in, 10)
 		if ok != tc.ok || abs(got-tc.want) > 1e-9 {
 			t.Errorf("cssFontSize(%q) = %v, %t; want %v, %t", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// BenchmarkApplyStyleSheets: the sheet path alone (600 rules read and
+// matched against the ten-page styled newsletter's ~1000 elements).
+func BenchmarkApplyStyleSheets(b *testing.B) {
+	pm, err := parseMessage(bytes.NewReader(styledTenPageNewsletter(b)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		root, err := html.Parse(strings.NewReader(pm.HTML))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if w := applyStyleSheets(root); len(w) > 0 {
+			b.Fatal(w)
+		}
+	}
+}
+
+// TestHasWord: class lists are matched word by word.
+func TestHasWord(t *testing.T) {
+	tests := []struct {
+		list, word string
+		want       bool
+	}{
+		{"a b c", "b", true}, {"a b c", "a", true}, {"a b c", "c", true}, {"abc", "b", false}, {"ab b", "b", true},
+		{"price-old price", "price", true}, {"price-old", "price", false}, {"x\tprice\n", "price", true}, {"", "a", false},
+		{"aaa", "aa", false},
+	}
+	for _, tc := range tests {
+		if got := (&matcher{budget: 1000}).hasWord(tc.list, tc.word); got != tc.want {
+			t.Errorf("hasWord(%q, %q) = %t", tc.list, tc.word, got)
 		}
 	}
 }

@@ -432,23 +432,18 @@ func (m *matcher) compound(c *cCompound, n *html.Node) bool {
 		}
 	}
 	if len(c.classes) > 0 {
-		classes := strings.Fields(attr(n, "class"))
-		m.budget -= len(classes) / 8
+		classes := attr(n, "class")
+		classes = classes[:min(len(classes), maxWordList)]
+		m.budget -= len(classes) / 64
 		for _, want := range c.classes {
-			found := false
-			for _, have := range classes {
-				if have == want {
-					found = true
-					break
-				}
-			}
-			if !found {
+			if !m.hasWord(classes, want) {
 				return false
 			}
 		}
 	}
 	for _, a := range c.attrs {
-		if !attrMatches(n, a) {
+		m.budget--
+		if !m.attrMatches(n, a) {
 			return false
 		}
 	}
@@ -468,7 +463,41 @@ func (m *matcher) compound(c *cCompound, n *html.Node) bool {
 	return true
 }
 
-func attrMatches(n *html.Node, a cAttr) bool {
+// maxWordList is how much of a class attribute (or a [a~=w] value) is
+// searched: the words of a real one, not a megabyte a sender made up to
+// turn each selector test into a long scan.
+const maxWordList = 2048
+
+// hasWord reports whether the white-space separated list has word, without
+// splitting it (matching runs for every element and selector). Every
+// place the word is found costs steps in proportion to its length ("aa"
+// in "aaaa…" is found everywhere, at no word boundary).
+func (m *matcher) hasWord(list, word string) bool {
+	if word == "" {
+		return false
+	}
+	for from := 0; from < len(list); {
+		m.budget -= 1 + len(word)/16
+		if m.budget <= 0 {
+			return false
+		}
+		j := strings.Index(list[from:], word)
+		if j < 0 {
+			return false
+		}
+		i := from + j
+		end := i + len(word)
+		if (i == 0 || isCSSSpace(list[i-1])) && (end == len(list) || isCSSSpace(list[end])) {
+			return true
+		}
+		from = i + 1
+	}
+	return false
+}
+
+func isCSSSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' }
+
+func (m *matcher) attrMatches(n *html.Node, a cAttr) bool {
 	var v string
 	found := false
 	for _, at := range n.Attr {
@@ -480,6 +509,7 @@ func attrMatches(n *html.Node, a cAttr) bool {
 	if !found {
 		return false
 	}
+	m.budget -= len(v) / 64 // a scan of a long value costs its length
 	want := a.val
 	if a.fold {
 		v, want = strings.ToLower(v), strings.ToLower(want)
@@ -490,12 +520,7 @@ func attrMatches(n *html.Node, a cAttr) bool {
 	case "=":
 		return v == want
 	case "~=":
-		for _, f := range strings.Fields(v) {
-			if f == want {
-				return true
-			}
-		}
-		return false
+		return want != "" && m.hasWord(v[:min(len(v), maxWordList)], want)
 	case "|=":
 		return v == want || strings.HasPrefix(v, want+"-")
 	case "^=":
