@@ -43,6 +43,13 @@ func PDFText(t testing.TB, pdf, password string, layout bool) string {
 	return string(MustRun(t, nil, "pdftotext", append(args, pdf, "-")...))
 }
 
+// PDFPageText returns the text of one page (`pdftotext -f N -l N`).
+func PDFPageText(t testing.TB, pdf, password string, page int) string {
+	t.Helper()
+	n := strconv.Itoa(page)
+	return string(MustRun(t, nil, "pdftotext", "-enc", "UTF-8", "-upw", password, "-f", n, "-l", n, pdf, "-"))
+}
+
 // PDFAttachments saves every embedded file with `pdfdetach -saveall` into a
 // fresh directory and returns name → content.
 func PDFAttachments(t testing.TB, pdf, password string) map[string][]byte {

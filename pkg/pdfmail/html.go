@@ -92,6 +92,10 @@ type hTable struct {
 	widthPct float64
 	pad      float64 // cell padding, mm
 	center   bool    // align="center" or margin: auto
+	// head is the number of leading header rows (<thead>, or rows of
+	// <th> only), drawn again at the top of each page the table
+	// continues on.
+	head int
 }
 
 type hCell struct {
@@ -130,6 +134,9 @@ func prepareHTML(pm *parsedMessage) error {
 		// open elements): their text is shown without structure.
 		root = flatHTML(pm.HTML)
 	}
+	// The <style> sheets write their properties into the elements' style
+	// attributes (css.go): the layout and the text below see them.
+	pm.htmlWarnings = applyStyleSheets(root)
 	// The HTML layout draws words left to right and does not join Arabic
 	// letters; the text layout does both (bidi.go, shape.go). Mail with
 	// right-to-left text is therefore laid out as text: the text
@@ -316,7 +323,8 @@ func (b *hBuilder) walk(n *html.Node, st hStyle, depth int) {
 		b.space(1.5)
 	case atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6:
 		b.endPara()
-		st.bold, st.size = true, headingSizes[n.DataAtom]
+		// Bold and the heading's size came with styleFrom (a sheet may
+		// have changed them).
 		b.space(st.size * 0.3)
 		b.children(n, st, depth)
 		b.endPara()
@@ -438,9 +446,7 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 	if v := attr(n, "border"); v != "" && v != "0" {
 		t.border = true
 	}
-	if strings.Contains(strings.ToLower(attr(n, "style")), "border") && !strings.Contains(strings.ToLower(attr(n, "style")), "border:0") &&
-		!strings.Contains(strings.ToLower(attr(n, "style")), "border: 0") && !strings.Contains(strings.ToLower(attr(n, "style")), "border:none") &&
-		!strings.Contains(strings.ToLower(attr(n, "style")), "border: none") {
+	if cssBorder(attr(n, "style")) {
 		t.border = true
 	}
 	t.widthMM, t.widthPct = lengthAttr(n)
@@ -449,15 +455,16 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 		t.pad = min(max(v*pxToMM, 0.4), 4)
 	}
 	var caption []*hBlock
-	var rows func(*html.Node)
-	rows = func(p *html.Node) {
+	var headRows []bool // per row: in <thead>, or of <th> only
+	var rows func(*html.Node, bool)
+	rows = func(p *html.Node, inHead bool) {
 		for c := p.FirstChild; c != nil; c = c.NextSibling {
 			if c.Type != html.ElementNode || hidden(c) {
 				continue
 			}
 			switch c.DataAtom {
 			case atom.Thead, atom.Tbody, atom.Tfoot:
-				rows(c)
+				rows(c, c.DataAtom == atom.Thead)
 			case atom.Caption:
 				cst := styleFrom(c, st)
 				cst.align = "C"
@@ -468,11 +475,13 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 				}
 				rst := styleFrom(c, st)
 				var row []*hCell
+				allTH := true
 				for cc := c.FirstChild; cc != nil; cc = cc.NextSibling {
 					if cc.Type != html.ElementNode || (cc.DataAtom != atom.Td && cc.DataAtom != atom.Th) || hidden(cc) {
 						continue
 					}
 					c := b.cell(cc, rst, depth)
+					allTH = allTH && c.header
 					b.ncells++
 					if len(row) > 0 && (len(row) >= maxTableCols || b.ncells > maxHTMLCells) {
 						// Beyond the columns we lay out: the content
@@ -484,10 +493,14 @@ func (b *hBuilder) table(n *html.Node, st hStyle, depth int) {
 					row = append(row, c)
 				}
 				t.rows = append(t.rows, row)
+				headRows = append(headRows, inHead || allTH && len(row) > 0)
 			}
 		}
 	}
-	rows(n)
+	rows(n, false)
+	for t.head < len(headRows) && headRows[t.head] {
+		t.head++
+	}
 	if len(caption) > 0 {
 		for _, c := range caption {
 			b.add(c)
@@ -689,6 +702,8 @@ func styleFrom(n *html.Node, st hStyle) hStyle {
 		st.size *= 0.75
 	case atom.Center:
 		st.align = "C"
+	case atom.H1, atom.H2, atom.H3, atom.H4, atom.H5, atom.H6:
+		st.bold, st.size = true, headingSizes[n.DataAtom]
 	case atom.A:
 		if h := safeHref(attr(n, "href")); h != "" {
 			st.href, st.underline, st.color = h, true, [3]int{11, 92, 173}
@@ -747,12 +762,39 @@ func styleCSS(n *html.Node, st hStyle) hStyle {
 	case strings.Contains(td, "none"):
 		st.underline = false
 	}
+	if size, ok := cssFontSize(cssValue(css, "font-size"), st.size); ok {
+		st.size = min(max(size, 5), 36)
+	}
 	if c, ok := parseColor(cssValue(css, "color")); ok && (st.href == "" || st.dark) && tooLight(c) == st.dark {
 		// Text keeps its colour where it stays readable: dark on
 		// white paper, light on a dark cell.
 		st.color = c
 	}
 	return st
+}
+
+// cssFontSize reads a font-size (px, pt, em, rem, %, keywords) in pt,
+// relative sizes to the inherited size.
+func cssFontSize(v string, inherited float64) (float64, bool) {
+	v = strings.ToLower(strings.TrimSpace(v))
+	keywords := map[string]float64{"xx-small": 7, "x-small": 7.5, "small": 10, "medium": 12, "large": 13.5,
+		"x-large": 18, "xx-large": 24, "smaller": inherited / 1.2, "larger": inherited * 1.2}
+	if k, ok := keywords[v]; ok {
+		return k, true
+	}
+	for _, u := range []struct {
+		suffix string
+		factor float64
+	}{{"px", 0.75}, {"pt", 1}, {"rem", 12}, {"em", inherited}, {"%", inherited / 100}} {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || f <= 0 || f > 1000 {
+				return 0, false
+			}
+			return f * u.factor, true
+		}
+	}
+	return 0, false
 }
 
 // hidden: display:none, visibility:hidden or the hidden attribute
@@ -813,7 +855,27 @@ func lengthAttr(n *html.Node) (mm, pct float64) {
 	return 0, 0
 }
 
-// parseColor reads #rgb, #rrggbb and a few names.
+// cssBorder: a border, border-width or border-style that draws a line
+// (border-collapse, border-spacing and the like say nothing about that).
+func cssBorder(style string) bool {
+	if style == "" {
+		return false
+	}
+	for _, p := range []string{"border", "border-width", "border-style"} {
+		v := strings.ToLower(cssValue(style, p))
+		if v == "" {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 || f[0] == "0" || f[0] == "0px" || f[0] == "none" || f[0] == "hidden" || f[0] == "initial" || f[0] == "inherit" {
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// parseColor reads #rgb, #rrggbb, rgb(r, g, b) and a few names.
 func parseColor(s string) ([3]int, bool) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	switch s {
@@ -825,6 +887,12 @@ func parseColor(s string) ([3]int, bool) {
 		return [3]int{200, 0, 0}, true
 	case "gray", "grey":
 		return [3]int{128, 128, 128}, true
+	}
+	if inner, ok := strings.CutPrefix(s, "rgb("); ok {
+		return parseRGB(inner)
+	}
+	if inner, ok := strings.CutPrefix(s, "rgba("); ok {
+		return parseRGB(inner)
 	}
 	s = strings.TrimPrefix(s, "#")
 	if len(s) == 3 {
@@ -838,6 +906,29 @@ func parseColor(s string) ([3]int, bool) {
 		return [3]int{}, false
 	}
 	return [3]int{int(v >> 16 & 0xff), int(v >> 8 & 0xff), int(v & 0xff)}, true
+}
+
+// parseRGB reads "r, g, b)" or "r g b / a)" (integers 0-255); the alpha
+// is ignored (printed on white).
+func parseRGB(s string) ([3]int, bool) {
+	s, ok := strings.CutSuffix(strings.TrimSpace(s), ")")
+	if !ok {
+		return [3]int{}, false
+	}
+	s, _, _ = strings.Cut(s, "/")
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
+	if len(f) != 3 && len(f) != 4 {
+		return [3]int{}, false
+	}
+	var c [3]int
+	for i := range 3 {
+		v, err := strconv.Atoi(f[i])
+		if err != nil || v < 0 || v > 255 {
+			return [3]int{}, false
+		}
+		c[i] = v
+	}
+	return c, true
 }
 
 // tooLight: text colours that would vanish on white paper (white text on

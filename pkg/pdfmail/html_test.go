@@ -346,6 +346,9 @@ func FuzzHTMLLayout(f *testing.F) {
   y</pre></blockquote></li></ol><img src="cid:a" width="-1" height="1e300">`)
 	f.Add(`<a href="java&#09;script:x">j</a><p style="display:none">h</p><h1><i><b>x`)
 	f.Add(strings.Repeat("<div>", 600) + "deep")
+	f.Add(styledNewsletterHTML("http://127.0.0.1:9"))
+	f.Add(`<style>td{font-size:1000%;width:1e9px} .h{display:none} table{width:1%;margin:0 auto} th{background:rgb(0,0,0)}</style>` +
+		`<table><thead><tr><th class=h>a</th><th>b</th></tr></thead>` + strings.Repeat(`<tr><td>x</td><td>y</td></tr>`, 80) + `</table>`)
 	img := testPNG(f, 10, 10)
 	f.Fuzz(func(t *testing.T, doc string) {
 		msg := relatedMessage("fuzz", doc, inlinePart{"a", "image/png", img})

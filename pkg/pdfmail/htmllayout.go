@@ -511,34 +511,28 @@ func (l *hLayout) table(t *hTable, x, w float64) {
 	for _, p := range cells {
 		byRow[p.row] = append(byRow[p.row], p)
 	}
-	for r := 0; r < nrows; {
+	groupEnd := func(r int) int {
 		end := r + 1
 		for k := r; k < end; k++ {
 			for _, p := range byRow[k] {
 				end = max(end, p.row+p.c.rowspan)
 			}
 		}
-		groupH := 0.0
-		for k := r; k < end; k++ {
-			groupH += rowH[k]
-		}
-		if l.dry {
-			l.y += groupH
-			r = end
-			continue
-		}
-		if groupH > l.bottom-l.top {
-			// Taller than a page: the cells one after the other, so
-			// that nothing is cut off.
-			for k := r; k < end; k++ {
-				for _, p := range byRow[k] {
-					l.blocks(p.c.blocks, colX[0]+t.pad, colX[ncols]-colX[0]-2*t.pad)
-				}
-			}
-			r = end
-			continue
-		}
-		l.room(groupH)
+		return end
+	}
+	// The header rows, repeated on every page the table continues on:
+	// when no rowspan ties them to the body and they take less than a
+	// third of a page (else the repeat would crowd out the rows).
+	headEnd, headH := 0, 0.0
+	for headEnd < t.head {
+		headEnd = groupEnd(headEnd)
+	}
+	for k := range headEnd {
+		headH += rowH[k]
+	}
+	repeatHead := t.head > 0 && headEnd == t.head && headEnd < nrows && headH < (l.bottom-l.top)/3
+	// drawRows draws rows r to end-1 from l.y, which must have room.
+	drawRows := func(r, end int) {
 		rowY := make([]float64, end-r+1)
 		rowY[0] = l.y
 		for k := r; k < end; k++ {
@@ -573,6 +567,49 @@ func (l *hLayout) table(t *hTable, x, w float64) {
 		}
 		l.noBreak = saved
 		l.y = rowY[end-r]
+	}
+	for r := 0; r < nrows; {
+		end := groupEnd(r)
+		groupH := 0.0
+		for k := r; k < end; k++ {
+			groupH += rowH[k]
+		}
+		if l.dry {
+			l.y += groupH
+			r = end
+			continue
+		}
+		if groupH > l.bottom-l.top {
+			// Taller than a page: the cells one after the other, so
+			// that nothing is cut off.
+			for k := r; k < end; k++ {
+				for _, p := range byRow[k] {
+					l.blocks(p.c.blocks, colX[0]+t.pad, colX[ncols]-colX[0]-2*t.pad)
+				}
+			}
+			r = end
+			continue
+		}
+		if repeatHead && r >= headEnd && !l.noBreak && l.y+groupH > l.bottom && l.y > l.top+0.01 &&
+			headH+groupH <= l.bottom-l.top {
+			// The table goes on over the page: its header first.
+			l.newPage()
+			drawRows(0, headEnd)
+		}
+		need := groupH
+		if repeatHead && r < headEnd {
+			// The header not alone at the foot of a page: it starts
+			// where the first body rows fit under it.
+			need = 0
+			for k := r; k < groupEnd(headEnd); k++ {
+				need += rowH[k]
+			}
+			if need > l.bottom-l.top {
+				need = groupH
+			}
+		}
+		l.room(need)
+		drawRows(r, end)
 		r = end
 	}
 }

@@ -45,6 +45,8 @@ type parsedMessage struct {
 	// (CarrierNote.ReplyURL), drawn as a link on the first page.
 	ReplyURL string
 	header   mail.Header
+	// htmlWarnings say what of the HTML's style sheets was not applied.
+	htmlWarnings []string
 }
 
 // attachment is one original attachment, stored Flate-compressed.

@@ -181,6 +181,7 @@ func (s *Sealer) SealWithNote(ctx context.Context, msg io.Reader, password []byt
 	if err != nil {
 		return SealInfo{}, fmt.Errorf("pdfmail: %w", err)
 	}
+	warnings = append(warnings, pm.htmlWarnings...)
 	if err := ctx.Err(); err != nil {
 		return SealInfo{}, err
 	}
