@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sealgate/sealgate/internal/testpeer"
 )
@@ -95,5 +96,33 @@ func TestPostgresReusesConnections(t *testing.T) {
 	}
 	if opened := sessions() - before - 1; opened > 0 {
 		t.Errorf("%d connections opened for 3 rounds of %d concurrent statements: the pool dropped the ones it had", opened, concurrent)
+	}
+}
+
+// BenchmarkPostgresQueueEntryBurst16: one op is 16 goroutines (the
+// queue's workers) reading a queue entry at once, then all idle again:
+// the pattern that, with the pool keeping 2 idle connections, opened 14
+// new ones per burst.
+func BenchmarkPostgresQueueEntryBurst16(b *testing.B) {
+	s := openWith(b, freshPostgres(b), testKeyring(b))
+	ctx := context.Background()
+	e := QueueEntry{ID: "bench-entry", Node: "n1", Sender: "a@x.test", Recipients: []string{"b@y.test"},
+		State: "queued", NextAttempt: time.Now(), CreatedAt: time.Now()}
+	if err := s.PutQueueEntry(ctx, e); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.QueueEntry(ctx, e.ID); err != nil {
+					b.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
 	}
 }
