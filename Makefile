@@ -11,9 +11,9 @@ test:
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
-# The cluster test with the issue's 2,000 messages per phase (the CI suite sends 300).
+# The cluster test with 10,000 messages per phase (the suite sends the issue's 2,000).
 soak-cluster:
-	SEALGATE_CLUSTER_MESSAGES=2000 go test -count=1 -v -run TestClusterTwoNodesOnePostgres -timeout 20m ./pkg/gateway/e2e/
+	SEALGATE_CLUSTER_MESSAGES=10000 go test -count=1 -v -run TestClusterTwoNodesOnePostgres -timeout 60m ./pkg/gateway/e2e/
 
 run: build
 	bin/sealgate serve --config config.example.toml

@@ -29,8 +29,10 @@ type SinkMessage struct {
 type Sink struct {
 	Addr string
 
-	mu    sync.Mutex
-	msgs  []SinkMessage
+	mu   sync.Mutex
+	msgs []SinkMessage
+	// more is closed when the next message arrives (see Next).
+	more  chan struct{}
 	fail  *smtp.SMTPError // answer to every RCPT while set
 	srv   *smtp.Server
 	ln    net.Listener
@@ -97,6 +99,22 @@ func (s *Sink) Fail(code int, msg string) {
 		return
 	}
 	s.fail = &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{code / 100, 0, 0}, Message: msg}
+}
+
+// Next returns the messages that arrived after the first from, and a
+// channel that is closed when one more arrives: a test waits for mail
+// without polling, and reads each message once however many arrive.
+func (s *Sink) Next(from int) ([]SinkMessage, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.more == nil {
+		s.more = make(chan struct{})
+	}
+	var got []SinkMessage
+	if from < len(s.msgs) {
+		got = append(got, s.msgs[max(from, 0):]...)
+	}
+	return got, s.more
 }
 
 // Messages returns a copy of what arrived so far.
@@ -174,6 +192,10 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	_, tlsOn := ss.c.TLSConnectionState()
 	ss.s.mu.Lock()
 	ss.s.msgs = append(ss.s.msgs, SinkMessage{From: ss.from, Rcpts: append([]string(nil), ss.to...), Data: b, TLS: tlsOn, User: ss.user, Helo: ss.c.Hostname()})
+	if ss.s.more != nil {
+		close(ss.s.more)
+		ss.s.more = nil
+	}
 	ss.s.mu.Unlock()
 	return nil
 }
