@@ -315,7 +315,7 @@ func TestLinesBrokenInLogicalOrder(t *testing.T) {
 				}
 			}
 			var got []string
-			for _, l := range breakLines(rs, w, tc.avail) {
+			for _, l := range breakLines(rs, w, tc.avail, nil) {
 				line, lv := rs[l[0]:l[1]], levels[l[0]:l[1]]
 				for len(line) > 0 && line[len(line)-1] == ' ' {
 					line, lv = line[:len(line)-1], lv[:len(lv)-1]

@@ -95,6 +95,54 @@ var shapeCorpus = []struct {
 		// poppler puts the mark at the left end of a line before the line.
 		words: []string{"بِسْمِ اللَّهِ الرَّحْمَٰنِ الرَّحِيم", "الْحَمْدُ لِلَّهِ رَبِّ الْعَالَمِين", "שָׁלוֹם עֲלֵיכֶם"},
 	},
+	// Complex scripts shaped with the fonts' OpenType tables (hbshape.go):
+	// conjuncts (क्ष, त्र, স্ক), reph (र्), vowel signs drawn before their
+	// consonant (ि, ে, ொ split around it), Thai marks stacked (ที่, น้ำ).
+	{
+		name:    "hindi",
+		subject: "हिन्दी पत्र",
+		body: []string{
+			"नमस्ते, यह हिन्दी में एक परीक्षण संदेश है।",
+			"क्षत्रिय, प्रति, श्री, कर्म, द्वार, हृदय, पत्नी।",
+			"कृपया संलग्न प्रस्ताव देखें और सप्ताह के अंत तक अपनी टिप्पणियाँ भेजें।",
+			"धन्यवाद, बिक्री टीम",
+		},
+	},
+	{
+		name:    "bengali",
+		subject: "বাংলা চিঠি",
+		body: []string{
+			"নমস্কার, এটি একটি পরীক্ষামূলক বার্তা।",
+			"ক্ষমা, শ্রী, প্রতি, কার্যালয়, কৌশল।",
+			"ধন্যবাদ, বিক্রয় দল",
+		},
+	},
+	{
+		name:    "tamil",
+		subject: "தமிழ் கடிதம்",
+		body: []string{
+			"வணக்கம், இது ஒரு சோதனை செய்தி.",
+			"கொடு, கோடு, கௌரவம், ஸ்ரீ, க்ஷேத்திரம்.",
+			"நன்றி, விற்பனை குழு",
+		},
+	},
+	{
+		name:    "thai",
+		subject: "จดหมายภาษาไทย",
+		body: []string{
+			"สวัสดีครับ ที่นี่ น้ำ",
+			"นี่คือข้อความทดสอบภาษาไทย ผู้ใหญ่ กี่ปี ปู่ ฎีกา",
+			"ขอบคุณครับ",
+		},
+	},
+	{
+		name:    "hindi-mixed",
+		subject: "Re: बैठक",
+		body: []string{
+			"The meeting (बैठक) is on Monday at 10:30 in कक्ष 4.",
+			"Price: 1,234.50 € – कृपया पुष्टि करें।",
+		},
+	},
 	{
 		name:    "emoji",
 		subject: "Party 🎉 tonight 👍",
