@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -348,16 +349,21 @@ func TestPixelDiff(t *testing.T) {
 	}
 }
 
-// TestRightToLeftHTMLLaidOutAsText: HTML mail with Arabic or Hebrew (no
-// text alternative, as Outlook can send it) is laid out by the text
-// layout, which orders and joins: poppler gets every word back and no
-// presentation form, and MuPDF draws the page as it draws the same lines
-// sent as text/plain (the golden of that case, same tolerance).
+// TestRightToLeftHTMLLaidOutAsText: HTML mail with Arabic or Hebrew, or
+// with Hindi or Thai (no text alternative, as Outlook can send it), is
+// laid out by the text layout, which orders, joins and shapes: poppler
+// gets every word back and no presentation form, and MuPDF draws the page
+// as it draws the same lines sent as text/plain (the golden of that case,
+// same tolerance).
 func TestRightToLeftHTMLLaidOutAsText(t *testing.T) {
 	testpeer.Require(t, "pdftotext")
 	testpeer.Require(t, "mutool")
-	for _, tc := range shapeCorpus[:2] { // arabic, hebrew
+	for _, tc := range shapeCorpus {
+		if !slices.Contains([]string{"arabic", "hebrew", "hindi", "thai"}, tc.name) {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
+			requireSystemFontFor(t, []rune(strings.Join(tc.body, ""))...)
 			var h strings.Builder
 			h.WriteString("<html><head><style>p{color:red}</style></head><body><div>")
 			for i, l := range tc.body {
@@ -380,7 +386,7 @@ func TestRightToLeftHTMLLaidOutAsText(t *testing.T) {
 			noSpace := func(s string) string { return strings.Join(strings.Fields(s), "") }
 			for _, want := range tc.body {
 				for _, w := range strings.Fields(norm.NFC.String(want)) {
-					if !strings.Contains(noSpace(got), noSpace(strings.Trim(w, ".,:()،"))) {
+					if !strings.Contains(noSpace(got), noSpace(strings.Trim(w, ".,:()،।"))) {
 						t.Errorf("pdftotext lost %q\n--- text ---\n%s", w, got)
 					}
 				}
