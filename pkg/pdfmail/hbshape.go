@@ -14,6 +14,7 @@ import (
 	tslang "github.com/go-text/typesetting/language"
 	"github.com/go-text/typesetting/shaping"
 	"golang.org/x/image/math/fixed"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Scripts whose letters change shape, reorder and stack (Devanagari
@@ -23,16 +24,20 @@ import (
 // gives glyph ids, advances and offsets (GPOS mark attachment).
 //
 // The PDF writer (fpdf) reaches glyphs only through a cmap. Each font that
-// shapes text gets a derived copy (the astral.go idea) whose cmap maps the
-// code hbCode(g) to glyph g for every glyph of the font; the glyphs are
-// drawn by these codes, one by one at the positions the shaper gave. What a
-// cluster copies as is given by a marked-content span with /ActualText
-// (PDF 32000-1 §14.9.4) around its glyphs: the cluster's characters in
-// logical order (a conjunct copies as its letters, ि after its consonant).
-// Readers that ignore ActualText fall back to the font's ToUnicode map,
-// which sends each glyph that is some character's glyph in the font's own
-// cmap to that character and the others (half forms, ligatures) to
-// nothing.
+// shapes text gets a derived copy (the astral.go idea) whose cmap maps
+// several codes to every glyph of the font (hbCode: glyph g, variant v);
+// the glyphs are drawn by these codes, one by one at the positions the
+// shaper gave. Text copies as the mail's characters in two ways:
+//   - a marked-content span with /ActualText (PDF 32000-1 §14.9.4) around
+//     each cluster's glyphs gives its characters in logical order (a
+//     conjunct copies as its letters, ि after its consonant): poppler;
+//   - for readers that ignore ActualText (MuPDF), the document's own
+//     ToUnicode map: the cluster's text is split over its glyphs in
+//     drawing order (glyphText), and each (glyph, piece) gets a variant
+//     code of its own in this document (hbDoc.code), so the pieces read in
+//     drawing order are the text. The map holds this document's text
+//     only: each document draws the font under a family name of its own
+//     (newHBDoc), and fixToUnicode takes the map by that name.
 
 // shapedScripts are the scripts drawn through the shaper. Arabic and
 // Hebrew keep their own path (shape.go, bidi.go).
@@ -68,35 +73,43 @@ func needsComplexShaping(rs []rune) bool {
 // forms, no conjunct) and are kept for the shaper.
 func isJoiner(r rune) bool { return r == 0x200C || r == 0x200D }
 
-// hbCodeBase is the first code of the derived cmap; hbMaxGlyphs glyphs fit
-// below the mirror codes (mirror.go) of the Private Use Area.
-const (
-	hbCodeBase  = 0xE000
-	hbMaxGlyphs = 0xF800 - hbCodeBase
-)
-
-// hbCode is the code that draws glyph g in the derived font.
-func hbCode(g font.GID) (rune, bool) {
-	if g == 0 || g >= hbMaxGlyphs {
+// hbCode is the code that draws glyph g of a font of n glyphs as its
+// variant v: every glyph has several codes (hbFont.variants), so that one
+// glyph can copy as different text in one document (ि as the first glyph
+// of हि and of कि). Codes run through the BMP, surrogates skipped.
+func hbCode(g font.GID, v, n int) (rune, bool) {
+	if g == 0 || int(g) >= n || v < 0 {
 		return 0, false
 	}
-	return hbCodeBase + rune(g), true
+	c := rune(v*n + int(g))
+	if c >= 0xD800 {
+		c += 0x800
+	}
+	return c, c < 0xFFFE
 }
+
+// maxMappedText bounds the text a ToUnicode entry gives (a CMap's
+// destination string holds at most 512 bytes); a longer cluster (hostile
+// runs of marks) copies through its ActualText only.
+const maxMappedText = 100
+
+// maxVariants bounds the codes of a glyph.
+const maxVariants = 256
 
 // hbFont is a chain font prepared for shaping: the parsed tables (safe for
 // concurrent use) and the derived font drawn by glyph codes.
 type hbFont struct {
-	family string // the derived font's family in the PDF
-	font   *font.Font
-	upem   float64
-	data   []byte
-	cmap   []byte // its ToUnicode map, compressed
+	seq      int // names the font in the PDF
+	font     *font.Font
+	upem     float64
+	glyphs   int // in the font
+	variants int // codes per glyph
+	data     []byte
 }
 
 var hbFonts struct {
 	mu     sync.Mutex
 	byFont map[*chainFont]*hbFontOnce
-	byName map[string]*hbFont // "utf8" + lower-case family → font
 }
 
 type hbFontOnce struct {
@@ -113,7 +126,7 @@ const shapedFamily = "Shaped"
 func hbFontFor(f *chainFont) (*hbFont, error) {
 	hbFonts.mu.Lock()
 	if hbFonts.byFont == nil {
-		hbFonts.byFont, hbFonts.byName = map[*chainFont]*hbFontOnce{}, map[string]*hbFont{}
+		hbFonts.byFont = map[*chainFont]*hbFontOnce{}
 	}
 	o := hbFonts.byFont[f]
 	if o == nil {
@@ -122,18 +135,11 @@ func hbFontFor(f *chainFont) (*hbFont, error) {
 	}
 	n := len(hbFonts.byFont)
 	hbFonts.mu.Unlock()
-	o.once.Do(func() {
-		o.f, o.err = newHBFont(f, fmt.Sprintf("%s%d", shapedFamily, n))
-		if o.err == nil {
-			hbFonts.mu.Lock()
-			hbFonts.byName["utf8"+strings.ToLower(o.f.family)] = o.f
-			hbFonts.mu.Unlock()
-		}
-	})
+	o.once.Do(func() { o.f, o.err = newHBFont(f, n) })
 	return o.f, o.err
 }
 
-func newHBFont(f *chainFont, family string) (*hbFont, error) {
+func newHBFont(f *chainFont, seq int) (*hbFont, error) {
 	data, err := f.bytes()
 	if err != nil {
 		return nil, err
@@ -146,57 +152,148 @@ func newHBFont(f *chainFont, family string) (*hbFont, error) {
 	if !ok || maxp+6 > len(data) {
 		return nil, fmt.Errorf("shaping font: %w", errFontTables)
 	}
-	n := min(int(binary.BigEndian.Uint16(data[maxp+4:])), hbMaxGlyphs)
-	codes := make(map[rune]uint16, n)
-	for g := 1; g < n; g++ {
-		c, _ := hbCode(font.GID(g))
-		codes[c] = uint16(g)
+	n := int(binary.BigEndian.Uint16(data[maxp+4:]))
+	variants := min((0xFFFE-0x800)/max(n, 1)-1, maxVariants)
+	if n < 2 || variants < 1 {
+		return nil, fmt.Errorf("shaping font: %d glyphs", n)
+	}
+	codes := make(map[rune]uint16, n*variants)
+	for v := range variants {
+		for g := 1; g < n; g++ {
+			if c, ok := hbCode(font.GID(g), v, n); ok {
+				codes[c] = uint16(g)
+			}
+		}
 	}
 	derived, err := withCmap(data, codes)
 	if err != nil {
 		return nil, fmt.Errorf("shaping font: %w", err)
 	}
-	if err := probeFont(derived, string(rune(hbCodeBase+1))); err != nil {
+	if err := probeFont(derived, "\u0001"); err != nil {
 		return nil, err
 	}
-	// ToUnicode: each glyph to the character the font's cmap gives it
-	// (the lowest, when several share one glyph).
-	chars, err := format4Glyphs(data)
-	if err != nil {
-		return nil, fmt.Errorf("shaping font: %w", err)
-	}
-	toUni := map[rune][]rune{}
-	for r, g := range chars {
-		c, ok := hbCode(font.GID(g))
-		if !ok {
-			continue
-		}
-		if old, ok := toUni[c]; !ok || r < old[0] {
-			toUni[c] = []rune{r}
-		}
-	}
-	cm, err := deflate(cmapText(toUni, false))
-	if err != nil {
-		return nil, err
-	}
-	return &hbFont{family: family, font: ld.Font, upem: float64(ld.Upem()), data: derived, cmap: cm}, nil
+	return &hbFont{seq: seq, font: ld.Font, upem: float64(ld.Upem()), glyphs: n, variants: variants, data: derived}, nil
 }
 
-// shapedCMap is the ToUnicode map of the derived font named name (a
-// BaseFont), if it is one.
-func shapedCMap(name string) ([]byte, bool) {
-	hbFonts.mu.Lock()
-	defer hbFonts.mu.Unlock()
-	f, ok := hbFonts.byName[name]
-	if !ok {
-		return nil, false
+// hbDoc is what one document drew with one shaping font: the codes given
+// to (glyph, text) pairs and the ToUnicode map they make.
+type hbDoc struct {
+	family string
+	toUni  map[rune][]rune
+	codes  map[hbKey]rune
+	next   map[font.GID]int // the last variant given to a glyph
+}
+
+type hbKey struct {
+	g    font.GID
+	text string
+}
+
+// code is the code that draws glyph g copying as text (a variant of its
+// own per text, or when the glyph has used up its variants, or for no
+// text, variant 0, which copies as nothing).
+func (d *hbDoc) code(hb *hbFont, g font.GID, text []rune) rune {
+	none, _ := hbCode(g, 0, hb.glyphs)
+	if _, ok := d.toUni[none]; !ok {
+		d.toUni[none] = []rune{}
 	}
-	return f.cmap, true
+	if len(text) == 0 || len(text) > maxMappedText {
+		return none
+	}
+	k := hbKey{g, string(text)}
+	if c, ok := d.codes[k]; ok {
+		return c
+	}
+	v := d.next[g] + 1
+	c, ok := hbCode(g, v, hb.glyphs)
+	if v >= hb.variants || !ok {
+		return none
+	}
+	d.next[g] = v
+	d.codes[k] = c
+	d.toUni[c] = text
+	return c
+}
+
+// glyphText splits a cluster's text (logical order) over its m glyphs
+// (drawing order) so that the pieces, read in drawing order, are the text:
+// one character for each glyph after the first, the rest for the first;
+// with more glyphs than characters, the canonical decomposition (a
+// two-part vowel such as ৌ or ொ is drawn as its two parts around the
+// consonant) is split, and the last glyphs get nothing when that is still
+// short (ำ drawn as two, dotted circles).
+func glyphText(text []rune, m, i int) []rune {
+	if m > len(text) {
+		text = []rune(norm.NFD.String(string(text)))
+	}
+	t := len(text)
+	if m <= t {
+		if i == 0 {
+			return text[:t-m+1]
+		}
+		return text[t-m+i : t-m+i+1]
+	}
+	if i < t {
+		return text[i : i+1]
+	}
+	return nil
+}
+
+// The ToUnicode maps of the documents being made, by BaseFont name
+// ("utf8" + lower-case family), from drawing until fixToUnicode takes
+// them. A document that is never assembled leaves its map behind; the
+// oldest are dropped beyond maxHBDocs.
+var hbDocs struct {
+	mu    sync.Mutex
+	maps  map[string]map[rune][]rune
+	order []string
+	seq   uint64
+}
+
+const maxHBDocs = 1024
+
+// newHBDoc starts a document's use of a shaping font under a family name
+// of its own.
+func newHBDoc(hb *hbFont) *hbDoc {
+	hbDocs.mu.Lock()
+	defer hbDocs.mu.Unlock()
+	if hbDocs.maps == nil {
+		hbDocs.maps = map[string]map[rune][]rune{}
+	}
+	hbDocs.seq++
+	d := &hbDoc{family: fmt.Sprintf("%s%dd%d", shapedFamily, hb.seq, hbDocs.seq),
+		toUni: map[rune][]rune{}, codes: map[hbKey]rune{}, next: map[font.GID]int{}}
+	name := "utf8" + strings.ToLower(d.family)
+	hbDocs.maps[name] = d.toUni
+	hbDocs.order = append(hbDocs.order, name)
+	for len(hbDocs.order) > maxHBDocs {
+		delete(hbDocs.maps, hbDocs.order[0])
+		hbDocs.order = hbDocs.order[1:]
+	}
+	return d
+}
+
+// shapedCMap is the ToUnicode map (compressed) of the font named name (a
+// BaseFont) if it is a shaping font: its document's codes to their text,
+// nothing for the others. The document's map is forgotten.
+func shapedCMap(name string) ([]byte, bool, error) {
+	if !strings.HasPrefix(name, "utf8"+strings.ToLower(shapedFamily)) {
+		return nil, false, nil
+	}
+	hbDocs.mu.Lock()
+	m := hbDocs.maps[name]
+	delete(hbDocs.maps, name)
+	if i := slices.Index(hbDocs.order, name); i >= 0 {
+		hbDocs.order = slices.Delete(hbDocs.order, i, i+1)
+	}
+	hbDocs.mu.Unlock()
+	data, err := deflate(cmapText(m, false))
+	return data, true, err
 }
 
 // shapedGlyph is one glyph of a cluster, its advance and offsets in em.
 type shapedGlyph struct {
-	code        rune
+	gid         font.GID
 	adv, dx, dy float64
 }
 
@@ -221,7 +318,7 @@ type shapedRef struct {
 type hbState struct {
 	shaper shaping.HarfbuzzShaper
 	faces  map[*hbFont]*font.Face
-	added  map[*hbFont]bool
+	docs   map[*hbFont]*hbDoc
 }
 
 // maxShapedRun bounds the characters given to the shaper at once; longer
@@ -309,7 +406,7 @@ func (t *textWriter) shapeRun(rs []rune, a, b, f int, script tslang.Script) []*s
 		return nil
 	}
 	if t.hb == nil {
-		t.hb = &hbState{faces: map[*hbFont]*font.Face{}, added: map[*hbFont]bool{}}
+		t.hb = &hbState{faces: map[*hbFont]*font.Face{}, docs: map[*hbFont]*hbDoc{}}
 	}
 	face := t.hb.faces[hb]
 	if face == nil {
@@ -328,9 +425,8 @@ func (t *textWriter) shapeRun(rs []rune, a, b, f int, script tslang.Script) []*s
 	}
 	var cs []*shapedCluster
 	for _, g := range out.Glyphs {
-		code, ok := hbCode(g.GlyphID)
-		if !ok {
-			return nil // .notdef or a glyph beyond the codes: drawn unshaped
+		if _, ok := hbCode(g.GlyphID, 0, hb.glyphs); !ok {
+			return nil // .notdef or a glyph beyond the font: drawn unshaped
 		}
 		ci := g.ClusterIndex
 		if ci < a || ci >= b {
@@ -345,7 +441,7 @@ func (t *textWriter) shapeRun(rs []rune, a, b, f int, script tslang.Script) []*s
 			last++
 		}
 		c := cs[last]
-		sg := shapedGlyph{code: code, adv: float64(g.Advance) / 64 / hb.upem,
+		sg := shapedGlyph{gid: g.GlyphID, adv: float64(g.Advance) / 64 / hb.upem,
 			dx: float64(g.XOffset) / 64 / hb.upem, dy: float64(g.YOffset) / 64 / hb.upem}
 		c.glyphs = append(c.glyphs, sg)
 		c.width += sg.adv
@@ -374,11 +470,13 @@ func (t *textWriter) drawShaped(cs []*shapedCluster, w, h, size float64) {
 	// other runs of the line.
 	x := t.pdf.GetX() - w + t.pdf.GetCellMargin()
 	baseline := t.pdf.GetY() + .5*h + .3*size/k
-	if !t.hb.added[hb] {
-		t.pdf.AddUTF8FontFromBytes(hb.family, "", hb.data)
-		t.hb.added[hb] = true
+	doc := t.hb.docs[hb]
+	if doc == nil {
+		doc = newHBDoc(hb)
+		t.pdf.AddUTF8FontFromBytes(doc.family, "", hb.data)
+		t.hb.docs[hb] = doc
 	}
-	t.pdf.SetFont(hb.family, "", size)
+	t.pdf.SetFont(doc.family, "", size)
 	em := size / k
 	var text strings.Builder
 	for _, c := range cs {
@@ -389,8 +487,9 @@ func (t *textWriter) drawShaped(cs []*shapedCluster, w, h, size float64) {
 		}
 		text.WriteString(">>>BDC")
 		t.pdf.RawWriteStr(text.String())
-		for _, g := range c.glyphs {
-			t.pdf.Text(x+g.dx*em, baseline-g.dy*em, string(g.code))
+		for i, g := range c.glyphs {
+			code := doc.code(hb, g.gid, glyphText(c.text, len(c.glyphs), i))
+			t.pdf.Text(x+g.dx*em, baseline-g.dy*em, string(code))
 			x += g.adv * em
 		}
 		t.pdf.RawWriteStr("EMC")

@@ -1,11 +1,18 @@
 package pdfmail
 
 import (
+	"bytes"
+	"compress/zlib"
+	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf16"
 
 	"codeberg.org/go-pdf/fpdf"
+	"github.com/go-text/typesetting/font"
+	"golang.org/x/text/unicode/norm"
 )
 
 // newTestWriter is a textWriter on a fresh page with the built-in chain.
@@ -58,7 +65,7 @@ func glyphNames(t testing.TB, tw *textWriter, text string) string {
 			out += "|"
 		}
 		for _, g := range ref.c.glyphs {
-			if r, ok := byGlyph[g.code-hbCodeBase]; ok {
+			if r, ok := byGlyph[rune(g.gid)]; ok {
 				out += string(r)
 			} else {
 				out += "*"
@@ -147,5 +154,101 @@ func TestShapedRunsAreBounded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGlyphTextReadsAsTheCluster: the pieces a cluster's text is split
+// into, read in drawing order, are its text (or its canonical
+// decomposition when there are more glyphs than characters).
+func TestGlyphTextReadsAsTheCluster(t *testing.T) {
+	tests := []struct {
+		text   string
+		glyphs int
+		want   string
+	}{
+		{"क्ष", 1, "क्ष"},
+		{"हि", 2, "हि"},
+		{"र्म", 2, "र्म"},
+		{"कौ", 3, norm.NFD.String("कौ")},
+		{"কৌ", 3, "ক\u09c7\u09d7"},
+		{"ำ", 2, "ำ"}, // no canonical decomposition: the second glyph copies as nothing
+		{"", 2, ""},
+	}
+	for _, tc := range tests {
+		got := ""
+		for i := range tc.glyphs {
+			got += string(glyphText([]rune(tc.text), tc.glyphs, i))
+		}
+		if got != tc.want {
+			t.Errorf("%q over %d glyphs reads %q, want %q", tc.text, tc.glyphs, got, tc.want)
+		}
+	}
+}
+
+// TestShapedToUnicodeIsPerDocument plays two mails drawn at the same time:
+// a glyph copies as different text in one document (variants), and a
+// document's ToUnicode map holds its own text only, never another
+// recipient's.
+func TestShapedToUnicodeIsPerDocument(t *testing.T) {
+	requireSystemFontFor(t, 'क')
+	f := builtinChain().fontFor('क')
+	hb, err := hbFontFor(builtinChain().fonts[f])
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := newHBDoc(hb), newHBDoc(hb)
+	if a.family == b.family {
+		t.Fatalf("two documents share the font name %s", a.family)
+	}
+	g := font.GID(5)
+	c1 := a.code(hb, g, []rune("कि"))
+	c2 := a.code(hb, g, []rune("हि"))
+	if c1 == c2 || a.code(hb, g, []rune("कि")) != c1 {
+		t.Fatalf("codes %U %U: one glyph, two texts need two codes, the same text the same code", c1, c2)
+	}
+	b.code(hb, g, []rune("गुप्त"))
+	for i := 0; i < hb.variants+10; i++ {
+		a.code(hb, g, []rune(fmt.Sprint(i)))
+	}
+	none, _ := hbCode(g, 0, hb.glyphs)
+	if got := a.code(hb, g, []rune("one too many")); got != none {
+		t.Errorf("variants used up: got %U, want the code that copies as nothing %U", got, none)
+	}
+	read := func(d *hbDoc) string {
+		data, ok, err := shapedCMap("utf8" + strings.ToLower(d.family))
+		if !ok || err != nil {
+			t.Fatalf("no map for %s: %v", d.family, err)
+		}
+		r, err := zlib.NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(cm)
+	}
+	hex := func(s string) string {
+		out := ""
+		for _, u := range utf16.Encode([]rune(s)) {
+			out += fmt.Sprintf("%04X", u)
+		}
+		return out
+	}
+	ma, mb := read(a), read(b)
+	for _, want := range []string{"कि", "हि"} {
+		if !strings.Contains(ma, "<"+hex(want)+">") {
+			t.Errorf("document A's map lacks %q:\n%s", want, ma)
+		}
+	}
+	if strings.Contains(ma, hex("गुप्त")) || strings.Contains(mb, hex("कि")) {
+		t.Error("a document's ToUnicode map holds another document's text")
+	}
+	if strings.Contains(ma, "beginbfrange") {
+		t.Error("the map sends codes to themselves (glyph codes are no characters)")
+	}
+	if _, ok, _ := shapedCMap("utf8" + strings.ToLower(a.family)); !ok {
+		t.Error("a shaping font's name is not recognised after its map was taken")
 	}
 }

@@ -115,10 +115,10 @@ func fixToUnicode(xt *model.XRefTable) error {
 		}
 		var data []byte
 		var err error
-		shaped, isShaped := shapedCMap(string(name))
+		shaped, isShaped, shapedErr := shapedCMap(string(name))
 		switch base := strings.ToLower(fontFamily); {
 		case isShaped:
-			data = shaped
+			data, err = shaped, shapedErr
 		case strings.Contains(string(name), "utf8"+strings.ToLower(astralFamily)):
 			data, err = astralCMap()
 		case string(name) == "utf8"+base || string(name) == "utf8"+base+"B":
