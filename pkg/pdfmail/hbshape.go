@@ -94,7 +94,7 @@ func hbCode(g font.GID, v, n int) (rune, bool) {
 const maxMappedText = 100
 
 // maxVariants bounds the codes of a glyph.
-const maxVariants = 256
+const maxVariants = 32
 
 // hbFont is a chain font prepared for shaping: the parsed tables (safe for
 // concurrent use) and the derived font drawn by glyph codes.
