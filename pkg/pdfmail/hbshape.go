@@ -215,28 +215,30 @@ func (d *hbDoc) code(hb *hbFont, g font.GID, text []rune) rune {
 	return c
 }
 
-// glyphText splits a cluster's text (logical order) over its m glyphs
+// glyphPieces splits a cluster's text (logical order) over its m glyphs
 // (drawing order) so that the pieces, read in drawing order, are the text:
 // one character for each glyph after the first, the rest for the first;
 // with more glyphs than characters, the canonical decomposition (a
 // two-part vowel such as ৌ or ொ is drawn as its two parts around the
 // consonant) is split, and the last glyphs get nothing when that is still
 // short (ำ drawn as two, dotted circles).
-func glyphText(text []rune, m, i int) []rune {
+func glyphPieces(text []rune, m int) [][]rune {
 	if m > len(text) {
 		text = []rune(norm.NFD.String(string(text)))
 	}
 	t := len(text)
-	if m <= t {
-		if i == 0 {
-			return text[:t-m+1]
+	out := make([][]rune, m)
+	for i := range m {
+		switch {
+		case m <= t && i == 0:
+			out[i] = text[:t-m+1]
+		case m <= t:
+			out[i] = text[t-m+i : t-m+i+1]
+		case i < t:
+			out[i] = text[i : i+1]
 		}
-		return text[t-m+i : t-m+i+1]
 	}
-	if i < t {
-		return text[i : i+1]
-	}
-	return nil
+	return out
 }
 
 // The ToUnicode maps of the documents being made, by BaseFont name
@@ -399,8 +401,15 @@ func (t *textWriter) runFont(rs []rune, fonts []int) int {
 	return -1
 }
 
-// shapeRun shapes rs[a:b] with font f of the chain, or returns nil.
-func (t *textWriter) shapeRun(rs []rune, a, b, f int, script tslang.Script) []*shapedCluster {
+// shapeRun shapes rs[a:b] with font f of the chain, or returns nil (also
+// when the shaper panics, on a font or text it was not made for: the run
+// is drawn unshaped, the PDF still made).
+func (t *textWriter) shapeRun(rs []rune, a, b, f int, script tslang.Script) (cs []*shapedCluster) {
+	defer func() {
+		if recover() != nil {
+			cs = nil
+		}
+	}()
 	hb, err := hbFontFor(t.chain.fonts[f])
 	if err != nil {
 		return nil
@@ -423,12 +432,11 @@ func (t *textWriter) shapeRun(rs []rune, a, b, f int, script tslang.Script) []*s
 	if len(out.Glyphs) == 0 {
 		return nil
 	}
-	var cs []*shapedCluster
 	for _, g := range out.Glyphs {
 		if _, ok := hbCode(g.GlyphID, 0, hb.glyphs); !ok {
 			return nil // .notdef or a glyph beyond the font: drawn unshaped
 		}
-		ci := g.ClusterIndex
+		ci := g.TextIndex()
 		if ci < a || ci >= b {
 			return nil
 		}
@@ -487,8 +495,9 @@ func (t *textWriter) drawShaped(cs []*shapedCluster, w, h, size float64) {
 		}
 		text.WriteString(">>>BDC")
 		t.pdf.RawWriteStr(text.String())
+		pieces := glyphPieces(c.text, len(c.glyphs))
 		for i, g := range c.glyphs {
-			code := doc.code(hb, g.gid, glyphText(c.text, len(c.glyphs), i))
+			code := doc.code(hb, g.gid, pieces[i])
 			t.pdf.Text(x+g.dx*em, baseline-g.dy*em, string(code))
 			x += g.adv * em
 		}

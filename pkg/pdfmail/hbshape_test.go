@@ -176,8 +176,8 @@ func TestGlyphTextReadsAsTheCluster(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got := ""
-		for i := range tc.glyphs {
-			got += string(glyphText([]rune(tc.text), tc.glyphs, i))
+		for _, p := range glyphPieces([]rune(tc.text), tc.glyphs) {
+			got += string(p)
 		}
 		if got != tc.want {
 			t.Errorf("%q over %d glyphs reads %q, want %q", tc.text, tc.glyphs, got, tc.want)
