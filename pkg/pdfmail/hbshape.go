@@ -486,21 +486,42 @@ func (t *textWriter) drawShaped(cs []*shapedCluster, w, h, size float64) {
 	}
 	t.pdf.SetFont(doc.family, "", size)
 	em := size / k
+	// One span for the run (a word: runs end at spaces): poppler puts its
+	// text between the start of the first glyph drawn and the end (origin
+	// plus advance) of the last one, so the run's last cluster is drawn
+	// with the glyph that ends furthest right last (a mark below, as in
+	// कृ, would end inside the cluster and leave a gap read as a space).
 	var text strings.Builder
+	text.WriteString("/Span<</ActualText<FEFF")
 	for _, c := range cs {
-		text.Reset()
-		text.WriteString("/Span<</ActualText<FEFF")
 		for _, u := range utf16.Encode(c.text) {
 			fmt.Fprintf(&text, "%04X", u)
 		}
-		text.WriteString(">>>BDC")
-		t.pdf.RawWriteStr(text.String())
-		pieces := glyphPieces(c.text, len(c.glyphs))
-		for i, g := range c.glyphs {
-			code := doc.code(hb, g.gid, pieces[i])
-			t.pdf.Text(x+g.dx*em, baseline-g.dy*em, string(code))
-			x += g.adv * em
-		}
-		t.pdf.RawWriteStr("EMC")
 	}
+	text.WriteString(">>>BDC")
+	t.pdf.RawWriteStr(text.String())
+	for ci, c := range cs {
+		order := make([]int, len(c.glyphs))
+		pos := make([]float64, len(c.glyphs)) // pen before each glyph, em
+		last, end, pen := 0, 0.0, 0.0
+		for i, g := range c.glyphs {
+			order[i], pos[i] = i, pen
+			if e := pen + g.dx + g.adv; ci == len(cs)-1 && e >= end {
+				last, end = i, e
+			}
+			pen += g.adv
+		}
+		if ci == len(cs)-1 {
+			order = append(slices.Delete(order, last, last+1), last)
+		}
+		// What each glyph copies as (readers that ignore the span).
+		pieces := glyphPieces(c.text, len(c.glyphs))
+		for n, i := range order {
+			g := c.glyphs[i]
+			code := doc.code(hb, g.gid, pieces[n])
+			t.pdf.Text(x+(pos[i]+g.dx)*em, baseline-g.dy*em, string(code))
+		}
+		x += c.width * em
+	}
+	t.pdf.RawWriteStr("EMC")
 }
