@@ -29,7 +29,7 @@ import (
 // the glyphs are drawn by these codes, one by one at the positions the
 // shaper gave. Text copies as the mail's characters in two ways:
 //   - a marked-content span with /ActualText (PDF 32000-1 §14.9.4) around
-//     each cluster's glyphs gives its characters in logical order (a
+//     each shaped word's glyphs gives its characters in logical order (a
 //     conjunct copies as its letters, ि after its consonant): poppler;
 //   - for readers that ignore ActualText (MuPDF), the document's own
 //     ToUnicode map: the cluster's text is split over its glyphs in
