@@ -131,7 +131,8 @@ func BenchmarkSeal25MBAttachments(b *testing.B) {
 // chain (built-in font, then the system's fonts): Latin only (DejaVu
 // alone), mixed scripts that pull in fallback fonts (Chinese, Japanese,
 // Korean, symbols), Arabic and Hebrew (shaping and bidi), emoji (an astral
-// font rewritten and embedded); the system fonts are scanned before the
+// font rewritten and embedded), Hindi and Thai (shaped glyph by glyph);
+// the system fonts are scanned before the
 // timer starts, as serve does at startup.
 func BenchmarkSealOnePage(b *testing.B) {
 	builtinChain()
@@ -142,6 +143,9 @@ func BenchmarkSealOnePage(b *testing.B) {
 		{"arabic", "السلام عليكم ورحمة الله وبركاته، نرجو منكم مراجعة العرض المرفق قبل الأسبوع القادم."},
 		{"hebrew-mixed", "הפגישה עם John Smith תתקיים ב-15 במרץ בשעה 10:30 (חדר 4), מחיר 1,234.50 ₪."},
 		{"emoji", "Great work 👍 see you tonight 🎉 – thanks ☺ and 🏁 at 10:30"},
+		// Shaped with the fonts' OpenType tables (hbshape.go).
+		{"hindi", "नमस्ते, कृपया संलग्न प्रस्ताव देखें और सप्ताह के अंत तक अपनी टिप्पणियाँ भेजें।"},
+		{"thai", "สวัสดีครับ กรุณาตรวจสอบข้อเสนอที่แนบมาและส่งความคิดเห็นภายในสิ้นสัปดาห์นี้"},
 	}
 	for _, tc := range tests {
 		b.Run(tc.name, func(b *testing.B) {

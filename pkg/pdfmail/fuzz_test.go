@@ -3,6 +3,7 @@ package pdfmail
 import (
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -52,6 +53,31 @@ func FuzzParseMessage(f *testing.F) {
 			if a.Name == "" || strings.ContainsAny(a.Name, "/\\\x00") {
 				t.Errorf("unsafe attachment name %q", a.Name)
 			}
+		}
+	})
+}
+
+// FuzzShapeParagraph feeds hostile text to the text layout's shaping entry
+// point (paragraph → shapeRuns → the HarfBuzz port → drawShaped): lone
+// marks, floods of joiners and combining marks, scripts mixed inside a
+// word, right-to-left embeddings around Indic text. It must draw a PDF,
+// never panic; runs are bounded (maxShapedRun) so time grows with the
+// text, not faster (TestShapedRunsAreBounded).
+func FuzzShapeParagraph(f *testing.F) {
+	f.Add("हिन्दी क्षत्रिय प्रति ที่นี่ น้ำ கொ কৌশল")
+	f.Add("\u093f\u094d\u200d\u200c\u0e49 ि")
+	f.Add("क" + strings.Repeat("\u093f", 10000))
+	f.Add(strings.Repeat("\u200d\u200c", 2000) + "क्ष")
+	f.Add("\u202eहिन्दी\u202c שלום कर्म مرحبا")
+	f.Add("ក្ស្រ ខ្មែរ မြန်မာ ລາວ ශ්\u200dරී ਪੰਜਾਬੀ ગુજરાતી ଓଡ଼ିଆ తెలుగు ಕನ್ನಡ മലയാളം བོད")
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > 1<<16 {
+			return
+		}
+		tw := newTestWriter(t)
+		tw.block(pageMargin, "", bodySize, lineHeight, printable(s))
+		if err := tw.pdf.Output(io.Discard); err != nil {
+			t.Fatalf("no PDF: %v", err)
 		}
 	})
 }

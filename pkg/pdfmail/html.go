@@ -138,11 +138,12 @@ func prepareHTML(pm *parsedMessage) error {
 	// attributes (css.go): the layout and the text below see them.
 	pm.htmlWarnings = applyStyleSheets(root)
 	// The HTML layout draws words left to right and does not join Arabic
-	// letters; the text layout does both (bidi.go, shape.go). Mail with
-	// right-to-left text is therefore laid out as text: the text
-	// alternative when there is one, else the HTML's text. The HTML
-	// still travels inside the PDF (message.html), its images as files.
-	if txt := htmlPlainText(root); needsBidi([]rune(txt)) {
+	// letters nor shape Indic or Thai text; the text layout does (bidi.go,
+	// shape.go, hbshape.go). Mail with right-to-left text or text that
+	// needs shaping is therefore laid out as text: the text alternative
+	// when there is one, else the HTML's text. The HTML still travels
+	// inside the PDF (message.html), its images as files.
+	if txt := htmlPlainText(root); needsBidi([]rune(txt)) || needsComplexShaping([]rune(txt)) {
 		if strings.TrimSpace(pm.Text) == "" {
 			pm.Text = txt
 		}

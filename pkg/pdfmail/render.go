@@ -193,6 +193,8 @@ type textWriter struct {
 	width map[widthKey]float64
 	// mirrorCodes: the built-in font has the mirror codes of mirror.go.
 	mirrorCodes bool
+	// hb shapes complex scripts (hbshape.go); made when first needed.
+	hb *hbState
 }
 
 // widthKey names a character's advance in a font and style, per point of
@@ -225,10 +227,12 @@ func (t *textWriter) block(x float64, style string, size, h float64, s string) {
 func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []rune) {
 	rs = shapeArabic(rs, func(r rune) bool { return t.chain.fontFor(r) >= 0 })
 	levels, base := bidiLevels(rs)
-	// Direction marks, embeddings and joiners have done their work.
+	// Direction marks, embeddings and joiners have done their work;
+	// joiners after a letter of a shaped script steer the shaper
+	// (hbshape.go).
 	k := 0
 	for i, r := range rs {
-		if notDrawn(r) {
+		if notDrawn(r) && !(isJoiner(r) && k > 0 && (needsShaping(rs[k-1]) || isJoiner(rs[k-1]))) {
 			continue
 		}
 		rs[k], levels[k] = r, levels[i]
@@ -236,22 +240,41 @@ func (t *textWriter) paragraph(x float64, style string, size, h float64, rs []ru
 	}
 	rs, levels = rs[:k], levels[:k]
 	fonts := t.fontsFor(rs)
+	shaped := t.shapeRuns(rs, fonts, levels)
 	w := make([]float64, len(rs))
+	var cont []bool
+	if shaped != nil {
+		cont = make([]bool, len(rs))
+	}
 	for i, r := range rs {
-		w[i] = t.advance(fonts[i], style, size, r)
+		switch {
+		case shaped != nil && shaped[i].c != nil:
+			cont[i] = !shaped[i].first
+			if shaped[i].first {
+				w[i] = shaped[i].c.width * size / t.pdf.GetConversionRatio()
+			}
+		default:
+			w[i] = t.advance(fonts[i], style, size, r)
+		}
 	}
 
-	for _, l := range breakLines(rs, w, t.maxX-x) {
+	for _, l := range breakLines(rs, w, t.maxX-x, cont) {
 		a, b := l[0], l[1]
-		t.line(x, style, size, h, rs[a:b], levels[a:b], fonts[a:b], w[a:b], base)
+		var sh []shapedRef
+		if shaped != nil {
+			sh = shaped[a:b]
+		}
+		t.line(x, style, size, h, rs[a:b], levels[a:b], fonts[a:b], w[a:b], sh, base)
 	}
 }
 
 // breakLines fills lines of width avail with the paragraph rs (logical
 // order, w the width of each character) and returns each line's range.
 // A piece wider than a whole line is broken between characters (not
-// before a mark). There is always at least one line.
-func breakLines(rs []rune, w []float64, avail float64) [][2]int {
+// before a mark, nor inside a shaped cluster: cont, if not nil, marks the
+// characters that continue one). There is always at least one line.
+func breakLines(rs []rune, w []float64, avail float64, cont []bool) [][2]int {
+	inside := func(i int) bool { return cont != nil && i < len(cont) && cont[i] }
 	var lines [][2]int
 	lineStart, lineW := 0, 0.0
 	flush := func(end int) {
@@ -267,12 +290,12 @@ func breakLines(rs []rune, w []float64, avail float64) [][2]int {
 		for i := end - 1; i >= start && rs[i] == ' '; i-- {
 			trail += w[i]
 		}
-		if lineW > 0 && lineW+wordW-trail > avail {
+		if lineW > 0 && lineW+wordW-trail > avail && !inside(start) {
 			flush(start)
 		}
 		if wordW-trail > avail && end-start > 1 {
 			for i := start; i < end; i++ {
-				if lineW > 0 && lineW+w[i] > avail && !isMark(rs[i]) {
+				if lineW > 0 && lineW+w[i] > avail && !isMark(rs[i]) && !inside(i) {
 					flush(i)
 				}
 				lineW += w[i]
@@ -287,10 +310,17 @@ func breakLines(rs []rune, w []float64, avail float64) [][2]int {
 }
 
 // line draws one line of a paragraph: trailing spaces dropped, reordered
-// for display, each run of one font as one cell.
-func (t *textWriter) line(x float64, style string, size, h float64, rs []rune, levels []uint8, fonts []int, w []float64, base uint8) {
+// for display, each run of one font as one cell, shaped clusters (sh, nil
+// when there are none) glyph by glyph.
+func (t *textWriter) line(x float64, style string, size, h float64, rs []rune, levels []uint8, fonts []int, w []float64, sh []shapedRef, base uint8) {
 	for len(rs) > 0 && rs[len(rs)-1] == ' ' {
 		rs, levels, fonts, w = rs[:len(rs)-1], levels[:len(rs)-1], fonts[:len(rs)-1], w[:len(rs)-1]
+	}
+	shapedAt := func(k int) *shapedCluster {
+		if k < len(sh) {
+			return sh[k].c
+		}
+		return nil
 	}
 	total := 0.0
 	for _, v := range w {
@@ -303,10 +333,30 @@ func (t *textWriter) line(x float64, style string, size, h float64, rs []rune, l
 	var b strings.Builder
 	for i := 0; i < len(order); {
 		f := fonts[order[i]]
+		if c := shapedAt(order[i]); c != nil {
+			var cs []*shapedCluster
+			runW := 0.0
+			j := i
+			for ; j < len(order); j++ {
+				d := shapedAt(order[j])
+				if d == nil || d.hb != c.hb {
+					break
+				}
+				if sh[order[j]].first {
+					cs = append(cs, d)
+					runW += w[order[j]]
+				}
+			}
+			if len(cs) > 0 {
+				t.drawShaped(cs, runW, h, size)
+			}
+			i = j
+			continue
+		}
 		b.Reset()
 		runW := 0.0
 		j := i
-		for ; j < len(order) && fonts[order[j]] == f; j++ {
+		for ; j < len(order) && fonts[order[j]] == f && shapedAt(order[j]) == nil; j++ {
 			r := rs[order[j]]
 			if levels[order[j]]%2 == 1 {
 				if c, ok := mirrorCode(r); ok && f == 0 && t.mirrorCodes {

@@ -315,7 +315,7 @@ func TestLinesBrokenInLogicalOrder(t *testing.T) {
 				}
 			}
 			var got []string
-			for _, l := range breakLines(rs, w, tc.avail) {
+			for _, l := range breakLines(rs, w, tc.avail, nil) {
 				line, lv := rs[l[0]:l[1]], levels[l[0]:l[1]]
 				for len(line) > 0 && line[len(line)-1] == ' ' {
 					line, lv = line[:len(line)-1], lv[:len(lv)-1]
@@ -339,15 +339,18 @@ func TestShapedSealsConcurrently(t *testing.T) {
 	msgs := [][]byte{
 		buildMessage("שלום 👍", testPart{contentType: "text/plain; charset=utf-8", body: []byte("שלום לכולם, John 42.\r\n")}),
 		buildMessage("مرحبا 🎉", testPart{contentType: "text/plain; charset=utf-8", body: []byte("السلام عليكم، لا\r\n")}),
+		// Shaped through the HarfBuzz port: one parsed font, a face
+		// and a ToUnicode map per document (hbshape.go).
+		buildMessage("हिन्दी", testPart{contentType: "text/plain; charset=utf-8", body: []byte("क्षत्रिय प्रति ที่นี่ น้ำ\r\n")}),
 	}
-	errs := make(chan error, 8)
-	for i := range 8 {
+	errs := make(chan error, 9)
+	for i := range 9 {
 		go func() {
-			_, err := (&Sealer{}).Seal(context.Background(), bytes.NewReader(msgs[i%2]), []byte(testPassword), io.Discard)
+			_, err := (&Sealer{}).Seal(context.Background(), bytes.NewReader(msgs[i%3]), []byte(testPassword), io.Discard)
 			errs <- err
 		}()
 	}
-	for range 8 {
+	for range 9 {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -38,6 +39,9 @@ var shapeCorpus = []struct {
 	// astral: drawn from a system font with characters outside the BMP
 	// (fonts-symbola).
 	astral []rune
+	// spaced: lines come back with their spaces as they are (no space
+	// inside a word where a mark below ends a shaped word before its end).
+	spaced bool
 }{
 	{
 		name:    "arabic",
@@ -94,6 +98,59 @@ var shapeCorpus = []struct {
 		exact:   []string{"قُرْآن", "Café naïve"},
 		// poppler puts the mark at the left end of a line before the line.
 		words: []string{"بِسْمِ اللَّهِ الرَّحْمَٰنِ الرَّحِيم", "الْحَمْدُ لِلَّهِ رَبِّ الْعَالَمِين", "שָׁלוֹם עֲלֵיכֶם"},
+	},
+	// Complex scripts shaped with the fonts' OpenType tables (hbshape.go):
+	// conjuncts (क्ष, त्र, স্ক), reph (र्), vowel signs drawn before their
+	// consonant (ि, ে, ொ split around it), Thai marks stacked (ที่, น้ำ).
+	{
+		name:    "hindi",
+		spaced:  true,
+		subject: "हिन्दी पत्र",
+		body: []string{
+			"नमस्ते, यह हिन्दी में एक परीक्षण संदेश है।",
+			"क्षत्रिय, प्रति, श्री, कर्म, द्वार, हृदय, पत्नी।",
+			"कृपया संलग्न प्रस्ताव देखें और सप्ताह के अंत तक अपनी टिप्पणियाँ भेजें।",
+			"धन्यवाद, बिक्री टीम",
+		},
+	},
+	{
+		name:    "bengali",
+		spaced:  true,
+		subject: "বাংলা চিঠি",
+		body: []string{
+			"নমস্কার, এটি একটি পরীক্ষামূলক বার্তা।",
+			"ক্ষমা, শ্রী, প্রতি, কার্যালয়, কৌশল।",
+			"ধন্যবাদ, বিক্রয় দল",
+		},
+	},
+	{
+		name:    "tamil",
+		spaced:  true,
+		subject: "தமிழ் கடிதம்",
+		body: []string{
+			"வணக்கம், இது ஒரு சோதனை செய்தி.",
+			"கொடு, கோடு, கௌரவம், ஸ்ரீ, க்ஷேத்திரம்.",
+			"நன்றி, விற்பனை குழு",
+		},
+	},
+	{
+		name:    "thai",
+		spaced:  true,
+		subject: "จดหมายภาษาไทย",
+		body: []string{
+			"สวัสดีครับ ที่นี่ น้ำ",
+			"นี่คือข้อความทดสอบภาษาไทย ผู้ใหญ่ กี่ปี ปู่ ฎีกา",
+			"ขอบคุณครับ",
+		},
+	},
+	{
+		name:    "hindi-mixed",
+		spaced:  true,
+		subject: "Re: बैठक",
+		body: []string{
+			"The meeting (बैठक) is on Monday at 10:30 in कक्ष 4.",
+			"Price: 1,234.50 € – कृपया पुष्टि करें।",
+		},
 	},
 	{
 		name:    "emoji",
@@ -157,6 +214,13 @@ func TestShapedScriptsInEveryReader(t *testing.T) {
 			for _, want := range append(exact, tc.words...) {
 				if !strings.Contains(noSpace(got), noSpace(norm.NFC.String(want))) {
 					t.Errorf("pdftotext lost %q\n--- text ---\n%s", want, got)
+				}
+			}
+			if tc.spaced {
+				for _, want := range append([]string{tc.subject}, tc.body...) {
+					if !strings.Contains(got, norm.NFC.String(want)) {
+						t.Errorf("pdftotext changed the spaces of %q\n--- text ---\n%s", want, got)
+					}
 				}
 			}
 			have := map[rune]int{}
@@ -300,16 +364,21 @@ func TestPixelDiff(t *testing.T) {
 	}
 }
 
-// TestRightToLeftHTMLLaidOutAsText: HTML mail with Arabic or Hebrew (no
-// text alternative, as Outlook can send it) is laid out by the text
-// layout, which orders and joins: poppler gets every word back and no
-// presentation form, and MuPDF draws the page as it draws the same lines
-// sent as text/plain (the golden of that case, same tolerance).
+// TestRightToLeftHTMLLaidOutAsText: HTML mail with Arabic or Hebrew, or
+// with Hindi or Thai (no text alternative, as Outlook can send it), is
+// laid out by the text layout, which orders, joins and shapes: poppler
+// gets every word back and no presentation form, and MuPDF draws the page
+// as it draws the same lines sent as text/plain (the golden of that case,
+// same tolerance).
 func TestRightToLeftHTMLLaidOutAsText(t *testing.T) {
 	testpeer.Require(t, "pdftotext")
 	testpeer.Require(t, "mutool")
-	for _, tc := range shapeCorpus[:2] { // arabic, hebrew
+	for _, tc := range shapeCorpus {
+		if !slices.Contains([]string{"arabic", "hebrew", "hindi", "thai"}, tc.name) {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
+			requireSystemFontFor(t, []rune(strings.Join(tc.body, ""))...)
 			var h strings.Builder
 			h.WriteString("<html><head><style>p{color:red}</style></head><body><div>")
 			for i, l := range tc.body {
@@ -332,7 +401,7 @@ func TestRightToLeftHTMLLaidOutAsText(t *testing.T) {
 			noSpace := func(s string) string { return strings.Join(strings.Fields(s), "") }
 			for _, want := range tc.body {
 				for _, w := range strings.Fields(norm.NFC.String(want)) {
-					if !strings.Contains(noSpace(got), noSpace(strings.Trim(w, ".,:()،"))) {
+					if !strings.Contains(noSpace(got), noSpace(strings.Trim(w, ".,:()،।"))) {
 						t.Errorf("pdftotext lost %q\n--- text ---\n%s", w, got)
 					}
 				}

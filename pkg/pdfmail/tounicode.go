@@ -25,7 +25,11 @@ import (
 // (presentation forms) mapped to their characters, all others to
 // themselves. Ranges never cross a change of the first byte and a block
 // holds at most 100 entries, as the CMap format asks.
-func toUnicodeCMap(over map[rune][]rune) []byte {
+func toUnicodeCMap(over map[rune][]rune) []byte { return cmapText(over, true) }
+
+// cmapText writes the CMap of over; with identity, every other code maps
+// to itself, else to nothing (the fonts of hbshape.go).
+func cmapText(over map[rune][]rune, identity bool) []byte {
 	var b strings.Builder
 	b.WriteString("/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n" +
 		"/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n" +
@@ -57,6 +61,9 @@ func toUnicodeCMap(over map[rune][]rune) []byte {
 		next = c + 1
 	}
 	emit(next, 0xFFFF)
+	if !identity {
+		spans = nil
+	}
 
 	for i := 0; i < len(spans); i += 100 {
 		part := spans[i:min(i+100, len(spans))]
@@ -86,7 +93,8 @@ func toUnicodeCMap(over map[rune][]rune) []byte {
 // ToUnicode map of toUnicodeCMap: presentation forms to the Arabic
 // letters, in the built-in font the mirror codes (mirror.go) to their
 // characters, and in the astral fonts Private Use Area codes to the
-// characters outside the BMP they stand for. The maps are compressed once
+// characters outside the BMP they stand for; the fonts of shaped text
+// (hbshape.go) their own. The maps are compressed once
 // per process (the astral one again when a chain registers new codes).
 func fixToUnicode(xt *model.XRefTable) error {
 	for _, e := range xt.Table {
@@ -107,7 +115,10 @@ func fixToUnicode(xt *model.XRefTable) error {
 		}
 		var data []byte
 		var err error
+		shaped, isShaped, shapedErr := shapedCMap(string(name))
 		switch base := strings.ToLower(fontFamily); {
+		case isShaped:
+			data, err = shaped, shapedErr
 		case strings.Contains(string(name), "utf8"+strings.ToLower(astralFamily)):
 			data, err = astralCMap()
 		case string(name) == "utf8"+base || string(name) == "utf8"+base+"B":
