@@ -109,20 +109,6 @@ func spoolDirOf(node, lane string) string {
 // queue entry in its snapshot (tests deliver the message there).
 var backupSpoolHook func(id string)
 
-// spoolIDOK admits the ids the spool writes (NewID: lowercase hex), so a
-// file name built from one stays a plain name in its directory.
-func spoolIDOK(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 func (a *app) backup(ctx context.Context, file string) error {
 	cfg, err := a.loadConfig()
 	if err != nil {
@@ -315,7 +301,7 @@ func backupSpoolFile(cfg *config.Config, stage string, r store.QueueDumpRow) (ke
 	if r.Stored {
 		return true, "", nil // the sealed message is in the row
 	}
-	if !spoolIDOK(r.ID) {
+	if !gateway.ValidID(r.ID) {
 		return false, "", fmt.Errorf("backup: queue entry %q: not a spool id", r.ID)
 	}
 	if backupSpoolHook != nil {
@@ -521,7 +507,7 @@ func spoolEntryID(name string) string {
 		return ""
 	}
 	id, ok := strings.CutSuffix(base, ".msg")
-	if !ok || !spoolIDOK(id) {
+	if !ok || !gateway.ValidID(id) {
 		return ""
 	}
 	return id
@@ -689,7 +675,7 @@ func checkBackupQueue(file, stage string, man backupManifest, kr gateway.Keyring
 		id, _ := row["id"].(string)
 		node, _ := row["node"].(string)
 		lane, _ := row["lane"].(string)
-		if !spoolIDOK(id) {
+		if !gateway.ValidID(id) {
 			return nil, usageErrorf("%s: %s row %d: queue id %q", file, name, line, row["id"])
 		}
 		if msg, ok := row["message"].(map[string]any); ok {

@@ -531,7 +531,7 @@ func FuzzSpoolEntryID(f *testing.F) {
 			return
 		}
 		dir, _, _ := strings.Cut(name, "/")
-		if name != dir+"/"+id+".msg" || filepath.Clean(name) != name || strings.Count(name, "/") != 1 || !spoolIDOK(id) {
+		if name != dir+"/"+id+".msg" || filepath.Clean(name) != name || strings.Count(name, "/") != 1 || !gateway.ValidID(id) {
 			t.Fatalf("spoolEntryID(%q) = %q", name, id)
 		}
 	})

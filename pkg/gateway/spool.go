@@ -129,7 +129,10 @@ func NewID() string {
 	return fmt.Sprintf("%x%s", time.Now().UTC().UnixMilli(), hex.EncodeToString(b[:]))
 }
 
-func validID(id string) bool {
+// ValidID says id is one NewID could have made (lowercase hex, at most
+// 64 characters), so a file name built from it stays a plain name in its
+// directory.
+func ValidID(id string) bool {
 	if id == "" || len(id) > 64 {
 		return false
 	}
@@ -156,7 +159,7 @@ func (s *Spool) path(id string) string { return filepath.Join(s.dir, id+spoolExt
 // returns; Queue.Recover removes such files. The directory fsync is shared
 // with the sessions that finish at the same moment (dirSyncer).
 func (s *Spool) Write(env *Envelope, r io.Reader) (int64, error) {
-	if !validID(env.ID) {
+	if !ValidID(env.ID) {
 		return 0, fmt.Errorf("spool: invalid id %q", env.ID)
 	}
 	s.writing.Store(env.ID, true)
@@ -328,7 +331,7 @@ type SpooledMessage struct {
 // Open reads the envelope of message id; the body follows through Read.
 // The caller closes it.
 func (s *Spool) Open(id string) (*SpooledMessage, error) {
-	if !validID(id) {
+	if !ValidID(id) {
 		return nil, fmt.Errorf("spool: invalid id %q", id)
 	}
 	f, err := os.Open(s.path(id))
@@ -391,7 +394,7 @@ func (m *SpooledMessage) init(kr Keyring, id string) error {
 // its messages in the database. It returns the sealed bytes and the number
 // of message bytes; r's error is returned unchanged (wrapped).
 func (s *Spool) Seal(env *Envelope, r io.Reader) ([]byte, int64, error) {
-	if !validID(env.ID) {
+	if !ValidID(env.ID) {
 		return nil, 0, fmt.Errorf("spool: invalid id %q", env.ID)
 	}
 	var buf bytes.Buffer
@@ -406,7 +409,7 @@ func (s *Spool) Seal(env *Envelope, r io.Reader) ([]byte, int64, error) {
 // content): the same checks as Open, so bytes that were altered, cut short
 // or sealed for another id fail with ErrSpoolCorrupt.
 func (s *Spool) OpenSealed(id string, sealed []byte) (*SpooledMessage, error) {
-	if !validID(id) {
+	if !ValidID(id) {
 		return nil, fmt.Errorf("spool: invalid id %q", id)
 	}
 	r := spoolReaders.Get().(*bufio.Reader)
@@ -468,7 +471,7 @@ func (m *SpooledMessage) Close() error {
 // message back for a duplicate delivery, which is allowed, and saves one
 // fsync per message.
 func (s *Spool) Remove(id string) error {
-	if !validID(id) {
+	if !ValidID(id) {
 		return fmt.Errorf("spool: invalid id %q", id)
 	}
 	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -486,7 +489,7 @@ func (s *Spool) IDs() ([]string, error) {
 	var ids []string
 	for _, e := range ents {
 		name := e.Name()
-		if id, ok := strings.CutSuffix(name, spoolExt); ok && validID(id) {
+		if id, ok := strings.CutSuffix(name, spoolExt); ok && ValidID(id) {
 			ids = append(ids, id)
 		}
 	}
