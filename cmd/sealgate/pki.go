@@ -134,6 +134,13 @@ func (a *app) openPKI(ctx context.Context, cfg *config.Config) (*pkiRuntime, err
 		if err != nil {
 			return fail(err)
 		}
+		node, err := nodeID(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		if err := recordEmbeddedCA(ctx, st, ca, cfg.DataPath("ca"), node); err != nil {
+			return fail(err)
+		}
 		rt.Embedded, m.Issuer = ca, ca
 	case "stepca":
 		iss, err := openStepCA(ctx, cfg)

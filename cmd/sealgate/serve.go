@@ -596,11 +596,17 @@ func openPKI(ctx context.Context, rt *runtime) (*embeddedca.CA, *pki.Manager, er
 	switch cfg.PKI.Issuer {
 	case "", "embedded":
 		dir := cfg.DataPath("ca")
+		if err := checkEmbeddedCADir(ctx, rt.store, dir); err != nil {
+			return nil, nil, err
+		}
 		if _, err := embeddedca.Init(dir, rt.keyring, embeddedca.InitOptions{}); err != nil {
 			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
 		}
 		if ca, err = embeddedca.Open(dir, rt.keyring, embeddedca.Options{CRLURL: crlURL(cfg)}); err != nil {
 			return nil, nil, fmt.Errorf("pki: embedded CA: %w", err)
+		}
+		if err := recordEmbeddedCA(ctx, rt.store, ca, dir, rt.node); err != nil {
+			return nil, nil, err
 		}
 		m.Issuer = ca
 	case "stepca":

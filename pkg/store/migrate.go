@@ -264,6 +264,20 @@ var migrations = []migration{
 		`CREATE INDEX queue_lane_claim ON queue (lane, next_attempt, lease_until)`,
 		`CREATE INDEX queue_lane_node ON queue (lane, node)`,
 	}},
+	// Several nodes on one database (issue 17) with the embedded CA: each
+	// node keeps the CA in its own data_dir, so a node started with an
+	// empty one would create a second CA and issue, revoke and publish
+	// certificates the others' CRLs and chains know nothing of. The
+	// first node records its root here; every node compares before it
+	// issues anything (one row: id 1).
+	{11, "embedded ca", []string{
+		`CREATE TABLE embedded_ca (
+			id          INTEGER PRIMARY KEY CHECK (id = 1),
+			root_sha256 TEXT NOT NULL,
+			node        TEXT NOT NULL,
+			recorded_at BIGINT NOT NULL
+		)`,
+	}},
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -91,7 +91,8 @@ func TestClusterInboundNodeDies(t *testing.T) {
 	b := inboundClusterNode(t, "node-b.example.org", dsn, key, outSink.Addr, inSink.Addr)
 	sealgateBinary(t) // built before the clock starts
 	began := time.Now()
-	a.start() // creates the master key; b then shares it
+	a.start() // creates the master key and the CA; b then shares both
+	shareCA(t, a, b)
 	b.start()
 	t.Logf("both nodes listening after %v", time.Since(began).Round(time.Millisecond))
 	logs := func() string { return "node a:\n" + tail(a.logText(), 15) + "\nnode b:\n" + tail(b.logText(), 15) }

@@ -429,3 +429,41 @@ func waitQueueEmpty(t *testing.T, g *gw, logs func() string) {
 		return fmt.Sprintf("%d entries left in the queue, e.g. %+v; logs:\n%s", len(left), left[0], logs())
 	})
 }
+
+// TestClusterNodesShareOneEmbeddedCA: a node joining a database whose
+// certificates come from another node's embedded CA refuses to start, with
+// or without a CA of its own, instead of issuing from a second CA whose
+// certificates the first node's chain and CRL do not know; with the first
+// node's CA copied it starts.
+func TestClusterNodesShareOneEmbeddedCA(t *testing.T) {
+	pg := testpeer.StartPostgres(t)
+	dsn := pg.NewDatabase(t)
+	sink := testpeer.StartSink(t, testpeer.SinkOptions{})
+	key := filepath.Join(t.TempDir(), "master.key")
+	a := clusterNode(t, "node-a.example.org", dsn, key, sink.Addr)
+	b := clusterNode(t, "node-b.example.org", dsn, key, sink.Addr)
+	a.start()
+	idA := a.nodeID(t)
+
+	out := serveFails(t, b)
+	for _, want := range []string{"embedded CA of node " + idA, "this node has no CA in", "copy " + filepath.Join(b.dir, "data", "ca")} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("node b without a CA: the error does not say %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(b.dir, "data", "ca", "root.crt")); err == nil {
+		t.Fatal("node b created a CA of its own although the database has one")
+	}
+
+	b.cli("pki", "init") // a second CA, made by hand
+	out = serveFails(t, b)
+	if !strings.Contains(out, "embedded CA of node "+idA) || !strings.Contains(out, "is another one") {
+		t.Fatalf("node b with another CA: %s", out)
+	}
+
+	shareCA(t, a, b)
+	b.start()
+	if !strings.Contains(b.logText(), `"listening"`) {
+		t.Fatal("node b with node a's CA did not start")
+	}
+}

@@ -38,24 +38,34 @@ func TestServeStopsWhenAnHTTPListenerCannotBind(t *testing.T) {
 			if err := os.WriteFile(g.config, []byte(strings.Replace(string(b), tc.old, tc.new, 1)), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(sealgateBinary(t), "serve", "--config", g.config)
-			done := make(chan struct{})
-			var out []byte
-			go func() { out, err = cmd.CombinedOutput(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-				t.Fatalf("serve kept running with %s %s taken:\n%s", tc.key, addr, out)
-			}
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
-				t.Fatalf("serve with %s taken: %v, want a non-zero exit\n%s", tc.key, err, out)
-			}
-			if want := tc.key + " " + addr; !strings.Contains(string(out), want) {
+			out := serveFails(t, g)
+			if want := tc.key + " " + addr; !strings.Contains(out, want) {
 				t.Fatalf("serve's error does not name %q:\n%s", want, out)
 			}
 		})
 	}
+}
+
+// serveFails runs g's serve and returns its output once it has exited with
+// a non-zero status; a serve still running after a minute fails the test.
+func serveFails(t *testing.T, g *gw) string {
+	t.Helper()
+	cmd := exec.Command(sealgateBinary(t), "serve", "--config", g.config)
+	cmd.Dir = g.cwd
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("serve kept running:\n%s", out)
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("serve: %v, want a non-zero exit\n%s", err, out)
+	}
+	return string(out)
 }
