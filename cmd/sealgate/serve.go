@@ -247,6 +247,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 			return err
 		}
 		defer in.ln.Close()
+	} else {
+		warnInboundWaiting(ctx, rt.store, log)
 	}
 	ln, err := net.Listen("tcp", cfg.SMTP.Listen)
 	if err != nil {

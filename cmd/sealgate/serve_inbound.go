@@ -301,3 +301,19 @@ func ourDomain(domains []string) func(addr string) bool {
 		return set[strings.TrimSuffix(strings.ToLower(addr[at+1:]), ".")]
 	}
 }
+
+// warnInboundWaiting tells the admin of a node without [inbound] about
+// inbound messages in the queue (restored from a backup, or left by a
+// config edit): only a node with [inbound] delivers them, and nothing
+// else would say why they wait.
+func warnInboundWaiting(ctx context.Context, st *store.Store, log *slog.Logger) {
+	waiting, err := st.QueueEntries(ctx, store.QueueFilter{Lane: store.LaneInbound, Limit: 1000})
+	if err != nil {
+		log.Warn("could not count the inbound messages in the queue", "err", err)
+		return
+	}
+	if len(waiting) > 0 {
+		log.Warn("inbound messages wait in the queue, but [inbound] is not configured on this node: a node with [inbound] delivers them",
+			"inbound_messages", len(waiting), "capped_at", 1000)
+	}
+}
