@@ -25,18 +25,23 @@ func newPDFCmd(a *app) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 
-	var renderPW string
+	var renderPW, renderMode string
 	render := &cobra.Command{
 		Use:   "render --password-file F",
 		Short: "stdin (a message) to stdout (the carrier mail with the encrypted PDF), to preview",
 		Long: "Reads a message (RFC 5322, .eml) on stdin and writes the carrier mail the gateway\n" +
 			"would send instead: the notice text in the configured language and the message as\n" +
 			"an AES-256 encrypted PDF with every attachment inside. The password is read from\n" +
-			"the file given by --password-file (one line), never from the command line.",
+			"the file given by --password-file (one line), never from the command line.\n" +
+			"--password-mode says where the recipient's password comes from, so the notice\n" +
+			"names it as the gateway would: preset or subject (the sender gave it),\n" +
+			"generated-to-sender (generated, passed on by the sender), portal (chosen by the\n" +
+			"recipient on portal.url); without it the notice says to ask the sender.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return a.pdfRender(cmd.Context(), renderPW) },
+		RunE: func(cmd *cobra.Command, args []string) error { return a.pdfRender(cmd.Context(), renderPW, renderMode) },
 	}
 	render.Flags().StringVar(&renderPW, "password-file", "", "file holding the PDF password (first line)")
+	render.Flags().StringVar(&renderMode, "password-mode", "", "where the password comes from: preset, subject, generated-to-sender or portal")
 
 	password := &cobra.Command{
 		Use:   "password",
@@ -76,7 +81,13 @@ func pdfReadPasswordFile(path string) ([]byte, error) {
 	return line, nil
 }
 
-func (a *app) pdfRender(ctx context.Context, pwFile string) error {
+func (a *app) pdfRender(ctx context.Context, pwFile, mode string) error {
+	switch mode {
+	case "", pdfmail.ModePreset, pdfmail.ModeSubject, pdfmail.ModeGeneratedToSender, pdfmail.ModePortal:
+	default:
+		return usageErrorf("--password-mode %q: want %s, %s, %s or %s", mode,
+			pdfmail.ModePreset, pdfmail.ModeSubject, pdfmail.ModeGeneratedToSender, pdfmail.ModePortal)
+	}
 	pw, err := pdfReadPasswordFile(pwFile)
 	if err != nil {
 		return err
@@ -96,7 +107,11 @@ func (a *app) pdfRender(ctx context.Context, pwFile string) error {
 	defer cancel()
 	// Buffer the carrier: on a failure nothing half-written reaches stdout.
 	var out bytes.Buffer
-	info, err := sealer.Seal(ctx, a.stdin, pw, &out)
+	note := pdfmail.CarrierNote{PasswordMode: mode}
+	if mode == pdfmail.ModePortal {
+		note.PortalURL = cfg.Portal.URL
+	}
+	info, err := sealer.SealWithNote(ctx, a.stdin, pw, note, &out)
 	if err != nil {
 		return err
 	}

@@ -195,3 +195,53 @@ func TestPDFRenderEmoji(t *testing.T) {
 		t.Error("password on stderr")
 	}
 }
+
+// pdf render's notice names the password as the gateway's would, given
+// where it comes from (--password-mode); an unknown mode is a usage error.
+func TestPDFRenderPasswordMode(t *testing.T) {
+	dir, conf := pdfTestEnv(t)
+	pwFile := pdfWriteSecretFile(t, dir, "Vorschau-Passwort\n")
+	msg := []byte("From: a@example.org\r\nTo: b@partner.example\r\nSubject: Vorschau\r\n\r\nGrüße\r\n")
+	notice := func(stdout string) string {
+		mr, err := mail.CreateReader(strings.NewReader(stdout))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				t.Fatalf("no text part in the carrier:\n%s", stdout)
+			}
+			if h, ok := p.Header.(*mail.InlineHeader); ok {
+				if ct, _, _ := h.ContentType(); ct == "text/plain" {
+					b, _ := io.ReadAll(p.Body)
+					return string(b)
+				}
+			}
+		}
+	}
+	for _, tc := range []struct{ mode, want string }{
+		{"", "Sie haben kein Passwort? Bitte fragen Sie den Absender"},
+		{"preset", "das Ihnen der Absender gegeben hat"},
+		{"subject", "das Ihnen der Absender gegeben hat"},
+		{"generated-to-sender", "Das Passwort wurde für Sie erzeugt"},
+	} {
+		t.Run("mode "+tc.mode, func(t *testing.T) {
+			args := []string{"pdf", "render", "--config", conf, "--password-file", pwFile}
+			if tc.mode != "" {
+				args = append(args, "--password-mode", tc.mode)
+			}
+			code, stdout, stderr := pdfRunCLI(msg, args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if n := notice(stdout); !strings.Contains(n, tc.want) {
+				t.Fatalf("the notice does not say %q:\n%s", tc.want, n)
+			}
+		})
+	}
+	code, _, stderr := pdfRunCLI(msg, "pdf", "render", "--config", conf, "--password-file", pwFile, "--password-mode", "guess")
+	if code != 2 || !strings.Contains(stderr, `--password-mode "guess"`) {
+		t.Fatalf("unknown mode: exit %d, %s", code, stderr)
+	}
+}
