@@ -137,7 +137,7 @@ func TestSealHTMLBodyKeepsLinks(t *testing.T) {
 
 func TestSealAttachmentsByteIdentical(t *testing.T) {
 	testpeer.Require(t, "pdfdetach")
-	big := make([]byte, 20<<20)
+	big := make([]byte, 25<<20)
 	if _, err := rand.Read(big); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestSealAttachmentsByteIdentical(t *testing.T) {
 	}
 	// First page lists them, with type and size.
 	text := testpeer.PDFText(t, pdf, testPassword, false)
-	for _, w := range []string{"Anhänge:", "Größenmaß_Übersicht.bin (application/octet-stream, 21,0 MB)", "Überweisung März.csv (text/csv, 32 Bytes)", "Vertrag (2).pdf"} {
+	for _, w := range []string{"Anhänge:", "Größenmaß_Übersicht.bin (application/octet-stream, 26,2 MB)", "Überweisung März.csv (text/csv, 32 Bytes)", "Vertrag (2).pdf"} {
 		if !strings.Contains(text, w) {
 			t.Errorf("attachment list lacks %q\n%s", w, text)
 		}
@@ -221,8 +221,9 @@ func TestSealAttachOriginal(t *testing.T) {
 
 func TestSealEdgeCases(t *testing.T) {
 	testpeer.Require(t, "qpdf")
+	testpeer.Require(t, "mutool")
 	long := &strings.Builder{}
-	for i := 1; i <= 2000; i++ {
+	for i := 1; i <= 2600; i++ {
 		fmt.Fprintf(long, "Zeile %d: Die Würde des Menschen ist unantastbar – %s\r\n", i, strings.Repeat("ä", i%40))
 	}
 	long.WriteString(strings.Repeat("x", 3000) + "\r\n") // one unbreakable word
@@ -237,8 +238,8 @@ func TestSealEdgeCases(t *testing.T) {
 		{name: "no headers at all", msg: []byte("\r\njust text\r\n"), wantText: []string{"just text", "(no subject)"}},
 		{name: "only attachments", msg: buildMessage("nur Anhang", testPart{contentType: "image/png", filename: "bild.png", body: []byte("\x89PNG fake")}),
 			wantText: []string{"bild.png (image/png, 9 bytes)", "(This message has no text.)"}},
-		{name: "2000-line body", msg: buildMessage("lang", testPart{contentType: "text/plain; charset=utf-8", body: []byte(long.String())}),
-			wantText: []string{"Zeile 1: Die Würde", "Zeile 2000: Die Würde", "Page 1 of "}, minPages: 30},
+		{name: "50-page body", msg: buildMessage("lang", testPart{contentType: "text/plain; charset=utf-8", body: []byte(long.String())}),
+			wantText: []string{"Zeile 1: Die Würde", "Zeile 2600: Die Würde", "Page 1 of "}, minPages: 50},
 		{name: "broken base64 body", msg: []byte("Subject: x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64***\r\n"), wantErr: true},
 		{name: "unterminated multipart", msg: []byte("Subject: x\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nhello\r\n"), wantErr: true},
 		{name: "multipart without boundary", msg: []byte("Subject: x\r\nContent-Type: multipart/mixed\r\n\r\n--zz\r\n\r\nhello\r\n"), wantErr: true},
@@ -301,6 +302,11 @@ func TestSealEdgeCases(t *testing.T) {
 				n := testpeer.PDFPages(t, pdf, testPassword)
 				if !strings.Contains(text, fmt.Sprintf("Page %d of %d", n, n)) {
 					t.Errorf("last page has no footer \"Page %d of %d\"", n, n)
+				}
+				// MuPDF draws the last page too.
+				png, warn := testpeer.MuPDFRenderPNG(t, pdf, testPassword, n, 50, t.TempDir())
+				if st, err := os.Stat(png); warn != "" || err != nil || st.Size() == 0 {
+					t.Errorf("mutool draw of page %d: %q, %v", n, warn, err)
 				}
 			}
 		})
