@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/pkg/delivery/smtppool"
 	"github.com/sealgate/sealgate/pkg/delivery/starttls"
 	"github.com/sealgate/sealgate/pkg/events"
 )
@@ -95,18 +95,16 @@ type SMTPRelay struct {
 	// reconfigured is seen again soon.
 	MaxMessagesPerConn int
 
-	mu     sync.Mutex
-	idle   []*relayConn // most recently used last
-	closed bool
+	poolOnce sync.Once
+	pool     smtppool.Idle[string, *relayConn] // keyed by TLS mode
 }
 
 // relayConn is one connection to the smart host.
 type relayConn struct {
-	c     *smtp.Client
-	raw   net.Conn // for Close when the context ends
-	mode  string   // the TLS mode it was opened with (the pool key)
-	used  int      // transactions begun on it
-	timer *time.Timer
+	c    *smtp.Client
+	raw  net.Conn // for Close when the context ends
+	mode string   // the TLS mode it was opened with (the pool key)
+	used int      // transactions begun on it
 	// reused: it carried a message before; a failure before the final dot
 	// may then be a connection the smart host closed meanwhile.
 	reused bool
@@ -168,7 +166,7 @@ func (s *SMTPRelay) release(rc *relayConn, broken bool) {
 		rc.c.Close()
 		return
 	}
-	s.put(rc)
+	s.idle().Put(rc.mode, rc, rc.used)
 }
 
 // allFailed is the per-recipient answer of a delivery that succeeded or
@@ -252,8 +250,8 @@ func connFailed(err error) bool {
 // get returns an idle connection for mode that answers RSET, or a new one.
 func (s *SMTPRelay) get(ctx context.Context, mode string) (*relayConn, error) {
 	for {
-		rc := s.takeIdle(mode)
-		if rc == nil {
+		rc, ok := s.idle().Take(mode)
+		if !ok {
 			break
 		}
 		s.setTimeouts(rc.c)
@@ -275,81 +273,31 @@ func (s *SMTPRelay) get(ctx context.Context, mode string) (*relayConn, error) {
 	return s.dial(ctx, mode)
 }
 
-func (s *SMTPRelay) takeIdle(mode string) *relayConn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.idle) - 1; i >= 0; i-- {
-		rc := s.idle[i]
-		if rc.mode != mode {
-			continue
+// idle is the pool of idle connections, its limits from the fields.
+func (s *SMTPRelay) idle() *smtppool.Idle[string, *relayConn] {
+	s.poolOnce.Do(func() {
+		s.pool.Max = s.MaxIdle
+		if s.pool.Max == 0 {
+			s.pool.Max = 16
 		}
-		s.idle = append(s.idle[:i], s.idle[i+1:]...)
-		rc.timer.Stop() // under mu: its func then finds rc gone from idle
-		return rc
-	}
-	return nil
-}
-
-// put returns rc to the pool, or closes it when it is used up or the pool
-// is full or closed.
-func (s *SMTPRelay) put(rc *relayConn) {
-	maxIdle, perConn, idleFor := s.MaxIdle, s.MaxMessagesPerConn, s.IdleTimeout
-	if maxIdle == 0 {
-		maxIdle = 16
-	}
-	if perConn <= 0 {
-		perConn = 100
-	}
-	if idleFor <= 0 {
-		idleFor = 5 * time.Second
-	}
-	s.mu.Lock()
-	if s.closed || len(s.idle) >= maxIdle || rc.used >= perConn {
-		s.mu.Unlock()
-		quit(rc.c)
-		return
-	}
-	rc.timer = time.AfterFunc(idleFor, func() { s.expire(rc) })
-	s.idle = append(s.idle, rc)
-	s.mu.Unlock()
-}
-
-// expire closes rc if it is still idle.
-func (s *SMTPRelay) expire(rc *relayConn) {
-	s.mu.Lock()
-	i := slices.Index(s.idle, rc)
-	if i >= 0 {
-		s.idle = slices.Delete(s.idle, i, i+1)
-	}
-	s.mu.Unlock()
-	if i >= 0 {
-		quit(rc.c)
-	}
+		s.pool.PerConn = s.MaxMessagesPerConn
+		if s.pool.PerConn <= 0 {
+			s.pool.PerConn = 100
+		}
+		s.pool.For = s.IdleTimeout
+		if s.pool.For <= 0 {
+			s.pool.For = 5 * time.Second
+		}
+		s.pool.End = func(rc *relayConn) { smtppool.Quit(rc.c) }
+	})
+	return &s.pool
 }
 
 // Close says QUIT on the idle connections; later deliveries still work
 // but keep no connection open.
 func (s *SMTPRelay) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	idle := s.idle
-	s.idle = nil
-	for _, rc := range idle {
-		rc.timer.Stop()
-	}
-	s.mu.Unlock()
-	for _, rc := range idle {
-		quit(rc.c)
-	}
+	s.idle().Close()
 	return nil
-}
-
-// quit ends a connection politely, waiting a few seconds at most.
-func quit(c *smtp.Client) {
-	c.CommandTimeout = 5 * time.Second
-	if err := c.Quit(); err != nil {
-		c.Close()
-	}
 }
 
 func (s *SMTPRelay) timeout() time.Duration {

@@ -482,9 +482,7 @@ func TestSMTPRelayContextEndsDelivery(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("delivery still waiting 20 s after its context ended")
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.idle) != 0 {
+	if len(r.idle().Conns()) != 0 {
 		t.Fatal("the connection of a cancelled delivery went back to the pool")
 	}
 }

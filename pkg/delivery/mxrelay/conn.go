@@ -6,103 +6,35 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
-	"sync"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/pkg/delivery/smtppool"
 	"github.com/sealgate/sealgate/pkg/delivery/starttls"
 	"github.com/sealgate/sealgate/pkg/events"
 )
 
 // conn is one open connection to an MX host.
 type conn struct {
-	c     *smtp.Client
-	raw   net.Conn
-	key   poolKey
-	used  int
-	timer *time.Timer
-	hop   *events.TLS
+	c    *smtp.Client
+	raw  net.Conn
+	key  poolKey
+	used int
+	hop  *events.TLS
 }
 
 // poolKey: connections are reused only for the same address, the same
 // MX name (certificates were checked against it) and the same TLS demand.
 type poolKey struct{ addr, host, pol string }
 
-type pool struct {
-	mu      sync.Mutex
-	idle    []*conn
-	closed  bool
-	maxIdle int
-	idleFor time.Duration
-	perConn int
-}
-
-func (p *pool) take(k poolKey) *conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := len(p.idle) - 1; i >= 0; i-- {
-		c := p.idle[i]
-		if c.key == k {
-			p.idle = slices.Delete(p.idle, i, i+1)
-			c.timer.Stop()
-			return c
-		}
-	}
-	return nil
-}
-
-func (p *pool) put(c *conn) {
-	p.mu.Lock()
-	if p.closed || p.maxIdle < 0 || len(p.idle) >= p.maxIdle || c.used >= p.perConn {
-		p.mu.Unlock()
-		quit(c.c)
-		return
-	}
-	c.timer = time.AfterFunc(p.idleFor, func() { p.expire(c) })
-	p.idle = append(p.idle, c)
-	p.mu.Unlock()
-}
-
-func (p *pool) expire(c *conn) {
-	p.mu.Lock()
-	i := slices.Index(p.idle, c)
-	if i >= 0 {
-		p.idle = slices.Delete(p.idle, i, i+1)
-	}
-	p.mu.Unlock()
-	if i >= 0 {
-		quit(c.c)
-	}
-}
-
-func (p *pool) close() {
-	p.mu.Lock()
-	p.closed = true
-	idle := p.idle
-	p.idle = nil
-	for _, c := range idle {
-		c.timer.Stop()
-	}
-	p.mu.Unlock()
-	for _, c := range idle {
-		quit(c.c)
-	}
-}
-
-func quit(c *smtp.Client) {
-	c.CommandTimeout = 5 * time.Second
-	if err := c.Quit(); err != nil {
-		c.Close()
-	}
-}
+// endConn ends a pooled connection.
+func endConn(c *conn) { smtppool.Quit(c.c) }
 
 // get returns an idle connection for k that answers RSET, or a new one.
 func (r *Relay) get(ctx context.Context, k poolKey, host string, pol hostTLS) (*conn, bool, error) {
 	for {
-		c := r.pool.take(k)
-		if c == nil {
+		c, ok := r.pool.Take(k)
+		if !ok {
 			break
 		}
 		c.c.CommandTimeout = r.timeout()

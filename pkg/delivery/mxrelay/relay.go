@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/sealgate/sealgate/pkg/delivery/smtppool"
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
 	"github.com/sealgate/sealgate/pkg/policy"
@@ -59,7 +60,7 @@ type Relay struct {
 	global  chan struct{}
 	mu      sync.Mutex
 	domains map[string]*domainSlots
-	pool    pool
+	pool    smtppool.Idle[poolKey, *conn]
 }
 
 // domainSlots is a per-domain semaphore with a count of its users, so an
@@ -73,7 +74,7 @@ func (r *Relay) init() {
 	r.once.Do(func() {
 		r.global = make(chan struct{}, cmp.Or(r.MaxConns, 100))
 		r.domains = map[string]*domainSlots{}
-		r.pool.maxIdle, r.pool.idleFor, r.pool.perConn = cmp.Or(r.MaxIdle, 32), cmp.Or(r.IdleTimeout, 5*time.Second), cmp.Or(r.MaxMessagesPerConn, 100)
+		r.pool.Max, r.pool.For, r.pool.PerConn, r.pool.End = cmp.Or(r.MaxIdle, 32), cmp.Or(r.IdleTimeout, 5*time.Second), cmp.Or(r.MaxMessagesPerConn, 100), endConn
 	})
 }
 
@@ -286,7 +287,7 @@ func (r *Relay) acquire(ctx context.Context, dom string) (func(), error) {
 // Close says QUIT on the idle connections.
 func (r *Relay) Close() error {
 	r.init()
-	r.pool.close()
+	r.pool.Close()
 	return nil
 }
 
@@ -319,7 +320,7 @@ func (r *Relay) deliverTo(ctx context.Context, d gateway.Delivery, host, addr st
 		if broken {
 			c.c.Close()
 		} else {
-			r.pool.put(c)
+			r.pool.Put(c.key, c, c.used)
 		}
 		if retry && reused {
 			continue // a pooled connection the host closed meanwhile

@@ -232,10 +232,8 @@ func TestConnectionReuse(t *testing.T) {
 			t.Fatalf("delivery %d: %v", i, errs[0])
 		}
 	}
-	r.pool.mu.Lock()
-	defer r.pool.mu.Unlock()
-	if len(r.pool.idle) != 2 || r.pool.idle[0].used+r.pool.idle[1].used != 3 {
-		t.Fatalf("idle connections %d, want 2 (verified used twice, required once)", len(r.pool.idle))
+	if idle := r.pool.Conns(); len(idle) != 2 || idle[0].used+idle[1].used != 3 {
+		t.Fatalf("idle connections %d, want 2 (verified used twice, required once)", len(idle))
 	}
 }
 
