@@ -185,66 +185,10 @@ func allFailed(n int, err error) []error {
 // the message can be sent again on another connection without a
 // duplicate.
 func (s *SMTPRelay) transact(ctx context.Context, rc *relayConn, p Delivery) (errs []error, broken, retry bool) {
-	errs = make([]error, len(p.Rcpts))
 	rc.used++
 	// A cancelled delivery (shutdown, the worker's limit) closes the
 	// connection, which ends any command waiting on it.
-	stop := context.AfterFunc(ctx, func() { rc.raw.Close() })
-	defer func() {
-		if !stop() {
-			broken, retry = true, false
-		}
-	}()
-	fail := func(err error) []error {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return errs
-	}
-	if err := rc.c.Mail(p.From, &smtp.MailOptions{Body: smtp.Body8BitMIME, Size: int64(len(p.Data)), UTF8: p.UTF8}); err != nil {
-		return fail(fmt.Errorf("smarthost %s: MAIL FROM: %w", s.Addr, err)), connFailed(err), connFailed(err)
-	}
-	accepted := 0
-	for i, r := range p.Rcpts {
-		if err := rc.c.Rcpt(r, nil); err != nil {
-			if connFailed(err) {
-				return fail(fmt.Errorf("smarthost %s: RCPT TO: %w", s.Addr, err)), true, true
-			}
-			errs[i] = fmt.Errorf("smarthost %s: RCPT TO: %w", s.Addr, err)
-			continue
-		}
-		accepted++
-	}
-	if accepted == 0 {
-		return errs, false, false // RSET before the next use clears the transaction
-	}
-	w, err := rc.c.Data()
-	if err != nil {
-		return fail(fmt.Errorf("smarthost %s: DATA: %w", s.Addr, err)), connFailed(err), connFailed(err)
-	}
-	if _, err := w.Write(p.Data); err != nil {
-		// The final dot was not sent: the smart host cannot have taken
-		// the message.
-		return fail(fmt.Errorf("smarthost %s: DATA: %w", s.Addr, err)), true, true
-	}
-	if err := w.Close(); err != nil {
-		// From here on the smart host may have the message: a failure is
-		// retried by the queue later (a duplicate at worst), never now.
-		return fail(fmt.Errorf("smarthost %s: end of DATA: %w", s.Addr, err)), connFailed(err), false
-	}
-	return errs, false, false
-}
-
-// connFailed says err is the connection failing rather than an answer of
-// the smart host; 421 is the smart host closing the connection.
-func connFailed(err error) bool {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se.Code == 421
-	}
-	return true
+	return smtppool.Transact(ctx, rc.c, rc.raw, "smarthost "+s.Addr, p.From, p.Rcpts, p.Data, p.UTF8)
 }
 
 // get returns an idle connection for mode that answers RSET, or a new one.

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/sealgate/sealgate/pkg/delivery/smtppool"
 	"github.com/sealgate/sealgate/pkg/events"
 	"github.com/sealgate/sealgate/pkg/gateway"
@@ -338,63 +336,7 @@ func (r *Relay) deliverTo(ctx context.Context, d gateway.Delivery, host, addr st
 // transact runs MAIL, RCPT, DATA. broken: the connection must go; retry:
 // it failed before the final dot, so nothing was delivered.
 func (r *Relay) transact(ctx context.Context, c *conn, d gateway.Delivery, host string, rcpts []string) (errs []error, broken, retry bool) {
-	errs = make([]error, len(rcpts))
 	c.used++
 	c.c.CommandTimeout, c.c.SubmissionTimeout = r.timeout(), r.timeout()
-	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
-	defer func() {
-		if !stop() {
-			broken, retry = true, false
-		}
-	}()
-	fail := func(err error) []error {
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = err
-			}
-		}
-		return errs
-	}
-	if err := c.c.Mail(d.From, &smtp.MailOptions{Body: smtp.Body8BitMIME, Size: int64(len(d.Data)), UTF8: d.UTF8}); err != nil {
-		lost := connLost(err)
-		return fail(fmt.Errorf("%s: MAIL FROM: %w", host, err)), lost, lost
-	}
-	accepted := 0
-	for i, rc := range rcpts {
-		if err := c.c.Rcpt(rc, nil); err != nil {
-			if connLost(err) {
-				return fail(fmt.Errorf("%s: RCPT TO: %w", host, err)), true, true
-			}
-			errs[i] = fmt.Errorf("%s: RCPT TO <%s>: %w", host, rc, err)
-			continue
-		}
-		accepted++
-	}
-	if accepted == 0 {
-		return errs, false, false
-	}
-	w, err := c.c.Data()
-	if err != nil {
-		lost := connLost(err)
-		return fail(fmt.Errorf("%s: DATA: %w", host, err)), lost, lost
-	}
-	if _, err := w.Write(d.Data); err != nil {
-		return fail(fmt.Errorf("%s: DATA: %w", host, err)), true, true
-	}
-	if err := w.Close(); err != nil {
-		// The host may have the message now: the queue retries later
-		// (a duplicate at worst), never at once on another host.
-		return fail(fmt.Errorf("%s: end of DATA: %w", host, err)), connLost(err), false
-	}
-	return errs, false, false
-}
-
-// connLost says err is the connection failing, not an answer (421 is the
-// host closing the connection).
-func connLost(err error) bool {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se.Code == 421
-	}
-	return true
+	return smtppool.Transact(ctx, c.c, c.raw, host, d.From, rcpts, d.Data, d.UTF8)
 }
